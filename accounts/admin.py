@@ -1,0 +1,33 @@
+from django.contrib import admin
+
+from .models import Membership, Workspace
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Workspace)
+class WorkspaceAdmin(admin.ModelAdmin):
+    list_display = ["name", "member_count", "bot_count", "created_at"]
+    search_fields = ["name", "memberships__user__email"]
+    list_filter = ["created_at"]
+    inlines = [MembershipInline]
+
+    @admin.display(description="Members")
+    def member_count(self, obj):
+        return obj.memberships.count()
+
+    @admin.display(description="Bots")
+    def bot_count(self, obj):
+        return obj.bots.count()
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "workspace", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "workspace__name"]
+    autocomplete_fields = ["user", "workspace"]

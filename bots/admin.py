@@ -1,0 +1,46 @@
+from django.contrib import admin
+
+from .models import Bot, Conversation, Message
+
+
+@admin.register(Bot)
+class BotAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "workspace", "mode", "provider", "created_at"]
+    list_filter = ["mode", "provider", "created_at"]
+    search_fields = ["name", "slug", "workspace__name"]
+    autocomplete_fields = ["workspace"]
+    prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_at", "updated_at"]
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    fields = ["role", "text", "path", "score", "latency_ms", "rating", "created_at"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "bot", "channel", "message_count", "handoff_email", "created_at"]
+    list_filter = ["channel", "bot__workspace", "created_at"]
+    search_fields = ["public_id", "handoff_email", "messages__text", "bot__name"]
+    autocomplete_fields = ["bot"]
+    inlines = [MessageInline]
+
+    @admin.display(description="Messages")
+    def message_count(self, obj):
+        return obj.messages.count()
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["short_text", "role", "path", "score", "latency_ms", "rating", "created_at"]
+    list_filter = ["role", "path", "rating", "created_at"]
+    search_fields = ["text"]
+    raw_id_fields = ["conversation"]
+
+    @admin.display(description="Text")
+    def short_text(self, obj):
+        return obj.text[:80]

@@ -1,0 +1,40 @@
+from django import forms
+
+from .models import Bot
+
+
+class BotForm(forms.ModelForm):
+    class Meta:
+        model = Bot
+        fields = [
+            "name",
+            "slug",
+            "greeting",
+            "instructions",
+            "mode",
+            "fallback_message",
+            "provider",
+            "chat_model",
+            "embedding_model",
+            "direct_threshold",
+            "answer_threshold",
+            "primary_colour",
+        ]
+        widgets = {
+            "instructions": forms.Textarea(attrs={"rows": 3}),
+            "fallback_message": forms.Textarea(attrs={"rows": 2}),
+            "primary_colour": forms.TextInput(attrs={"type": "color"}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        direct, answer = cleaned.get("direct_threshold"), cleaned.get("answer_threshold")
+        if direct is not None and answer is not None and answer > direct:
+            self.add_error("answer_threshold", "Must not be above the direct-answer threshold.")
+        return cleaned
+
+
+class BotFieldForm(forms.Form):
+    """Inline edit of one field from the bot page (htmx)."""
+
+    INLINE_FIELDS = ("name", "greeting", "fallback_message", "instructions")

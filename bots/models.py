@@ -1,0 +1,112 @@
+import uuid
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from accounts.models import Workspace
+
+hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5.")
+
+
+class Bot(models.Model):
+    class Mode(models.TextChoices):
+        RAG = "rag", "Retrieval (RAG)"
+        FINETUNED = "finetuned", "Fine-tuned model"
+        BOTH = "both", "Fine-tuned model + retrieval"
+
+    class Provider(models.TextChoices):
+        LOCAL = "local", "Local models (no API key)"
+        OPENAI = "openai", "OpenAI / OpenAI-compatible"
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="bots")
+    name = models.CharField(max_length=80)
+    slug = models.SlugField(
+        max_length=60,
+        unique=True,
+        help_text="Public address of the chat page: /c/<slug>/. Letters, numbers and hyphens.",
+    )
+    greeting = models.CharField(max_length=300, default="Hi! How can I help you today?")
+    instructions = models.TextField(
+        blank=True,
+        default="You are a friendly, concise customer-support assistant.",
+        help_text="Persona and rules the bot follows when it writes an answer.",
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.RAG)
+    fallback_message = models.CharField(
+        max_length=400,
+        default="Sorry, I don't know the answer to that yet. You can ask for a human and we'll get back to you.",
+        help_text="What the bot says when it does not know.",
+    )
+    provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.LOCAL)
+    chat_model = models.CharField(
+        max_length=200, blank=True, help_text="Leave blank for the provider's default chat model."
+    )
+    embedding_model = models.CharField(
+        max_length=200, blank=True, help_text="Leave blank for the provider's default embedding model."
+    )
+    # Answer thresholds (calibrated defaults; see knowledge/answer docs and benchmarks/faq_bench).
+    direct_threshold = models.FloatField(
+        default=0.80,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Similarity above which the best FAQ answer is returned verbatim.",
+    )
+    answer_threshold = models.FloatField(
+        default=0.50,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Similarity below which the bot gives its fallback message.",
+    )
+    primary_colour = models.CharField(max_length=7, default="#4f46e5", validators=[hex_colour])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Conversation(models.Model):
+    """One customer's chat with a bot. `public_id` is the only handle the customer ever sees."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="conversations")
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    channel = models.CharField(max_length=16, default="web")  # web, widget, api, test
+    handoff_email = models.EmailField(blank=True)
+    handoff_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.bot} #{self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "Customer"
+        BOT = "assistant", "Bot"
+
+    class Path(models.TextChoices):
+        DIRECT = "direct", "Direct FAQ answer"
+        GENERATED = "generated", "Generated from knowledge"
+        FALLBACK = "fallback", "Fallback (unanswered)"
+        ERROR = "error", "Error"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    text = models.TextField()
+    path = models.CharField(max_length=16, choices=Path.choices, blank=True)
+    sources = models.JSONField(default=list, blank=True)  # [{"title", "url", "chunk_id", "score"}]
+    score = models.FloatField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    rating = models.SmallIntegerField(null=True, blank=True)  # +1 / -1
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"

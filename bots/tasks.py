@@ -1,0 +1,24 @@
+import socket
+import time
+
+from celery import shared_task
+from django.core.cache import cache
+
+HEARTBEAT_KEY = "worker-heartbeat"
+HEARTBEAT_STALE_AFTER = 90  # seconds; beat sends one every 30 s
+
+
+@shared_task(ignore_result=False)
+def worker_heartbeat() -> dict:
+    """Beat sends this every 30 s; the dashboard shows whether a worker answered lately."""
+    beat = {"at": time.time(), "worker": socket.gethostname()}
+    cache.set(HEARTBEAT_KEY, beat, timeout=3600)
+    return beat
+
+
+def heartbeat_status() -> dict:
+    beat = cache.get(HEARTBEAT_KEY)
+    if not beat:
+        return {"online": False, "age": None}
+    age = time.time() - beat["at"]
+    return {"online": age < HEARTBEAT_STALE_AFTER, "age": int(age), "worker": beat["worker"]}

@@ -1,0 +1,123 @@
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from django.utils import timezone
+from pgvector.django import VectorField
+
+from bots.models import Bot
+
+
+class Source(models.Model):
+    """Something an owner taught a bot: an uploaded file, a web page, or the in-dashboard FAQ."""
+
+    class Kind(models.TextChoices):
+        CSV = "csv", "FAQ CSV"
+        JSON = "json", "JSON / JSONL Q&A"
+        MARKDOWN = "markdown", "Markdown"
+        TEXT = "text", "Plain text"
+        PDF = "pdf", "PDF"
+        DOCX = "docx", "Word (DOCX)"
+        URL = "url", "Web page"
+        MANUAL = "manual", "FAQ editor"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Queued"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="sources")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=255)
+    file = models.FileField(upload_to="sources/%Y/%m/", blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    stage = models.CharField(max_length=32, blank=True)  # parsing, embedding, saving
+    error = models.TextField(blank=True)
+    warnings = models.JSONField(default=list, blank=True)  # e.g. malformed CSV rows with lines
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    chunk_count = models.PositiveIntegerField(default=0)
+    embedding_model = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.READY:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_done / self.progress_total))
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (self.Status.READY, self.Status.FAILED)
+
+    def mark_failed(self, error: str) -> None:
+        self.status, self.error, self.finished_at = self.Status.FAILED, error, timezone.now()
+        self.save(update_fields=["status", "error", "finished_at", "updated_at"])
+
+
+class FaqEntry(models.Model):
+    """One question and its curated answer. An entry stays one retrievable unit."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="faq_entries")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="faq_entries")
+    question = models.TextField()
+    answer = models.TextField()
+    category = models.CharField(max_length=120, blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    # Other phrasings of the question; each is embedded so paraphrases match.
+    alternate_questions = models.JSONField(default=list, blank=True)
+    external_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name_plural = "FAQ entries"
+
+    def __str__(self) -> str:
+        return self.question[:80]
+
+
+class Chunk(models.Model):
+    """A retrievable unit with its embedding. FAQ entries give one chunk per phrasing."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="chunks")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="chunks")
+    faq = models.ForeignKey(
+        FaqEntry, on_delete=models.CASCADE, related_name="chunks", null=True, blank=True
+    )
+    position = models.PositiveIntegerField(default=0)
+    title = models.CharField(max_length=500, blank=True)
+    text = models.TextField()
+    # Dimensions are not fixed here: models differ (MiniLM 384, OpenAI 1536). Each model gets a
+    # partial HNSW index over a cast expression (see migrations), and every search filters on
+    # embedding_model, so vectors of different models never mix.
+    embedding = VectorField()
+    embedding_model = models.CharField(max_length=200)
+    search_vector = SearchVectorField(null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["source_id", "position"]
+        indexes = [
+            models.Index(fields=["bot", "embedding_model"]),
+            GinIndex(fields=["search_vector"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.text[:60]

@@ -1,0 +1,49 @@
+"""The one place that talks to models. Callers use `get_provider()` / `for_bot()`.
+
+Providers are built lazily and cached per process; no model loads at import time.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from .base import ChatMessage, Provider, ProviderError, ProviderUnavailable
+
+__all__ = [
+    "ChatMessage",
+    "Provider",
+    "ProviderError",
+    "ProviderUnavailable",
+    "get_provider",
+    "for_bot",
+    "embedding_model_for_bot",
+    "PROVIDER_NAMES",
+]
+
+PROVIDER_NAMES = ("local", "openai")
+
+
+@cache
+def get_provider(name: str | None = None) -> Provider:
+    from django.conf import settings
+
+    name = name or settings.ASKHANDLE_DEFAULT_PROVIDER
+    if name == "local":
+        from .local import LocalProvider
+
+        return LocalProvider()
+    if name == "openai":
+        from .openai_compat import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider()
+    raise ProviderError(f"Unknown model provider {name!r}; choose one of {', '.join(PROVIDER_NAMES)}.")
+
+
+def for_bot(bot) -> Provider:
+    return get_provider(bot.provider)
+
+
+def embedding_model_for_bot(bot) -> str:
+    """The fully qualified embedding model name stored beside every vector, e.g. 'local:all-MiniLM-L6-v2'."""
+    provider = for_bot(bot)
+    return f"{provider.name}:{bot.embedding_model or provider.default_embedding_model()}"

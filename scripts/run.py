@@ -1,0 +1,86 @@
+"""`make run`: services, migrations, demo data, then web + worker + beat until Ctrl-C.
+
+Everything started here is stopped on Ctrl-C (SIGINT) or SIGTERM, services included
+(unless DATABASE_URL / REDIS_URL point at servers we did not start).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import services  # noqa: E402
+
+PY = sys.executable
+HOST = os.environ.get("HOST", "127.0.0.1")
+PORT = os.environ.get("PORT", "8000")
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    t0 = time.monotonic()
+    started_services = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+    env = {**os.environ, **services.up(), "PYTHONUNBUFFERED": "1"}
+    env.setdefault("ASKHANDLE_SITE_URL", f"http://{HOST}:{PORT}")
+    manage = [PY, "manage.py"]
+    subprocess.run([*manage, "migrate", "--no-input"], env=env, check=True)
+    subprocess.run([*manage, "seed_demo"], env=env, check=True)
+
+    procs = {
+        "web": [PY, "-m", "uvicorn", "askhandle.asgi:application", "--host", HOST, "--port", PORT,
+                "--no-access-log"],
+        "worker": [PY, "-m", "celery", "-A", "askhandle", "worker", "-Q", "default,ingest,training",
+                   "-c", "1", "--loglevel", "INFO"],
+        "beat": [PY, "-m", "celery", "-A", "askhandle", "beat", "--loglevel", "INFO",
+                 "--schedule", str(services.RUN / "celerybeat-schedule")],
+    }
+    children = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in procs.items()}
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+    print(
+        f"\n  AskHandle is running at http://{HOST}:{PORT}/  (set up in {time.monotonic() - t0:.0f} s)\n"
+        "  Demo login: demo@askhandle.local / demo-password-123\n"
+        f"  Demo bot's public chat: http://{HOST}:{PORT}/c/demo/\n"
+        "  Admin: same login at /admin/.   Press Ctrl-C to stop everything.\n",
+        flush=True,
+    )
+    code = 0
+    while not stopping:
+        for name, proc in children.items():
+            if proc.poll() is not None:
+                print(f"[run] {name} exited with {proc.returncode}; stopping the rest.", flush=True)
+                stopping, code = True, 1
+        time.sleep(0.5)
+
+    print("\n[run] stopping web, worker and beat…", flush=True)
+    for proc in children.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if started_services:
+        services.down()
+    print("[run] stopped.", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

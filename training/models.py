@@ -1,0 +1,1 @@
+# Fine-tuning models (TrainingRun, Evaluation) arrive with the fine-tuning issue.
