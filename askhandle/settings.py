@@ -205,6 +205,13 @@ OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
 
 # --- Knowledge limits ---
 KNOWLEDGE_MAX_UPLOAD_BYTES = int(os.environ.get("ASKHANDLE_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
+# Web pages: private/loopback/link-local addresses are refused unless allowed here (tests, intranets).
+KNOWLEDGE_URL_ALLOW_PRIVATE = env_bool("ASKHANDLE_URL_ALLOW_PRIVATE", False)
+KNOWLEDGE_URL_ALLOWED_NETWORKS = env_list("ASKHANDLE_URL_ALLOWED_NETWORKS")  # CIDRs, e.g. 10.0.0.0/8
+KNOWLEDGE_URL_MAX_BYTES = int(os.environ.get("ASKHANDLE_URL_MAX_BYTES", str(5 * 1024 * 1024)))
+KNOWLEDGE_URL_TIMEOUT = float(os.environ.get("ASKHANDLE_URL_TIMEOUT", "15"))
+# A source PROCESSING with no progress for this long is presumed lost (worker killed) and requeued.
+KNOWLEDGE_INGEST_STALE_SECONDS = int(os.environ.get("ASKHANDLE_INGEST_STALE_SECONDS", "600"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
@@ -219,4 +226,5 @@ LOGGING = {
 
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "bots.tasks.worker_heartbeat", "schedule": 30.0},
+    "knowledge-recover-stuck": {"task": "knowledge.tasks.recover_stuck_sources", "schedule": 60.0},
 }
