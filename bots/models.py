@@ -56,6 +56,20 @@ class Bot(models.Model):
         help_text="Similarity below which the bot gives its fallback message.",
     )
     primary_colour = models.CharField(max_length=7, default="#4f46e5", validators=[hex_colour])
+    # Share & embed (public chat page, widget).
+    allowed_origins = models.TextField(
+        blank=True,
+        help_text="Sites allowed to embed the chat widget, one per line, e.g. https://shop.example.com.",
+    )
+    widget_colour = models.CharField(
+        max_length=7, default="#4f46e5", validators=[hex_colour], verbose_name="bubble colour"
+    )
+    widget_position = models.CharField(
+        max_length=16,
+        choices=[("bottom-right", "Bottom right"), ("bottom-left", "Bottom left")],
+        default="bottom-right",
+        verbose_name="bubble position",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -64,6 +78,10 @@ class Bot(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        return [line.strip().rstrip("/") for line in self.allowed_origins.splitlines() if line.strip()]
 
 
 class Conversation(models.Model):
@@ -110,3 +128,29 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
+
+
+class ApiKey(models.Model):
+    """A developer key for the OpenAI-compatible API, scoped to one bot.
+
+    Only a SHA-256 hash is stored: the key itself is shown once, when it is created.
+    """
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=80)
+    prefix = models.CharField(max_length=16)  # shown in the list so owners can tell keys apart
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
