@@ -215,6 +215,16 @@ KNOWLEDGE_INGEST_STALE_SECONDS = int(os.environ.get("ASKHANDLE_INGEST_STALE_SECO
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
+# --- Public chat, widget and API limits (rate limits are "count/seconds", counted in Redis). ---
+CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("ASKHANDLE_CHAT_MAX_MESSAGE_CHARS", "1000"))
+RATE_LIMITS_ENABLED = env_bool("ASKHANDLE_RATE_LIMITS", True)  # 0 lifts them (load benchmarks)
+RATE_LIMIT_VISITOR = os.environ.get("ASKHANDLE_RATE_LIMIT_VISITOR", "20/60")  # per IP + conversation
+RATE_LIMIT_IP = os.environ.get("ASKHANDLE_RATE_LIMIT_IP", "60/60")  # per IP, any conversation
+RATE_LIMIT_BOT = os.environ.get("ASKHANDLE_RATE_LIMIT_BOT", "600/60")  # per bot, all visitors
+RATE_LIMIT_API_KEY = os.environ.get("ASKHANDLE_RATE_LIMIT_API_KEY", "120/60")  # per API key
+# Behind a reverse proxy, the client address comes from this header (e.g. X-Forwarded-For).
+CLIENT_IP_HEADER = os.environ.get("ASKHANDLE_CLIENT_IP_HEADER", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
