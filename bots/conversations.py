@@ -1,0 +1,199 @@
+"""Conversations in the dashboard: the filtered list, one transcript, and the CSV export.
+
+The list and the export share one filter (`ConversationFilterForm` + `conversations_filtered`),
+so "export" always downloads exactly what the owner is looking at.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from .access import get_bot_for_user
+from .models import Bot, Conversation, Message
+
+PAGE_SIZE = 25
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ConversationFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Search")
+    path = forms.ChoiceField(
+        required=False,
+        label="Answer",
+        choices=[("", "Any answer")] + list(Message.Path.choices),
+    )
+    rating = forms.ChoiceField(
+        required=False,
+        label="Rating",
+        choices=[("", "Any rating"), ("up", "👍 Thumbs up"), ("down", "👎 Thumbs down")],
+    )
+    unanswered = forms.BooleanField(required=False, label="Unanswered")
+    handoff = forms.BooleanField(required=False, label="Handed off")
+
+    def filters(self) -> dict:
+        """The cleaned filters; an invalid form (e.g. a hand-edited URL) filters nothing."""
+        if not self.is_valid():
+            return {}
+        return {k: v for k, v in self.cleaned_data.items() if v}
+
+
+def conversations_filtered(
+    *,
+    bot: Bot,
+    q: str = "",
+    path: str = "",
+    rating: str = "",
+    unanswered: bool = False,
+    handoff: bool = False,
+) -> QuerySet[Conversation]:
+    """The bot's conversations matching the filters, newest activity first.
+
+    Message conditions use EXISTS subqueries rather than joins so a conversation never
+    appears twice and the counts annotated below stay correct.
+    """
+    qs = Conversation.objects.filter(bot=bot)
+    messages = Message.objects.filter(conversation=OuterRef("pk"))
+    if q:
+        qs = qs.filter(
+            Q(handoff_email__icontains=q) | Exists(messages.filter(text__icontains=q))
+        )
+    if path:
+        qs = qs.filter(Exists(messages.filter(path=path)))
+    if rating in ("up", "down"):
+        qs = qs.filter(Exists(messages.filter(rating=1 if rating == "up" else -1)))
+    if unanswered:
+        qs = qs.filter(Exists(messages.filter(path=Message.Path.FALLBACK)))
+    if handoff:
+        qs = qs.filter(handoff_requested_at__isnull=False)
+    first_question = Message.objects.filter(
+        conversation=OuterRef("pk"), role=Message.Role.USER
+    ).order_by("created_at", "pk")
+    return qs.annotate(
+        message_count=Count("messages"),
+        last_at=Max("messages__created_at"),
+        fallback_count=Count("messages", filter=Q(messages__path=Message.Path.FALLBACK)),
+        up_count=Count("messages", filter=Q(messages__rating=1)),
+        down_count=Count("messages", filter=Q(messages__rating=-1)),
+        first_question=Subquery(first_question.values("text")[:1]),
+    ).order_by("-created_at", "-pk")
+
+
+def get_conversation_for_bot(bot: Bot, public_id) -> Conversation:
+    return get_object_or_404(Conversation, bot=bot, public_id=public_id)
+
+
+def csv_safe(value) -> str:
+    """A cell a spreadsheet shows as text, never evaluates (formula prefixes get a quote)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+EXPORT_HEADER = [
+    "conversation_id", "time", "role", "text", "path", "score", "latency_ms", "rating",
+    "channel", "handoff_email",
+]
+
+
+def export_rows(conversations: QuerySet[Conversation]) -> Iterator[list[str]]:
+    """One row per message of the given conversations, oldest conversation first."""
+    yield EXPORT_HEADER
+    messages = (
+        Message.objects.filter(conversation__in=conversations.values("pk"))
+        .select_related("conversation")
+        .order_by("conversation__created_at", "conversation_id", "created_at", "pk")
+    )
+    rating_names = {1: "up", -1: "down"}
+    for m in messages.iterator(chunk_size=500):
+        yield [
+            str(m.conversation.public_id),
+            timezone.localtime(m.created_at).isoformat(timespec="seconds"),
+            m.role,
+            csv_safe(m.text),
+            m.path,
+            "" if m.score is None else f"{m.score:.4f}",
+            "" if m.latency_ms is None else str(m.latency_ms),
+            rating_names.get(m.rating, ""),
+            csv_safe(m.conversation.channel),
+            csv_safe(m.conversation.handoff_email),
+        ]
+
+
+class _Echo:
+    """csv.writer wants a file; this one hands each line back instead of storing it."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+# --- views ---
+
+
+@login_required
+@require_GET
+def conversation_list(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    form = ConversationFilterForm(request.GET)
+    filters = form.filters()
+    page = Paginator(conversations_filtered(bot=bot, **filters), PAGE_SIZE).get_page(
+        request.GET.get("page")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "bot": bot,
+        "form": form,
+        "page": page,
+        "filtered": bool(filters),
+        "query": query.urlencode(),
+        "has_any": bool(page.paginator.count) or bot.conversations.exists(),
+    }
+    template = "bots/conversations.html"
+    if request.htmx and request.htmx.target == "conversation-table":
+        template += "#table"
+    return render(request, template, context)
+
+
+@login_required
+@require_GET
+def conversation_detail(request, bot_id: int, public_id):
+    bot = get_bot_for_user(request.user, bot_id)
+    conversation = get_conversation_for_bot(bot, public_id)
+    messages = list(conversation.messages.all())
+    answers = [m for m in messages if m.role == Message.Role.BOT]
+    context = {
+        "bot": bot,
+        "conversation": conversation,
+        "messages": messages,
+        "answer_count": len(answers),
+        "fallback_count": sum(m.path == Message.Path.FALLBACK for m in answers),
+        "up_count": sum(m.rating == 1 for m in answers),
+        "down_count": sum(m.rating == -1 for m in answers),
+    }
+    return render(request, "bots/conversation.html", context)
+
+
+@login_required
+@require_GET
+def conversation_export(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    filters = ConversationFilterForm(request.GET).filters()
+    writer = csv.writer(_Echo())
+    rows = (writer.writerow(row) for row in export_rows(conversations_filtered(bot=bot, **filters)))
+    filename = f"{bot.slug}-conversations-{timezone.localdate():%Y-%m-%d}.csv"
+    return StreamingHttpResponse(
+        rows,
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
