@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import include, path
 
+from bots import api, public
+
 admin.site.site_header = "AskHandle administration"
 admin.site.site_title = "AskHandle admin"
 
@@ -11,6 +13,13 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("bots/", include("bots.urls")),
     path("admin/", admin.site.urls),
+    # Public: chat page + widget (bots/public.py), OpenAI-compatible API (bots/api.py).
+    path("c/<slug:slug>/", include("bots.public_urls")),
+    path("widget.js", public.widget_js, name="widget_js"),
+    path("healthz", public.healthz, name="healthz"),
+    path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
+    path("v1/models", api.models, name="api_models"),
+    path("v1/models/<str:model>", api.model_detail, name="api_model"),
 ]
 
 if settings.DEBUG:

@@ -1,3 +1,4 @@
+import re
 import uuid
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -6,6 +7,8 @@ from django.db import models
 from accounts.models import Workspace
 
 hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5.")
+# scheme://host[:port] and nothing else: no path, spaces or semicolons can reach a header.
+ORIGIN_RE = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 
 
 class Bot(models.Model):
@@ -81,7 +84,9 @@ class Bot(models.Model):
 
     @property
     def allowed_origin_list(self) -> list[str]:
-        return [line.strip().rstrip("/") for line in self.allowed_origins.splitlines() if line.strip()]
+        """The valid origins among `allowed_origins`; they go into a CSP header verbatim."""
+        lines = (line.strip().rstrip("/") for line in self.allowed_origins.splitlines())
+        return [line for line in lines if ORIGIN_RE.match(line)]
 
 
 class Conversation(models.Model):

@@ -1,9 +1,13 @@
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Workspace
 
-from .models import Bot
+from .models import Bot, Conversation, Message
 
 
 def unique_bot_slug(name: str) -> str:
@@ -33,3 +37,76 @@ def bot_update(*, bot: Bot, **fields) -> Bot:
 @transaction.atomic
 def bot_delete(*, bot: Bot) -> None:
     bot.delete()
+
+
+# --- Conversations and messages (public chat, widget, API) ---
+
+
+def conversation_start(*, bot: Bot, channel: str = "web") -> Conversation:
+    return Conversation.objects.create(bot=bot, channel=channel)
+
+
+def message_record(
+    *, conversation: Conversation, role: str, text: str, answer=None
+) -> Message:
+    """Save one message; for the bot's reply pass the `bots.answer.Answer` it came from."""
+    message = Message(conversation=conversation, role=role, text=text)
+    if answer is not None:
+        message.path = answer.path
+        message.score = answer.score
+        message.latency_ms = answer.latency_ms
+        message.sources = [source.as_dict() for source in answer.sources]
+    message.save()
+    # Touch the conversation so "latest activity" orderings see the new message.
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    return message
+
+
+def message_rate(*, message: Message, rating: int) -> Message:
+    """Thumbs up (+1) or down (-1) on one of the bot's answers; rating again replaces it."""
+    if rating not in (1, -1):
+        raise ValidationError("A rating is +1 or -1.")
+    if message.role != Message.Role.BOT:
+        raise ValidationError("Only the bot's answers can be rated.")
+    message.rating = rating
+    message.save(update_fields=["rating"])
+    return message
+
+
+def conversation_handoff(*, conversation: Conversation, email: str) -> Conversation:
+    """Mark the conversation as handed to a human and email the workspace owners (on commit).
+
+    Asking again updates the email but keeps the first request time.
+    """
+    validate_email(email)
+    conversation.handoff_email = email
+    conversation.handoff_requested_at = conversation.handoff_requested_at or timezone.now()
+    conversation.save(update_fields=["handoff_email", "handoff_requested_at", "updated_at"])
+    transaction.on_commit(lambda: _notify_handoff(conversation.pk))
+    return conversation
+
+
+def _notify_handoff(conversation_id: int) -> None:
+    conversation = Conversation.objects.select_related("bot__workspace").get(pk=conversation_id)
+    bot = conversation.bot
+    owners = list(
+        bot.workspace.memberships.filter(role="owner")
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
+    if not owners:
+        return
+    transcript = "\n\n".join(
+        f"{m.get_role_display()}: {m.text}" for m in conversation.messages.all()[:100]
+    )
+    send_mail(
+        subject=f"[{bot.name}] A customer asked for a human",
+        message=(
+            f"{conversation.handoff_email} asked to talk to a person in a chat with {bot.name}.\n"
+            f"Reply to them at {conversation.handoff_email}.\n\n"
+            f"Conversation {conversation.public_id}:\n\n{transcript}\n"
+        ),
+        from_email=None,
+        recipient_list=owners,
+        fail_silently=False,
+    )

@@ -1,0 +1,261 @@
+"""The OpenAI-compatible API: `POST /v1/chat/completions` and `GET /v1/models`.
+
+`model` is the bot's slug; a key reaches exactly one bot. Any OpenAI client works: point its base
+URL at `<site>/v1` and use a bot's API key. Errors use OpenAI's shape and status codes, so client
+libraries raise their usual exceptions. Sources ride in an extra `askhandle` field that clients
+ignore unless they look for it.
+
+Key-authenticated and stateless per call (the client sends the history), so CSRF does not apply.
+Each call is recorded as a Conversation on the "api" channel for the owner's dashboard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import ratelimit, services
+from .answer import answer_stream
+from .apikeys import api_key_authenticate
+from .markup import stream_json
+from .models import ApiKey, Bot, Conversation, Message
+
+log = logging.getLogger(__name__)
+
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+
+def openai_error(status: int, message: str, *, type_: str = "invalid_request_error",
+                 code: str | None = None, param: str | None = None, retry_after: int | None = None):
+    response = JsonResponse(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}, status=status
+    )
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _authenticate(request) -> ApiKey | HttpResponse:
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return openai_error(
+            401, "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+            code="invalid_api_key",
+        )
+    key = api_key_authenticate(raw.strip())
+    if key is None:
+        return openai_error(401, "Incorrect API key provided, or the key was revoked.", code="invalid_api_key")
+    return key
+
+
+def _limit(request, key: ApiKey) -> HttpResponse | None:
+    try:
+        ratelimit.check(
+            ("apikey", str(key.pk), settings.RATE_LIMIT_API_KEY),
+            ("bot", str(key.bot_id), settings.RATE_LIMIT_BOT),
+        )
+    except ratelimit.RateLimited as exc:
+        return openai_error(
+            429, f"Rate limit reached for this {'bot' if exc.scope == 'bot' else 'API key'}. "
+            f"Please try again in {exc.retry_after} s.",
+            type_="requests", code="rate_limit_exceeded", retry_after=exc.retry_after,
+        )
+    return None
+
+
+def _model_card(bot: Bot) -> dict:
+    return {"id": bot.slug, "object": "model", "created": int(bot.created_at.timestamp()), "owned_by": "askhandle"}
+
+
+@csrf_exempt
+def models(request):
+    if request.method != "GET":
+        return openai_error(405, f"Method {request.method} not allowed; use GET.")
+    key = _authenticate(request)
+    if isinstance(key, HttpResponse):
+        return key
+    return JsonResponse({"object": "list", "data": [_model_card(key.bot)]})
+
+
+@csrf_exempt
+def model_detail(request, model: str):
+    key = _authenticate(request)
+    if isinstance(key, HttpResponse):
+        return key
+    if model != key.bot.slug:
+        return _model_not_found(model)
+    return JsonResponse(_model_card(key.bot))
+
+
+def _model_not_found(model: str):
+    # Same answer for a missing bot and another workspace's bot: slugs don't leak.
+    return openai_error(
+        404, f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found", param="model",
+    )
+
+
+def _text(content) -> str | None:
+    """A message's text: a string, or the text parts of a content array."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if all(isinstance(p, str) for p in parts) and parts:
+            return "\n".join(parts)
+    return None
+
+
+@dataclass
+class ApiTurn:
+    bot: Bot
+    model: str
+    question: str
+    history: list[dict]
+    stream: bool
+    conversation: Conversation | None = None
+
+
+def _parse(request, key: ApiKey) -> ApiTurn | HttpResponse:
+    try:
+        body = json.loads(request.body or b"")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return openai_error(400, "We could not parse the JSON body of your request.")
+    if not isinstance(body, dict):
+        return openai_error(400, "The request body must be a JSON object.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return openai_error(400, "you must provide a model parameter", param="model")
+    if model != key.bot.slug:
+        return _model_not_found(model)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return openai_error(400, "'messages' must be a non-empty array.", param="messages")
+    turns = []
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        text = _text(message.get("content")) if isinstance(message, dict) else None
+        if role not in ROLES or text is None:
+            return openai_error(
+                400, f"Invalid message at messages[{i}]: needs a 'role' ({', '.join(sorted(ROLES))}) "
+                "and text 'content'.", param=f"messages.[{i}]",
+            )
+        turns.append((role, text))
+    if turns[-1][0] != "user":
+        return openai_error(400, "The last message must come from the user.", param="messages")
+    question = turns[-1][1].strip()
+    if not question:
+        return openai_error(400, "The last user message is empty.", param="messages")
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(question) > limit:
+        return openai_error(
+            400, f"The last user message is {len(question)} characters; the limit is {limit}.",
+            code="string_above_max_length", param="messages",
+        )
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        return openai_error(400, "'stream' must be a boolean.", param="stream")
+    history = [{"role": r, "content": t} for r, t in turns[:-1] if r in ("user", "assistant")]
+    return ApiTurn(key.bot, model, question, history, stream)
+
+
+def _prepare(request) -> ApiTurn | HttpResponse:
+    key = _authenticate(request)
+    if isinstance(key, HttpResponse):
+        return key
+    turn = _parse(request, key)
+    if isinstance(turn, HttpResponse):
+        return turn
+    # Counted after validation: a malformed call should not use up the key's quota.
+    if limited := _limit(request, key):
+        return limited
+    turn.conversation = services.conversation_start(bot=turn.bot, channel="api")
+    services.message_record(conversation=turn.conversation, role=Message.Role.USER, text=turn.question)
+    return turn
+
+
+def _extra(turn: ApiTurn, answer) -> dict:
+    return {
+        "conversation": str(turn.conversation.public_id),
+        "path": answer.path,
+        "score": answer.score,
+        "sources": [s.as_dict() for s in answer.sources],
+    }
+
+
+def _record(turn: ApiTurn, answer) -> None:
+    services.message_record(conversation=turn.conversation, role=Message.Role.BOT, text=answer.text, answer=answer)
+
+
+def _complete(turn: ApiTurn) -> dict:
+    for kind, value in answer_stream(turn.bot, turn.question, history=turn.history):
+        if kind == "done":
+            _record(turn, value)
+            return {
+                "id": f"chatcmpl-{uuid.uuid4().hex}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": turn.model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": value.text},
+                     "finish_reason": "stop", "logprobs": None}
+                ],
+                "askhandle": _extra(turn, value),
+            }
+    raise RuntimeError("answer stream ended without an answer")
+
+
+async def _chunks(turn: ApiTurn):
+    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": turn.model}
+
+    def chunk(delta: dict, finish=None, **extra) -> bytes:
+        data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        return f"data: {stream_json(data)}\n\n".encode()
+
+    stream = answer_stream(turn.bot, turn.question, history=turn.history)
+    step = sync_to_async(lambda: next(stream, None))
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        while (event := await step()) is not None:
+            kind, value = event
+            if kind == "token":
+                yield chunk({"content": value})
+            elif kind == "done":
+                await sync_to_async(_record)(turn, value)
+                yield chunk({}, "stop", askhandle=_extra(turn, value))
+                break
+    except Exception:
+        log.exception("API answer failed for bot %s", turn.bot.pk)
+        error = {"message": "The answer failed; please retry.", "type": "server_error", "param": None, "code": None}
+        yield f"data: {stream_json({'error': error})}\n\n".encode()
+    finally:
+        await sync_to_async(stream.close)()
+    yield b"data: [DONE]\n\n"
+
+
+@csrf_exempt
+async def chat_completions(request):
+    if request.method != "POST":
+        return openai_error(405, f"Method {request.method} not allowed; use POST.")
+    turn = await sync_to_async(_prepare)(request)
+    if isinstance(turn, HttpResponse):
+        return turn
+    if turn.stream:
+        response = StreamingHttpResponse(_chunks(turn), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response
+    try:
+        return JsonResponse(await sync_to_async(_complete)(turn))
+    except Exception:
+        log.exception("API answer failed for bot %s", turn.bot.pk)
+        return openai_error(500, "The answer failed; please retry.", type_="server_error")

@@ -1,0 +1,404 @@
+"""The public chat: the page customers see at /c/<slug>/, its answer stream, ratings, hand-off,
+and the widget's script and config.
+
+Nothing here is tenant-scoped: a bot's slug is public. Templates get a `chat` dict of the public
+fields only (name, greeting, colour), never the Bot, so owner data cannot reach a page by accident.
+
+Answers stream as server-sent events from an async view (ASGI). The answer pipeline is sync (ORM,
+model calls), so each step runs through sync_to_async in the request's own thread: the event loop
+stays free, and in tests the steps share the test's database connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cache
+from urllib.parse import urlencode
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
+
+from . import ratelimit, services
+from .answer import answer_stream
+from .markup import render_markdown, stream_json
+from .models import Bot, Conversation, Message
+
+log = logging.getLogger(__name__)
+
+COOKIE_SALT = "askhandle.chat.conversation"
+COOKIE_MAX_AGE = timedelta(days=90)
+HISTORY_TURNS = 6
+ERROR_TEXT = "Sorry, something went wrong while answering. Please try again in a moment."
+
+
+def cookie_name(bot: Bot) -> str:
+    return f"ahc_{bot.slug}"
+
+
+def public_bot(slug: str) -> Bot:
+    return get_object_or_404(Bot, slug=slug)
+
+
+def public_profile(bot: Bot) -> dict:
+    """Everything about a bot that a customer may see."""
+    return {
+        "slug": bot.slug,
+        "name": bot.name,
+        "greeting": bot.greeting,
+        "colour": bot.primary_colour,
+        "widget_colour": bot.widget_colour,
+        "widget_position": bot.widget_position,
+    }
+
+
+def visitor_conversation(request, bot: Bot) -> Conversation | None:
+    """The visitor's conversation: the signed cookie, else the id the page kept in localStorage
+    (third-party iframes may not send cookies). A public_id is a random UUID, so holding one is
+    the proof of ownership."""
+    public_id = request.get_signed_cookie(
+        cookie_name(bot), default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
+    ) or request.POST.get("conversation")
+    try:
+        public_id = uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+    return Conversation.objects.filter(bot=bot, public_id=public_id).first()
+
+
+def remember_conversation(request, response, bot: Bot, conversation: Conversation) -> None:
+    # Inside a third-party iframe only SameSite=None cookies are sent, and those need HTTPS.
+    secure = request.is_secure()
+    response.set_signed_cookie(
+        cookie_name(bot),
+        str(conversation.public_id),
+        salt=COOKIE_SALT,
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        secure=secure,
+        samesite="None" if secure else "Lax",
+        path=f"/c/{bot.slug}/",
+    )
+
+
+def frame_policy(response, bot: Bot):
+    """The chat page may be framed by its own site and the owner's allowed origins only."""
+    ancestors = " ".join(["'self'", *bot.allowed_origin_list])
+    response["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+        f"object-src 'none'; frame-ancestors {ancestors}"
+    )
+    return response
+
+
+def message_view(message: Message) -> dict:
+    sources = [
+        {"title": s.get("title") or "Source", "url": s.get("url") or ""}
+        for s in (message.sources or [])
+    ]
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "text": message.text,
+        "html": render_markdown(message.text) if message.role == Message.Role.BOT else "",
+        "sources": [s for s in sources if s["url"].startswith(("http://", "https://")) or not s["url"]],
+        "rating": message.rating,
+        "path": message.path,
+    }
+
+
+def _page_context(request, bot: Bot, conversation: Conversation | None, **extra) -> dict:
+    messages = list(conversation.messages.all()) if conversation else []
+    return {
+        "chat": public_profile(bot),
+        "conversation_id": str(conversation.public_id) if conversation else "",
+        "messages": [message_view(m) for m in messages],
+        "embed": (request.GET.get("embed") or request.POST.get("embed")) == "1",
+        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "handoff_done": bool(conversation and conversation.handoff_requested_at),
+        **extra,
+    }
+
+
+def _page(request, bot, conversation, *, status=200, **extra):
+    get_token(request)
+    response = render(request, "chat/page.html", _page_context(request, bot, conversation, **extra), status=status)
+    return frame_policy(response, bot)
+
+
+def _wants(request) -> str:
+    accept = request.headers.get("Accept", "")
+    if "text/event-stream" in accept:
+        return "sse"
+    if "application/json" in accept:
+        return "json"
+    return "html"
+
+
+def _page_url(bot: Bot, request, **query) -> str:
+    url = reverse("chat:page", args=[bot.slug])
+    if request.POST.get("embed") == "1":
+        query["embed"] = "1"
+    if query:
+        url += "?" + urlencode(query)
+    return url
+
+
+def _error(request, bot, conversation, message: str, status: int, retry_after: int | None = None):
+    if _wants(request) == "html":
+        response = _page(request, bot, conversation, status=status, error=message, draft=request.POST.get("message", ""))
+    else:
+        response = JsonResponse({"error": message, "retry_after": retry_after}, status=status)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def limit_visitor(request, bot: Bot, conversation: Conversation | None) -> None:
+    ip = ratelimit.client_ip(request)
+    ratelimit.check(
+        ("visitor", f"{bot.pk}:{ip}:{conversation.public_id if conversation else 'new'}", settings.RATE_LIMIT_VISITOR),
+        ("ip", ip, settings.RATE_LIMIT_IP),
+        ("bot", str(bot.pk), settings.RATE_LIMIT_BOT),
+    )
+
+
+def rate_limited_text(exc: ratelimit.RateLimited) -> str:
+    who = "This assistant is getting a lot of questions" if exc.scope == "bot" else "You're sending messages quickly"
+    return f"{who}. Please wait {exc.retry_after} seconds and try again."
+
+
+# --- views ---
+
+
+@require_GET
+@never_cache
+@xframe_options_exempt  # framing is governed by the CSP frame-ancestors set in frame_policy()
+@ensure_csrf_cookie
+def chat_page(request, slug: str):
+    bot = public_bot(slug)
+    return _page(request, bot, visitor_conversation(request, bot), handoff_sent=request.GET.get("handoff") == "sent")
+
+
+@dataclass
+class Turn:
+    request: object
+    bot: Bot
+    conversation: Conversation
+    question: str
+    history: list[dict]
+    new_conversation: bool
+
+
+def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
+    """Validate, rate-limit and record the customer's message (sync: ORM and Redis)."""
+    bot = public_bot(slug)
+    conversation = visitor_conversation(request, bot)
+    question = (request.POST.get("message") or "").strip()
+    if not question:
+        return _error(request, bot, conversation, "Type a question first.", 400)
+    if len(question) > settings.CHAT_MAX_MESSAGE_CHARS:
+        return _error(
+            request, bot, conversation,
+            f"Your message is {len(question)} characters long; the limit is {settings.CHAT_MAX_MESSAGE_CHARS}. Please shorten it.",
+            400,
+        )
+    try:
+        limit_visitor(request, bot, conversation)
+    except ratelimit.RateLimited as exc:
+        return _error(request, bot, conversation, rate_limited_text(exc), 429, exc.retry_after)
+    new = conversation is None
+    if new:
+        channel = "widget" if request.POST.get("embed") == "1" else "web"
+        conversation = services.conversation_start(bot=bot, channel=channel)
+        history = []
+    else:
+        earlier = list(conversation.messages.order_by("-created_at", "-pk")[:HISTORY_TURNS])
+        history = [{"role": m.role, "content": m.text} for m in reversed(earlier)]
+    services.message_record(conversation=conversation, role=Message.Role.USER, text=question)
+    return Turn(request, bot, conversation, question, history, new)
+
+
+def _record_reply(turn: Turn, answer) -> dict:
+    message = services.message_record(
+        conversation=turn.conversation, role=Message.Role.BOT, text=answer.text, answer=answer
+    )
+    return _reply_payload(turn, message)
+
+
+def _record_failure(turn: Turn) -> dict:
+    message = Message.objects.create(
+        conversation=turn.conversation, role=Message.Role.BOT, text=ERROR_TEXT, path=Message.Path.ERROR
+    )
+    return _reply_payload(turn, message)
+
+
+def _reply_payload(turn: Turn, message: Message) -> dict:
+    view = message_view(message)
+    return {
+        "conversation": str(turn.conversation.public_id),
+        "message": {k: view[k] for k in ("id", "text", "html", "sources", "path")},
+        "fragment": render_to_string(
+            "chat/page.html#message", {"m": view, "chat": public_profile(turn.bot)}, request=turn.request
+        ),
+    }
+
+
+def _answer_whole(turn: Turn) -> dict:
+    try:
+        for kind, value in answer_stream(turn.bot, turn.question, history=turn.history):
+            if kind == "done":
+                return _record_reply(turn, value)
+    except Exception:
+        log.exception("Answering in conversation %s failed", turn.conversation.public_id)
+    return _record_failure(turn)
+
+
+def sse(event: str, data) -> bytes:
+    return f"event: {event}\ndata: {stream_json(data)}\n\n".encode()
+
+
+async def _answer_events(turn: Turn):
+    stream = answer_stream(turn.bot, turn.question, history=turn.history)
+    step = sync_to_async(lambda: next(stream, None))
+    yield sse("start", {"conversation": str(turn.conversation.public_id)})
+    try:
+        while (event := await step()) is not None:
+            kind, value = event
+            if kind == "token":
+                yield sse("token", {"text": value})
+            elif kind == "done":
+                yield sse("done", await sync_to_async(_record_reply)(turn, value))
+                return
+        raise RuntimeError("answer stream ended without an answer")
+    except Exception:
+        log.exception("Answering in conversation %s failed", turn.conversation.public_id)
+        yield sse("done", await sync_to_async(_record_failure)(turn))
+    finally:
+        await sync_to_async(stream.close)()
+
+
+@require_POST
+async def chat_ask(request, slug: str):
+    """One customer question. Streams SSE (Accept: text/event-stream), answers JSON
+    (Accept: application/json), or redirects back to the page (a plain form post, no JS)."""
+    turn = await sync_to_async(_prepare_turn)(request, slug)
+    if isinstance(turn, HttpResponse):
+        return turn
+    wants = _wants(request)
+    if wants == "sse":
+        response = StreamingHttpResponse(_answer_events(turn), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold tokens back
+    elif wants == "json":
+        response = JsonResponse(await sync_to_async(_answer_whole)(turn))
+    else:
+        await sync_to_async(_answer_whole)(turn)
+        response = redirect(_page_url(turn.bot, request) + "#end", permanent=False)
+        response.status_code = 303
+    if turn.new_conversation:
+        remember_conversation(request, response, turn.bot, turn.conversation)
+    return response
+
+
+@require_POST
+def chat_rate(request, slug: str, message_id: int):
+    bot = public_bot(slug)
+    conversation = visitor_conversation(request, bot)
+    if conversation is None:
+        return _error(request, bot, None, "That conversation has ended.", 404)
+    message = get_object_or_404(Message, pk=message_id, conversation=conversation, role=Message.Role.BOT)
+    value = {"up": 1, "down": -1}.get(request.POST.get("value", ""))
+    if value is None:
+        return _error(request, bot, conversation, "Choose thumbs up or thumbs down.", 400)
+    services.message_rate(message=message, rating=value)
+    if _wants(request) == "html":
+        return redirect(_page_url(bot, request) + f"#m{message.pk}")
+    return JsonResponse({"rating": value})
+
+
+@require_POST
+def chat_handoff(request, slug: str):
+    bot = public_bot(slug)
+    conversation = visitor_conversation(request, bot)
+    try:
+        limit_visitor(request, bot, conversation)
+    except ratelimit.RateLimited as exc:
+        return _error(request, bot, conversation, rate_limited_text(exc), 429, exc.retry_after)
+    email = (request.POST.get("email") or "").strip()
+    try:
+        if conversation is None:
+            validate_email(email)
+            conversation = services.conversation_start(bot=bot, channel="widget" if request.POST.get("embed") == "1" else "web")
+            new = True
+        else:
+            new = False
+        services.conversation_handoff(conversation=conversation, email=email)
+    except ValidationError:
+        return _error(request, bot, conversation, "Please enter a valid email address so we can reply.", 400)
+    if _wants(request) == "html":
+        response = redirect(_page_url(bot, request, handoff="sent"))
+    else:
+        response = JsonResponse({"conversation": str(conversation.public_id), "handoff": True})
+    if new:
+        remember_conversation(request, response, bot, conversation)
+    return response
+
+
+@require_GET
+def widget_config(request, slug: str):
+    """Public settings for widget.js, fetched cross-origin from the customer's site."""
+    bot = public_bot(slug)
+    origin = request.headers.get("Origin", "")
+    profile = public_profile(bot)
+    response = JsonResponse(
+        {
+            "name": profile["name"],
+            "colour": profile["widget_colour"],
+            "position": profile["widget_position"],
+            "url": request.build_absolute_uri(reverse("chat:page", args=[bot.slug])) + "?embed=1",
+            # The page refuses other framers (CSP); telling the widget avoids an empty frame.
+            "allowed": not origin or origin in bot.allowed_origin_list or _same_origin(request, origin),
+        }
+    )
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=60"
+    response["Vary"] = "Origin"
+    return response
+
+
+def _same_origin(request, origin: str) -> bool:
+    return origin == f"{request.scheme}://{request.get_host()}"
+
+
+@cache
+def _widget_source() -> bytes:
+    return (settings.BASE_DIR / "static" / "js" / "widget.js").read_bytes()
+
+
+@require_GET
+def widget_js(request):
+    body = (settings.BASE_DIR / "static" / "js" / "widget.js").read_bytes() if settings.DEBUG else _widget_source()
+    response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
+    response["Cache-Control"] = "public, max-age=300"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+async def healthz(request):
+    """A static response through the same stack: the floor for load benchmarks."""
+    return HttpResponse(b"ok", content_type="text/plain")

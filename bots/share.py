@@ -1,0 +1,102 @@
+"""Dashboard "Share & embed": the public link, the widget snippet and its settings, API keys."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from . import services
+from .access import get_bot_for_user
+from .apikeys import api_key_create, api_key_revoke
+from .models import ORIGIN_RE, Bot
+
+
+class EmbedForm(forms.ModelForm):
+    class Meta:
+        model = Bot
+        fields = ["allowed_origins", "widget_colour", "widget_position"]
+        widgets = {
+            "allowed_origins": forms.Textarea(
+                attrs={"rows": 3, "placeholder": "https://www.example.com\nhttps://shop.example.com"}
+            ),
+            "widget_colour": forms.TextInput(attrs={"type": "color"}),
+        }
+        labels = {"allowed_origins": "Allowed sites"}
+
+    def clean_allowed_origins(self):
+        lines = [line.strip().rstrip("/") for line in self.cleaned_data["allowed_origins"].splitlines()]
+        lines = [line for line in lines if line]
+        bad = [line for line in lines if not ORIGIN_RE.match(line)]
+        if bad:
+            raise forms.ValidationError(
+                "Use one site per line as scheme and host only, like https://shop.example.com "
+                f"(not a page address). Check: {', '.join(bad[:3])}"
+            )
+        return "\n".join(dict.fromkeys(lines))
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=80, label="Key name", widget=forms.TextInput(attrs={"placeholder": "e.g. Website backend"}))
+
+
+def _context(request, bot: Bot, **extra) -> dict:
+    site = request.build_absolute_uri("/").rstrip("/")
+    return {
+        "bot": bot,
+        "chat_url": site + reverse("chat:page", args=[bot.slug]),
+        "widget_url": site + reverse("widget_js"),
+        "api_base": site + "/v1",
+        "keys": bot.api_keys.all(),
+        "form": EmbedForm(instance=bot),
+        "key_form": ApiKeyForm(),
+        **extra,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def bot_share(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    extra = {}
+    if request.method == "POST":
+        form = EmbedForm(request.POST, instance=bot)
+        if form.is_valid():
+            bot = services.bot_update(bot=bot, **form.cleaned_data)
+            extra["saved"] = True
+            form = EmbedForm(instance=bot)
+        extra["form"] = form
+    context = _context(request, bot, **extra)
+    status = 422 if request.method == "POST" and "saved" not in extra else 200
+    template = "bots/share.html#embed" if request.htmx else "bots/share.html"
+    return render(request, template, context, status=status)
+
+
+@login_required
+@require_POST
+def bot_api_key_create(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    form = ApiKeyForm(request.POST)
+    extra = {"key_form": form}
+    status = 422
+    if form.is_valid():
+        key, raw = api_key_create(bot=bot, name=form.cleaned_data["name"])
+        # The raw key exists only in this response: it is never stored or shown again.
+        extra = {"new_key": raw, "new_key_row": key}
+        status = 200
+    context = _context(request, bot, **extra)
+    template = "bots/share.html#keys" if request.htmx else "bots/share.html"
+    return render(request, template, context, status=status)
+
+
+@login_required
+@require_POST
+def bot_api_key_revoke(request, bot_id: int, key_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    key = get_object_or_404(bot.api_keys, pk=key_id)
+    api_key_revoke(key=key)
+    context = _context(request, bot, revoked=key)
+    template = "bots/share.html#keys" if request.htmx else "bots/share.html"
+    return render(request, template, context)
