@@ -66,9 +66,7 @@ def conversations_filtered(
     qs = Conversation.objects.filter(bot=bot)
     messages = Message.objects.filter(conversation=OuterRef("pk"))
     if q:
-        qs = qs.filter(
-            Q(handoff_email__icontains=q) | Exists(messages.filter(text__icontains=q))
-        )
+        qs = qs.filter(Q(handoff_email__icontains=q) | Exists(messages.filter(text__icontains=q)))
     if path:
         qs = qs.filter(Exists(messages.filter(path=path)))
     if rating in ("up", "down"):
@@ -101,8 +99,16 @@ def csv_safe(value) -> str:
 
 
 EXPORT_HEADER = [
-    "conversation_id", "time", "role", "text", "path", "score", "latency_ms", "rating",
-    "channel", "handoff_email",
+    "conversation_id",
+    "time",
+    "role",
+    "text",
+    "path",
+    "score",
+    "latency_ms",
+    "rating",
+    "channel",
+    "handoff_email",
 ]
 
 

@@ -30,7 +30,14 @@ def chat(bot, *turns, channel="web", handoff_email=""):
             rating=rating,
             score=0.91 if path == "direct" else 0.2,
             latency_ms=120,
-            sources=[{"title": "Shipping FAQ", "url": "https://acme.test/shipping", "chunk_id": 1, "score": 0.91}]
+            sources=[
+                {
+                    "title": "Shipping FAQ",
+                    "url": "https://acme.test/shipping",
+                    "chunk_id": 1,
+                    "score": 0.91,
+                }
+            ]
             if path != "fallback"
             else [],
         )
@@ -40,21 +47,29 @@ def chat(bot, *turns, channel="web", handoff_email=""):
 @pytest.fixture
 def history(bot):
     return {
-        "shipping": chat(bot, ("Do you ship to Canada?", "Yes, we ship to Canada in 5-7 days.", "direct", 1)),
+        "shipping": chat(
+            bot, ("Do you ship to Canada?", "Yes, we ship to Canada in 5-7 days.", "direct", 1)
+        ),
         "refund": chat(
             bot,
             ("How do refunds work?", "Refunds take 3 days.", "generated", -1),
             ("Can I talk to someone?", "Sorry, I don't know.", "fallback", None),
             handoff_email="jane@customer.test",
         ),
-        "opening": chat(bot, ("Are you open on Sundays?", "Sorry, I don't know.", "fallback", None), channel="widget"),
+        "opening": chat(
+            bot,
+            ("Are you open on Sundays?", "Sorry, I don't know.", "fallback", None),
+            channel="widget",
+        ),
     }
 
 
 def list_url(bot, **params):
     from urllib.parse import urlencode
 
-    return reverse("bots:conversations", args=[bot.pk]) + ("?" + urlencode(params) if params else "")
+    return reverse("bots:conversations", args=[bot.pk]) + (
+        "?" + urlencode(params) if params else ""
+    )
 
 
 def shown(response) -> set[str]:
@@ -69,11 +84,15 @@ def test_list_shows_every_conversation_newest_first(owner_client, bot, history):
     response = owner_client.get(list_url(bot))
     assert response.status_code == 200
     page = list(response.context["page"].object_list)
-    assert [c.public_id for c in page] == [history[k].public_id for k in ("opening", "refund", "shipping")]
+    assert [c.public_id for c in page] == [
+        history[k].public_id for k in ("opening", "refund", "shipping")
+    ]
     refund = page[1]
     assert (refund.message_count, refund.fallback_count, refund.down_count) == (4, 1, 1)
     assert refund.first_question == "How do refunds work?"
-    assert b"Do you ship to Canada?" in response.content and b"jane@customer.test" in response.content
+    assert (
+        b"Do you ship to Canada?" in response.content and b"jane@customer.test" in response.content
+    )
 
 
 def test_search_matches_message_text_and_handoff_email(owner_client, bot, history):
@@ -108,7 +127,9 @@ def test_invalid_filter_value_is_ignored_not_an_error(owner_client, bot, history
 
 
 def test_conversation_with_many_messages_is_listed_once(owner_client, bot):
-    conversation = chat(bot, *[(f"Question {i} about canada", "No idea", "fallback", -1) for i in range(5)])
+    conversation = chat(
+        bot, *[(f"Question {i} about canada", "No idea", "fallback", -1) for i in range(5)]
+    )
     response = owner_client.get(list_url(bot, q="canada", unanswered="on", rating="down"))
     assert [c.pk for c in response.context["page"].object_list] == [conversation.pk]
     assert response.context["page"].paginator.count == 1
@@ -151,19 +172,27 @@ def test_empty_states(owner_client, bot):
     assert b"No conversations match" in response.content
 
 
-def test_conversation_view_shows_transcript_with_paths_sources_rating_latency(owner_client, bot, history):
+def test_conversation_view_shows_transcript_with_paths_sources_rating_latency(
+    owner_client, bot, history
+):
     conversation = history["refund"]
     response = owner_client.get(reverse("bots:conversation", args=[bot.pk, conversation.public_id]))
     body = response.content.decode()
     assert response.status_code == 200
-    assert body.index("How do refunds work?") < body.index("Refunds take 3 days.") < body.index("Can I talk to someone?")
+    assert (
+        body.index("How do refunds work?")
+        < body.index("Refunds take 3 days.")
+        < body.index("Can I talk to someone?")
+    )
     assert "Generated from knowledge" in body and "Fallback (unanswered)" in body
     assert "Shipping FAQ" in body and 'href="https://acme.test/shipping"' in body
     assert "👎 Not helpful" in body and "120 ms" in body
     assert "jane@customer.test" in body
 
 
-def test_conversation_of_another_bot_in_same_workspace_is_404(owner_client, bot, workspace, history):
+def test_conversation_of_another_bot_in_same_workspace_is_404(
+    owner_client, bot, workspace, history
+):
     from bots.services import bot_create
 
     sibling = bot_create(workspace=workspace, name="Second", slug="second")
@@ -179,16 +208,34 @@ def read_csv(response) -> list[list[str]]:
 
 
 def test_export_streams_one_row_per_message_of_the_filtered_set(owner_client, bot, history):
-    response = owner_client.get(reverse("bots:conversation_export", args=[bot.pk]) + "?unanswered=on")
+    response = owner_client.get(
+        reverse("bots:conversation_export", args=[bot.pk]) + "?unanswered=on"
+    )
     assert response["Content-Type"].startswith("text/csv")
     assert 'attachment; filename="acme-conversations-' in response["Content-Disposition"]
     rows = read_csv(response)
-    assert rows[0][:8] == ["conversation_id", "time", "role", "text", "path", "score", "latency_ms", "rating"]
+    assert rows[0][:8] == [
+        "conversation_id",
+        "time",
+        "role",
+        "text",
+        "path",
+        "score",
+        "latency_ms",
+        "rating",
+    ]
     body = rows[1:]
     assert len(body) == 6  # refund (4 messages) + opening (2); shipping is filtered out
     assert {r[0] for r in body} == ids(history["refund"], history["opening"])
     refund_answer = next(r for r in body if r[3] == "Refunds take 3 days.")
-    assert refund_answer[2:8] == ["assistant", "Refunds take 3 days.", "generated", "0.2000", "120", "down"]
+    assert refund_answer[2:8] == [
+        "assistant",
+        "Refunds take 3 days.",
+        "generated",
+        "0.2000",
+        "120",
+        "down",
+    ]
     question = next(r for r in body if r[3] == "How do refunds work?")
     assert question[2] == "user" and question[4:8] == ["", "", "", ""]
 
@@ -198,7 +245,9 @@ def test_export_without_filters_has_every_message(owner_client, bot, history):
     assert len(rows) == 1 + 2 + 4 + 2
 
 
-@pytest.mark.parametrize("payload", ["=HYPERLINK(\"http://evil\")", "+1+2", "-2+3", "@SUM(A1)", "\t=1"])
+@pytest.mark.parametrize(
+    "payload", ['=HYPERLINK("http://evil")', "+1+2", "-2+3", "@SUM(A1)", "\t=1"]
+)
 def test_export_neutralises_formula_cells(owner_client, bot, payload):
     chat(bot, (payload, "Sorry", "fallback", None), handoff_email="")
     rows = read_csv(owner_client.get(reverse("bots:conversation_export", args=[bot.pk])))
@@ -215,7 +264,11 @@ def test_export_keeps_ordinary_text_unchanged(owner_client, bot):
 
 @pytest.mark.parametrize(
     "name, extra",
-    [("bots:conversations", {}), ("bots:conversation_export", {}), ("bots:conversation", {"public_id": True})],
+    [
+        ("bots:conversations", {}),
+        ("bots:conversation_export", {}),
+        ("bots:conversation", {"public_id": True}),
+    ],
 )
 def test_another_tenant_gets_404_on_every_url(other_client, bot, history, name, extra):
     args = [bot.pk, history["refund"].public_id] if extra else [bot.pk]
