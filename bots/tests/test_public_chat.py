@@ -1,0 +1,281 @@
+"""The public chat page: streaming answers, history across reloads, ratings, hand-off, safety."""
+
+import json
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from bots.apikeys import api_key_create
+from bots.models import Conversation, Message
+from bots.tests.chat_helpers import add_faq
+
+pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume")]
+
+QUESTION = "How long does shipping take?"
+ANSWER = "Orders ship in **3-5 business days**. See [our shipping page](https://example.com/shipping)."
+
+
+@pytest.fixture
+def faq_bot(bot):
+    add_faq(bot, QUESTION, ANSWER, url="https://example.com/shipping")
+    return bot
+
+
+def events(response) -> list[tuple[str, dict]]:
+    body = b"".join(response).decode()
+    out = []
+    for block in body.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((fields["event"], json.loads(fields["data"])))
+    return out
+
+
+def ask(client, slug, text, accept="text/event-stream", **extra):
+    return client.post(reverse("chat:ask", args=[slug]), {"message": text, **extra}, HTTP_ACCEPT=accept)
+
+
+def test_page_shows_name_greeting_and_colour(client, bot):
+    bot.greeting = "Welcome to Acme support!"
+    bot.primary_colour = "#123abc"
+    bot.save()
+    response = client.get(reverse("chat:page", args=[bot.slug]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Acme Help" in html and "Welcome to Acme support!" in html
+    assert "--brand: #123abc" in html
+    assert 'name="viewport"' in html
+    assert 'class="topbar"' not in html  # no dashboard chrome
+
+
+def test_unknown_bot_is_404(client, db):
+    assert client.get(reverse("chat:page", args=["nope"])).status_code == 404
+    assert ask(client, "nope", "hi").status_code == 404
+
+
+def test_answer_streams_tokens_then_done_and_messages_are_recorded(client, faq_bot):
+    response = ask(client, faq_bot.slug, QUESTION)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/event-stream")
+    stream = events(response)
+    kinds = [kind for kind, _ in stream]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "token" in kinds
+    assert "".join(d["text"] for k, d in stream if k == "token") == ANSWER
+    done = stream[-1][1]
+    assert done["message"]["path"] == "direct"
+    assert "<strong>3-5 business days</strong>" in done["message"]["html"]
+    assert done["message"]["sources"] == [{"title": QUESTION, "url": "https://example.com/shipping"}]
+    assert 'id="m%d"' % done["message"]["id"] in done["fragment"]
+
+    conversation = Conversation.objects.get(public_id=stream[0][1]["conversation"])
+    user_msg, bot_msg = conversation.messages.all()
+    assert (user_msg.role, user_msg.text) == ("user", QUESTION)
+    assert bot_msg.role == "assistant" and bot_msg.text == ANSWER and bot_msg.path == "direct"
+    assert bot_msg.score == pytest.approx(1.0, abs=1e-3)
+    assert bot_msg.latency_ms is not None and bot_msg.latency_ms >= 0
+    assert bot_msg.sources[0]["url"] == "https://example.com/shipping"
+    assert bot_msg.sources[0]["faq_id"] is not None
+
+
+def test_conversation_survives_a_reload(client, faq_bot):
+    ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    ask(client, faq_bot.slug, "And do you ship abroad?", accept="application/json")
+    assert Conversation.objects.count() == 1  # the cookie kept the same conversation
+    html = client.get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
+    assert QUESTION in html and "And do you ship abroad?" in html
+    assert "<strong>3-5 business days</strong>" in html
+    # A new visitor (no cookie) starts fresh.
+    assert QUESTION not in Client().get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
+
+
+def test_conversation_id_from_local_storage_restores_it_without_cookie(client, faq_bot):
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
+    stranger = Client()  # e.g. a third-party iframe whose cookies are blocked
+    ask(stranger, faq_bot.slug, "Second question", accept="application/json", conversation=data["conversation"])
+    conversation = Conversation.objects.get()
+    assert conversation.messages.filter(role="user").count() == 2
+
+
+def test_cookie_of_one_bot_does_not_open_another_bots_conversation(client, faq_bot, other_bot):
+    ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    html = client.get(reverse("chat:page", args=[other_bot.slug])).content.decode()
+    assert QUESTION not in html
+
+
+def test_unanswerable_question_gets_the_fallback(client, bot):
+    data = ask(client, bot.slug, "What is the airspeed of a swallow?", accept="application/json").json()
+    assert data["message"]["path"] == "fallback"
+    assert data["message"]["text"] == bot.fallback_message
+
+
+def test_form_post_without_javascript_redirects_back_to_the_page(client, faq_bot):
+    response = ask(client, faq_bot.slug, QUESTION, accept="text/html", embed="1")
+    assert response.status_code == 303
+    assert response.url.startswith(reverse("chat:page", args=[faq_bot.slug]) + "?embed=1")
+    page = client.get(response.url)
+    assert "3-5 business days" in page.content.decode()
+    assert Conversation.objects.get().channel == "widget"
+
+
+def test_too_long_message_is_refused_with_a_clear_error(client, bot, settings):
+    settings.CHAT_MAX_MESSAGE_CHARS = 50
+    response = ask(client, bot.slug, "x" * 51, accept="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        "Your message is 51 characters long; the limit is 50. Please shorten it."
+    )
+    page = ask(client, bot.slug, "x" * 51, accept="text/html")
+    assert page.status_code == 400 and b"the limit is 50" in page.content
+    assert not Message.objects.exists()
+
+
+def test_empty_message_is_refused(client, bot):
+    response = ask(client, bot.slug, "   ", accept="application/json")
+    assert response.status_code == 400 and "Type a question" in response.json()["error"]
+
+
+XSS_ANSWER = (
+    'Hello <script>alert("faq")</script><img src="https://tracker.example/p.gif" onerror="alert(2)">'
+    '<a href="javascript:alert(3)" onclick="alert(4)" style="color:red">click</a>'
+    '<iframe src="https://evil.example"></iframe> ![pixel](https://tracker.example/x.png)'
+)
+
+
+def _assert_no_active_content(html: str):
+    lowered = html.lower()
+    for needle in ("<script", "<img", "<iframe", "onerror", "onclick", "javascript:", "style=\"color"):
+        assert needle not in lowered, needle
+
+
+def test_xss_in_faq_answer_is_sanitized_on_the_page_and_in_the_stream(client, bot):
+    add_faq(bot, "Say hello", XSS_ANSWER)
+    response = ask(client, bot.slug, "Say hello")
+    raw = b"".join(response).decode()
+    assert "<script" not in raw.lower() and "<img" not in raw.lower()  # escaped as \u003c in JSON
+    done = json.loads(raw.strip().split("\n\n")[-1].split("data: ", 1)[1])
+    _assert_no_active_content(done["message"]["html"])
+    _assert_no_active_content(done["fragment"])
+    assert "click" in done["message"]["html"]
+    page = client.get(reverse("chat:page", args=[bot.slug])).content.decode()
+    log = page.split('id="chat-log"', 1)[1].split("</ol>", 1)[0]
+    _assert_no_active_content(log)
+    assert "Hello" in log
+
+
+def test_xss_in_customer_message_is_escaped(client, bot):
+    payload = '<script>alert("me")</script><img src=x onerror=alert(1)>'
+    ask(client, bot.slug, payload, accept="application/json")
+    page = client.get(reverse("chat:page", args=[bot.slug])).content.decode()
+    log = page.split('id="chat-log"', 1)[1].split("</ol>", 1)[0]
+    assert "&lt;script&gt;alert(&quot;me&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in log
+    assert "<script" not in log and "<img" not in log
+
+
+def test_links_in_answers_open_safely(client, faq_bot):
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
+    link = re.search(r"<a [^>]*>our shipping page</a>", data["message"]["html"]).group(0)
+    assert 'href="https://example.com/shipping"' in link
+    assert 'rel="nofollow noopener"' in link and 'target="_blank"' in link
+
+
+def test_no_owner_data_reaches_the_public_page_or_json(client, faq_bot, user):
+    faq_bot.instructions = "SECRET-PERSONA-instructions"
+    faq_bot.direct_threshold = 0.8123
+    faq_bot.save()
+    key, raw = api_key_create(bot=faq_bot, name="Backend")
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").content.decode()
+    page = client.get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
+    widget = client.get(reverse("chat:widget_config", args=[faq_bot.slug])).content.decode()
+    for text in (page, data, widget):
+        assert user.email not in text
+        assert "Acme Inc" not in text  # the workspace name
+        assert "SECRET-PERSONA" not in text
+        assert "0.8123" not in text and "0.81" not in text
+        assert raw not in text and key.prefix not in text and key.key_hash not in text
+
+
+def test_rating_an_answer(client, faq_bot):
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
+    url = reverse("chat:rate", args=[faq_bot.slug, data["message"]["id"]])
+    response = client.post(url, {"value": "down"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 200 and response.json() == {"rating": -1}
+    assert Message.objects.get(pk=data["message"]["id"]).rating == -1
+    client.post(url, {"value": "up"})  # rating again replaces it (no-JS form post)
+    assert Message.objects.get(pk=data["message"]["id"]).rating == 1
+    assert client.post(url, {"value": "meh"}, HTTP_ACCEPT="application/json").status_code == 400
+
+
+def test_cannot_rate_someone_elses_answer(client, faq_bot):
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
+    url = reverse("chat:rate", args=[faq_bot.slug, data["message"]["id"]])
+    assert Client().post(url, {"value": "down"}, HTTP_ACCEPT="application/json").status_code == 404
+    user_msg = Message.objects.get(role="user")
+    own_user_msg = reverse("chat:rate", args=[faq_bot.slug, user_msg.pk])
+    assert client.post(own_user_msg, {"value": "up"}).status_code == 404
+    assert Message.objects.get(pk=data["message"]["id"]).rating is None
+
+
+def test_asking_for_a_human_hands_off_and_emails_the_owner(client, faq_bot, user):
+    ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    url = reverse("chat:handoff", args=[faq_bot.slug])
+    response = client.post(url, {"email": "customer@shop.test"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 200 and response.json()["handoff"] is True
+    conversation = Conversation.objects.get()
+    assert conversation.handoff_email == "customer@shop.test"
+    assert conversation.handoff_requested_at is not None
+
+
+def test_handoff_email_goes_to_owner_with_transcript(client, faq_bot, user, django_capture_on_commit_callbacks):
+    ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("chat:handoff", args=[faq_bot.slug]), {"email": "customer@shop.test"})
+    assert len(mail.outbox) == 1
+    email = mail.outbox[0]
+    assert email.to == [user.email]
+    assert "customer@shop.test" in email.body and QUESTION in email.body and "3-5 business days" in email.body
+    page = client.get(reverse("chat:page", args=[faq_bot.slug]) + "?handoff=sent").content.decode()
+    assert "reply by email" in page
+
+
+def test_handoff_needs_a_valid_email(client, bot):
+    response = client.post(reverse("chat:handoff", args=[bot.slug]), {"email": "not-an-email"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 400 and "valid email" in response.json()["error"]
+    assert not Conversation.objects.filter(handoff_requested_at__isnull=False).exists()
+
+
+def test_handoff_before_any_question_starts_a_conversation(client, bot):
+    response = client.post(reverse("chat:handoff", args=[bot.slug]), {"email": "a@b.test"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    assert Conversation.objects.get().handoff_email == "a@b.test"
+
+
+def test_public_posts_enforce_csrf(faq_bot):
+    csrf_client = Client(enforce_csrf_checks=True)
+    ask_url = reverse("chat:ask", args=[faq_bot.slug])
+    assert csrf_client.post(ask_url, {"message": QUESTION}, HTTP_ACCEPT="application/json").status_code == 403
+    assert csrf_client.post(reverse("chat:handoff", args=[faq_bot.slug]), {"email": "a@b.test"}).status_code == 403
+    assert not Message.objects.exists() and not Conversation.objects.exists()
+
+    page = csrf_client.get(reverse("chat:page", args=[faq_bot.slug]))
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    response = csrf_client.post(ask_url, {"message": QUESTION}, HTTP_ACCEPT="application/json", HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 200
+    message_id = response.json()["message"]["id"]
+    rate_url = reverse("chat:rate", args=[faq_bot.slug, message_id])
+    assert csrf_client.post(rate_url, {"value": "up"}).status_code == 403
+    assert csrf_client.post(rate_url, {"value": "up", "csrfmiddlewaretoken": token}).status_code == 302
+
+
+def test_page_may_be_framed_only_by_allowed_sites(client, bot):
+    bot.allowed_origins = "https://shop.example.com\nhttp://localhost:8080/\nnot a url; script-src *"
+    bot.save()
+    response = client.get(reverse("chat:page", args=[bot.slug]) + "?embed=1")
+    assert "X-Frame-Options" not in response.headers
+    csp = response["Content-Security-Policy"]
+    assert "frame-ancestors 'self' https://shop.example.com http://localhost:8080" in csp
+    assert "script-src 'self'" in csp and "not a url" not in csp
+    assert b"embedded" in response.content and b'name="embed" value="1"' in response.content
+    # Dashboard pages still refuse framing.
+    assert client.get(reverse("accounts:login"))["X-Frame-Options"] == "DENY"
