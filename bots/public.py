@@ -168,13 +168,24 @@ def _error(request, bot, conversation, message: str, status: int, retry_after: i
     return response
 
 
+def _visitor_limit(request, bot: Bot, conversation: Conversation | None) -> tuple[str, str, str]:
+    key = f"{bot.pk}:{ratelimit.client_ip(request)}:{conversation.public_id if conversation else 'new'}"
+    return ("visitor", key, settings.RATE_LIMIT_VISITOR)
+
+
 def limit_visitor(request, bot: Bot, conversation: Conversation | None) -> None:
-    ip = ratelimit.client_ip(request)
+    """Per visitor (IP + conversation), per IP, per bot. Raises RateLimited."""
     ratelimit.check(
-        ("visitor", f"{bot.pk}:{ip}:{conversation.public_id if conversation else 'new'}", settings.RATE_LIMIT_VISITOR),
-        ("ip", ip, settings.RATE_LIMIT_IP),
+        _visitor_limit(request, bot, conversation),
+        ("ip", ratelimit.client_ip(request), settings.RATE_LIMIT_IP),
         ("bot", str(bot.pk), settings.RATE_LIMIT_BOT),
     )
+
+
+def count_first_message(request, bot: Bot, conversation: Conversation) -> None:
+    # The opening message was counted under "new"; count it for the conversation as well so a
+    # conversation's allowance is the same whichever message opened it.
+    ratelimit.check(_visitor_limit(request, bot, conversation))
 
 
 def rate_limited_text(exc: ratelimit.RateLimited) -> str:
@@ -225,6 +236,7 @@ def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
     if new:
         channel = "widget" if request.POST.get("embed") == "1" else "web"
         conversation = services.conversation_start(bot=bot, channel=channel)
+        count_first_message(request, bot, conversation)
         history = []
     else:
         earlier = list(conversation.messages.order_by("-created_at", "-pk")[:HISTORY_TURNS])
@@ -343,7 +355,9 @@ def chat_handoff(request, slug: str):
     try:
         if conversation is None:
             validate_email(email)
-            conversation = services.conversation_start(bot=bot, channel="widget" if request.POST.get("embed") == "1" else "web")
+            channel = "widget" if request.POST.get("embed") == "1" else "web"
+            conversation = services.conversation_start(bot=bot, channel=channel)
+            count_first_message(request, bot, conversation)
             new = True
         else:
             new = False

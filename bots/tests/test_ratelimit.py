@@ -1,0 +1,116 @@
+"""Rate limits in the real Redis: per visitor, per IP, per bot and per API key, answered with 429."""
+
+import json
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.core.cache import cache
+from django.test import Client
+from django.urls import reverse
+
+from bots import ratelimit
+from bots.apikeys import api_key_create
+from bots.models import Message
+
+pytestmark = pytest.mark.django_db
+
+
+def ask(client, slug, accept="application/json", **extra):
+    return client.post(reverse("chat:ask", args=[slug]), {"message": "Hello?"}, HTTP_ACCEPT=accept, **extra)
+
+
+def test_counter_lives_in_redis_and_expires_with_its_window():
+    limit = ratelimit.Limit.parse("2/30")
+    ratelimit.hit("probe", "k", limit)
+    ratelimit.hit("probe", "k", limit)
+    with pytest.raises(ratelimit.RateLimited) as exc:
+        ratelimit.hit("probe", "k", limit)
+    assert 1 <= exc.value.retry_after <= 30
+    raw = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = raw.keys(cache.make_key("rl:probe:k:*"))
+    assert len(keys) == 1 and int(raw.get(keys[0])) == 3
+    assert 0 < raw.ttl(keys[0]) <= 31
+    ratelimit.hit("probe", "other-key", limit)  # another key has its own count
+
+
+def test_visitor_limit_answers_429_with_retry_after(client, bot, settings):
+    settings.RATE_LIMIT_VISITOR = "2/60"
+    assert ask(client, bot.slug).status_code == 200
+    assert ask(client, bot.slug).status_code == 200
+    response = ask(client, bot.slug)
+    assert response.status_code == 429
+    retry = int(response["Retry-After"])
+    assert 1 <= retry <= 60
+    assert response.json()["error"] == f"You're sending messages quickly. Please wait {retry} seconds and try again."
+    assert Message.objects.filter(role="user").count() == 2  # the refused message is not recorded
+
+
+def test_rate_limit_message_is_shown_in_the_page_without_javascript(client, bot, settings):
+    settings.RATE_LIMIT_VISITOR = "1/60"
+    ask(client, bot.slug, accept="text/html")
+    response = ask(client, bot.slug, accept="text/html")
+    assert response.status_code == 429 and response["Retry-After"]
+    html = response.content.decode()
+    assert "You&#x27;re sending messages quickly" in html or "You're sending messages quickly" in html
+    assert 'role="alert"' in html and "Hello?" in html  # the draft is kept
+
+
+def test_streaming_request_gets_429_before_any_stream(client, bot, settings):
+    settings.RATE_LIMIT_VISITOR = "1/60"
+    ask(client, bot.slug)
+    response = ask(client, bot.slug, accept="text/event-stream")
+    assert response.status_code == 429 and not response.streaming
+    assert "Retry-After" in response.headers
+
+
+def test_per_ip_limit_spans_conversations(bot, settings):
+    settings.RATE_LIMIT_IP = "2/60"
+    for _ in range(2):
+        assert ask(Client(), bot.slug, REMOTE_ADDR="10.0.0.1").status_code == 200  # new visitor each time
+    assert ask(Client(), bot.slug, REMOTE_ADDR="10.0.0.1").status_code == 429
+    assert ask(Client(), bot.slug, REMOTE_ADDR="10.0.0.2").status_code == 200
+
+
+def test_per_bot_limit_counts_every_visitor(bot, other_bot, settings):
+    settings.RATE_LIMIT_BOT = "3/60"
+    for i in range(3):
+        assert ask(Client(), bot.slug, REMOTE_ADDR=f"10.1.0.{i}").status_code == 200
+    response = ask(Client(), bot.slug, REMOTE_ADDR="10.1.0.99")
+    assert response.status_code == 429
+    assert "getting a lot of questions" in response.json()["error"]
+    assert ask(Client(), other_bot.slug, REMOTE_ADDR="10.1.0.99").status_code == 200
+
+
+def test_handoff_is_rate_limited_too(client, bot, settings):
+    settings.RATE_LIMIT_VISITOR = "1/60"
+    url = reverse("chat:handoff", args=[bot.slug])
+    client.post(url, {"email": "a@b.test"}, HTTP_ACCEPT="application/json")
+    response = client.post(url, {"email": "a@b.test"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 429 and response["Retry-After"]
+
+
+def test_limits_can_be_lifted(client, bot, settings):
+    settings.RATE_LIMIT_VISITOR = "1/60"
+    settings.RATE_LIMITS_ENABLED = False
+    assert all(ask(client, bot.slug).status_code == 200 for _ in range(3))
+
+
+def test_api_key_limit_uses_openai_error_shape(client, bot, settings):
+    settings.RATE_LIMIT_API_KEY = "1/60"
+    _, raw = api_key_create(bot=bot, name="k")
+    body = json.dumps({"model": bot.slug, "messages": [{"role": "user", "content": "Hi"}]})
+    kwargs = {"content_type": "application/json", "HTTP_AUTHORIZATION": f"Bearer {raw}"}
+    assert client.post("/v1/chat/completions", body, **kwargs).status_code == 200
+    response = client.post("/v1/chat/completions", body, **kwargs)
+    assert response.status_code == 429 and 1 <= int(response["Retry-After"]) <= 60
+    error = response.json()["error"]
+    assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
+    assert set(error) == {"message", "type", "param", "code"}
+
+
+def test_client_ip_comes_from_the_proxy_header_only_when_configured(rf, settings):
+    request = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 5.6.7.8")
+    assert ratelimit.client_ip(request) == "127.0.0.1"
+    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    assert ratelimit.client_ip(request) == "5.6.7.8"
