@@ -1,0 +1,18 @@
+"""Tenant access for knowledge: every lookup is scoped to a bot the user may see (404 otherwise)."""
+
+from django.shortcuts import get_object_or_404
+
+from bots.access import get_bot_for_user
+
+from .models import FaqEntry, Source
+
+
+def get_source_for_user(user, bot_id: int, source_id: int) -> tuple:
+    bot = get_bot_for_user(user, bot_id)
+    return bot, get_object_or_404(Source, pk=source_id, bot=bot)
+
+
+def get_faq_entry_for_user(user, bot_id: int, entry_id: int) -> tuple:
+    """Only FAQ-editor entries: entries from files are replaced whenever their file is re-read."""
+    bot = get_bot_for_user(user, bot_id)
+    return bot, get_object_or_404(FaqEntry, pk=entry_id, bot=bot, source__kind=Source.Kind.MANUAL)

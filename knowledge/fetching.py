@@ -1,0 +1,153 @@
+"""The one module that fetches URLs (web-page sources).
+
+Server-side request forgery is refused without connecting: the host is resolved first, EVERY
+address it resolves to must be public, and the connection then goes to the checked address (so a
+second DNS answer cannot swap in 127.0.0.1). Redirects are followed by hand and each hop is
+checked the same way. Size and time are limited.
+
+settings.KNOWLEDGE_URL_ALLOW_PRIVATE / KNOWLEDGE_URL_ALLOWED_NETWORKS open private ranges (tests
+fetch from a local server; intranet installs).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+MAX_REDIRECTS = 5
+USER_AGENT = "AskHandleBot/1.0 (+knowledge import)"
+ACCEPTED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
+
+
+class FetchError(ValidationError):
+    """The URL cannot or must not be fetched; the message is shown to the owner."""
+
+
+@dataclass
+class Fetched:
+    url: str  # final URL after redirects
+    content_type: str
+    body: bytes
+
+
+def _allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    for network in settings.KNOWLEDGE_URL_ALLOWED_NETWORKS:
+        if ip in ipaddress.ip_network(network, strict=False):
+            return True
+    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        return False
+    if settings.KNOWLEDGE_URL_ALLOW_PRIVATE:
+        return True
+    return ip.is_global and not (ip.is_loopback or ip.is_link_local or ip.is_private)
+
+
+def check_url(url: str) -> tuple[str, int, str]:
+    """Validate scheme and host, resolve, and check every address. Returns (host, port, ip) to
+    connect to; raises FetchError. Makes no connection."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise FetchError("That is not a valid web address.") from exc
+    if parts.scheme not in ("http", "https"):
+        raise FetchError("Only http:// and https:// addresses can be imported.")
+    host = parts.hostname
+    if not host:
+        raise FetchError("That web address has no host name.")
+    if parts.username or parts.password:
+        raise FetchError("Web addresses with a user name or password are not allowed.")
+    port = port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError(f"The host {host!r} could not be found.") from exc
+    addresses = []
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not _allowed(ip):
+            raise FetchError(
+                f"{host} points to a private or local network address ({ip}); only public "
+                "web pages can be imported."
+            )
+        addresses.append(str(ip))
+    if not addresses:
+        raise FetchError(f"The host {host!r} could not be found.")
+    return host, port, addresses[0]
+
+
+def fetch(url: str) -> Fetched:
+    """GET a public web page with manual, re-checked redirects and size/time limits."""
+    deadline = time.monotonic() + settings.KNOWLEDGE_URL_TIMEOUT
+    limit = settings.KNOWLEDGE_URL_MAX_BYTES
+    # trust_env=False: no proxy from the environment may bypass the address check.
+    with httpx.Client(trust_env=False, follow_redirects=False, verify=True) as client:
+        for _hop in range(MAX_REDIRECTS + 1):
+            host, port, ip = check_url(url)
+            parts = urlsplit(url)
+            netloc_ip = f"[{ip}]" if ":" in ip else ip
+            target = urlunsplit((parts.scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
+            default_port = port == (443 if parts.scheme == "https" else 80)
+            headers = {
+                "Host": host if default_port else f"{host}:{port}",
+                "User-Agent": USER_AGENT,
+                "Accept": "text/html,application/xhtml+xml,text/plain,text/markdown,application/pdf;q=0.9",
+            }
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FetchError("The web page took too long to answer.")
+            request = client.build_request(
+                "GET",
+                target,
+                headers=headers,
+                timeout=httpx.Timeout(remaining),
+                # TLS is verified against the real host name while connecting to the checked IP.
+                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+            )
+            try:
+                response = client.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                raise FetchError("The web page took too long to answer.") from exc
+            except httpx.HTTPError as exc:
+                raise FetchError(f"The web page could not be fetched ({exc.__class__.__name__}).") from exc
+            try:
+                if response.is_redirect:
+                    location = response.headers.get("location", "")
+                    if not location:
+                        raise FetchError("The web page redirected without saying where.")
+                    url = urljoin(url, location)
+                    continue
+                if response.status_code >= 400:
+                    raise FetchError(f"The web page answered with an error ({response.status_code}).")
+                content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if content_type and content_type not in ACCEPTED_TYPES:
+                    raise FetchError(
+                        f"The address serves {content_type}, not a web page, text or PDF document."
+                    )
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    raise FetchError(f"The web page is larger than {limit // (1024 * 1024)} MB.")
+                body = bytearray()
+                try:
+                    for part in response.iter_bytes():
+                        body += part
+                        if len(body) > limit:
+                            raise FetchError(f"The web page is larger than {limit // (1024 * 1024)} MB.")
+                        if time.monotonic() > deadline:
+                            raise FetchError("The web page took too long to download.")
+                except httpx.HTTPError as exc:
+                    raise FetchError(f"The web page download failed ({exc.__class__.__name__}).") from exc
+                if not body.strip():
+                    raise FetchError("The web page is empty.")
+                return Fetched(url=url, content_type=content_type, body=bytes(body))
+            finally:
+                response.close()
+    raise FetchError(f"The web page redirected more than {MAX_REDIRECTS} times.")

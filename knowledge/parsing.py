@@ -1,0 +1,516 @@
+"""Turn uploaded bytes into FAQ entries and document sections.
+
+Types are recognised by CONTENT, never by the file name alone: PDF magic, a zip holding a Word
+document, or text that decodes as UTF-8 (BOM allowed) or Latin-1. The name only chooses between
+text flavours (CSV, JSON, Markdown, plain text) when the content fits several.
+
+Every failure raises `ParseError` with a message meant for the business owner.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+
+
+class ParseError(ValidationError):
+    """The file cannot be read; the message is shown in the dashboard as is."""
+
+
+@dataclass
+class FaqItem:
+    question: str
+    answer: str
+    category: str = ""
+    url: str = ""
+    alternate_questions: list[str] = field(default_factory=list)
+    external_id: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    text: str
+
+
+@dataclass
+class Parsed:
+    faqs: list[FaqItem] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- Content sniffing -------------------------------------------------------------------------
+
+PDF, DOCX, TEXT = "pdf", "docx", "text"
+
+# Zip bombs: a DOCX is a zip; check what it claims to hold before reading any of it.
+DOCX_MAX_UNCOMPRESSED = 100 * 1024 * 1024
+DOCX_MAX_RATIO = 100
+DOCX_MAX_MEMBERS = 2000
+
+
+def sniff_family(data: bytes) -> str:
+    """PDF, DOCX or TEXT from the bytes themselves; raises ParseError for anything else."""
+    if not data or not data.strip():
+        raise ParseError("The file is empty.")
+    if data.lstrip()[:5] == b"%PDF-":
+        return PDF
+    if data[:4] == b"PK\x03\x04":
+        check_docx_archive(data)
+        return DOCX
+    decode_text(data)  # raises for binary content
+    return TEXT
+
+
+def check_docx_archive(data: bytes) -> None:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ParseError("The file looks like a zip archive but cannot be opened.") from exc
+    names = {info.filename for info in infos}
+    if "word/document.xml" not in names:
+        raise ParseError(
+            "Unsupported file type: this zip archive is not a Word document (DOCX). "
+            "Upload CSV, JSON, Markdown, text, PDF or DOCX."
+        )
+    if len(infos) > DOCX_MAX_MEMBERS:
+        raise ParseError("This Word document has too many parts to be a real document.")
+    total = sum(info.file_size for info in infos)
+    if total > DOCX_MAX_UNCOMPRESSED:
+        raise ParseError(
+            f"This Word document expands to {total // (1024 * 1024)} MB; the limit is "
+            f"{DOCX_MAX_UNCOMPRESSED // (1024 * 1024)} MB (possible zip bomb)."
+        )
+    for info in infos:
+        if info.file_size > 1024 * 1024 and info.file_size > DOCX_MAX_RATIO * max(info.compress_size, 1):
+            raise ParseError(
+                "This Word document is compressed suspiciously well (possible zip bomb); refused."
+            )
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else Latin-1; binary content is refused."""
+    if b"\x00" in data[:8192]:
+        raise ParseError(
+            "Unsupported file type: this is a binary file. Upload CSV, JSON, Markdown, text, PDF or DOCX."
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+        # Latin-1 decodes any byte; C1 controls and many C0 controls mean it was not text.
+        controls = sum(1 for ch in text[:8192] if (ord(ch) < 32 and ch not in "\t\n\r\f") or 0x7F <= ord(ch) < 0xA0)
+        if controls > max(2, len(text[:8192]) // 100):
+            raise ParseError(
+                "Unsupported file type: the content is neither UTF-8 nor Latin-1 text. "
+                "Upload CSV, JSON, Markdown, text, PDF or DOCX."
+            ) from None
+    if not text.strip():
+        raise ParseError("The file is empty.")
+    return text
+
+
+def text_kind(text: str, filename: str = "") -> str:
+    """Which text flavour: 'csv', 'json', 'markdown' or 'text' (Source.Kind values)."""
+    name = filename.lower()
+    stripped = text.lstrip()
+    if name.endswith((".json", ".jsonl", ".ndjson")) or stripped[:1] in "[{":
+        if _looks_like_json(stripped):
+            return "json"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    if name.endswith((".md", ".markdown")) or re.search(r"^#{1,6}\s+\S", text, re.M):
+        return "markdown"
+    return "text"
+
+
+def _looks_like_json(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        first = text.splitlines()[0] if text else ""
+        try:
+            json.loads(first)
+            return True
+        except ValueError:
+            return False
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+HEADER_ALIASES = {
+    "question": {"question", "questions", "q", "query", "prompt", "title"},
+    "answer": {"answer", "answers", "a", "response", "reply", "text"},
+    "category": {"category", "categories", "topic", "section", "group", "tag"},
+    "url": {"url", "link", "source", "source_url", "href"},
+    "alternate_questions": {"alternate_questions", "alternates", "alternatives", "variants", "example_questions"},
+    "external_id": {"id", "faq_id", "external_id", "key"},
+}
+POSITIONAL = ["question", "answer", "category", "url"]
+
+
+def parse_csv(text: str) -> Parsed:
+    result = Parsed()
+    sample = text[:16384]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    columns: dict[str, int] | None = None
+    line = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.warnings.append(f"Line {reader.line_num}: unreadable row ({exc}); skipped.")
+            continue
+        line = reader.line_num
+        cells = [cell.strip() for cell in row]
+        if not any(cells):
+            continue
+        if columns is None:
+            columns = _header_columns(cells)
+            if columns is not None:
+                continue
+            columns = {name: i for i, name in enumerate(POSITIONAL)}
+        item = _row_item(cells, columns)
+        if item is None:
+            missing = "question" if len(cells) <= columns["question"] or not cells[columns["question"]] else "answer"
+            result.warnings.append(f"Line {line}: missing {missing}; row skipped.")
+            continue
+        result.faqs.append(item)
+    if not result.faqs:
+        raise ParseError(
+            "No question/answer rows found. The CSV needs a question column and an answer column"
+            + (f" ({len(result.warnings)} rows were malformed)." if result.warnings else ".")
+        )
+    return result
+
+
+def _header_columns(cells: list[str]) -> dict[str, int] | None:
+    found: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        key = re.sub(r"[\s\-]+", "_", cell.lower())
+        for name, aliases in HEADER_ALIASES.items():
+            if key in aliases and name not in found:
+                found[name] = i
+                break
+    if "question" in found and "answer" in found:
+        return found
+    return None
+
+
+def _row_item(cells: list[str], columns: dict[str, int]) -> FaqItem | None:
+    def get(name: str) -> str:
+        i = columns.get(name)
+        return cells[i] if i is not None and i < len(cells) else ""
+
+    question, answer = get("question"), get("answer")
+    if not question or not answer:
+        return None
+    alternates = [a.strip() for a in re.split(r"[|\n]", get("alternate_questions")) if a.strip()]
+    return FaqItem(
+        question=question,
+        answer=answer,
+        category=get("category")[:120],
+        url=get("url") if get("url").startswith(("http://", "https://")) else "",
+        alternate_questions=alternates,
+        external_id=get("external_id")[:200],
+    )
+
+
+# --- JSON / JSONL ---------------------------------------------------------------------------------
+
+
+def parse_json(text: str) -> Parsed:
+    result = Parsed()
+    try:
+        data = json.loads(text)
+        records = _json_records(data)
+        numbered = [(i + 1, record, f"Item {i + 1}") for i, record in enumerate(records)]
+    except ValueError:
+        numbered = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((n, json.loads(line), f"Line {n}"))
+            except ValueError:
+                result.warnings.append(f"Line {n}: not valid JSON; skipped.")
+    for _n, record, where in numbered:
+        item = _json_item(record)
+        if item is None:
+            result.warnings.append(f"{where}: needs a question and an answer; skipped.")
+        else:
+            result.faqs.append(item)
+    if not result.faqs:
+        raise ParseError(
+            "No question/answer entries found. Use a JSON list or JSON Lines of objects with "
+            '"question" and "answer".'
+        )
+    return result
+
+
+def _json_records(data) -> list:
+    if isinstance(data, dict):
+        for key in ("faqs", "faq", "entries", "items", "data", "questions"):
+            if isinstance(data.get(key), list):
+                return data[key]
+        return [data]
+    if isinstance(data, list):
+        return data
+    raise ValueError("not a list or object")
+
+
+def _json_item(record) -> FaqItem | None:
+    if not isinstance(record, dict):
+        return None
+
+    def text(*keys) -> str:
+        for key in keys:
+            value = record.get(key)
+            if isinstance(value, str | int | float) and str(value).strip():
+                return str(value).strip()
+        return ""
+
+    question = text("question", "q", "title", "prompt")
+    answer = text("answer", "a", "response", "text")
+    if not question or not answer:
+        return None
+    alternates: list[str] = []
+    for key in ("alternate_questions", "example_questions", "alternates", "variants"):
+        value = record.get(key)
+        if isinstance(value, list):
+            alternates += [str(v).strip() for v in value if isinstance(v, str) and v.strip()]
+    title = text("title")
+    if title and title != question and title not in alternates:
+        alternates.insert(0, title)
+    seen = {question.lower()}
+    unique = [a for a in alternates if not (a.lower() in seen or seen.add(a.lower()))]
+    url = text("url", "link")
+    return FaqItem(
+        question=question,
+        answer=answer,
+        category=text("category", "topic")[:120],
+        url=url if url.startswith(("http://", "https://")) else "",
+        alternate_questions=unique,
+        external_id=text("faq_id", "external_id", "id")[:200],
+    )
+
+
+# --- Structured documents (Markdown, text, HTML, DOCX, PDF) ----------------------------------------
+
+QA_LINE = re.compile(r"^\s*(?:\*\*)?(Q|Question|A|Answer)\s*[:.)](?:\*\*)?\s*(.*)$", re.I)
+
+
+def blocks_to_parsed(blocks: list[tuple[str, str]], default_title: str) -> Parsed:
+    """Structure (heading, body) blocks: Q:/A: lines and question headings become FAQ entries,
+    everything else stays a document section."""
+    result = Parsed()
+    for heading, body in blocks:
+        body = body.strip()
+        rest = _extract_qa_lines(body, result.faqs)
+        if heading.strip().endswith("?") and rest.strip():
+            result.faqs.append(FaqItem(question=heading.strip(), answer=rest.strip()))
+            continue
+        if rest.strip():
+            result.sections.append(Section(title=heading.strip() or default_title, text=rest.strip()))
+    return result
+
+
+def _extract_qa_lines(body: str, faqs: list[FaqItem]) -> str:
+    """Pull "Q: ... / A: ..." pairs out of a block; return the remaining text."""
+    if not re.search(r"^\s*(?:\*\*)?(Q|Question)\s*[:.)]", body, re.I | re.M):
+        return body
+    rest: list[str] = []
+    question: list[str] | None = None
+    answer: list[str] | None = None
+
+    def flush():
+        if question and answer and " ".join(answer).strip():
+            faqs.append(FaqItem(question=" ".join(question).strip(), answer="\n".join(answer).strip()))
+
+    for line in body.splitlines():
+        match = QA_LINE.match(line)
+        if match and match.group(1).lower().startswith("q"):
+            flush()
+            question, answer = [match.group(2)], None
+        elif match and question is not None:
+            answer = [match.group(2)]
+        elif answer is not None:
+            answer.append(line)
+        elif question is not None and line.strip():
+            question.append(line.strip())
+        else:
+            rest.append(line)
+    flush()
+    return "\n".join(rest)
+
+
+HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+def parse_markdown(text: str, filename: str) -> Parsed:
+    blocks: list[tuple[str, str]] = []
+    heading, lines = "", []
+    in_code = False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            in_code = not in_code
+        match = None if in_code else HEADING.match(line)
+        if match:
+            blocks.append((heading, "\n".join(lines)))
+            heading, lines = match.group(2), []
+        else:
+            lines.append(line)
+    blocks.append((heading, "\n".join(lines)))
+    return _require_content(blocks_to_parsed(blocks, _stem(filename)))
+
+
+def parse_text(text: str, filename: str) -> Parsed:
+    return _require_content(blocks_to_parsed([("", text)], _stem(filename)))
+
+
+def parse_pdf(data: bytes, filename: str) -> Parsed:
+    import pypdf
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            # Some PDFs are "encrypted" with an empty password only to restrict printing.
+            try:
+                ok = reader.decrypt("")
+            except Exception:  # pypdf raises several types for unsupported ciphers
+                ok = 0
+            if not ok:
+                raise ParseError(
+                    "This PDF is password-protected. Remove the password and upload it again."
+                )
+        pages = [(page.extract_text() or "") for page in reader.pages]
+    except ParseError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise ParseError(f"This PDF cannot be read ({exc.__class__.__name__}); it may be damaged.") from exc
+    title = _stem(filename)
+    blocks = [(f"{title}, page {n}" if len(pages) > 1 else title, text) for n, text in enumerate(pages, 1)]
+    parsed = blocks_to_parsed(blocks, title)
+    if not parsed.faqs and not parsed.sections:
+        raise ParseError("This PDF has no text to read (is it a scan? OCR it first).")
+    return parsed
+
+
+def parse_docx(data: bytes, filename: str) -> Parsed:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    check_docx_archive(data)
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ParseError("This Word document cannot be read; it may be damaged.") from exc
+    except Exception as exc:  # lxml raises its own errors for broken XML
+        raise ParseError(f"This Word document cannot be read ({exc.__class__.__name__}).") from exc
+    blocks: list[tuple[str, str]] = []
+    heading, lines = "", []
+    for paragraph in document.paragraphs:
+        style = (paragraph.style.name or "").lower() if paragraph.style is not None else ""
+        text = paragraph.text.strip()
+        if style.startswith("heading") or style == "title":
+            if text:
+                blocks.append((heading, "\n\n".join(lines)))
+                heading, lines = text, []
+        elif text:
+            lines.append(text)
+    for table in document.tables:
+        for row in table.rows:
+            cells = [cell.text.strip() for cell in row.cells]
+            if any(cells):
+                lines.append(" | ".join(cells))
+    blocks.append((heading, "\n\n".join(lines)))
+    return _require_content(blocks_to_parsed(blocks, _stem(filename)))
+
+
+DROP_TAGS = ("script", "style", "noscript", "nav", "footer", "header", "form", "aside", "svg", "iframe", "template")
+BLOCK_TAGS = {"p", "li", "pre", "blockquote", "td", "th", "dd", "dt", "figcaption"}
+
+
+def parse_html(html: bytes | str, url: str) -> Parsed:
+    import lxml.html
+
+    try:
+        root = lxml.html.fromstring(html)
+    except (ValueError, lxml.etree.ParserError) as exc:
+        raise ParseError("The web page is not readable HTML.") from exc
+    page_title = (root.findtext(".//title") or "").strip() or url
+    for element in root.xpath("|".join(f"//{tag}" for tag in DROP_TAGS)):
+        element.drop_tree()
+    body = next(
+        (found for found in (root.find(".//main"), root.find(".//article"), root.find(".//body")) if found is not None),
+        root,
+    )
+    blocks: list[tuple[str, str]] = []
+    heading, lines = page_title, []
+    for element in body.iter():
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            text = " ".join(element.text_content().split())
+            if text:
+                blocks.append((heading, "\n\n".join(lines)))
+                heading, lines = text, []
+        elif tag in BLOCK_TAGS and not any(
+            isinstance(a.tag, str) and a.tag in BLOCK_TAGS for a in element.iterancestors()
+        ):
+            text = " ".join(element.text_content().split())
+            if text:
+                lines.append(text)
+    blocks.append((heading, "\n\n".join(lines)))
+    parsed = blocks_to_parsed(blocks, page_title)
+    if not parsed.faqs and not parsed.sections:
+        text = " ".join(body.text_content().split())
+        if not text:
+            raise ParseError("The web page has no readable text.")
+        parsed.sections.append(Section(title=page_title, text=text))
+    return parsed
+
+
+def _require_content(parsed: Parsed) -> Parsed:
+    if not parsed.faqs and not parsed.sections:
+        raise ParseError("The file has no text to learn from.")
+    return parsed
+
+
+def _stem(filename: str) -> str:
+    name = filename.rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name or "Document"
+
+
+def parse_bytes(data: bytes, filename: str, kind: str | None = None) -> tuple[str, Parsed]:
+    """(kind, Parsed) for uploaded bytes. `kind` (a Source.Kind value) may pick a text flavour;
+    the content still decides between PDF, DOCX and text."""
+    family = sniff_family(data)
+    if family == PDF:
+        return "pdf", parse_pdf(data, filename)
+    if family == DOCX:
+        return "docx", parse_docx(data, filename)
+    text = decode_text(data)
+    flavour = kind if kind in ("csv", "json", "markdown", "text") else text_kind(text, filename)
+    if flavour == "csv":
+        return flavour, parse_csv(text)
+    if flavour == "json":
+        return flavour, parse_json(text)
+    if flavour == "markdown":
+        return flavour, parse_markdown(text, filename)
+    return "text", parse_text(text, filename)

@@ -1,0 +1,458 @@
+"""Writes over knowledge: adding sources, ingesting them, the FAQ editor, re-embedding.
+
+Ingestion (`source_ingest`) runs in a Celery worker: parse -> chunk -> embed in batches (outside
+any transaction) -> one `atomic()` block replaces the source's chunks and marks it READY.
+
+A run owns its source through a claim: a conditional UPDATE PENDING -> PROCESSING that stamps
+`started_at`. That stamp is the fencing token: progress updates and the final replace only apply
+while the row still carries it, so a duplicate delivery, a recovered run or a newer re-ingest
+request can never leave two sets of chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+import providers
+from bots.models import Bot
+
+from . import chunking, fetching, parsing
+from .models import Chunk, FaqEntry, Source
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH = 256  # texts per provider call; progress is written after each batch
+MAX_ATTEMPTS = 3  # claims of one run (worker lost, recovered) before it is declared failed
+MANUAL_NAME = "FAQ editor"
+FILE_KINDS = (Source.Kind.CSV, Source.Kind.JSON, Source.Kind.MARKDOWN, Source.Kind.TEXT, Source.Kind.PDF, Source.Kind.DOCX)
+
+
+class Superseded(Exception):
+    """This run lost its claim (re-ingest requested, or recovered elsewhere): drop its work."""
+
+
+# --- Adding sources ------------------------------------------------------------------------------
+
+
+def manual_source(*, bot: Bot) -> Source:
+    """The bot's one FAQ-editor source, created on first use."""
+    with transaction.atomic():
+        Bot.objects.select_for_update().filter(pk=bot.pk).first()  # serialise the get-or-create
+        source, _ = Source.objects.get_or_create(
+            bot=bot, kind=Source.Kind.MANUAL, defaults={"name": MANUAL_NAME, "status": Source.Status.READY}
+        )
+    return source
+
+
+def source_add(*, bot: Bot, kind=None, name=None, upload=None, url=None, enqueue: bool = True) -> Source:
+    """Validate and save a new source as PENDING, then enqueue its ingestion after commit.
+
+    Raises ValidationError with a message for the owner (empty, too large, unsupported type,
+    private URL...). Cheap checks happen here; parsing errors surface as a FAILED source.
+    """
+    if kind == Source.Kind.MANUAL:
+        return manual_source(bot=bot)
+    if url:
+        fetching.check_url(url)  # resolves and refuses private addresses; does not connect
+        source = Source(bot=bot, kind=Source.Kind.URL, name=(name or url)[:255], url=url.strip())
+        source.full_clean(exclude=["file"])
+    elif upload is not None:
+        data = _read_upload(upload)
+        filename = name or getattr(upload, "name", "") or "upload"
+        detected = _detect_kind(data, filename, kind)
+        source = Source(bot=bot, kind=detected, name=filename[:255])
+        source.file.save(filename.rsplit("/", 1)[-1][:100], ContentFile(data), save=False)
+    else:
+        raise ValidationError("Choose a file to upload or enter a web address.")
+    source.save()
+    if enqueue:
+        _enqueue(source.pk)
+    return source
+
+
+def _read_upload(upload) -> bytes:
+    limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
+    size = getattr(upload, "size", None)
+    if size is not None and size > limit:
+        raise ValidationError(f"The file is {_mb(size)}; the limit is {_mb(limit)}.")
+    data = upload.read(limit + 1)
+    if len(data) > limit:
+        raise ValidationError(f"The file is larger than {_mb(limit)}.")
+    if not data.strip():
+        raise ValidationError("The file is empty.")
+    return data
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MB"
+
+
+def _detect_kind(data: bytes, filename: str, kind: str | None) -> str:
+    family = parsing.sniff_family(data)
+    if family == parsing.PDF:
+        _check_pdf_opens(data)
+        return Source.Kind.PDF
+    if family == parsing.DOCX:
+        return Source.Kind.DOCX
+    if kind in (Source.Kind.CSV, Source.Kind.JSON, Source.Kind.MARKDOWN, Source.Kind.TEXT):
+        return kind
+    return parsing.text_kind(parsing.decode_text(data), filename)
+
+
+def _check_pdf_opens(data: bytes) -> None:
+    import io
+
+    import pypdf
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        encrypted = reader.is_encrypted and not reader.decrypt("")
+    except Exception as exc:  # pypdf raises many types for damaged files
+        raise ValidationError("This PDF cannot be read; it may be damaged.") from exc
+    if encrypted:
+        raise ValidationError("This PDF is password-protected. Remove the password and upload it again.")
+
+
+def _enqueue(source_id: int) -> None:
+    from .tasks import ingest_source
+
+    ingest_source.delay_on_commit(source_id)
+
+
+def source_reingest(*, source: Source) -> Source:
+    """Queue a fresh ingestion; the current chunks keep answering until it succeeds.
+
+    A run in progress is superseded (its claim no longer matches) and drops its work.
+    """
+    _request_ingest(source.pk)
+    _enqueue(source.pk)
+    source.refresh_from_db()
+    return source
+
+
+def _request_ingest(source_id: int) -> None:
+    Source.objects.filter(pk=source_id).update(
+        status=Source.Status.PENDING, attempts=0, stage="", progress_done=0, progress_total=0,
+        updated_at=timezone.now(),
+    )
+
+
+def source_delete(*, source: Source) -> None:
+    """Delete a source with its FAQ entries and chunks (and the stored file, after commit)."""
+    file = source.file
+    with transaction.atomic():
+        source.delete()
+        if file:
+            transaction.on_commit(lambda: file.storage.delete(file.name))
+
+
+def bot_reembed(*, bot: Bot) -> list[Source]:
+    """Re-embed every source of a bot with its current embedding model, one tracked ingestion each.
+
+    Old vectors stay until each source is replaced; search filters on the model, so they never mix.
+    """
+    sources = list(bot.sources.all())
+    with transaction.atomic():
+        for source in sources:
+            _request_ingest(source.pk)
+            _enqueue(source.pk)
+    return sources
+
+
+# --- The FAQ editor --------------------------------------------------------------------------------
+
+
+def _clean_alternates(alternate_questions: Iterable[str]) -> list[str]:
+    seen, out = set(), []
+    for text in alternate_questions:
+        text = " ".join(str(text).split())
+        if text and text.lower() not in seen:
+            seen.add(text.lower())
+            out.append(text)
+    return out
+
+
+def faq_entry_create(
+    *, bot: Bot, question: str, answer: str, category: str = "", url: str = "", alternate_questions=()
+) -> FaqEntry:
+    """Add an entry to the bot's FAQ editor and re-ingest the editor's source (via the task)."""
+    source = manual_source(bot=bot)
+    with transaction.atomic():
+        # The source row first: an ingestion holding it must finish before entries change.
+        _request_ingest(source.pk)
+        entry = FaqEntry(
+            bot=bot, source=source, question=question.strip(), answer=answer.strip(),
+            category=category.strip(), url=url.strip(),
+            alternate_questions=_clean_alternates(alternate_questions),
+        )
+        entry.full_clean()
+        entry.save()
+        _enqueue(source.pk)
+    return entry
+
+
+def faq_entry_update(
+    *, entry: FaqEntry, question: str, answer: str, category: str = "", url: str = "", alternate_questions=()
+) -> FaqEntry:
+    with transaction.atomic():
+        _request_ingest(entry.source_id)
+        entry.question, entry.answer = question.strip(), answer.strip()
+        entry.category, entry.url = category.strip(), url.strip()
+        entry.alternate_questions = _clean_alternates(alternate_questions)
+        entry.full_clean()
+        entry.save()
+        _enqueue(entry.source_id)
+    return entry
+
+
+def faq_entries_delete(*, bot: Bot, ids: Iterable[int]) -> int:
+    """Delete editor entries of this bot (others' ids are ignored); returns how many."""
+    source = manual_source(bot=bot)
+    with transaction.atomic():
+        _request_ingest(source.pk)
+        _total, per_model = FaqEntry.objects.filter(bot=bot, source=source, pk__in=list(ids)).delete()
+        _enqueue(source.pk)
+    return per_model.get(FaqEntry._meta.label, 0)
+
+
+def faq_entries_import(*, bot: Bot, name: str, entries: list[dict], enqueue: bool = True) -> Source:
+    """A JSON-kind source built from dicts (question, answer, optional category, url,
+    alternate_questions / example_questions, faq_id...). Goes through the real ingestion."""
+    lines = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in entries)
+    upload = ContentFile(lines.encode("utf-8"), name=f"{name}.jsonl")
+    return source_add(bot=bot, kind=Source.Kind.JSON, name=name, upload=upload, enqueue=enqueue)
+
+
+# --- Ingestion -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ChunkSpec:
+    title: str
+    text: str
+    embed_text: str
+    faq_index: int | None  # index into the parsed FAQ list (file sources) / entry list (manual)
+
+
+def _claim(source_id: int):
+    """PENDING (or PROCESSING with no sign of life) -> PROCESSING; returns the token or None."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
+    claimed = (
+        Source.objects.filter(pk=source_id)
+        .filter(Q(status=Source.Status.PENDING) | Q(status=Source.Status.PROCESSING, updated_at__lt=stale))
+        .update(
+            status=Source.Status.PROCESSING, started_at=now, finished_at=None, attempts=F("attempts") + 1,
+            stage="parsing", error="", progress_done=0, progress_total=0, updated_at=now,
+        )
+    )
+    return now if claimed else None
+
+
+def _owned(source_id: int, token):
+    return Source.objects.filter(pk=source_id, status=Source.Status.PROCESSING, started_at=token)
+
+
+def _progress(source_id: int, token, **fields) -> None:
+    if not _owned(source_id, token).update(updated_at=timezone.now(), **fields):
+        raise Superseded
+
+
+def source_ingest(*, source_id: int) -> Source | None:
+    """Parse, chunk, embed and store one source. Safe to call twice: a second call while the first
+    runs (or after it finished) does nothing. Returns the source as it ends (None if deleted).
+
+    ProviderUnavailable is re-raised after putting the source back to PENDING (the task retries).
+    Other errors mark the source FAILED; its previous chunks stay until a successful replace.
+    """
+    token = _claim(source_id)
+    if token is None:
+        return Source.objects.filter(pk=source_id).first()
+    source = Source.objects.select_related("bot").get(pk=source_id)
+    try:
+        _ingest(source, token)
+    except Superseded:
+        log.info("Ingestion of source %s superseded; its work was dropped.", source_id)
+    except providers.ProviderUnavailable:
+        _owned(source_id, token).update(status=Source.Status.PENDING, stage="waiting for the model service", updated_at=timezone.now())
+        raise
+    except (ValidationError, providers.ProviderError) as exc:
+        _fail(source_id, token, _message(exc))
+    except SoftTimeLimitExceeded:
+        _fail(source_id, token, "Ingestion took too long and was stopped; try a smaller file.")
+    except Exception as exc:
+        log.exception("Ingestion of source %s failed", source_id)
+        _fail(source_id, token, f"Unexpected error while reading this source ({exc.__class__.__name__}).")
+        raise
+    return Source.objects.filter(pk=source_id).first()
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
+def _fail(source_id: int, token, error: str) -> None:
+    _owned(source_id, token).update(
+        status=Source.Status.FAILED, error=error[:2000], stage="", finished_at=timezone.now(), updated_at=timezone.now()
+    )
+
+
+def source_fail(*, source_id: int, error: str) -> None:
+    """Mark a source FAILED whatever run holds it (the task gave up retrying)."""
+    Source.objects.filter(pk=source_id).exclude(status=Source.Status.READY).update(
+        status=Source.Status.FAILED, error=error[:2000], stage="", finished_at=timezone.now(), updated_at=timezone.now()
+    )
+
+
+def _load(source: Source) -> tuple[parsing.Parsed, list[FaqEntry] | None]:
+    """What a source says: (parsed content, existing entries for the FAQ editor)."""
+    if source.kind == Source.Kind.MANUAL:
+        entries = list(FaqEntry.objects.filter(source=source).order_by("pk"))
+        faqs = [parsing.FaqItem(e.question, e.answer, e.category, e.url, list(e.alternate_questions)) for e in entries]
+        return parsing.Parsed(faqs=faqs), entries
+    if source.kind == Source.Kind.URL:
+        page = fetching.fetch(source.url)
+        if page.content_type == "application/pdf" or page.body[:5] == b"%PDF-":
+            return parsing.parse_pdf(page.body, source.name), None
+        if page.content_type in ("text/plain", "text/markdown"):
+            text = parsing.decode_text(page.body)
+            return (parsing.parse_markdown if page.content_type == "text/markdown" else parsing.parse_text)(text, source.name), None
+        return parsing.parse_html(page.body, page.url), None
+    if not source.file:
+        raise parsing.ParseError("The uploaded file is missing; upload it again.")
+    try:
+        with source.file.open("rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise parsing.ParseError("The uploaded file is missing; upload it again.") from exc
+    _kind, parsed = parsing.parse_bytes(data, source.file.name, source.kind)
+    return parsed, None
+
+
+def _specs(parsed: parsing.Parsed) -> list[_ChunkSpec]:
+    specs: list[_ChunkSpec] = []
+    for i, faq in enumerate(parsed.faqs):
+        text = f"Q: {faq.question}\nA: {faq.answer}"
+        # Question-to-question matching retrieves FAQs best: embed each phrasing alone.
+        for phrasing in [faq.question, *faq.alternate_questions]:
+            specs.append(_ChunkSpec(title=phrasing[:500], text=text, embed_text=phrasing, faq_index=i))
+    for piece in chunking.chunk_sections(parsed.sections):
+        specs.append(_ChunkSpec(title=piece.title, text=piece.text, embed_text=f"{piece.title}\n{piece.text}", faq_index=None))
+    return specs
+
+
+def _ingest(source: Source, token) -> None:
+    bot = source.bot
+    parsed, manual_entries = _load(source)
+    specs = _specs(parsed)
+    model = providers.embedding_model_for_bot(bot)
+    provider = providers.for_bot(bot)
+    _progress(source.pk, token, stage="embedding", progress_total=len(specs))
+    vectors: list = []
+    for start in range(0, len(specs), EMBED_BATCH):
+        batch = [spec.embed_text for spec in specs[start : start + EMBED_BATCH]]
+        vectors += provider.embed(batch, model=bot.embedding_model or None)
+        _progress(source.pk, token, progress_done=len(vectors))
+    _progress(source.pk, token, stage="saving")
+    with transaction.atomic():
+        if not _owned(source.pk, token).select_for_update().exists():
+            raise Superseded
+        Chunk.objects.filter(source=source)._raw_delete(connection.alias)  # no cascades from chunks
+        if manual_entries is None:
+            FaqEntry.objects.filter(source=source).delete()
+            entries = FaqEntry.objects.bulk_create(
+                [
+                    FaqEntry(
+                        bot=bot, source=source, question=f.question, answer=f.answer, category=f.category,
+                        url=f.url, alternate_questions=f.alternate_questions, external_id=f.external_id,
+                    )
+                    for f in parsed.faqs
+                ],
+                batch_size=1000,
+            )
+        else:
+            entries = manual_entries
+        _copy_chunks(bot, source, specs, vectors, [e.pk for e in entries], model)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE knowledge_chunk SET search_vector ="
+                " setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', text), 'B')"
+                " WHERE source_id = %s",
+                [source.pk],
+            )
+        now = timezone.now()
+        _owned(source.pk, token).update(
+            status=Source.Status.READY, stage="", error="", chunk_count=len(specs), embedding_model=model,
+            warnings=parsed.warnings[:200], progress_done=len(specs), finished_at=now, updated_at=now,
+        )
+
+
+COPY_SQL = (
+    "COPY knowledge_chunk (bot_id, source_id, faq_id, position, title, text, embedding, embedding_model, created_at)"
+    " FROM STDIN WITH (FORMAT BINARY)"
+)
+COPY_TYPES = ["int8", "int8", "int8", "int4", "varchar", "text", "vector", "varchar", "timestamptz"]
+
+
+def _copy_chunks(bot, source, specs: list[_ChunkSpec], vectors: list, entry_ids: list[int], model: str) -> None:
+    """Binary COPY: ~50x faster than bulk_create for rows carrying 384+ floats."""
+    from pgvector.psycopg.vector import register_vector_info
+    from psycopg.types import TypeInfo
+
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        # Registered on this cursor only, so Django's own vector handling is untouched.
+        register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
+        with raw.copy(COPY_SQL) as copy:
+            copy.set_types(COPY_TYPES)
+            for position, (spec, vector) in enumerate(zip(specs, vectors, strict=True)):
+                faq_id = entry_ids[spec.faq_index] if spec.faq_index is not None else None
+                copy.write_row(
+                    (bot.pk, source.pk, faq_id, position, spec.title, spec.text,
+                     np.asarray(vector, dtype=np.float32), model, now)
+                )
+
+
+# --- Recovery --------------------------------------------------------------------------------------
+
+
+def sources_recover_stuck(*, stale_seconds: int | None = None) -> dict:
+    """Beat: requeue sources stuck in PROCESSING (worker killed) or PENDING (message lost).
+
+    A run that already used MAX_ATTEMPTS claims is marked FAILED with the reason instead, so a
+    source never stays "processing" for ever.
+    """
+    stale_seconds = settings.KNOWLEDGE_INGEST_STALE_SECONDS if stale_seconds is None else stale_seconds
+    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
+    stuck = Source.objects.filter(status=Source.Status.PROCESSING, updated_at__lt=cutoff)
+    failed = stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=Source.Status.FAILED, stage="", finished_at=timezone.now(), updated_at=timezone.now(),
+        error=f"Ingestion was interrupted {MAX_ATTEMPTS} times (the worker stopped). Try re-ingesting, or a smaller file.",
+    )
+    requeued = []
+    for source_id in stuck.filter(attempts__lt=MAX_ATTEMPTS).values_list("pk", flat=True):
+        # Conditional, so a run that shows life meanwhile keeps its claim.
+        if Source.objects.filter(pk=source_id, status=Source.Status.PROCESSING, updated_at__lt=cutoff).update(
+            status=Source.Status.PENDING, stage="requeued after an interruption", updated_at=timezone.now()
+        ):
+            requeued.append(source_id)
+    lost = list(Source.objects.filter(status=Source.Status.PENDING, updated_at__lt=cutoff).exclude(pk__in=requeued).values_list("pk", flat=True))
+    for source_id in requeued + lost:
+        _enqueue(source_id)
+    return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}

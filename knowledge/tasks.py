@@ -1,0 +1,25 @@
+"""Ingestion tasks (queue `ingest`, routed in settings). Bodies stay thin: the work is in services."""
+
+from celery import shared_task
+
+from providers import ProviderUnavailable
+
+from . import services
+
+RETRY_BACKOFF_MAX = 600
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5)
+def ingest_source(self, source_id: int) -> None:
+    try:
+        services.source_ingest(source_id=source_id)
+    except ProviderUnavailable as exc:
+        if self.request.retries >= self.max_retries:
+            services.source_fail(source_id=source_id, error=f"The model service stayed unavailable: {exc}")
+            return
+        raise self.retry(exc=exc, countdown=min(RETRY_BACKOFF_MAX, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task
+def recover_stuck_sources() -> dict:
+    return services.sources_recover_stuck()
