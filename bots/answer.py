@@ -9,11 +9,13 @@
 ("done", Answer). `answer()` runs it to the end. Neither writes to the database: callers
 (chat views, API, test page) record Messages.
 
-NOTE: first version (contract for the chat/API code); retrieval is refined in knowledge.selectors.
+Scores are cosine similarities from knowledge.selectors.search (an FAQ entry's centroid); the
+bot's thresholds were calibrated on CLINC150 DEV with benchmarks/faq_bench.py.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +23,11 @@ from dataclasses import dataclass, field
 import providers
 from bots.models import Bot, Message
 
+log = logging.getLogger(__name__)
+
 GENERATION_MAX_TOKENS = 200
+RETRIEVE_LIMIT = 5  # candidates shown on the test page
+CONTEXT_CHUNKS = 3  # the small local model loses track of longer contexts
 
 
 @dataclass
@@ -66,17 +72,23 @@ def build_prompt(bot: Bot, question: str, hits: list, history=()) -> list[provid
 
 
 def answer_stream(
-    bot: Bot, question: str, *, history=(), generate: bool = True
+    bot: Bot, question: str, *, history=(), generate: bool = True, vector=None
 ) -> Iterator[tuple[str, object]]:
+    """Yield ("token", str) events, then one ("done", Answer).
+
+    generate=False decides without calling the chat model: a question that would be generated
+    ends with path "generated", empty text and the sources it would cite. `vector` is the
+    question's embedding when the caller already computed it (batch benchmarks).
+    A provider failure ends with the fallback message and path "error"; nothing is raised.
+    """
     from knowledge import selectors
 
     started = time.perf_counter()
-    hits = selectors.search(bot=bot, query=question, limit=5)
-    retrieved = [
-        {"chunk_id": h.chunk_id, "title": h.title, "score": round(h.score, 4), "faq_id": h.faq_id}
-        for h in hits
-    ]
-    best = hits[0] if hits else None
+    timings: dict[str, int] = {}
+    retrieved: list[dict] = []
+
+    def ms_since(t: float) -> int:
+        return int((time.perf_counter() - t) * 1000)
 
     def done(text, path, sources=(), score=None):
         return (
@@ -87,36 +99,83 @@ def answer_stream(
                 score=score,
                 sources=list(sources),
                 retrieved=retrieved,
-                latency_ms=int((time.perf_counter() - started) * 1000),
+                latency_ms=ms_since(started),
+                timings=timings,
             ),
         )
 
     def cite(hit) -> Source:
-        return Source(hit.title, hit.url, hit.chunk_id, hit.faq_id, round(hit.score, 4), hit.text[:300])
+        return Source(
+            hit.title, hit.url, hit.chunk_id, hit.faq_id, round(hit.score, 4), hit.text[:300]
+        )
 
+    try:
+        if vector is None:
+            t = time.perf_counter()
+            vector = selectors.embed_query(bot, question)
+            timings["embed_ms"] = ms_since(t)
+        t = time.perf_counter()
+        hits = selectors.search(bot=bot, query=question, limit=RETRIEVE_LIMIT, vector=vector)
+        timings["search_ms"] = ms_since(t)
+    except Exception:  # a provider or model failure must not become a 500 in a chat
+        log.exception("Retrieval failed for bot %s", bot.pk)
+        yield ("token", bot.fallback_message)
+        yield done(bot.fallback_message, Message.Path.ERROR)
+        return
+    retrieved.extend(
+        {
+            "chunk_id": h.chunk_id,
+            "faq_id": h.faq_id,
+            "title": h.title,
+            "source": h.source_name,
+            "score": round(h.score, 4),
+            "phrasing_score": round(h.phrasing_score, 4),
+            "vector_rank": h.vector_rank,
+            "text_rank": h.text_rank,
+            "snippet": h.text[:300],
+        }
+        for h in hits
+    )
+    best = hits[0] if hits else None
     if best and best.faq_id and best.score >= bot.direct_threshold:
         yield ("token", best.answer)
         yield done(best.answer, Message.Path.DIRECT, [cite(best)], best.score)
         return
-    relevant = [h for h in hits if h.score >= bot.answer_threshold]
-    if not relevant or not generate:
+    relevant = [h for h in hits[:CONTEXT_CHUNKS] if h.score >= bot.answer_threshold]
+    if not relevant:
         yield ("token", bot.fallback_message)
         yield done(bot.fallback_message, Message.Path.FALLBACK, score=best.score if best else None)
         return
-    provider = providers.for_bot(bot)
-    parts = []
-    for piece in provider.chat_stream(
-        build_prompt(bot, question, relevant, history),
-        model=bot.chat_model or None,
-        max_tokens=GENERATION_MAX_TOKENS,
+    if not generate:
+        yield done("", Message.Path.GENERATED, [cite(h) for h in relevant], relevant[0].score)
+        return
+    parts: list[str] = []
+    t = time.perf_counter()
+    try:
+        for piece in providers.for_bot(bot).chat_stream(
+            build_prompt(bot, question, relevant, history),
+            model=bot.chat_model or None,
+            max_tokens=GENERATION_MAX_TOKENS,
+        ):
+            parts.append(piece)
+            yield ("token", piece)
+    except Exception:
+        log.exception("Generation failed for bot %s", bot.pk)
+        timings["generate_ms"] = ms_since(t)
+        yield done(bot.fallback_message, Message.Path.ERROR, score=relevant[0].score)
+        return
+    timings["generate_ms"] = ms_since(t)
+    text = "".join(parts).strip()
+    if not text:
+        yield done(bot.fallback_message, Message.Path.FALLBACK, score=relevant[0].score)
+        return
+    yield done(text, Message.Path.GENERATED, [cite(h) for h in relevant], relevant[0].score)
+
+
+def answer(bot: Bot, question: str, *, history=(), generate: bool = True, vector=None) -> Answer:
+    for kind, value in answer_stream(
+        bot, question, history=history, generate=generate, vector=vector
     ):
-        parts.append(piece)
-        yield ("token", piece)
-    yield done("".join(parts).strip(), Message.Path.GENERATED, [cite(h) for h in relevant], relevant[0].score)
-
-
-def answer(bot: Bot, question: str, *, history=(), generate: bool = True) -> Answer:
-    for kind, value in answer_stream(bot, question, history=history, generate=generate):
         if kind == "done":
             return value  # type: ignore[return-value]
     raise RuntimeError("answer_stream ended without an answer")

@@ -1,0 +1,306 @@
+"""FAQ answering benchmark: the real ingestion and the real answer pipeline on a labelled FAQ set.
+
+    python -m benchmarks.faq_bench --data DIR --split dev|test [--limit N] [--sweep]
+
+DIR holds `kb.jsonl` (one FAQ entry a line: faq_id, question, answer, title, example_questions)
+and `<split>.jsonl` (text, gold_faq_id; null gold = out of scope, the bot must refuse). A fresh
+database is created, migrated and dropped; the KB goes through `faq_entries_import` +
+`source_ingest`, every question through `bots.answer.answer(generate=False)`: the pipeline decides
+direct / generate / fallback without calling the chat model, and "would generate" counts as
+answered with its top hit.
+
+Figures: in-scope top-1 accuracy (answered with the gold entry; a refusal counts as wrong),
+out-of-scope refusal recall and precision, single-question latency (embedding included, measured
+one question at a time), and a plain MiniLM nearest-neighbour baseline over the same embeddings
+(nearest phrasing, no fusion, the untuned 0.50 cut-off). Thresholds default to the Bot model's
+defaults; `--sweep` prints the accuracy/refusal trade-off per answer threshold, for calibrating on
+DEV only. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.throwaway_db import percentile, throwaway_database
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "faq_bench" / "clinc150"
+UNTUNED_CUTOFF = 0.50  # the cut-off a naive nearest-neighbour bot would ship with
+LATENCY_SAMPLE = 200
+EMBED_BATCH = 256
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.faq_bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--split", default="test")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="a fixed random sample of N questions"
+    )
+    parser.add_argument("--direct-threshold", type=float, default=None)
+    parser.add_argument("--answer-threshold", type=float, default=None)
+    parser.add_argument("--sweep", action="store_true", help="print metrics per answer threshold")
+    parser.add_argument("--latency-sample", type=int, default=LATENCY_SAMPLE)
+    return parser.parse_args(argv)
+
+
+def metrics(rows: list[dict]) -> dict:
+    """rows: {"gold": str|None, "answered": bool, "top": str|None}."""
+    in_scope = [r for r in rows if r["gold"]]
+    oos = [r for r in rows if not r["gold"]]
+    refused = [r for r in rows if not r["answered"]]
+    correct = sum(1 for r in in_scope if r["answered"] and r["top"] == r["gold"])
+    refused_oos = sum(1 for r in oos if not r["answered"])
+    return {
+        "in_scope_top1_acc": correct / len(in_scope) if in_scope else float("nan"),
+        "oos_refusal_recall": refused_oos / len(oos) if oos else float("nan"),
+        "oos_refusal_precision": refused_oos / len(refused) if refused else float("nan"),
+        "in_scope_refused": sum(1 for r in in_scope if not r["answered"]) / len(in_scope)
+        if in_scope
+        else float("nan"),
+    }
+
+
+def build_bot(data: Path, answer_threshold, direct_threshold):
+    from accounts.services import account_signup
+    from bots.services import bot_create
+    from knowledge.models import Source
+    from knowledge.services import faq_entries_import, source_ingest
+
+    user = account_signup(
+        email="bench@askhandle.local", password="bench-password-123", workspace_name="Bench"
+    )
+    fields = {}
+    if answer_threshold is not None:
+        fields["answer_threshold"] = answer_threshold
+    if direct_threshold is not None:
+        fields["direct_threshold"] = direct_threshold
+    bot = bot_create(
+        workspace=user.workspaces.get(),
+        name="FAQ bench",
+        slug=f"faq-bench-{int(time.time())}",
+        **fields,
+    )
+    entries = read_jsonl(data / "kb.jsonl")
+    started = time.perf_counter()
+    source = faq_entries_import(bot=bot, name=data.name or "kb", entries=entries, enqueue=False)
+    source = source_ingest(source_id=source.pk)
+    if source.status != Source.Status.READY:
+        raise SystemExit(f"Ingestion failed: {source.error}")
+    return bot, len(entries), source.chunk_count, time.perf_counter() - started
+
+
+def nearest_phrasing(bot, vector) -> tuple[int | None, float]:
+    """Baseline: the single nearest chunk by exact cosine, nothing else."""
+    from pgvector.django import CosineDistance
+
+    import providers
+    from knowledge.models import Chunk
+
+    chunk = (
+        Chunk.objects.filter(bot=bot, embedding_model=providers.embedding_model_for_bot(bot))
+        .annotate(d=CosineDistance("embedding", vector))
+        .order_by("d")
+        .values("faq_id", "d")
+        .first()
+    )
+    return (chunk["faq_id"], 1.0 - chunk["d"]) if chunk else (None, -1.0)
+
+
+def print_table(rows: list[tuple], header: tuple) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)), flush=True)
+
+
+def fmt(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def run(args) -> dict:
+    from bots.answer import answer
+    from knowledge import selectors
+    from knowledge.models import FaqEntry
+
+    bot, n_entries, n_chunks, ingest_s = build_bot(
+        args.data, args.answer_threshold, args.direct_threshold
+    )
+    print(f"KB: {n_entries} entries -> {n_chunks} chunks, ingested in {ingest_s:.1f} s", flush=True)
+    print(
+        f"Bot thresholds: direct >= {bot.direct_threshold:.3f}, answer >= {bot.answer_threshold:.3f}",
+        flush=True,
+    )
+    external = dict(FaqEntry.objects.filter(bot=bot).values_list("pk", "external_id"))
+
+    questions = read_jsonl(args.data / f"{args.split}.jsonl")
+    if args.limit and args.limit < len(
+        questions
+    ):  # a fixed sample keeps in- and out-of-scope mixed
+        questions = random.Random(0).sample(questions, args.limit)
+    texts = [q["text"] for q in questions]
+    started = time.perf_counter()
+    vectors = []
+    for i in range(0, len(texts), EMBED_BATCH):
+        vectors += selectors.embed_queries(bot, texts[i : i + EMBED_BATCH])
+    embed_s = time.perf_counter() - started
+    print(f"{len(texts)} {args.split} questions embedded in batches: {embed_s:.1f} s", flush=True)
+
+    rows, baseline, paths = [], [], {}
+    started = time.perf_counter()
+    for q, vector in zip(questions, vectors, strict=True):
+        result = answer(bot, q["text"], generate=False, vector=vector)
+        top = result.retrieved[0]["faq_id"] if result.retrieved else None
+        rows.append(
+            {
+                "gold": q.get("gold_faq_id"),
+                "answered": result.answered,
+                "top": external.get(top),
+                "score": result.retrieved[0]["score"] if result.retrieved else -1.0,
+                "path": result.path,
+            }
+        )
+        paths[result.path] = paths.get(result.path, 0) + 1
+        faq_id, similarity = nearest_phrasing(bot, vector)
+        baseline.append(
+            {
+                "gold": q.get("gold_faq_id"),
+                "top": external.get(faq_id),
+                "score": similarity,
+                "answered": similarity >= UNTUNED_CUTOFF,
+            }
+        )
+    decide_s = time.perf_counter() - started
+    print(
+        f"Pipeline over all questions (precomputed vectors, + baseline query): {decide_s:.1f} s",
+        flush=True,
+    )
+
+    # Latency as a customer sees it: one question at a time, embedding included.
+    sample = random.Random(0).sample(texts, min(args.latency_sample, len(texts)))
+    answer(bot, sample[0], generate=False)  # warm-up: model load, connection
+    latencies = []
+    for text in sample:
+        t = time.perf_counter()
+        answer(bot, text, generate=False)
+        latencies.append((time.perf_counter() - t) * 1000)
+
+    ours = metrics(rows)
+    base = metrics(baseline)
+    base_always = metrics([{**r, "answered": True} for r in baseline])
+    print(
+        f"\nDataset {args.data.name} / {args.split}: {sum(1 for r in rows if r['gold'])} in scope, "
+        f"{sum(1 for r in rows if not r['gold'])} out of scope; paths {paths}"
+    )
+    print_table(
+        [
+            (
+                "AskHandle pipeline",
+                fmt(ours["in_scope_top1_acc"]),
+                fmt(ours["oos_refusal_recall"]),
+                fmt(ours["oos_refusal_precision"]),
+                fmt(ours["in_scope_refused"]),
+            ),
+            (
+                f"MiniLM nearest phrasing, cut-off {UNTUNED_CUTOFF}",
+                fmt(base["in_scope_top1_acc"]),
+                fmt(base["oos_refusal_recall"]),
+                fmt(base["oos_refusal_precision"]),
+                fmt(base["in_scope_refused"]),
+            ),
+            (
+                "MiniLM nearest phrasing, never refuses",
+                fmt(base_always["in_scope_top1_acc"]),
+                "0.0000",
+                "-",
+                "0.0000",
+            ),
+        ],
+        (
+            "system",
+            "in-scope top-1 acc",
+            "OOS refusal recall",
+            "OOS refusal precision",
+            "in-scope refused",
+        ),
+    )
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    print(
+        f"\nLatency per question (n={len(latencies)}, single questions, embedding included): "
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; batch throughput {len(texts) / (embed_s + decide_s):.0f} q/s "
+        f"(embedding {embed_s:.1f} s + decisions and baseline {decide_s:.1f} s)"
+    )
+    if args.sweep:
+        sweep(rows, baseline)
+    return {
+        "in_scope_top1_acc": round(ours["in_scope_top1_acc"], 4),
+        "oos_refusal_recall": round(ours["oos_refusal_recall"], 4),
+        "oos_refusal_precision": round(ours["oos_refusal_precision"], 4),
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(p95, 1),
+    }
+
+
+def sweep(rows: list[dict], baseline: list[dict]) -> None:
+    """Accuracy / refusal trade-off if only the answer threshold changed (calibration on DEV)."""
+    print("\nAnswer-threshold sweep (top hit's score; direct and generated both count as answered)")
+    table = []
+    for i in range(20, 61):
+        t = i / 100
+        ours = metrics([{**r, "answered": r["score"] >= t} for r in rows])
+        base = metrics([{**r, "answered": r["score"] >= t} for r in baseline])
+        answered = [r for r in rows if r["gold"] and r["score"] >= t]
+        precision = sum(r["top"] == r["gold"] for r in answered) / max(
+            1, len([r for r in rows if r["score"] >= t])
+        )
+        table.append(
+            (
+                f"{t:.2f}",
+                fmt(ours["in_scope_top1_acc"]),
+                fmt(ours["oos_refusal_recall"]),
+                fmt(ours["oos_refusal_precision"]),
+                fmt(precision),
+                fmt(base["in_scope_top1_acc"]),
+                fmt(base["oos_refusal_recall"]),
+            )
+        )
+    print_table(
+        table,
+        (
+            "threshold",
+            "acc",
+            "OOS recall",
+            "OOS precision",
+            "answered correct",
+            "baseline acc",
+            "baseline OOS recall",
+        ),
+    )
+
+
+def main(argv=None) -> dict:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    # sentence-transformers draws a progress bar per encode() call at INFO level.
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+    if not (args.data / "kb.jsonl").exists():
+        raise SystemExit(f"No kb.jsonl in {args.data}")
+    with throwaway_database("askhandle_bench"):
+        result = run(args)
+    print(json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
