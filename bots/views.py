@@ -44,9 +44,15 @@ def bot_detail(request, bot_id: int):
 def bot_edit(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     form = BotForm(request.POST or None, instance=bot)
+    embedding_before = (bot.provider, bot.embedding_model)  # is_valid() updates the instance
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Settings saved.")
+        if (bot.provider, bot.embedding_model) != embedding_before:
+            from knowledge.services import bot_reembed
+
+            if bot_reembed(bot=bot):
+                messages.info(request, "The embedding model changed: every source is being re-embedded.")
         return redirect("bots:detail", bot_id=bot.pk)
     return render(request, "bots/form.html", {"form": form, "bot": bot, "title": f"Settings: {bot.name}"})
 

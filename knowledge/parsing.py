@@ -106,13 +106,14 @@ def decode_text(data: bytes) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-        # Latin-1 decodes any byte; C1 controls and many C0 controls mean it was not text.
-        controls = sum(1 for ch in text[:8192] if (ord(ch) < 32 and ch not in "\t\n\r\f") or 0x7F <= ord(ch) < 0xA0)
-        if controls > max(2, len(text[:8192]) // 100):
-            raise ParseError(
-                "Unsupported file type: the content is neither UTF-8 nor Latin-1 text. "
-                "Upload CSV, JSON, Markdown, text, PDF or DOCX."
-            ) from None
+    # Latin-1 decodes any byte and UTF-8 allows control bytes: many controls mean it was not text.
+    head = text[:8192]
+    controls = sum(1 for ch in head if (ord(ch) < 32 and ch not in "\t\n\r\f") or 0x7F <= ord(ch) < 0xA0)
+    if controls > max(2, len(head) // 100):
+        raise ParseError(
+            "Unsupported file type: the content is neither UTF-8 nor Latin-1 text. "
+            "Upload CSV, JSON, Markdown, text, PDF or DOCX."
+        )
     if not text.strip():
         raise ParseError("The file is empty.")
     return text

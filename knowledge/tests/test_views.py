@@ -189,3 +189,17 @@ def test_source_of_another_bot_is_404_under_my_bot(owner_client, bot, other_bot)
 def test_anonymous_is_sent_to_login(client, bot):
     response = client.get(reverse("knowledge:page", args=[bot.pk]))
     assert response.status_code == 302 and "/accounts/login" in response.url
+
+
+def test_changing_the_provider_in_settings_requeues_every_source(owner_client, bot, source):
+    ingest_source.apply(args=[source.pk])
+    data = {
+        "name": bot.name, "slug": bot.slug, "greeting": "Hi", "instructions": "", "mode": "rag",
+        "fallback_message": "No idea", "provider": "local", "embedding_model": "", "chat_model": "",
+        "direct_threshold": "0.8", "answer_threshold": "0.5", "primary_colour": "#123456",
+    }
+    owner_client.post(reverse("bots:edit", args=[bot.pk]), data)
+    assert Source.objects.get(pk=source.pk).status == Source.Status.READY  # nothing changed
+    response = owner_client.post(reverse("bots:edit", args=[bot.pk]), {**data, "provider": "openai"}, follow=True)
+    assert Source.objects.get(pk=source.pk).status == Source.Status.PENDING
+    assert b"every source is being re-embedded" in response.content
