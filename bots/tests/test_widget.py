@@ -1,0 +1,187 @@
+"""The embeddable widget: the script, its config, the share page, and a browser that embeds it
+on another site and chats through the bubble."""
+
+import http.server
+import threading
+
+import pytest
+from django.urls import reverse
+
+from bots.tests.chat_helpers import add_faq, asgi_server, free_port  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_widget_script_is_served_as_javascript(client, db):
+    response = client.get("/widget.js")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    assert response["Access-Control-Allow-Origin"] == "*"
+    body = response.content.decode()
+    assert "data-bot" in body or "dataset.bot" in body
+    assert "?embed=1" not in body  # the frame URL comes from widget.json
+
+
+def test_widget_config_reports_colour_position_and_whether_the_site_may_embed(client, bot):
+    bot.widget_colour = "#ff5500"
+    bot.widget_position = "bottom-left"
+    bot.allowed_origins = "https://shop.example.com"
+    bot.save()
+    url = reverse("chat:widget_config", args=[bot.slug])
+    data = client.get(url, HTTP_ORIGIN="https://shop.example.com").json()
+    assert data["colour"] == "#ff5500" and data["position"] == "bottom-left" and data["name"] == "Acme Help"
+    assert data["url"] == "http://testserver/c/acme/?embed=1"
+    assert data["allowed"] is True
+    response = client.get(url, HTTP_ORIGIN="https://evil.example")
+    assert response.json()["allowed"] is False
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert client.get(reverse("chat:widget_config", args=["nope"])).status_code == 404
+
+
+def test_share_page_shows_link_snippet_and_settings(owner_client, bot):
+    response = owner_client.get(reverse("bots:share", args=[bot.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "http://testserver/c/acme/" in html
+    assert '&lt;script src="http://testserver/widget.js" data-bot="acme" async&gt;&lt;/script&gt;' in html
+    assert 'name="allowed_origins"' in html and 'name="widget_colour"' in html
+    assert 'class="tabs"' in html and "Share &amp; embed" in html
+
+
+def test_saving_widget_settings_changes_the_page_policy(owner_client, client, bot):
+    response = owner_client.post(
+        reverse("bots:share", args=[bot.pk]),
+        {"allowed_origins": "https://shop.example.com/\n\nhttps://www.example.org", "widget_colour": "#00aa00",
+         "widget_position": "bottom-left"},
+    )
+    assert response.status_code == 200 and b"Widget settings saved" in response.content
+    bot.refresh_from_db()
+    assert bot.allowed_origins == "https://shop.example.com\nhttps://www.example.org"
+    assert (bot.widget_colour, bot.widget_position) == ("#00aa00", "bottom-left")
+    csp = client.get(reverse("chat:page", args=[bot.slug]))["Content-Security-Policy"]
+    assert "frame-ancestors 'self' https://shop.example.com https://www.example.org" in csp
+
+
+def test_invalid_origins_are_refused_with_a_clear_error(owner_client, bot):
+    response = owner_client.post(
+        reverse("bots:share", args=[bot.pk]),
+        {"allowed_origins": "https://shop.example.com/checkout\nhttps://ok.example", "widget_colour": "#00aa00",
+         "widget_position": "bottom-right"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "<html" not in html and 'id="embed"' in html  # only the fragment
+    assert "https://shop.example.com/checkout" in html and "scheme and host only" in html
+    bot.refresh_from_db()
+    assert bot.allowed_origins == ""
+
+
+def test_another_tenant_gets_404_on_the_share_page(other_client, bot):
+    assert other_client.get(reverse("bots:share", args=[bot.pk])).status_code == 404
+    response = other_client.post(
+        reverse("bots:share", args=[bot.pk]),
+        {"allowed_origins": "https://evil.example", "widget_colour": "#000000", "widget_position": "bottom-right"},
+    )
+    assert response.status_code == 404
+    bot.refresh_from_db()
+    assert bot.allowed_origins == ""
+
+
+def test_share_page_needs_login(client, bot):
+    response = client.get(reverse("bots:share", args=[bot.pk]))
+    assert response.status_code == 302 and "/accounts/login" in response.url
+
+
+# --- in a browser: a customer's site embeds the widget ---
+
+HOST_PAGE = """<!doctype html><html><head><title>Shop</title></head>
+<body><h1>Welcome to the shop</h1>
+<script src="{server}/widget.js" data-bot="acme" async></script></body></html>"""
+
+
+@pytest.fixture
+def host_site():
+    """A customer's website on its own origin, serving one page that embeds the widget."""
+    pages = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = pages.get(self.path.split("?")[0], "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.pages = pages
+    server.origin = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_customer_chats_through_the_widget_on_another_site(asgi_server, host_site, bot, monkeypatch, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    bot.allowed_origins = host_site.origin
+    bot.widget_colour = "#e11d48"
+    bot.save()
+    add_faq(bot, "How long does shipping take?", "Orders ship in **3-5 business days**.", url="https://shop.example/shipping")
+    host_site.pages["/"] = HOST_PAGE.format(server=asgi_server)
+    host_site.pages["/blocked"] = HOST_PAGE.format(server=asgi_server)
+    # Playwright's sync API runs an event loop in this thread; the ORM is not used meanwhile.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync"],
+        )
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(host_site.origin + "/")
+        bubble = page.locator("[data-askhandle=bubble]")
+        expect(bubble).to_be_visible(timeout=15000)
+        assert bubble.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(225, 29, 72)"
+        bubble.click()
+        frame_el = page.locator("iframe[data-askhandle=frame]")
+        expect(frame_el).to_be_visible()
+        assert frame_el.get_attribute("src") == asgi_server + "/c/acme/?embed=1"
+        frame = page.frame_locator("iframe[data-askhandle=frame]")
+        expect(frame.locator(".chat-title strong")).to_have_text("Acme Help")
+        frame.locator("textarea[name=message]").fill("How long does shipping take?")
+        frame.locator("textarea[name=message]").press("Enter")
+        answer = frame.locator(".chat-msg.from-bot .bubble.md").last
+        expect(answer).to_contain_text("3-5 business days", timeout=60000)
+        assert answer.locator("strong").inner_text() == "3-5 business days"
+        expect(frame.locator(".chat-sources a")).to_have_attribute("href", "https://shop.example/shipping")
+        frame.locator(".chat-rate button[value=up]").last.click()
+        expect(frame.locator(".chat-rate button.on")).to_have_count(1)
+        page.screenshot(path=str(tmp_path / "widget.png"))
+
+        # Reload: the conversation is still there.
+        page.reload()
+        page.locator("[data-askhandle=bubble]").click()
+        frame = page.frame_locator("iframe[data-askhandle=frame]")
+        expect(frame.locator(".chat-msg.from-user")).to_have_count(1, timeout=15000)
+
+        # A site that is not allowed gets no bubble (and the page's CSP would refuse the frame).
+        other = browser.new_page()
+        blocked_origin = f"http://localhost:{host_site.server_address[1]}"
+        other.goto(blocked_origin + "/blocked")
+        other.wait_for_load_state("networkidle")
+        expect(other.locator("[data-askhandle=bubble]")).to_have_count(0)
+        browser.close()
+
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE")
+    from bots.models import Conversation, Message
+
+    conversation = Conversation.objects.get(bot=bot)
+    assert conversation.channel == "widget"
+    assert Message.objects.get(conversation=conversation, role="assistant").rating == 1
