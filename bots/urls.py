@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import conversations, insights, share, views
+from . import conversations, insights, playground, share, views
 
 app_name = "bots"
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("<int:bot_id>/insights/", insights.insights, name="insights"),
     path("<int:bot_id>/insights/answer/", insights.insights_add_answer, name="insights_add_answer"),
     path("<int:bot_id>/share/", share.bot_share, name="share"),
+    path("<int:bot_id>/test/", playground.playground, name="playground"),
     path("<int:bot_id>/share/keys/", share.bot_api_key_create, name="api_key_create"),
     path("<int:bot_id>/share/keys/<int:key_id>/revoke/", share.bot_api_key_revoke, name="api_key_revoke"),
 ]

@@ -1,0 +1,51 @@
+"""The "Test your bot" page: ask a question as a customer would, and see how the answer was made
+(path, retrieved chunks with their scores, citations, time). Nothing is recorded as a conversation."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from .access import get_bot_for_user
+from .answer import answer
+
+PATH_BADGES = {"direct": "ok", "generated": "info", "fallback": "warn", "error": "bad"}
+
+
+class PlaygroundForm(forms.Form):
+    question = forms.CharField(
+        max_length=settings.CHAT_MAX_MESSAGE_CHARS,
+        widget=forms.TextInput(
+            attrs={"placeholder": "Ask what a customer would ask…", "autofocus": True}
+        ),
+    )
+    generate = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Write answers with the chat model",
+        help_text="Off: only decide (direct FAQ answer, would generate, or fallback); much faster.",
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def playground(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    form = PlaygroundForm(request.POST or None)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        result = answer(bot, form.cleaned_data["question"], generate=form.cleaned_data["generate"])
+    context = {
+        "bot": bot,
+        "form": form,
+        "result": result,
+        "question": form.cleaned_data.get("question") if form.is_bound and form.is_valid() else "",
+        "badge": PATH_BADGES.get(result.path, "") if result else "",
+    }
+    if request.htmx:  # htmx swaps only 2xx responses: form errors come back as 200
+        return render(request, "bots/playground.html#panel", context)
+    invalid = form.is_bound and not form.is_valid()
+    return render(request, "bots/playground.html", context, status=422 if invalid else 200)

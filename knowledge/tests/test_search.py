@@ -1,0 +1,183 @@
+"""Retrieval through the real ingestion, PostgreSQL/pgvector and the local embedding model."""
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+import providers
+from knowledge import selectors, services
+from knowledge.models import Chunk, FaqEntry, Source
+
+from .factories import upload
+
+pytestmark = pytest.mark.django_db
+
+SHOP_FAQ = [
+    {
+        "faq_id": "hours",
+        "question": "What are your opening hours?",
+        "answer": "We are open 9:00-18:00 Monday to Saturday.",
+        "example_questions": ["When do you open?", "What time do you close on Saturday?"],
+    },
+    {
+        "faq_id": "returns",
+        "question": "How do I return an item?",
+        "answer": "Bring it back within 30 days with the receipt.",
+        "example_questions": ["Can I get a refund?", "What is your return policy?"],
+    },
+    {
+        "faq_id": "repairs",
+        "question": "Do you repair e-bikes?",
+        "answer": "Yes, our workshop services all e-bike brands.",
+        "example_questions": ["Can you fix my electric bike?"],
+    },
+]
+
+
+def ingest_faqs(bot, entries, name="FAQ"):
+    source = services.faq_entries_import(bot=bot, name=name, entries=entries, enqueue=False)
+    source = services.source_ingest(source_id=source.pk)
+    assert source.status == Source.Status.READY, source.error
+    return source
+
+
+def ingest_text(bot, name, text):
+    source = services.source_add(bot=bot, upload=upload(name, text), enqueue=False)
+    source = services.source_ingest(source_id=source.pk)
+    assert source.status == Source.Status.READY, source.error
+    return source
+
+
+def embed(text):
+    return np.asarray(providers.get_provider("local").embed([text])[0])
+
+
+def test_paraphrase_finds_the_entry_once_scored_by_the_centroid_of_its_phrasings(bot):
+    ingest_faqs(bot, SHOP_FAQ)
+    hits = selectors.search(bot=bot, query="I want my money back for a jacket", limit=5)
+
+    assert hits[0].faq_external_id == "returns"
+    assert hits[0].answer == "Bring it back within 30 days with the receipt."
+    faq_ids = [h.faq_id for h in hits]
+    assert len(faq_ids) == len(set(faq_ids)) == 3  # one result per entry, not per phrasing
+    # score: cosine to the mean of the entry's phrasing embeddings, recomputed here independently.
+    phrasings = [SHOP_FAQ[1]["question"], *SHOP_FAQ[1]["example_questions"]]
+    centroid = np.mean([embed(p) for p in phrasings], axis=0)
+    query = embed("I want my money back for a jacket")
+    expected = float(query @ centroid / np.linalg.norm(centroid) / np.linalg.norm(query))
+    assert hits[0].score == pytest.approx(expected, abs=1e-4)
+    # phrasing_score: the best single phrasing's cosine.
+    best_phrasing = max(float(query @ embed(p)) for p in phrasings)
+    assert hits[0].phrasing_score == pytest.approx(best_phrasing, abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_exact_phrasing_scores_above_an_unrelated_question(bot):
+    ingest_faqs(bot, SHOP_FAQ)
+    exact = selectors.search(bot=bot, query="Do you repair e-bikes?", limit=1)[0]
+    unrelated = selectors.search(bot=bot, query="Who won the football world cup in 1998?", limit=1)[
+        0
+    ]
+    assert exact.faq_external_id == "repairs" and exact.phrasing_score == pytest.approx(
+        1.0, abs=1e-4
+    )
+    assert exact.score > 0.8 > 0.3 > unrelated.score
+
+
+def test_full_text_finds_an_exact_code_and_reports_its_rank(bot):
+    ingest_text(
+        bot,
+        "printer.md",
+        "# Error XK-4471\n\nThe toner cartridge is empty: replace it.\n\n"
+        "# Paper jams\n\nOpen the rear tray and pull the sheet out gently.\n\n"
+        "# Wi-Fi\n\nHold the Wi-Fi button for five seconds to pair the printer.\n",
+    )
+    hits = selectors.search(bot=bot, query="what does XK-4471 mean", limit=3)
+    top = hits[0]
+    assert "XK-4471" in top.title + top.text
+    assert top.text_rank == 1 and top.vector_rank is not None
+    assert top.faq_id is None and top.answer == top.text and top.source_name == "printer.md"
+
+
+def test_a_bot_never_sees_another_bots_chunks_even_when_all_nearest_vectors_are_theirs(
+    bot, other_bot
+):
+    ingest_faqs(bot, SHOP_FAQ[:2])
+    # The rival bot owns hundreds of chunks identical to the query, plus the same FAQ text.
+    query = "Do you repair e-bikes?"
+    rival = Source.objects.create(
+        bot=other_bot, kind=Source.Kind.TEXT, name="rival", status=Source.Status.READY
+    )
+    vector = embed(query)
+    Chunk.objects.bulk_create(
+        Chunk(
+            bot=other_bot,
+            source=rival,
+            position=i,
+            title=query,
+            text=query,
+            embedding=vector,
+            embedding_model="local:all-MiniLM-L6-v2",
+        )
+        for i in range(600)
+    )
+    ingest_faqs(other_bot, SHOP_FAQ)
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE knowledge_chunk")
+
+    own_ids = set(Chunk.objects.filter(bot=bot).values_list("pk", flat=True))
+    own_entries = set(FaqEntry.objects.filter(bot=bot).values_list("pk", flat=True))
+    for force_index in (False, True):
+        with connection.cursor() as cur:
+            # Sorting disabled makes the planner take the HNSW index: the filtered approximate
+            # scan must still come back with this bot's rows, not an empty list.
+            cur.execute(f"SET enable_sort = {'off' if force_index else 'on'}")
+        hits = selectors.search(bot=bot, query=query, limit=5)
+        assert {h.chunk_id for h in hits} <= own_ids
+        assert {h.faq_id for h in hits} == own_entries  # both entries found: not starved
+    other_hits = selectors.search(bot=other_bot, query=query, limit=5)
+    assert other_hits and not {h.chunk_id for h in other_hits} & own_ids
+
+
+def test_vector_query_matches_the_partial_hnsw_index(bot):
+    ingest_faqs(bot, SHOP_FAQ)
+    with CaptureQueriesContext(connection) as queries:
+        selectors.search(bot=bot, query="When do you open?", limit=3)
+    vector_sql = next(q["sql"] for q in queries if "ORDER BY c.embedding::vector(384)" in q["sql"])
+    with connection.cursor() as cur:
+        cur.execute("SET enable_sort = off")
+        cur.execute("EXPLAIN " + vector_sql)
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "knowledge_chunk_hnsw_minilm" in plan
+
+
+def test_sources_that_are_not_ready_are_not_searched(bot):
+    source = ingest_faqs(bot, SHOP_FAQ)
+    assert selectors.search(bot=bot, query="When do you open?")
+    Source.objects.filter(pk=source.pk).update(status=Source.Status.PROCESSING)
+    assert selectors.search(bot=bot, query="When do you open?") == []
+
+
+def test_chunks_of_another_embedding_model_are_ignored(bot):
+    ingest_faqs(bot, SHOP_FAQ)
+    Chunk.objects.filter(bot=bot).update(embedding_model="openai:text-embedding-3-small")
+    assert selectors.search(bot=bot, query="When do you open?") == []
+
+
+def test_empty_bot_and_blank_query_return_nothing_without_error(bot):
+    assert selectors.search(bot=bot, query="Anything there?") == []
+    ingest_faqs(bot, SHOP_FAQ)
+    assert len(selectors.search(bot=bot, query="   ", limit=2)) == 2  # vector side still works
+
+
+def test_precomputed_vector_gives_the_same_results(bot):
+    ingest_faqs(bot, SHOP_FAQ)
+    question = "can you fix an electric bicycle"
+    [vector] = selectors.embed_queries(bot, [question])
+    plain = selectors.search(bot=bot, query=question, limit=3)
+    given = selectors.search(bot=bot, query=question, limit=3, vector=vector)
+    assert [(h.chunk_id, round(h.score, 5)) for h in plain] == [
+        (h.chunk_id, round(h.score, 5)) for h in given
+    ]
+    assert plain[0].faq_external_id == "repairs"
