@@ -37,7 +37,7 @@ class ConversationFilterForm(forms.Form):
     rating = forms.ChoiceField(
         required=False,
         label="Rating",
-        choices=[("", "Any rating"), ("up", "👍 Thumbs up"), ("down", "👎 Thumbs down")],
+        choices=[("", "Any rating"), ("up", "Thumbs up"), ("down", "Thumbs down")],
     )
     unanswered = forms.BooleanField(required=False, label="Unanswered")
     handoff = forms.BooleanField(required=False, label="Handed off")
@@ -176,12 +176,13 @@ def conversation_list(request, bot_id: int):
 def conversation_detail(request, bot_id: int, public_id):
     bot = get_bot_for_user(request.user, bot_id)
     conversation = get_conversation_for_bot(bot, public_id)
-    messages = list(conversation.messages.all())
-    answers = [m for m in messages if m.role == Message.Role.BOT]
+    turns = list(conversation.messages.all())
+    answers = [m for m in turns if m.role == Message.Role.BOT]
     context = {
         "bot": bot,
         "conversation": conversation,
-        "messages": messages,
+        # Not "messages": that name belongs to django.contrib.messages in base.html.
+        "turns": turns,
         "answer_count": len(answers),
         "fallback_count": sum(m.path == Message.Path.FALLBACK for m in answers),
         "up_count": sum(m.rating == 1 for m in answers),

@@ -22,7 +22,7 @@
           labels: data.activity.labels.map((d) => new Date(d + "T00:00:00").toLocaleDateString(undefined, { month: "short", day: "numeric" })),
           datasets: [
             { type: "bar", label: "Messages", data: data.activity.messages, backgroundColor: "#c7d2fe", borderRadius: 4, yAxisID: "y" },
-            { type: "line", label: "Conversations", data: data.activity.conversations, borderColor: "#4f46e5", backgroundColor: "#4f46e5", tension: 0.3, pointRadius: 2, yAxisID: "y" },
+            { type: "line", label: "Conversations", data: data.activity.conversations, borderColor: "#4f46e5", backgroundColor: "#4f46e5", cubicInterpolationMode: "monotone", pointRadius: 2, yAxisID: "y" },
           ],
         },
         options: {
