@@ -220,3 +220,37 @@ def test_changing_the_embedding_provider_reembeds_every_source(bot, openai_serve
     models = set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True))
     assert models == {"openai:text-embedding-3-small"}
     assert len(Chunk.objects.filter(bot=bot).first().embedding) == 1536
+
+
+def test_recovery_requeues_stuck_sources_and_fails_them_after_three_attempts(bot):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    requeued = add(bot, "a.csv", FAQ_CSV)
+    exhausted = add(bot, "b.csv", FAQ_CSV)
+    alive = add(bot, "c.csv", FAQ_CSV)
+    old = timezone.now() - timedelta(hours=2)
+    Source.objects.filter(pk=requeued.pk).update(status="processing", attempts=1, updated_at=old)
+    Source.objects.filter(pk=exhausted.pk).update(status="processing", attempts=3, updated_at=old)
+    Source.objects.filter(pk=alive.pk).update(status="processing", attempts=1, updated_at=timezone.now())
+    from knowledge.tasks import recover_stuck_sources
+
+    assert recover_stuck_sources.apply().get() == {"requeued": 1, "failed": 1, "resent": 0}
+    requeued.refresh_from_db(), exhausted.refresh_from_db(), alive.refresh_from_db()
+    assert requeued.status == Source.Status.PENDING and requeued.attempts == 1
+    assert exhausted.status == Source.Status.FAILED and "interrupted 3 times" in exhausted.error
+    assert alive.status == Source.Status.PROCESSING
+    assert ingest(requeued).status == Source.Status.READY and requeued.attempts == 2
+
+
+def test_a_stale_claim_can_be_taken_over(bot, settings):
+    source = add(bot, "faq.csv", FAQ_CSV)
+    first = services._claim(source.pk)
+    assert services._claim(source.pk) is None  # fresh claim: a duplicate delivery backs off
+    settings.KNOWLEDGE_INGEST_STALE_SECONDS = 0
+    second = services._claim(source.pk)
+    assert second is not None and second != first
+    with pytest.raises(services.Superseded):
+        services._ingest(Source.objects.get(pk=source.pk), first)
+    assert Source.objects.get(pk=source.pk).attempts == 2
