@@ -340,3 +340,32 @@ def test_added_answer_answers_the_next_customer(celery_worker_process, client, u
         assert result.text == "Yes! Canada gets 5-7 day delivery."
         assert result.sources[0].faq_id == entry.pk
     assert "1 open of 1" not in client.get(insights_url(bot)).content.decode()
+
+
+@pytest.fixture
+def openai_bot(bot, openai_server):
+    from bots.services import bot_update
+
+    return bot_update(bot=bot, provider="openai")
+
+
+def test_questions_are_embedded_with_the_bots_own_provider(openai_bot, openai_server):
+    turn(openai_bot, "Do you ship to Canada?")
+    turn(openai_bot, "Do you ship to Canada?")
+    groups = insights.question_groups(bot=openai_bot, days=30)
+    assert groups[0].question == "Do you ship to Canada?" and groups[0].count == 2
+    embedded = [b for b in openai_server.bodies if "input" in b]  # embedding requests
+    assert len(embedded) == 1
+    assert embedded[0]["input"] == ["Do you ship to Canada?"]
+    assert embedded[0]["model"] == "text-embedding-3-small"
+
+
+def test_page_still_renders_when_the_embedding_provider_is_down(
+    owner_client, openai_bot, openai_server
+):
+    turn(openai_bot, "Is the provider down?")
+    openai_server.fail_next = 100
+    response = owner_client.get(insights_url(openai_bot))
+    assert response.status_code == 200
+    assert "Could not group the questions" in response.content.decode()
+    assert response.context["totals"]["conversations"] == 1
