@@ -40,13 +40,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_uvicorn(env_extra: dict, log_path: Path, timeout: float = 60) -> tuple[subprocess.Popen, str]:
+def start_uvicorn(
+    env_extra: dict, log_path: Path, timeout: float = 60, extra_args: tuple = ()
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
     env.pop("PYTEST_VERSION", None)  # the child is a server, not a test run
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "askhandle.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+         "--port", str(port), "--log-level", "warning", "--no-access-log", *extra_args],
         cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"

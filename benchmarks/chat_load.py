@@ -1,0 +1,280 @@
+"""Load on the public chat and the OpenAI-compatible API, beside the server's floor.
+
+    python -m benchmarks.chat_load [--concurrency 1,10,50] [--seconds 10] [--requests 400] [--workers 1] [--sse]
+
+Starts uvicorn (askhandle.asgi) on 127.0.0.1 against a throwaway database holding one bot whose
+FAQ answers every question directly (the direct-FAQ path: no chat model). Closed-loop httpx
+clients then measure requests/s and latency percentiles at each concurrency for:
+  floor  GET /healthz (a static response through the same server and middleware)
+  chat   POST /c/<slug>/ask/ (JSON; --sse reads the event stream to the end instead)
+  api    POST /v1/chat/completions (non-streaming)
+Each chat client has its own cookies, so its own conversation. Rate limits are lifted. Every
+answer embeds the question with the local model (all-MiniLM-L6-v2): that cost is in the figures.
+The load generator shares the machine's cores with the server, so figures are a lower bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+FAQ = [
+    ("How long does shipping take?", "Orders ship in 3-5 business days."),
+    ("How do I reset my password?", "Click **Forgot password** on the login page."),
+    ("What is your return policy?", "You can return unused items within 30 days."),
+    ("Do you ship internationally?", "Yes, to 40 countries; duties are shown at checkout."),
+    ("How can I contact support?", "Email support@example.com or use this chat."),
+]
+
+
+def _setup_django():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "askhandle.settings")
+    import django
+
+    django.setup()
+
+
+def _admin_sql(sql: str) -> None:
+    import psycopg
+    from django.db import connection
+
+    s = connection.settings_dict
+    with psycopg.connect(
+        dbname="postgres", user=s["USER"], password=s["PASSWORD"] or None, host=s["HOST"] or None,
+        port=s["PORT"] or None, autocommit=True,
+    ) as conn:
+        conn.execute(sql)
+
+
+class ThrowawayDatabase:
+    """A fresh database on the configured server, migrated, dropped on exit."""
+
+    def __init__(self):
+        self.name = f"askhandle_bench_{os.getpid()}"
+
+    def __enter__(self):
+        from django.core.management import call_command
+        from django.db import connection
+
+        self.original = connection.settings_dict["NAME"]
+        _admin_sql(f'DROP DATABASE IF EXISTS "{self.name}"')
+        _admin_sql(f'CREATE DATABASE "{self.name}"')
+        connection.close()
+        connection.settings_dict["NAME"] = self.name
+        call_command("migrate", verbosity=0)
+        return self
+
+    def url(self) -> str:
+        from conftest import database_url_for_tests  # builds a URL from the live connection
+
+        return database_url_for_tests()
+
+    def __exit__(self, *exc):
+        from django.db import connection
+
+        connection.close()
+        connection.settings_dict["NAME"] = self.original
+        _admin_sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def _seed() -> tuple[str, str]:
+    """One bot with the FAQ above (real embeddings) and an API key. Returns (slug, key)."""
+    import providers
+    from accounts.services import account_signup
+    from bots.apikeys import api_key_create
+    from bots.services import bot_create
+    from knowledge.models import Chunk, FaqEntry, Source
+
+    user = account_signup(email="bench@example.com", password="bench-password-123", workspace_name="Bench")
+    bot = bot_create(workspace=user.workspaces.get(), name="Bench Bot", slug="bench")
+    source = Source.objects.create(bot=bot, kind=Source.Kind.MANUAL, name="FAQ", status=Source.Status.READY)
+    provider = providers.for_bot(bot)
+    vectors = provider.embed([q for q, _ in FAQ])
+    for (question, answer), vector in zip(FAQ, vectors, strict=True):
+        entry = FaqEntry.objects.create(bot=bot, source=source, question=question, answer=answer)
+        Chunk.objects.create(
+            bot=bot, source=source, faq=entry, title=question, text=question, embedding=vector,
+            embedding_model=providers.embedding_model_for_bot(bot),
+        )
+    _, key = api_key_create(bot=bot, name="bench")
+    return bot.slug, key
+
+
+def _start_server(database_url: str, workers: int, log_path: Path) -> tuple[subprocess.Popen, str]:
+    from django.conf import settings
+
+    from bots.tests.chat_helpers import start_uvicorn
+
+    env = {
+        "DATABASE_URL": database_url,
+        "ASKHANDLE_RATE_LIMITS": "0",
+        "ASKHANDLE_REDIS_PREFIX": f"bench{os.getpid()}",
+        "ASKHANDLE_MODEL_CACHE": str(settings.LOCAL_MODEL_CACHE),
+        "DJANGO_DEBUG": "1",
+        # Per-request connections: a persistent one per ASGI request thread would leak (one thread
+        # per request), and PostgreSQL would run out of connection slots at 50 clients.
+        "DATABASE_CONN_MAX_AGE": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    return start_uvicorn(env, log_path, timeout=120, extra_args=("--workers", str(workers)))
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def _run_level(make_request, concurrency: int, total: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    issued = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(index: int):
+        nonlocal issued
+        send = await make_request(index)
+        n = 0
+        while issued < total and time.perf_counter() < deadline:
+            issued += 1
+            started = time.perf_counter()
+            try:
+                await send(n)
+                latencies.append(time.perf_counter() - started)
+            except Exception as exc:  # counted and shown, never hidden
+                errors.append(repr(exc)[:200])
+            n += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ms = [x * 1000 for x in latencies]
+    return {
+        "n": len(ms), "errors": errors, "rps": len(ms) / elapsed if elapsed else 0.0,
+        "p50": statistics.median(ms) if ms else float("nan"),
+        "p95": _percentile(ms, 95) if ms else float("nan"),
+        "p99": _percentile(ms, 99) if ms else float("nan"),
+    }
+
+
+def _targets(base: str, slug: str, key: str, sse: bool):
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    shared = httpx.AsyncClient(base_url=base, timeout=60, limits=limits)
+
+    async def floor(_index):
+        async def send(_n):
+            r = await shared.get("/healthz")
+            r.raise_for_status()
+        return send
+
+    async def chat(index):
+        client = httpx.AsyncClient(base_url=base, timeout=60)  # own cookies: own conversation
+        page = await client.get(f"/c/{slug}/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        headers = {"X-CSRFToken": token, "Referer": f"{base}/c/{slug}/",
+                   "Accept": "text/event-stream" if sse else "application/json"}
+
+        async def send(n):
+            data = {"message": FAQ[(index + n) % len(FAQ)][0]}
+            if sse:
+                async with client.stream("POST", f"/c/{slug}/ask/", data=data, headers=headers) as r:
+                    r.raise_for_status()
+                    body = "".join([chunk async for chunk in r.aiter_text()])
+                if "event: done" not in body:
+                    raise RuntimeError("stream ended without a done event")
+            else:
+                r = await client.post(f"/c/{slug}/ask/", data=data, headers=headers)
+                r.raise_for_status()
+                if r.json()["message"]["path"] != "direct":
+                    raise RuntimeError(f"expected a direct answer, got {r.json()['message']['path']}")
+        return send
+
+    async def api(index):
+        headers = {"Authorization": f"Bearer {key}"}
+
+        async def send(n):
+            question = FAQ[(index + n) % len(FAQ)][0]
+            r = await shared.post("/v1/chat/completions", headers=headers, json={
+                "model": slug, "messages": [{"role": "user", "content": question}]})
+            r.raise_for_status()
+            if r.json()["askhandle"]["path"] != "direct":
+                raise RuntimeError("expected a direct answer")
+        return send
+
+    label = "chat SSE" if sse else "chat JSON"
+    return shared, [("floor /healthz", floor), (label, chat), ("api /v1/chat", api)]
+
+
+async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
+    shared, targets = _targets(base, slug, key, sse)
+    rows = []
+    try:
+        for name, make in targets:
+            await _run_level(make, 2, 10, 30)  # warm-up: connections, model, caches
+            for concurrency in levels:
+                result = await _run_level(make, concurrency, total, seconds)
+                rows.append((name, concurrency, result))
+                print(
+                    f"{name:<16} {concurrency:>4} {result['n']:>6} {result['rps']:>8.1f} "
+                    f"{result['p50']:>8.1f} {result['p95']:>8.1f} {result['p99']:>8.1f} {len(result['errors']):>6}",
+                    flush=True,
+                )
+                for error in result["errors"][:3]:
+                    print(f"    error: {error}")
+    finally:
+        await shared.aclose()
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="1,10,50")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time cap per measurement")
+    parser.add_argument("--requests", type=int, default=400, help="request cap per measurement")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--sse", action="store_true", help="read the chat's event stream instead of JSON")
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.concurrency.split(",") if x]
+
+    _setup_django()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    sys.path.insert(0, str(ROOT))
+    with ThrowawayDatabase() as db, tempfile.TemporaryDirectory() as tmp:
+        slug, key = _seed()
+        proc, base = _start_server(db.url(), args.workers, Path(tmp) / "uvicorn.log")
+        try:
+            print(f"uvicorn ({args.workers} worker) on {base}, {os.cpu_count()} CPUs; "
+                  f"cap {args.requests} requests / {args.seconds:.0f} s per row; direct-FAQ answers")
+            print(f"{'endpoint':<16} {'conc':>4} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
+            rows = asyncio.run(_measure(base, slug, key, levels, args.seconds, args.requests, args.sse))
+        finally:
+            from bots.tests.chat_helpers import stop
+
+            stop(proc)
+            log = (Path(tmp) / "uvicorn.log").read_text()
+            if "Traceback" in log:
+                print("server errors (uvicorn log, last lines):\n" + log[-4000:])
+    worst = max((r for r in rows if r[0] != "floor /healthz"), key=lambda r: r[1], default=None)
+    if worst:
+        figures = ", ".join(
+            f"{name} {r['p95']:.0f} ms" for name, c, r in rows if c == worst[1] and name != "floor /healthz"
+        )
+        print(f"goal p95 < 100 ms at {worst[1]} concurrent (direct answers): {figures}")
+    errors = sum(len(r["errors"]) for _, _, r in rows)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
