@@ -49,7 +49,7 @@ class ConversationFilterForm(forms.Form):
         return {k: v for k, v in self.cleaned_data.items() if v}
 
 
-def conversations_filtered(
+def conversations_matching(
     *,
     bot: Bot,
     q: str = "",
@@ -58,10 +58,10 @@ def conversations_filtered(
     unanswered: bool = False,
     handoff: bool = False,
 ) -> QuerySet[Conversation]:
-    """The bot's conversations matching the filters, newest activity first.
+    """The bot's conversations matching the filters (no annotations: cheap to use as a subquery).
 
     Message conditions use EXISTS subqueries rather than joins so a conversation never
-    appears twice and the counts annotated below stay correct.
+    appears twice.
     """
     qs = Conversation.objects.filter(bot=bot)
     messages = Message.objects.filter(conversation=OuterRef("pk"))
@@ -75,17 +75,26 @@ def conversations_filtered(
         qs = qs.filter(Exists(messages.filter(path=Message.Path.FALLBACK)))
     if handoff:
         qs = qs.filter(handoff_requested_at__isnull=False)
+    return qs
+
+
+def conversations_filtered(*, bot: Bot, **filters) -> QuerySet[Conversation]:
+    """`conversations_matching` with what the list shows per row, newest first."""
     first_question = Message.objects.filter(
         conversation=OuterRef("pk"), role=Message.Role.USER
     ).order_by("created_at", "pk")
-    return qs.annotate(
-        message_count=Count("messages"),
-        last_at=Max("messages__created_at"),
-        fallback_count=Count("messages", filter=Q(messages__path=Message.Path.FALLBACK)),
-        up_count=Count("messages", filter=Q(messages__rating=1)),
-        down_count=Count("messages", filter=Q(messages__rating=-1)),
-        first_question=Subquery(first_question.values("text")[:1]),
-    ).order_by("-created_at", "-pk")
+    return (
+        conversations_matching(bot=bot, **filters)
+        .annotate(
+            message_count=Count("messages"),
+            last_at=Max("messages__created_at"),
+            fallback_count=Count("messages", filter=Q(messages__path=Message.Path.FALLBACK)),
+            up_count=Count("messages", filter=Q(messages__rating=1)),
+            down_count=Count("messages", filter=Q(messages__rating=-1)),
+            first_question=Subquery(first_question.values("text")[:1]),
+        )
+        .order_by("-created_at", "-pk")
+    )
 
 
 def get_conversation_for_bot(bot: Bot, public_id) -> Conversation:
@@ -197,7 +206,7 @@ def conversation_export(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     filters = ConversationFilterForm(request.GET).filters()
     writer = csv.writer(_Echo())
-    rows = (writer.writerow(row) for row in export_rows(conversations_filtered(bot=bot, **filters)))
+    rows = (writer.writerow(row) for row in export_rows(conversations_matching(bot=bot, **filters)))
     filename = f"{bot.slug}-conversations-{timezone.localdate():%Y-%m-%d}.csv"
     return StreamingHttpResponse(
         rows,

@@ -242,14 +242,19 @@ def weak_questions(*, bot: Bot, days: int, limit: int = MAX_QUESTIONS) -> list[W
         .order_by("-pk")
         .values("text")[:1]
     )
-    rows = (
+    # The newest matching answers first, then their questions: a subquery in the WHERE clause
+    # would run for every candidate row (seconds on 10k messages with stale statistics).
+    answers = (
         _messages(bot, range_start(days))
         .filter(role=Message.Role.BOT)
         .filter(Q(path=Message.Path.FALLBACK) | Q(rating=-1))
-        .annotate(question=Subquery(question))
-        .exclude(question__isnull=True)
-        .order_by("-created_at", "-pk")
-        .values_list("question", "created_at", "path", "rating")[:limit]
+        .order_by("-created_at", "-pk")[:limit]
+    )
+    rows = Message.objects.filter(pk__in=answers.values("pk")).annotate(question=Subquery(question))
+    rows = sorted(
+        rows.values_list("question", "created_at", "path", "rating", "pk"),
+        key=lambda r: (r[1], r[4]),
+        reverse=True,
     )
     return [
         WeakQuestion(
@@ -258,8 +263,8 @@ def weak_questions(*, bot: Bot, days: int, limit: int = MAX_QUESTIONS) -> list[W
             fallback=path == Message.Path.FALLBACK,
             thumbs_down=rating == -1,
         )
-        for q, at, path, rating in rows
-        if q.strip()
+        for q, at, path, rating, _ in rows
+        if q and q.strip()
     ]
 
 
