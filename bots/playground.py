@@ -26,7 +26,8 @@ class PlaygroundForm(forms.Form):
         required=False,
         initial=True,
         label="Write answers with the chat model",
-        help_text="Off: only decide (direct FAQ answer, would generate, or fallback); much faster.",
+        help_text="Off: only decide (direct FAQ answer, would generate, or fallback). The local "
+        "chat model writes about 8 words a second.",
     )
 
 
@@ -42,6 +43,12 @@ def playground(request, bot_id: int):
         "bot": bot,
         "form": form,
         "result": result,
+        # Similarity can be negative; the score bar shows 0-100 %.
+        "retrieved": [
+            {**row, "bar": max(0, min(100, round(row["score"] * 100)))} for row in result.retrieved
+        ]
+        if result
+        else [],
         "question": form.cleaned_data.get("question") if form.is_bound and form.is_valid() else "",
         "badge": PATH_BADGES.get(result.path, "") if result else "",
     }

@@ -36,6 +36,7 @@ TEXT_WEIGHT = 0.01
 # each, so the vector list must be deeper than `limit` to see `limit` distinct entries.
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 40
+TEXT_SCAN_LIMIT = 500
 
 
 @dataclass
@@ -112,14 +113,19 @@ def _text_candidates(
     """(chunk_id, faq_id, cosine distance) of chunks matching any of the query's words, best ts_rank_cd first."""
     # plainto_tsquery ANDs every word; a question rarely shares all its words with the right
     # chunk, so the words are ORed and ts_rank_cd rewards chunks that match more (and closer) ones.
+    # A common word can match most of a big bot: ranking stops at TEXT_SCAN_LIMIT matches so the
+    # cost stays bounded (the vector side carries recall; this list adds exact-term matches).
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT c.id, c.faq_id, c.embedding <=> %s::vector AS d "
-            "FROM knowledge_chunk c, "
-            "to_tsquery('english', replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')) q "
-            "WHERE c.bot_id = %s AND c.embedding_model = %s AND c.source_id = ANY(%s) "
-            "AND c.search_vector @@ q ORDER BY ts_rank_cd(c.search_vector, q) DESC, c.id LIMIT %s",
-            [qvec, query, bot_id, model, sources, n],
+            "WITH q AS (SELECT to_tsquery('english', "
+            "replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')) AS q), "
+            "matches AS MATERIALIZED (SELECT c.id, ts_rank_cd(c.search_vector, q.q) AS r "
+            "FROM knowledge_chunk c, q WHERE c.bot_id = %s AND c.embedding_model = %s "
+            "AND c.source_id = ANY(%s) AND c.search_vector @@ q.q LIMIT %s), "
+            "top AS (SELECT id, r FROM matches ORDER BY r DESC, id LIMIT %s) "
+            "SELECT c.id, c.faq_id, c.embedding <=> %s::vector FROM top "
+            "JOIN knowledge_chunk c ON c.id = top.id ORDER BY top.r DESC, top.id",
+            [query, bot_id, model, sources, TEXT_SCAN_LIMIT, n, qvec],
         )
         return cur.fetchall()
 

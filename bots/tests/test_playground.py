@@ -60,6 +60,7 @@ def test_htmx_request_gets_only_the_fragment(owner_client, faq_bot):
     assert html.lstrip().startswith('<div id="playground">') and "<html" not in html
     assert '<span class="badge warn"' in html and escape(faq_bot.fallback_message) in html
     assert 'class="progress failed"' in html  # below the fallback threshold
+    assert "width: -" not in html  # negative similarities draw an empty bar
 
 
 def test_generation_off_shows_what_would_be_generated(owner_client, faq_bot):

@@ -1,0 +1,267 @@
+"""Retrieval latency: `knowledge.selectors.search()` for bots of 1k, 10k and 100k chunks that share
+one table with other bots' chunks, beside an exact-scan reference measured in the same run.
+
+    python -m benchmarks.retrieval_latency [--sizes 1000,10000,100000] [--others 20000] [--queries 200]
+
+Rows are synthetic (clustered unit vectors, 384 dims, and short texts from a Zipf vocabulary so the
+full-text side has real work) and loaded with binary COPY into a throwaway database; the partial
+HNSW index of the migrations is dropped during the load and rebuilt afterwards, as a bulk import
+would do. Each query runs the whole `search()` (vector + full text + fusion + fetching the hits)
+with a precomputed query vector: embedding the question (~10-30 ms with MiniLM on CPU) is not
+retrieval. Figures are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.throwaway_db import percentile, throwaway_database
+
+DIMS = 384
+MODEL = "local:all-MiniLM-L6-v2"
+CLUSTERS = 2000
+NOISE = 0.6  # relative to a unit centre: neighbours exist but are not trivial to find
+VOCABULARY = 3000
+COPY_SQL = (
+    "COPY knowledge_chunk (bot_id, source_id, position, title, text, embedding, embedding_model, created_at)"
+    " FROM STDIN WITH (FORMAT BINARY)"
+)
+COPY_TYPES = ["int8", "int8", "int4", "varchar", "text", "vector", "varchar", "timestamptz"]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.retrieval_latency")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="chunks of each measured bot")
+    parser.add_argument(
+        "--others", type=int, default=20000, help="chunks of 20 other bots in the table"
+    )
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+class Synth:
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        centres = self.rng.standard_normal((CLUSTERS, DIMS)).astype(np.float32)
+        self.centres = centres / np.linalg.norm(centres, axis=1, keepdims=True)
+        self.words = [f"w{i}" for i in range(VOCABULARY)]
+        weights = 1.0 / np.arange(1, VOCABULARY + 1)
+        self.word_p = weights / weights.sum()
+
+    def vectors(self, n: int) -> np.ndarray:
+        picks = self.rng.integers(0, CLUSTERS, n)
+        noise = self.rng.standard_normal((n, DIMS)).astype(np.float32) * (NOISE / np.sqrt(DIMS))
+        v = self.centres[picks] + noise
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def texts(self, n: int, length: int = 12) -> list[str]:
+        idx = self.rng.choice(VOCABULARY, size=(n, length), p=self.word_p)
+        return [" ".join(self.words[i] for i in row) for row in idx]
+
+
+def make_bot(workspace, name: str):
+    from bots.services import bot_create
+    from knowledge.models import Source
+
+    bot = bot_create(workspace=workspace, name=name, slug=f"lat-{name.lower().replace(' ', '-')}")
+    source = Source.objects.create(
+        bot=bot, kind=Source.Kind.TEXT, name=f"{name} corpus", status=Source.Status.READY
+    )
+    return bot, source
+
+
+def copy_rows(bot, source, n: int, synth: Synth) -> None:
+    from django.db import connection
+    from django.utils import timezone
+    from pgvector.psycopg.vector import register_vector_info
+    from psycopg.types import TypeInfo
+
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
+        for start in range(0, n, 20000):
+            count = min(20000, n - start)
+            vectors, texts = synth.vectors(count), synth.texts(count)
+            with raw.copy(COPY_SQL) as copy:
+                copy.set_types(COPY_TYPES)
+                for i in range(count):
+                    copy.write_row(
+                        (
+                            bot.pk,
+                            source.pk,
+                            start + i,
+                            texts[i][:40],
+                            texts[i],
+                            vectors[i],
+                            MODEL,
+                            now,
+                        )
+                    )
+
+
+def load(sizes: list[int], others: int, synth: Synth):
+    from django.db import connection
+
+    from accounts.services import account_signup
+
+    user = account_signup(
+        email="latency@askhandle.local", password="bench-password-123", workspace_name="Latency"
+    )
+    workspace = user.workspaces.get()
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'knowledge_chunk_hnsw_minilm'"
+        )
+        index_sql = cur.fetchone()[0]
+        cur.execute(
+            "DROP INDEX knowledge_chunk_hnsw_minilm"
+        )  # building once beats inserting row by row
+    started = time.perf_counter()
+    measured = []
+    for size in sizes:
+        bot, source = make_bot(workspace, f"Bot {size}")
+        copy_rows(bot, source, size, synth)
+        measured.append((size, bot))
+    for i in range(20):
+        bot, source = make_bot(workspace, f"Other {i}")
+        copy_rows(bot, source, others // 20, synth)
+    total = sum(sizes) + others
+    load_s = time.perf_counter() - started
+    started = time.perf_counter()
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE knowledge_chunk SET search_vector = setweight(to_tsvector('english', title), 'A')"
+            " || setweight(to_tsvector('english', text), 'B')"
+        )
+    tsv_s = time.perf_counter() - started
+    started = time.perf_counter()
+    with connection.cursor() as cur:
+        cur.execute("SET maintenance_work_mem = '1GB'")
+        cur.execute(index_sql)
+        cur.execute("ANALYZE knowledge_chunk")
+    index_s = time.perf_counter() - started
+    print(
+        f"Loaded {total} chunks ({', '.join(map(str, sizes))} for the measured bots, {others} for 20 others) "
+        f"by binary COPY in {load_s:.1f} s; search_vector {tsv_s:.1f} s; HNSW build {index_s:.1f} s",
+        flush=True,
+    )
+    return measured
+
+
+def exact_ids(bot, qvec: str, n: int) -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT id FROM knowledge_chunk WHERE bot_id = %s AND embedding_model = %s "
+            "ORDER BY embedding <=> %s::vector LIMIT %s",
+            [bot.pk, MODEL, qvec, n],
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def plan_of(bot, qvec: str, n: int) -> str:
+    from django.db import connection, transaction
+
+    from knowledge import selectors
+
+    sources = list(bot.sources.values_list("pk", flat=True))
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cur.execute(
+            f"EXPLAIN SELECT c.id FROM knowledge_chunk c WHERE c.bot_id = %s AND c.embedding_model = %s "
+            f"AND c.source_id = ANY(%s) ORDER BY c.embedding::vector({DIMS}) <=> %s::vector({DIMS}) LIMIT %s",
+            [bot.pk, MODEL, sources, qvec, n],
+        )
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert selectors.HNSW_INDEXED[MODEL] == DIMS
+    return "HNSW (iterative)" if "knowledge_chunk_hnsw_minilm" in plan else "exact (btree + sort)"
+
+
+def measure(bot, queries: np.ndarray, query_texts: list[str]) -> dict:
+    from knowledge import selectors
+
+    n = max(selectors.MIN_CANDIDATES, 5 * selectors.CANDIDATES_PER_RESULT)
+    sources = list(bot.sources.values_list("pk", flat=True))
+    search_ms, exact_ms, vector_ms, text_ms, recalls = [], [], [], [], []
+    for q, text in zip(queries, query_texts, strict=True):
+        qvec = selectors._vector_literal(q)
+        t = time.perf_counter()
+        selectors.search(bot=bot, query=text, limit=5, vector=q)
+        search_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        truth = exact_ids(bot, qvec, n)
+        exact_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        got = [row[0] for row in selectors._vector_candidates(bot.pk, MODEL, sources, qvec, n)]
+        vector_ms.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        selectors._text_candidates(bot.pk, MODEL, sources, text, qvec, n)
+        text_ms.append((time.perf_counter() - t) * 1000)
+        recalls.append(len(set(got[:10]) & set(truth[:10])) / max(1, len(truth[:10])))
+    return {
+        "search_p50": percentile(search_ms, 50),
+        "search_p95": percentile(search_ms, 95),
+        "exact_p50": percentile(exact_ms, 50),
+        "exact_p95": percentile(exact_ms, 95),
+        "vector_p95": percentile(vector_ms, 95),
+        "text_p95": percentile(text_ms, 95),
+        "recall": float(np.mean(recalls)),
+        "plan": plan_of(bot, selectors._vector_literal(queries[0]), n),
+    }
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    synth = Synth(args.seed)
+    results = []
+    with throwaway_database("askhandle_latency"):
+        measured = load(sizes, args.others, synth)
+        queries = synth.vectors(args.queries)
+        texts = [" ".join(t.split()[:6]) for t in synth.texts(args.queries)]
+        for size, bot in measured:
+            measure(bot, queries[:10], texts[:10])  # warm caches and the connection
+            results.append({"chunks": size, **measure(bot, queries, texts)})
+    print(
+        f"\nsearch(limit=5) per bot, {args.queries} queries each; exact = the bot's exact top-40 scan; recall@10 of the index scan against it"
+    )
+    header = (
+        "bot chunks",
+        "plan",
+        "search p50 ms",
+        "search p95 ms",
+        "vector p95",
+        "text p95",
+        "exact p50 ms",
+        "exact p95 ms",
+        "recall@10",
+    )
+    rows = [
+        (
+            r["chunks"],
+            r["plan"],
+            f"{r['search_p50']:.1f}",
+            f"{r['search_p95']:.1f}",
+            f"{r['vector_p95']:.1f}",
+            f"{r['text_p95']:.1f}",
+            f"{r['exact_p50']:.1f}",
+            f"{r['exact_p95']:.1f}",
+            f"{r['recall']:.3f}",
+        )
+        for r in results
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)), flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
