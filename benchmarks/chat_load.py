@@ -52,8 +52,12 @@ def _admin_sql(sql: str) -> None:
 
     s = connection.settings_dict
     with psycopg.connect(
-        dbname="postgres", user=s["USER"], password=s["PASSWORD"] or None, host=s["HOST"] or None,
-        port=s["PORT"] or None, autocommit=True,
+        dbname="postgres",
+        user=s["USER"],
+        password=s["PASSWORD"] or None,
+        host=s["HOST"] or None,
+        port=s["PORT"] or None,
+        autocommit=True,
     ) as conn:
         conn.execute(sql)
 
@@ -97,15 +101,24 @@ def _seed() -> tuple[str, str]:
     from bots.services import bot_create
     from knowledge.models import Chunk, FaqEntry, Source
 
-    user = account_signup(email="bench@example.com", password="bench-password-123", workspace_name="Bench")
+    user = account_signup(
+        email="bench@example.com", password="bench-password-123", workspace_name="Bench"
+    )
     bot = bot_create(workspace=user.workspaces.get(), name="Bench Bot", slug="bench")
-    source = Source.objects.create(bot=bot, kind=Source.Kind.MANUAL, name="FAQ", status=Source.Status.READY)
+    source = Source.objects.create(
+        bot=bot, kind=Source.Kind.MANUAL, name="FAQ", status=Source.Status.READY
+    )
     provider = providers.for_bot(bot)
     vectors = provider.embed([q for q, _ in FAQ])
     for (question, answer), vector in zip(FAQ, vectors, strict=True):
         entry = FaqEntry.objects.create(bot=bot, source=source, question=question, answer=answer)
         Chunk.objects.create(
-            bot=bot, source=source, faq=entry, title=question, text=question, embedding=vector,
+            bot=bot,
+            source=source,
+            faq=entry,
+            title=question,
+            text=question,
+            embedding=vector,
             embedding_model=providers.embedding_model_for_bot(bot),
         )
     _, key = api_key_create(bot=bot, name="bench")
@@ -162,7 +175,9 @@ async def _run_level(make_request, concurrency: int, total: int, seconds: float)
     elapsed = time.perf_counter() - started
     ms = [x * 1000 for x in latencies]
     return {
-        "n": len(ms), "errors": errors, "rps": len(ms) / elapsed if elapsed else 0.0,
+        "n": len(ms),
+        "errors": errors,
+        "rps": len(ms) / elapsed if elapsed else 0.0,
         "p50": statistics.median(ms) if ms else float("nan"),
         "p95": _percentile(ms, 95) if ms else float("nan"),
         "p99": _percentile(ms, 99) if ms else float("nan"),
@@ -177,19 +192,25 @@ def _targets(base: str, slug: str, key: str, sse: bool):
         async def send(_n):
             r = await shared.get("/healthz")
             r.raise_for_status()
+
         return send
 
     async def chat(index):
         client = httpx.AsyncClient(base_url=base, timeout=60)  # own cookies: own conversation
         page = await client.get(f"/c/{slug}/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        headers = {"X-CSRFToken": token, "Referer": f"{base}/c/{slug}/",
-                   "Accept": "text/event-stream" if sse else "application/json"}
+        headers = {
+            "X-CSRFToken": token,
+            "Referer": f"{base}/c/{slug}/",
+            "Accept": "text/event-stream" if sse else "application/json",
+        }
 
         async def send(n):
             data = {"message": FAQ[(index + n) % len(FAQ)][0]}
             if sse:
-                async with client.stream("POST", f"/c/{slug}/ask/", data=data, headers=headers) as r:
+                async with client.stream(
+                    "POST", f"/c/{slug}/ask/", data=data, headers=headers
+                ) as r:
                     r.raise_for_status()
                     body = "".join([chunk async for chunk in r.aiter_text()])
                 if "event: done" not in body:
@@ -198,7 +219,10 @@ def _targets(base: str, slug: str, key: str, sse: bool):
                 r = await client.post(f"/c/{slug}/ask/", data=data, headers=headers)
                 r.raise_for_status()
                 if r.json()["message"]["path"] != "direct":
-                    raise RuntimeError(f"expected a direct answer, got {r.json()['message']['path']}")
+                    raise RuntimeError(
+                        f"expected a direct answer, got {r.json()['message']['path']}"
+                    )
+
         return send
 
     async def api(index):
@@ -206,11 +230,15 @@ def _targets(base: str, slug: str, key: str, sse: bool):
 
         async def send(n):
             question = FAQ[(index + n) % len(FAQ)][0]
-            r = await shared.post("/v1/chat/completions", headers=headers, json={
-                "model": slug, "messages": [{"role": "user", "content": question}]})
+            r = await shared.post(
+                "/v1/chat/completions",
+                headers=headers,
+                json={"model": slug, "messages": [{"role": "user", "content": question}]},
+            )
             r.raise_for_status()
             if r.json()["askhandle"]["path"] != "direct":
                 raise RuntimeError("expected a direct answer")
+
         return send
 
     label = "chat SSE" if sse else "chat JSON"
@@ -239,12 +267,16 @@ async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--seconds", type=float, default=10.0, help="time cap per measurement")
     parser.add_argument("--requests", type=int, default=400, help="request cap per measurement")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    parser.add_argument("--sse", action="store_true", help="read the chat's event stream instead of JSON")
+    parser.add_argument(
+        "--sse", action="store_true", help="read the chat's event stream instead of JSON"
+    )
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.concurrency.split(",") if x]
 
@@ -255,10 +287,16 @@ def main(argv=None) -> int:
         slug, key = _seed()
         proc, base = _start_server(db.url(), args.workers, Path(tmp) / "uvicorn.log")
         try:
-            print(f"uvicorn ({args.workers} worker) on {base}, {os.cpu_count()} CPUs; "
-                  f"cap {args.requests} requests / {args.seconds:.0f} s per row; direct-FAQ answers")
-            print(f"{'endpoint':<16} {'conc':>4} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}")
-            rows = asyncio.run(_measure(base, slug, key, levels, args.seconds, args.requests, args.sse))
+            print(
+                f"uvicorn ({args.workers} worker) on {base}, {os.cpu_count()} CPUs; "
+                f"cap {args.requests} requests / {args.seconds:.0f} s per row; direct-FAQ answers"
+            )
+            print(
+                f"{'endpoint':<16} {'conc':>4} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
+            )
+            rows = asyncio.run(
+                _measure(base, slug, key, levels, args.seconds, args.requests, args.sse)
+            )
         finally:
             from bots.tests.chat_helpers import stop
 
@@ -269,7 +307,9 @@ def main(argv=None) -> int:
     worst = max((r for r in rows if r[0] != "floor /healthz"), key=lambda r: r[1], default=None)
     if worst:
         figures = ", ".join(
-            f"{name} {r['p95']:.0f} ms" for name, c, r in rows if c == worst[1] and name != "floor /healthz"
+            f"{name} {r['p95']:.0f} ms"
+            for name, c, r in rows
+            if c == worst[1] and name != "floor /healthz"
         )
         print(f"goal p95 < 100 ms at {worst[1]} concurrent (direct answers): {figures}")
     errors = sum(len(r["errors"]) for _, _, r in rows)

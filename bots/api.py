@@ -33,8 +33,15 @@ log = logging.getLogger(__name__)
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 
-def openai_error(status: int, message: str, *, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None, retry_after: int | None = None):
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+    retry_after: int | None = None,
+):
     response = JsonResponse(
         {"error": {"message": message, "type": type_, "param": param, "code": code}}, status=status
     )
@@ -47,12 +54,15 @@ def _authenticate(request) -> ApiKey | HttpResponse:
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return openai_error(
-            401, "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+            401,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
             code="invalid_api_key",
         )
     key = api_key_authenticate(raw.strip())
     if key is None:
-        return openai_error(401, "Incorrect API key provided, or the key was revoked.", code="invalid_api_key")
+        return openai_error(
+            401, "Incorrect API key provided, or the key was revoked.", code="invalid_api_key"
+        )
     return key
 
 
@@ -64,15 +74,23 @@ def _limit(request, key: ApiKey) -> HttpResponse | None:
         )
     except ratelimit.RateLimited as exc:
         return openai_error(
-            429, f"Rate limit reached for this {'bot' if exc.scope == 'bot' else 'API key'}. "
+            429,
+            f"Rate limit reached for this {'bot' if exc.scope == 'bot' else 'API key'}. "
             f"Please try again in {exc.retry_after} s.",
-            type_="requests", code="rate_limit_exceeded", retry_after=exc.retry_after,
+            type_="requests",
+            code="rate_limit_exceeded",
+            retry_after=exc.retry_after,
         )
     return None
 
 
 def _model_card(bot: Bot) -> dict:
-    return {"id": bot.slug, "object": "model", "created": int(bot.created_at.timestamp()), "owned_by": "askhandle"}
+    return {
+        "id": bot.slug,
+        "object": "model",
+        "created": int(bot.created_at.timestamp()),
+        "owned_by": "askhandle",
+    }
 
 
 @csrf_exempt
@@ -98,8 +116,10 @@ def model_detail(request, model: str):
 def _model_not_found(model: str):
     # Same answer for a missing bot and another workspace's bot: slugs don't leak.
     return openai_error(
-        404, f"The model `{model}` does not exist or you do not have access to it.",
-        code="model_not_found", param="model",
+        404,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
     )
 
 
@@ -145,8 +165,10 @@ def _parse(request, key: ApiKey) -> ApiTurn | HttpResponse:
         text = _text(message.get("content")) if isinstance(message, dict) else None
         if role not in ROLES or text is None:
             return openai_error(
-                400, f"Invalid message at messages[{i}]: needs a 'role' ({', '.join(sorted(ROLES))}) "
-                "and text 'content'.", param=f"messages.[{i}]",
+                400,
+                f"Invalid message at messages[{i}]: needs a 'role' ({', '.join(sorted(ROLES))}) "
+                "and text 'content'.",
+                param=f"messages.[{i}]",
             )
         turns.append((role, text))
     if turns[-1][0] != "user":
@@ -157,8 +179,10 @@ def _parse(request, key: ApiKey) -> ApiTurn | HttpResponse:
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(question) > limit:
         return openai_error(
-            400, f"The last user message is {len(question)} characters; the limit is {limit}.",
-            code="string_above_max_length", param="messages",
+            400,
+            f"The last user message is {len(question)} characters; the limit is {limit}.",
+            code="string_above_max_length",
+            param="messages",
         )
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
@@ -178,7 +202,9 @@ def _prepare(request) -> ApiTurn | HttpResponse:
     if limited := _limit(request, key):
         return limited
     turn.conversation = services.conversation_start(bot=turn.bot, channel="api")
-    services.message_record(conversation=turn.conversation, role=Message.Role.USER, text=turn.question)
+    services.message_record(
+        conversation=turn.conversation, role=Message.Role.USER, text=turn.question
+    )
     return turn
 
 
@@ -192,7 +218,9 @@ def _extra(turn: ApiTurn, answer) -> dict:
 
 
 def _record(turn: ApiTurn, answer) -> None:
-    services.message_record(conversation=turn.conversation, role=Message.Role.BOT, text=answer.text, answer=answer)
+    services.message_record(
+        conversation=turn.conversation, role=Message.Role.BOT, text=answer.text, answer=answer
+    )
 
 
 def _complete(turn: ApiTurn) -> dict:
@@ -205,8 +233,12 @@ def _complete(turn: ApiTurn) -> dict:
                 "created": int(time.time()),
                 "model": turn.model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": value.text},
-                     "finish_reason": "stop", "logprobs": None}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": value.text},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
                 ],
                 "askhandle": _extra(turn, value),
             }
@@ -214,11 +246,19 @@ def _complete(turn: ApiTurn) -> dict:
 
 
 async def _chunks(turn: ApiTurn):
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": turn.model}
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": turn.model,
+    }
 
     def chunk(delta: dict, finish=None, **extra) -> bytes:
-        data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        data = {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            **extra,
+        }
         return f"data: {stream_json(data)}\n\n".encode()
 
     stream = answer_stream(turn.bot, turn.question, history=turn.history)
@@ -235,7 +275,12 @@ async def _chunks(turn: ApiTurn):
                 break
     except Exception:
         log.exception("API answer failed for bot %s", turn.bot.pk)
-        error = {"message": "The answer failed; please retry.", "type": "server_error", "param": None, "code": None}
+        error = {
+            "message": "The answer failed; please retry.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
         yield f"data: {stream_json({'error': error})}\n\n".encode()
     finally:
         await sync_to_async(stream.close)()

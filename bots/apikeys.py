@@ -27,7 +27,12 @@ def hash_key(raw: str) -> str:
 def api_key_create(*, bot: Bot, name: str) -> tuple[ApiKey, str]:
     """Create a key for `bot`. Returns the row and the raw key, which is never stored."""
     raw = KEY_PREFIX + secrets.token_urlsafe(30)
-    key = ApiKey(bot=bot, name=name.strip() or "API key", prefix=raw[:SHOWN_PREFIX_CHARS], key_hash=hash_key(raw))
+    key = ApiKey(
+        bot=bot,
+        name=name.strip() or "API key",
+        prefix=raw[:SHOWN_PREFIX_CHARS],
+        key_hash=hash_key(raw),
+    )
     key.full_clean()
     key.save()
     return key, raw

@@ -115,7 +115,9 @@ def message_view(message: Message) -> dict:
         "role": message.role,
         "text": message.text,
         "html": render_markdown(message.text) if message.role == Message.Role.BOT else "",
-        "sources": [s for s in sources if s["url"].startswith(("http://", "https://")) or not s["url"]],
+        "sources": [
+            s for s in sources if s["url"].startswith(("http://", "https://")) or not s["url"]
+        ],
         "rating": message.rating,
         "path": message.path,
     }
@@ -136,7 +138,9 @@ def _page_context(request, bot: Bot, conversation: Conversation | None, **extra)
 
 def _page(request, bot, conversation, *, status=200, **extra):
     get_token(request)
-    response = render(request, "chat/page.html", _page_context(request, bot, conversation, **extra), status=status)
+    response = render(
+        request, "chat/page.html", _page_context(request, bot, conversation, **extra), status=status
+    )
     return frame_policy(response, bot)
 
 
@@ -160,7 +164,14 @@ def _page_url(bot: Bot, request, **query) -> str:
 
 def _error(request, bot, conversation, message: str, status: int, retry_after: int | None = None):
     if _wants(request) == "html":
-        response = _page(request, bot, conversation, status=status, error=message, draft=request.POST.get("message", ""))
+        response = _page(
+            request,
+            bot,
+            conversation,
+            status=status,
+            error=message,
+            draft=request.POST.get("message", ""),
+        )
     else:
         response = JsonResponse({"error": message, "retry_after": retry_after}, status=status)
     if retry_after:
@@ -189,7 +200,11 @@ def count_first_message(request, bot: Bot, conversation: Conversation) -> None:
 
 
 def rate_limited_text(exc: ratelimit.RateLimited) -> str:
-    who = "This assistant is getting a lot of questions" if exc.scope == "bot" else "You're sending messages quickly"
+    who = (
+        "This assistant is getting a lot of questions"
+        if exc.scope == "bot"
+        else "You're sending messages quickly"
+    )
     return f"{who}. Please wait {exc.retry_after} seconds and try again."
 
 
@@ -202,7 +217,12 @@ def rate_limited_text(exc: ratelimit.RateLimited) -> str:
 @ensure_csrf_cookie
 def chat_page(request, slug: str):
     bot = public_bot(slug)
-    return _page(request, bot, visitor_conversation(request, bot), handoff_sent=request.GET.get("handoff") == "sent")
+    return _page(
+        request,
+        bot,
+        visitor_conversation(request, bot),
+        handoff_sent=request.GET.get("handoff") == "sent",
+    )
 
 
 @dataclass
@@ -224,7 +244,9 @@ def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
         return _error(request, bot, conversation, "Type a question first.", 400)
     if len(question) > settings.CHAT_MAX_MESSAGE_CHARS:
         return _error(
-            request, bot, conversation,
+            request,
+            bot,
+            conversation,
             f"Your message is {len(question)} characters long; the limit is {settings.CHAT_MAX_MESSAGE_CHARS}. Please shorten it.",
             400,
         )
@@ -254,7 +276,10 @@ def _record_reply(turn: Turn, answer) -> dict:
 
 def _record_failure(turn: Turn) -> dict:
     message = Message.objects.create(
-        conversation=turn.conversation, role=Message.Role.BOT, text=ERROR_TEXT, path=Message.Path.ERROR
+        conversation=turn.conversation,
+        role=Message.Role.BOT,
+        text=ERROR_TEXT,
+        path=Message.Path.ERROR,
     )
     return _reply_payload(turn, message)
 
@@ -265,7 +290,9 @@ def _reply_payload(turn: Turn, message: Message) -> dict:
         "conversation": str(turn.conversation.public_id),
         "message": {k: view[k] for k in ("id", "text", "html", "sources", "path")},
         "fragment": render_to_string(
-            "chat/page.html#message", {"m": view, "chat": public_profile(turn.bot)}, request=turn.request
+            "chat/page.html#message",
+            {"m": view, "chat": public_profile(turn.bot)},
+            request=turn.request,
         ),
     }
 
@@ -333,7 +360,9 @@ def chat_rate(request, slug: str, message_id: int):
     conversation = visitor_conversation(request, bot)
     if conversation is None:
         return _error(request, bot, None, "That conversation has ended.", 404)
-    message = get_object_or_404(Message, pk=message_id, conversation=conversation, role=Message.Role.BOT)
+    message = get_object_or_404(
+        Message, pk=message_id, conversation=conversation, role=Message.Role.BOT
+    )
     value = {"up": 1, "down": -1}.get(request.POST.get("value", ""))
     if value is None:
         return _error(request, bot, conversation, "Choose thumbs up or thumbs down.", 400)
@@ -363,7 +392,9 @@ def chat_handoff(request, slug: str):
             new = False
         services.conversation_handoff(conversation=conversation, email=email)
     except ValidationError:
-        return _error(request, bot, conversation, "Please enter a valid email address so we can reply.", 400)
+        return _error(
+            request, bot, conversation, "Please enter a valid email address so we can reply.", 400
+        )
     if _wants(request) == "html":
         response = redirect(_page_url(bot, request, handoff="sent"))
     else:
@@ -386,7 +417,9 @@ def widget_config(request, slug: str):
             "position": profile["widget_position"],
             "url": request.build_absolute_uri(reverse("chat:page", args=[bot.slug])) + "?embed=1",
             # The page refuses other framers (CSP); telling the widget avoids an empty frame.
-            "allowed": not origin or origin in bot.allowed_origin_list or _same_origin(request, origin),
+            "allowed": not origin
+            or origin in bot.allowed_origin_list
+            or _same_origin(request, origin),
         }
     )
     response["Access-Control-Allow-Origin"] = "*"
@@ -406,7 +439,11 @@ def _widget_source() -> bytes:
 
 @require_GET
 def widget_js(request):
-    body = (settings.BASE_DIR / "static" / "js" / "widget.js").read_bytes() if settings.DEBUG else _widget_source()
+    body = (
+        (settings.BASE_DIR / "static" / "js" / "widget.js").read_bytes()
+        if settings.DEBUG
+        else _widget_source()
+    )
     response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
     response["Cache-Control"] = "public, max-age=300"
     response["Access-Control-Allow-Origin"] = "*"

@@ -20,14 +20,19 @@ class EmbedForm(forms.ModelForm):
         fields = ["allowed_origins", "widget_colour", "widget_position"]
         widgets = {
             "allowed_origins": forms.Textarea(
-                attrs={"rows": 3, "placeholder": "https://www.example.com\nhttps://shop.example.com"}
+                attrs={
+                    "rows": 3,
+                    "placeholder": "https://www.example.com\nhttps://shop.example.com",
+                }
             ),
             "widget_colour": forms.TextInput(attrs={"type": "color"}),
         }
         labels = {"allowed_origins": "Allowed sites"}
 
     def clean_allowed_origins(self):
-        lines = [line.strip().rstrip("/") for line in self.cleaned_data["allowed_origins"].splitlines()]
+        lines = [
+            line.strip().rstrip("/") for line in self.cleaned_data["allowed_origins"].splitlines()
+        ]
         lines = [line for line in lines if line]
         bad = [line for line in lines if not ORIGIN_RE.match(line)]
         if bad:
@@ -39,7 +44,11 @@ class EmbedForm(forms.ModelForm):
 
 
 class ApiKeyForm(forms.Form):
-    name = forms.CharField(max_length=80, label="Key name", widget=forms.TextInput(attrs={"placeholder": "e.g. Website backend"}))
+    name = forms.CharField(
+        max_length=80,
+        label="Key name",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Website backend"}),
+    )
 
 
 def _context(request, bot: Bot, **extra) -> dict:

@@ -6,42 +6,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bots', '0001_initial'),
+        ("bots", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='bot',
-            name='allowed_origins',
-            field=models.TextField(blank=True, help_text='Sites allowed to embed the chat widget, one per line, e.g. https://shop.example.com.'),
+            model_name="bot",
+            name="allowed_origins",
+            field=models.TextField(
+                blank=True,
+                help_text="Sites allowed to embed the chat widget, one per line, e.g. https://shop.example.com.",
+            ),
         ),
         migrations.AddField(
-            model_name='bot',
-            name='widget_colour',
-            field=models.CharField(default='#4f46e5', max_length=7, validators=[django.core.validators.RegexValidator('^#[0-9a-fA-F]{6}$', 'Use a colour like #4f46e5.')], verbose_name='bubble colour'),
+            model_name="bot",
+            name="widget_colour",
+            field=models.CharField(
+                default="#4f46e5",
+                max_length=7,
+                validators=[
+                    django.core.validators.RegexValidator(
+                        "^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5."
+                    )
+                ],
+                verbose_name="bubble colour",
+            ),
         ),
         migrations.AddField(
-            model_name='bot',
-            name='widget_position',
-            field=models.CharField(choices=[('bottom-right', 'Bottom right'), ('bottom-left', 'Bottom left')], default='bottom-right', max_length=16, verbose_name='bubble position'),
+            model_name="bot",
+            name="widget_position",
+            field=models.CharField(
+                choices=[("bottom-right", "Bottom right"), ("bottom-left", "Bottom left")],
+                default="bottom-right",
+                max_length=16,
+                verbose_name="bubble position",
+            ),
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80)),
-                ('prefix', models.CharField(max_length=16)),
-                ('key_hash', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('bot', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='bots.bot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=80)),
+                ("prefix", models.CharField(max_length=16)),
+                ("key_hash", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "bot",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to="bots.bot",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'ordering': ['-created_at'],
+                "verbose_name": "API key",
+                "ordering": ["-created_at"],
             },
         ),
     ]

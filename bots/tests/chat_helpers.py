@@ -25,10 +25,17 @@ def add_faq(bot, question: str, answer: str, url: str = ""):
     source, _ = Source.objects.get_or_create(
         bot=bot, kind=Source.Kind.MANUAL, name="FAQ", defaults={"status": Source.Status.READY}
     )
-    entry = FaqEntry.objects.create(bot=bot, source=source, question=question, answer=answer, url=url)
+    entry = FaqEntry.objects.create(
+        bot=bot, source=source, question=question, answer=answer, url=url
+    )
     vector = providers.for_bot(bot).embed([question])[0]
     Chunk.objects.create(
-        bot=bot, source=source, faq=entry, title=question, text=question, embedding=vector,
+        bot=bot,
+        source=source,
+        faq=entry,
+        title=question,
+        text=question,
+        embedding=vector,
         embedding_model=providers.embedding_model_for_bot(bot),
     )
     return entry
@@ -47,9 +54,25 @@ def start_uvicorn(
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
     env.pop("PYTEST_VERSION", None)  # the child is a server, not a test run
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "askhandle.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log", *extra_args],
-        cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "askhandle.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            *extra_args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -93,3 +116,22 @@ def asgi_server(transactional_db, tmp_path):
     base_url = base
     yield base_url
     stop(proc)
+
+
+def add_document_chunk(bot, text: str, title: str = "Shipping policy", url: str = ""):
+    """A READY document chunk (not an FAQ): a close match is answered by generation, not verbatim."""
+    import providers
+    from knowledge.models import Chunk, Source
+
+    source = Source.objects.create(
+        bot=bot, kind=Source.Kind.TEXT, name=title, url=url, status=Source.Status.READY
+    )
+    vector = providers.for_bot(bot).embed([text], model=bot.embedding_model or None)[0]
+    return Chunk.objects.create(
+        bot=bot,
+        source=source,
+        title=title,
+        text=text,
+        embedding=vector,
+        embedding_model=providers.embedding_model_for_bot(bot),
+    )

@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from bots.apikeys import api_key_create, api_key_revoke
 from bots.models import ApiKey, Conversation, Message
-from bots.tests.chat_helpers import add_faq, asgi_server  # noqa: F401  (fixture)
+from bots.tests.chat_helpers import add_faq
 
 QUESTION = "How do I reset my password?"
 ANSWER = "Click **Forgot password** on the login page and follow the email."
@@ -20,8 +20,11 @@ ANSWER = "Click **Forgot password** on the login page and follow the email."
 
 def completions(client, key, body, **extra):
     return client.post(
-        "/v1/chat/completions", json.dumps(body) if not isinstance(body, str) else body,
-        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}", **extra,
+        "/v1/chat/completions",
+        json.dumps(body) if not isinstance(body, str) else body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+        **extra,
     )
 
 
@@ -35,7 +38,9 @@ def test_openai_client_against_uvicorn(asgi_server, bot, other_bot):
     client = openai.OpenAI(base_url=asgi_server + "/v1", api_key=raw, max_retries=0, timeout=60)
 
     # Non-streaming: the FAQ answer, with sources in the extra field.
-    reply = client.chat.completions.create(model="acme", messages=[{"role": "user", "content": QUESTION}])
+    reply = client.chat.completions.create(
+        model="acme", messages=[{"role": "user", "content": QUESTION}]
+    )
     assert reply.object == "chat.completion" and reply.model == "acme"
     assert reply.choices[0].message.content == ANSWER
     assert reply.choices[0].finish_reason == "stop"
@@ -46,8 +51,12 @@ def test_openai_client_against_uvicorn(asgi_server, bot, other_bot):
     # Streaming: chunks that add up to the same answer, sources on the last chunk.
     pieces, last = [], None
     with client.chat.completions.create(
-        model="acme", stream=True,
-        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}],
+        model="acme",
+        stream=True,
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": QUESTION},
+        ],
     ) as stream:
         for chunk in stream:
             pieces.append(chunk.choices[0].delta.content or "")
@@ -63,7 +72,9 @@ def test_openai_client_against_uvicorn(asgi_server, bot, other_bot):
     # Scoping: another workspace's bot and an unknown bot look the same.
     for model in ("rival", "no-such-bot"):
         with pytest.raises(openai.NotFoundError) as exc:
-            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+            client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}]
+            )
         assert exc.value.status_code == 404 and exc.value.code == "model_not_found"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("rival")
@@ -94,8 +105,14 @@ def test_answers_stream_over_sse_through_uvicorn(asgi_server, bot):
         page = http.get("/c/acme/")
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
         with http.stream(
-            "POST", "/c/acme/ask/", data={"message": QUESTION},
-            headers={"Accept": "text/event-stream", "X-CSRFToken": token, "Referer": asgi_server + "/c/acme/"},
+            "POST",
+            "/c/acme/ask/",
+            data={"message": QUESTION},
+            headers={
+                "Accept": "text/event-stream",
+                "X-CSRFToken": token,
+                "Referer": asgi_server + "/c/acme/",
+            },
         ) as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -118,14 +135,21 @@ def test_bad_bodies_get_openai_shaped_400s(client, bot):
         ({"model": "acme", "messages": [{"role": "wizard", "content": "hi"}]}, "messages.[0]"),
         ({"model": "acme", "messages": [{"role": "user", "content": 42}]}, "messages.[0]"),
         ({"model": "acme", "messages": [{"role": "assistant", "content": "hi"}]}, "messages"),
-        ({"model": "acme", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, "stream"),
+        (
+            {"model": "acme", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"},
+            "stream",
+        ),
     ]
     for body, param in cases:
         response = completions(client, raw, body)
         assert response.status_code == 400, body
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"}
-        assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+        assert (
+            error["type"] == "invalid_request_error"
+            and error["param"] == param
+            and error["message"]
+        )
     assert not Message.objects.exists()
 
 
@@ -133,11 +157,14 @@ def test_bad_bodies_get_openai_shaped_400s(client, bot):
 def test_content_parts_and_history_are_accepted(client, bot):
     add_faq(bot, QUESTION, ANSWER)
     _, raw = api_key_create(bot=bot, name="k")
-    body = {"model": "acme", "messages": [
-        {"role": "user", "content": "Hello"},
-        {"role": "assistant", "content": "Hi! How can I help?"},
-        {"role": "user", "content": [{"type": "text", "text": QUESTION}]},
-    ]}
+    body = {
+        "model": "acme",
+        "messages": [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi! How can I help?"},
+            {"role": "user", "content": [{"type": "text", "text": QUESTION}]},
+        ],
+    }
     response = completions(client, raw, body)
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == ANSWER
@@ -147,15 +174,22 @@ def test_content_parts_and_history_are_accepted(client, bot):
 def test_too_long_question_is_400(client, bot, settings):
     settings.CHAT_MAX_MESSAGE_CHARS = 10
     _, raw = api_key_create(bot=bot, name="k")
-    response = completions(client, raw, {"model": "acme", "messages": [{"role": "user", "content": "x" * 11}]})
-    assert response.status_code == 400 and response.json()["error"]["code"] == "string_above_max_length"
+    response = completions(
+        client, raw, {"model": "acme", "messages": [{"role": "user", "content": "x" * 11}]}
+    )
+    assert (
+        response.status_code == 400
+        and response.json()["error"]["code"] == "string_above_max_length"
+    )
 
 
 @pytest.mark.django_db
 def test_missing_or_malformed_authorization_is_401(client, bot):
     body = json.dumps({"model": "acme", "messages": [{"role": "user", "content": "hi"}]})
     for header in ({}, {"HTTP_AUTHORIZATION": "Basic abc"}, {"HTTP_AUTHORIZATION": "Bearer "}):
-        response = client.post("/v1/chat/completions", body, content_type="application/json", **header)
+        response = client.post(
+            "/v1/chat/completions", body, content_type="application/json", **header
+        )
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
     assert client.get("/v1/models").status_code == 401
 
@@ -163,7 +197,9 @@ def test_missing_or_malformed_authorization_is_401(client, bot):
 @pytest.mark.django_db
 def test_key_of_bot_a_cannot_reach_or_list_bot_b(client, bot, other_bot):
     _, raw = api_key_create(bot=bot, name="k")
-    response = completions(client, raw, {"model": other_bot.slug, "messages": [{"role": "user", "content": "hi"}]})
+    response = completions(
+        client, raw, {"model": other_bot.slug, "messages": [{"role": "user", "content": "hi"}]}
+    )
     assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
     listed = client.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {raw}").json()
     assert [m["id"] for m in listed["data"]] == [bot.slug]
@@ -174,7 +210,9 @@ def test_api_is_csrf_exempt_but_key_authenticated(bot):
     add_faq(bot, QUESTION, ANSWER)
     _, raw = api_key_create(bot=bot, name="k")
     csrf_client = Client(enforce_csrf_checks=True)
-    response = completions(csrf_client, raw, {"model": "acme", "messages": [{"role": "user", "content": QUESTION}]})
+    response = completions(
+        csrf_client, raw, {"model": "acme", "messages": [{"role": "user", "content": QUESTION}]}
+    )
     assert response.status_code == 200
 
 
@@ -190,7 +228,9 @@ def test_wrong_method_is_405(client, bot):
 
 @pytest.mark.django_db
 def test_key_is_shown_once_and_stored_hashed(owner_client, bot):
-    response = owner_client.post(reverse("bots:api_key_create", args=[bot.pk]), {"name": "Website backend"})
+    response = owner_client.post(
+        reverse("bots:api_key_create", args=[bot.pk]), {"name": "Website backend"}
+    )
     assert response.status_code == 200
     raw = re.search(r'id="new-key">(ah_[^<]+)<', response.content.decode()).group(1)
     key = ApiKey.objects.get()
@@ -204,7 +244,9 @@ def test_key_is_shown_once_and_stored_hashed(owner_client, bot):
 @pytest.mark.django_db
 def test_revoking_from_the_share_page_returns_the_fragment(owner_client, bot):
     key, raw = api_key_create(bot=bot, name="Old")
-    response = owner_client.post(reverse("bots:api_key_revoke", args=[bot.pk, key.pk]), HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        reverse("bots:api_key_revoke", args=[bot.pk, key.pk]), HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert "<html" not in html and 'id="keys"' in html and "revoked" in html
@@ -215,10 +257,14 @@ def test_revoking_from_the_share_page_returns_the_fragment(owner_client, bot):
 
 @pytest.mark.django_db
 def test_key_creation_via_htmx_returns_only_the_fragment(owner_client, bot):
-    response = owner_client.post(reverse("bots:api_key_create", args=[bot.pk]), {"name": "X"}, HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        reverse("bots:api_key_create", args=[bot.pk]), {"name": "X"}, HTTP_HX_REQUEST="true"
+    )
     html = response.content.decode()
     assert "<html" not in html and 'id="new-key"' in html
-    response = owner_client.post(reverse("bots:api_key_create", args=[bot.pk]), {"name": ""}, HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        reverse("bots:api_key_create", args=[bot.pk]), {"name": ""}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 422 and "This field is required" in response.content.decode()
 
 
@@ -226,8 +272,13 @@ def test_key_creation_via_htmx_returns_only_the_fragment(owner_client, bot):
 def test_another_tenant_cannot_create_list_or_revoke_keys(other_client, bot):
     key, _ = api_key_create(bot=bot, name="Mine")
     assert other_client.get(reverse("bots:share", args=[bot.pk])).status_code == 404
-    assert other_client.post(reverse("bots:api_key_create", args=[bot.pk]), {"name": "x"}).status_code == 404
-    assert other_client.post(reverse("bots:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
+    assert (
+        other_client.post(reverse("bots:api_key_create", args=[bot.pk]), {"name": "x"}).status_code
+        == 404
+    )
+    assert (
+        other_client.post(reverse("bots:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
+    )
     key.refresh_from_db()
     assert key.revoked_at is None and ApiKey.objects.count() == 1
 
@@ -238,4 +289,39 @@ def test_revoke_url_with_a_key_of_another_bot_is_404(owner_client, bot, workspac
 
     second = bot_create(workspace=workspace, name="Second", slug="second")
     key, _ = api_key_create(bot=second, name="k")
-    assert owner_client.post(reverse("bots:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
+    assert (
+        owner_client.post(reverse("bots:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume")
+def test_streamed_generation_arrives_in_chunks_then_done(client, bot, openai_server):
+    from bots.tests.chat_helpers import add_document_chunk
+
+    bot.provider = "openai"
+    bot.save()
+    add_document_chunk(
+        bot, "What is the warranty?", title="Warranty", url="https://example.com/warranty"
+    )
+    _, raw = api_key_create(bot=bot, name="k")
+    response = completions(
+        client,
+        raw,
+        {
+            "model": "acme",
+            "stream": True,
+            "messages": [{"role": "user", "content": "What is the warranty?"}],
+        },
+    )
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/event-stream")
+    blocks = b"".join(response).decode().strip().split("\n\n")
+    assert blocks[-1] == "data: [DONE]"
+    chunks = [json.loads(b[len("data: ") :]) for b in blocks[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" and c["model"] == "acme" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert text.strip() == "Stub answer to: What is the warranty?"
+    assert len(chunks) > 4 and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["askhandle"]["path"] == "generated"
+    assert chunks[-1]["askhandle"]["sources"][0]["url"] == "https://example.com/warranty"

@@ -10,12 +10,17 @@ from django.urls import reverse
 
 from bots.apikeys import api_key_create
 from bots.models import Conversation, Message
-from bots.tests.chat_helpers import add_faq
+from bots.tests.chat_helpers import add_document_chunk, add_faq
 
-pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume")]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume"),
+]
 
 QUESTION = "How long does shipping take?"
-ANSWER = "Orders ship in **3-5 business days**. See [our shipping page](https://example.com/shipping)."
+ANSWER = (
+    "Orders ship in **3-5 business days**. See [our shipping page](https://example.com/shipping)."
+)
 
 
 @pytest.fixture
@@ -34,7 +39,9 @@ def events(response) -> list[tuple[str, dict]]:
 
 
 def ask(client, slug, text, accept="text/event-stream", **extra):
-    return client.post(reverse("chat:ask", args=[slug]), {"message": text, **extra}, HTTP_ACCEPT=accept)
+    return client.post(
+        reverse("chat:ask", args=[slug]), {"message": text, **extra}, HTTP_ACCEPT=accept
+    )
 
 
 def test_page_shows_name_greeting_and_colour(client, bot):
@@ -66,8 +73,10 @@ def test_answer_streams_tokens_then_done_and_messages_are_recorded(client, faq_b
     done = stream[-1][1]
     assert done["message"]["path"] == "direct"
     assert "<strong>3-5 business days</strong>" in done["message"]["html"]
-    assert done["message"]["sources"] == [{"title": QUESTION, "url": "https://example.com/shipping"}]
-    assert 'id="m%d"' % done["message"]["id"] in done["fragment"]
+    assert done["message"]["sources"] == [
+        {"title": QUESTION, "url": "https://example.com/shipping"}
+    ]
+    assert f'id="m{done["message"]["id"]}"' in done["fragment"]
 
     conversation = Conversation.objects.get(public_id=stream[0][1]["conversation"])
     user_msg, bot_msg = conversation.messages.all()
@@ -93,7 +102,13 @@ def test_conversation_survives_a_reload(client, faq_bot):
 def test_conversation_id_from_local_storage_restores_it_without_cookie(client, faq_bot):
     data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
     stranger = Client()  # e.g. a third-party iframe whose cookies are blocked
-    ask(stranger, faq_bot.slug, "Second question", accept="application/json", conversation=data["conversation"])
+    ask(
+        stranger,
+        faq_bot.slug,
+        "Second question",
+        accept="application/json",
+        conversation=data["conversation"],
+    )
     conversation = Conversation.objects.get()
     assert conversation.messages.filter(role="user").count() == 2
 
@@ -105,7 +120,9 @@ def test_cookie_of_one_bot_does_not_open_another_bots_conversation(client, faq_b
 
 
 def test_unanswerable_question_gets_the_fallback(client, bot):
-    data = ask(client, bot.slug, "What is the airspeed of a swallow?", accept="application/json").json()
+    data = ask(
+        client, bot.slug, "What is the airspeed of a swallow?", accept="application/json"
+    ).json()
     assert data["message"]["path"] == "fallback"
     assert data["message"]["text"] == bot.fallback_message
 
@@ -145,7 +162,15 @@ XSS_ANSWER = (
 
 def _assert_no_active_content(html: str):
     lowered = html.lower()
-    for needle in ("<script", "<img", "<iframe", "onerror", "onclick", "javascript:", "style=\"color"):
+    for needle in (
+        "<script",
+        "<img",
+        "<iframe",
+        "onerror",
+        "onclick",
+        "javascript:",
+        'style="color',
+    ):
         assert needle not in lowered, needle
 
 
@@ -169,7 +194,10 @@ def test_xss_in_customer_message_is_escaped(client, bot):
     ask(client, bot.slug, payload, accept="application/json")
     page = client.get(reverse("chat:page", args=[bot.slug])).content.decode()
     log = page.split('id="chat-log"', 1)[1].split("</ol>", 1)[0]
-    assert "&lt;script&gt;alert(&quot;me&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in log
+    assert (
+        "&lt;script&gt;alert(&quot;me&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+        in log
+    )
     assert "<script" not in log and "<img" not in log
 
 
@@ -227,26 +255,40 @@ def test_asking_for_a_human_hands_off_and_emails_the_owner(client, faq_bot, user
     assert conversation.handoff_requested_at is not None
 
 
-def test_handoff_email_goes_to_owner_with_transcript(client, faq_bot, user, django_capture_on_commit_callbacks):
+def test_handoff_email_goes_to_owner_with_transcript(
+    client, faq_bot, user, django_capture_on_commit_callbacks
+):
     ask(client, faq_bot.slug, QUESTION, accept="application/json")
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("chat:handoff", args=[faq_bot.slug]), {"email": "customer@shop.test"})
     assert len(mail.outbox) == 1
     email = mail.outbox[0]
     assert email.to == [user.email]
-    assert "customer@shop.test" in email.body and QUESTION in email.body and "3-5 business days" in email.body
+    assert (
+        "customer@shop.test" in email.body
+        and QUESTION in email.body
+        and "3-5 business days" in email.body
+    )
     page = client.get(reverse("chat:page", args=[faq_bot.slug]) + "?handoff=sent").content.decode()
     assert "reply by email" in page
 
 
 def test_handoff_needs_a_valid_email(client, bot):
-    response = client.post(reverse("chat:handoff", args=[bot.slug]), {"email": "not-an-email"}, HTTP_ACCEPT="application/json")
+    response = client.post(
+        reverse("chat:handoff", args=[bot.slug]),
+        {"email": "not-an-email"},
+        HTTP_ACCEPT="application/json",
+    )
     assert response.status_code == 400 and "valid email" in response.json()["error"]
     assert not Conversation.objects.filter(handoff_requested_at__isnull=False).exists()
 
 
 def test_handoff_before_any_question_starts_a_conversation(client, bot):
-    response = client.post(reverse("chat:handoff", args=[bot.slug]), {"email": "a@b.test"}, HTTP_ACCEPT="application/json")
+    response = client.post(
+        reverse("chat:handoff", args=[bot.slug]),
+        {"email": "a@b.test"},
+        HTTP_ACCEPT="application/json",
+    )
     assert response.status_code == 200
     assert Conversation.objects.get().handoff_email == "a@b.test"
 
@@ -254,22 +296,36 @@ def test_handoff_before_any_question_starts_a_conversation(client, bot):
 def test_public_posts_enforce_csrf(faq_bot):
     csrf_client = Client(enforce_csrf_checks=True)
     ask_url = reverse("chat:ask", args=[faq_bot.slug])
-    assert csrf_client.post(ask_url, {"message": QUESTION}, HTTP_ACCEPT="application/json").status_code == 403
-    assert csrf_client.post(reverse("chat:handoff", args=[faq_bot.slug]), {"email": "a@b.test"}).status_code == 403
+    assert (
+        csrf_client.post(ask_url, {"message": QUESTION}, HTTP_ACCEPT="application/json").status_code
+        == 403
+    )
+    assert (
+        csrf_client.post(
+            reverse("chat:handoff", args=[faq_bot.slug]), {"email": "a@b.test"}
+        ).status_code
+        == 403
+    )
     assert not Message.objects.exists() and not Conversation.objects.exists()
 
     page = csrf_client.get(reverse("chat:page", args=[faq_bot.slug]))
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
-    response = csrf_client.post(ask_url, {"message": QUESTION}, HTTP_ACCEPT="application/json", HTTP_X_CSRFTOKEN=token)
+    response = csrf_client.post(
+        ask_url, {"message": QUESTION}, HTTP_ACCEPT="application/json", HTTP_X_CSRFTOKEN=token
+    )
     assert response.status_code == 200
     message_id = response.json()["message"]["id"]
     rate_url = reverse("chat:rate", args=[faq_bot.slug, message_id])
     assert csrf_client.post(rate_url, {"value": "up"}).status_code == 403
-    assert csrf_client.post(rate_url, {"value": "up", "csrfmiddlewaretoken": token}).status_code == 302
+    assert (
+        csrf_client.post(rate_url, {"value": "up", "csrfmiddlewaretoken": token}).status_code == 302
+    )
 
 
 def test_page_may_be_framed_only_by_allowed_sites(client, bot):
-    bot.allowed_origins = "https://shop.example.com\nhttp://localhost:8080/\nnot a url; script-src *"
+    bot.allowed_origins = (
+        "https://shop.example.com\nhttp://localhost:8080/\nnot a url; script-src *"
+    )
     bot.save()
     response = client.get(reverse("chat:page", args=[bot.slug]) + "?embed=1")
     assert "X-Frame-Options" not in response.headers
@@ -279,3 +335,46 @@ def test_page_may_be_framed_only_by_allowed_sites(client, bot):
     assert b"embedded" in response.content and b'name="embed" value="1"' in response.content
     # Dashboard pages still refuse framing.
     assert client.get(reverse("accounts:login"))["X-Frame-Options"] == "DENY"
+
+
+@pytest.fixture
+def generating_bot(bot, openai_server):
+    """A bot on the OpenAI-compatible provider (the local stub server speaks the API), so
+    generated answers stream word by word without the slow local model."""
+    bot.provider = "openai"
+    bot.save()
+    return bot
+
+
+def test_generated_answer_streams_word_by_word_and_is_sanitized(client, generating_bot):
+    question = 'Tell me <script>alert("gen")</script> about shipping'
+    add_document_chunk(generating_bot, question, url="https://example.com/policy")
+    response = ask(client, generating_bot.slug, question)
+    raw = b"".join(response).decode()
+    assert "<script" not in raw
+    stream = [
+        (block.split("\n")[0][7:], json.loads(block.split("data: ", 1)[1]))
+        for block in raw.strip().split("\n\n")
+    ]
+    tokens = [d["text"] for k, d in stream if k == "token"]
+    assert len(tokens) > 3  # several events, not one blob
+    done = stream[-1][1]["message"]
+    assert done["path"] == "generated" and done["text"] == "".join(tokens).strip()
+    assert done["text"].startswith("Stub answer to:")
+    # The model echoed the script: the sanitizer drops it, content and all; the words stay.
+    assert "<script" not in done["html"] and "alert" not in done["html"]
+    assert "Tell me" in done["html"] and "about shipping" in done["html"]
+    assert done["sources"] == [{"title": "Shipping policy", "url": "https://example.com/policy"}]
+    assert Message.objects.get(role="assistant").path == "generated"
+
+
+def test_provider_failure_is_recorded_and_shown_without_rating(
+    client, generating_bot, openai_server
+):
+    add_document_chunk(generating_bot, "Where is my order?")
+    openai_server.fail_next = 10  # every retry of the chat call fails
+    data = ask(client, generating_bot.slug, "Where is my order?", accept="application/json").json()
+    assert data["message"]["path"] == "error"
+    assert data["message"]["text"] == generating_bot.fallback_message
+    assert "chat-rate" not in data["fragment"]  # nothing to rate
+    assert Message.objects.filter(role="assistant").count() == 1

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 
 
 def ask(client, slug, accept="application/json", **extra):
-    return client.post(reverse("chat:ask", args=[slug]), {"message": "Hello?"}, HTTP_ACCEPT=accept, **extra)
+    return client.post(
+        reverse("chat:ask", args=[slug]), {"message": "Hello?"}, HTTP_ACCEPT=accept, **extra
+    )
 
 
 def test_counter_lives_in_redis_and_expires_with_its_window():
@@ -42,7 +44,10 @@ def test_visitor_limit_answers_429_with_retry_after(client, bot, settings):
     assert response.status_code == 429
     retry = int(response["Retry-After"])
     assert 1 <= retry <= 60
-    assert response.json()["error"] == f"You're sending messages quickly. Please wait {retry} seconds and try again."
+    assert (
+        response.json()["error"]
+        == f"You're sending messages quickly. Please wait {retry} seconds and try again."
+    )
     assert Message.objects.filter(role="user").count() == 2  # the refused message is not recorded
 
 
@@ -52,7 +57,9 @@ def test_rate_limit_message_is_shown_in_the_page_without_javascript(client, bot,
     response = ask(client, bot.slug, accept="text/html")
     assert response.status_code == 429 and response["Retry-After"]
     html = response.content.decode()
-    assert "You&#x27;re sending messages quickly" in html or "You're sending messages quickly" in html
+    assert (
+        "You&#x27;re sending messages quickly" in html or "You're sending messages quickly" in html
+    )
     assert 'role="alert"' in html and "Hello?" in html  # the draft is kept
 
 
@@ -67,7 +74,9 @@ def test_streaming_request_gets_429_before_any_stream(client, bot, settings):
 def test_per_ip_limit_spans_conversations(bot, settings):
     settings.RATE_LIMIT_IP = "2/60"
     for _ in range(2):
-        assert ask(Client(), bot.slug, REMOTE_ADDR="10.0.0.1").status_code == 200  # new visitor each time
+        assert (
+            ask(Client(), bot.slug, REMOTE_ADDR="10.0.0.1").status_code == 200
+        )  # new visitor each time
     assert ask(Client(), bot.slug, REMOTE_ADDR="10.0.0.1").status_code == 429
     assert ask(Client(), bot.slug, REMOTE_ADDR="10.0.0.2").status_code == 200
 

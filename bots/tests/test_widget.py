@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.urls import reverse
 
-from bots.tests.chat_helpers import add_faq, asgi_server, free_port  # noqa: F401  (fixture)
+from bots.tests.chat_helpers import add_faq, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,11 @@ def test_widget_config_reports_colour_position_and_whether_the_site_may_embed(cl
     bot.save()
     url = reverse("chat:widget_config", args=[bot.slug])
     data = client.get(url, HTTP_ORIGIN="https://shop.example.com").json()
-    assert data["colour"] == "#ff5500" and data["position"] == "bottom-left" and data["name"] == "Acme Help"
+    assert (
+        data["colour"] == "#ff5500"
+        and data["position"] == "bottom-left"
+        and data["name"] == "Acme Help"
+    )
     assert data["url"] == "http://testserver/c/acme/?embed=1"
     assert data["allowed"] is True
     response = client.get(url, HTTP_ORIGIN="https://evil.example")
@@ -43,7 +47,10 @@ def test_share_page_shows_link_snippet_and_settings(owner_client, bot):
     assert response.status_code == 200
     html = response.content.decode()
     assert "http://testserver/c/acme/" in html
-    assert '&lt;script src="http://testserver/widget.js" data-bot="acme" async&gt;&lt;/script&gt;' in html
+    assert (
+        '&lt;script src="http://testserver/widget.js" data-bot="acme" async&gt;&lt;/script&gt;'
+        in html
+    )
     assert 'name="allowed_origins"' in html and 'name="widget_colour"' in html
     assert 'class="tabs"' in html and "Share &amp; embed" in html
 
@@ -51,8 +58,11 @@ def test_share_page_shows_link_snippet_and_settings(owner_client, bot):
 def test_saving_widget_settings_changes_the_page_policy(owner_client, client, bot):
     response = owner_client.post(
         reverse("bots:share", args=[bot.pk]),
-        {"allowed_origins": "https://shop.example.com/\n\nhttps://www.example.org", "widget_colour": "#00aa00",
-         "widget_position": "bottom-left"},
+        {
+            "allowed_origins": "https://shop.example.com/\n\nhttps://www.example.org",
+            "widget_colour": "#00aa00",
+            "widget_position": "bottom-left",
+        },
     )
     assert response.status_code == 200 and b"Widget settings saved" in response.content
     bot.refresh_from_db()
@@ -65,8 +75,11 @@ def test_saving_widget_settings_changes_the_page_policy(owner_client, client, bo
 def test_invalid_origins_are_refused_with_a_clear_error(owner_client, bot):
     response = owner_client.post(
         reverse("bots:share", args=[bot.pk]),
-        {"allowed_origins": "https://shop.example.com/checkout\nhttps://ok.example", "widget_colour": "#00aa00",
-         "widget_position": "bottom-right"},
+        {
+            "allowed_origins": "https://shop.example.com/checkout\nhttps://ok.example",
+            "widget_colour": "#00aa00",
+            "widget_position": "bottom-right",
+        },
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 422
@@ -81,7 +94,11 @@ def test_another_tenant_gets_404_on_the_share_page(other_client, bot):
     assert other_client.get(reverse("bots:share", args=[bot.pk])).status_code == 404
     response = other_client.post(
         reverse("bots:share", args=[bot.pk]),
-        {"allowed_origins": "https://evil.example", "widget_colour": "#000000", "widget_position": "bottom-right"},
+        {
+            "allowed_origins": "https://evil.example",
+            "widget_colour": "#000000",
+            "widget_position": "bottom-right",
+        },
     )
     assert response.status_code == 404
     bot.refresh_from_db()
@@ -126,13 +143,20 @@ def host_site():
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_customer_chats_through_the_widget_on_another_site(asgi_server, host_site, bot, monkeypatch, tmp_path):
+def test_customer_chats_through_the_widget_on_another_site(
+    asgi_server, host_site, bot, monkeypatch, tmp_path
+):
     from playwright.sync_api import expect, sync_playwright
 
     bot.allowed_origins = host_site.origin
     bot.widget_colour = "#e11d48"
     bot.save()
-    add_faq(bot, "How long does shipping take?", "Orders ship in **3-5 business days**.", url="https://shop.example/shipping")
+    add_faq(
+        bot,
+        "How long does shipping take?",
+        "Orders ship in **3-5 business days**.",
+        url="https://shop.example/shipping",
+    )
     host_site.pages["/"] = HOST_PAGE.format(server=asgi_server)
     host_site.pages["/blocked"] = HOST_PAGE.format(server=asgi_server)
     # Playwright's sync API runs an event loop in this thread; the ORM is not used meanwhile.
@@ -141,8 +165,15 @@ def test_customer_chats_through_the_widget_on_another_site(asgi_server, host_sit
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path="/usr/bin/chromium",
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
         )
         page = browser.new_page(viewport={"width": 1100, "height": 800})
         page.goto(host_site.origin + "/")
@@ -160,7 +191,9 @@ def test_customer_chats_through_the_widget_on_another_site(asgi_server, host_sit
         answer = frame.locator(".chat-msg.from-bot .bubble.md").last
         expect(answer).to_contain_text("3-5 business days", timeout=60000)
         assert answer.locator("strong").inner_text() == "3-5 business days"
-        expect(frame.locator(".chat-sources a")).to_have_attribute("href", "https://shop.example/shipping")
+        expect(frame.locator(".chat-sources a")).to_have_attribute(
+            "href", "https://shop.example/shipping"
+        )
         frame.locator(".chat-rate button[value=up]").last.click()
         expect(frame.locator(".chat-rate button.on")).to_have_count(1)
         page.screenshot(path=str(tmp_path / "widget.png"))
