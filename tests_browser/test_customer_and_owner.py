@@ -149,6 +149,11 @@ def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
     expect(dash.locator("#chart-activity")).to_be_visible()
     expect(dash.locator("#chart-paths")).to_be_visible()
     screenshot(dash, "05-insights")
+    dash.get_by_text("7 days").click()  # htmx swaps the body; the charts are drawn again
+    expect(dash).to_have_url(re.compile(r"days=7"))
+    expect(dash.locator("#chart-activity")).to_be_visible()
+    assert dash.evaluate("Chart.getChart('chart-activity').data.labels.length") == 7
+    group = dash.locator("article.qgroup").filter(has_text="gift card")
     group.get_by_label("Your answer").fill(GIFT_A)
     group.get_by_role("button", name="Add an answer").click()
     expect(dash.locator("article.qgroup.resolved")).to_contain_text("Answer added")
@@ -170,3 +175,19 @@ def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
 
     for context in (customer, visitor, owner):
         context.close()
+
+
+def test_owner_sees_finished_empty_states_before_any_chat(browser, site_url, user, bot, screenshot):
+    owner = browser.new_context(viewport={"width": 1280, "height": 900})
+    dash = owner.new_page()
+    dash.goto(f"{site_url}/accounts/login/?next=/bots/{bot.pk}/conversations/")
+    dash.locator("input[name=username]").fill(user.email)
+    dash.locator("input[name=password]").fill(PASSWORD)
+    dash.get_by_role("button", name="Log in").click()
+    expect(dash.get_by_role("heading", name="No conversations yet")).to_be_visible()
+    screenshot(dash, "08-conversations-empty")
+    dash.locator("nav.tabs").get_by_role("link", name="Insights").click()
+    expect(dash.get_by_role("heading", name="No conversations in the last 30 days")).to_be_visible()
+    expect(dash.get_by_role("heading", name="Nothing left unanswered")).to_be_visible()
+    screenshot(dash, "09-insights-empty")
+    owner.close()
