@@ -131,9 +131,15 @@ def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
     expect(dash.locator("#conversation-table")).to_contain_text("jane@customer.test")
     screenshot(dash, "03-conversations")
 
+    dash.get_by_label("Search").fill("buy a gift")  # typing filters too (debounced)
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Can I buy a gift card?")
+    dash.get_by_label("Search").fill("")
+    expect(rows).to_have_count(2)
     dash.get_by_label("Handed off").check()  # htmx swaps only the table
     expect(rows).to_have_count(1)
     expect(dash).to_have_url(re.compile(r"handoff=on"))
+    expect(dash.get_by_label("Handed off")).to_be_checked()  # the form itself was not replaced
     dash.get_by_role("link", name=SHIPPING_Q).click()
     expect(dash.locator(".transcript")).to_contain_text(SHIPPING_A)
     expect(dash.locator(".transcript")).to_contain_text("Direct FAQ answer")
