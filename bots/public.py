@@ -29,7 +29,6 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
-from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from . import ratelimit, services
@@ -214,15 +213,36 @@ def rate_limited_text(exc: ratelimit.RateLimited) -> str:
 @require_GET
 @never_cache
 @xframe_options_exempt  # framing is governed by the CSP frame-ancestors set in frame_policy()
-@ensure_csrf_cookie
 def chat_page(request, slug: str):
     bot = public_bot(slug)
-    return _page(
+    response = _page(
         request,
         bot,
         visitor_conversation(request, bot),
         handoff_sent=request.GET.get("handoff") == "sent",
     )
+    if request.is_secure():
+        csrf_cookie_for_frames(request, response)
+    return response
+
+
+def csrf_cookie_for_frames(request, response) -> None:
+    """Set the CSRF cookie as SameSite=None; Secure: inside the widget's iframe on a customer's
+    site the page is a third party, and a Lax cookie would never come back, so every POST
+    would fail the CSRF check. The token is still required; only the cookie's reach changes.
+    Over plain HTTP (development) browsers refuse SameSite=None, so the default stays."""
+    get_token(request)
+    response.set_cookie(
+        settings.CSRF_COOKIE_NAME,
+        request.META["CSRF_COOKIE"],
+        max_age=settings.CSRF_COOKIE_AGE,
+        domain=settings.CSRF_COOKIE_DOMAIN,
+        path=settings.CSRF_COOKIE_PATH,
+        secure=True,
+        httponly=settings.CSRF_COOKIE_HTTPONLY,
+        samesite="None",
+    )
+    request.META["CSRF_COOKIE_NEEDS_UPDATE"] = False  # keep the middleware from resetting it
 
 
 @dataclass

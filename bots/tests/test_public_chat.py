@@ -378,3 +378,31 @@ def test_provider_failure_is_recorded_and_shown_without_rating(
     assert data["message"]["text"] == generating_bot.fallback_message
     assert "chat-rate" not in data["fragment"]  # nothing to rate
     assert Message.objects.filter(role="assistant").count() == 1
+
+
+def test_over_https_cookies_reach_the_widget_iframe(client, faq_bot, settings):
+    """In a customer's page the chat is a third party: its cookies must be SameSite=None; Secure."""
+    page = client.get(reverse("chat:page", args=[faq_bot.slug]), secure=True)
+    csrf = page.cookies[settings.CSRF_COOKIE_NAME]
+    assert csrf["samesite"] == "None" and csrf["secure"]
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.cookies[settings.CSRF_COOKIE_NAME] = csrf.value
+    response = csrf_client.post(
+        reverse("chat:ask", args=[faq_bot.slug]),
+        {"message": QUESTION, "csrfmiddlewaretoken": token},
+        HTTP_ACCEPT="application/json",
+        secure=True,
+        HTTP_REFERER="https://testserver/c/acme/",
+    )
+    assert response.status_code == 200
+    conversation_cookie = response.cookies[f"ahc_{faq_bot.slug}"]
+    assert conversation_cookie["samesite"] == "None" and conversation_cookie["secure"]
+    assert conversation_cookie["httponly"] and conversation_cookie["path"] == f"/c/{faq_bot.slug}/"
+
+
+def test_over_plain_http_cookies_stay_lax(client, faq_bot, settings):
+    page = client.get(reverse("chat:page", args=[faq_bot.slug]))
+    assert page.cookies[settings.CSRF_COOKIE_NAME]["samesite"] == "Lax"
+    response = ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    assert response.cookies[f"ahc_{faq_bot.slug}"]["samesite"] == "Lax"

@@ -31,10 +31,27 @@
     store(app.dataset.conversation);
   }
 
-  function showNotice(text, ok) {
+  function showNotice(text, ok, link) {
     notice.textContent = text;
+    if (link) {
+      const a = document.createElement("a");
+      a.href = link.href; a.target = "_blank"; a.rel = "noopener"; a.textContent = link.text;
+      notice.append(" ", a);
+    }
     notice.classList.toggle("hidden", !text);
     notice.classList.toggle("ok", !!ok);
+  }
+
+  // Inside a customer's site, a browser that blocks third-party cookies sends no CSRF cookie:
+  // the chat still works as a first-party page, so offer that instead of a dead end.
+  const embedded = document.body.classList.contains("embedded");
+  function showError(response, text) {
+    if (response.status === 403 && embedded) {
+      showNotice("Your browser blocks this chat inside the page.", false,
+        { href: location.pathname, text: "Open the chat in a new window" });
+    } else {
+      showNotice(text);
+    }
   }
 
   function scrollDown() { window.scrollTo(0, document.body.scrollHeight); log.lastElementChild && log.lastElementChild.scrollIntoView({ block: "end" }); }
@@ -113,7 +130,7 @@
       });
       if (!response.ok) {
         reply.remove();
-        showNotice(await errorText(response));
+        showError(response, await errorText(response));
         if (response.status === 400 || response.status === 429) input.value = text;
         return;
       }
@@ -153,7 +170,7 @@
       method: "POST", body, credentials: "same-origin",
       headers: { "Accept": "application/json", "X-CSRFToken": csrf() },
     });
-    if (!response.ok) { showNotice(await errorText(response)); return; }
+    if (!response.ok) { showError(response, await errorText(response)); return; }
     const data = await response.json();
     if (el.matches(".chat-rate")) {
       el.querySelectorAll("button").forEach((b) => {
