@@ -7,6 +7,7 @@ so "export" always downloads exactly what the owner is looking at.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterator
 
 from django import forms
@@ -206,7 +207,10 @@ def conversation_export(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     filters = ConversationFilterForm(request.GET).filters()
     writer = csv.writer(_Echo())
-    rows = (writer.writerow(row) for row in export_rows(conversations_matching(bot=bot, **filters)))
+    rows = itertools.chain(
+        ["\ufeff"],  # a UTF-8 byte order mark, so Excel reads accents and emoji correctly
+        (writer.writerow(row) for row in export_rows(conversations_matching(bot=bot, **filters))),
+    )
     filename = f"{bot.slug}-conversations-{timezone.localdate():%Y-%m-%d}.csv"
     return StreamingHttpResponse(
         rows,

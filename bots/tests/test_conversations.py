@@ -206,7 +206,9 @@ def test_conversation_of_another_bot_in_same_workspace_is_404(
 
 def read_csv(response) -> list[list[str]]:
     assert response.streaming
-    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    content = b"".join(response.streaming_content)
+    assert content.startswith("\ufeff".encode())  # Excel needs the BOM to read UTF-8
+    return list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
 
 
 def test_export_streams_one_row_per_message_of_the_filtered_set(owner_client, bot, history):
@@ -259,9 +261,9 @@ def test_export_neutralises_formula_cells(owner_client, bot, payload):
 
 
 def test_export_keeps_ordinary_text_unchanged(owner_client, bot):
-    chat(bot, ("What's 2+2? It's \"four\", right", "Yes", "direct", 1))
+    chat(bot, ("What's 2+2? It's \"four\", right. Café ☕\nSecond line", "Yes", "direct", 1))
     rows = read_csv(owner_client.get(reverse("bots:conversation_export", args=[bot.pk])))
-    assert rows[1][3] == "What's 2+2? It's \"four\", right"
+    assert rows[1][3] == "What's 2+2? It's \"four\", right. Café ☕\nSecond line"
 
 
 @pytest.mark.parametrize(
