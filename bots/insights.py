@@ -385,12 +385,13 @@ def question_groups(
 class AddAnswerForm(forms.Form):
     question = forms.CharField(max_length=1000, widget=forms.TextInput)
     answer = forms.CharField(max_length=5000, widget=forms.Textarea(attrs={"rows": 3}))
-    alternate_questions = forms.CharField(required=False, widget=forms.MultipleHiddenInput)
+    # The group's other phrasings, one hidden input each (a plain Field keeps the list).
+    alternate_questions = forms.Field(required=False, widget=forms.MultipleHiddenInput)
     count = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
-    def clean_alternate_questions(self):
-        values = self.data.getlist("alternate_questions") if hasattr(self.data, "getlist") else []
-        return [v.strip() for v in values if v.strip()][:50]
+    def clean_alternate_questions(self) -> list[str]:
+        values = self.cleaned_data.get("alternate_questions") or []
+        return [v.strip()[:1000] for v in values if isinstance(v, str) and v.strip()][:50]
 
 
 def insights_context(bot: Bot, days: int) -> dict:
