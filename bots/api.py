@@ -26,7 +26,7 @@ from . import ratelimit, services
 from .answer import answer_stream
 from .apikeys import api_key_authenticate
 from .markup import stream_json
-from .models import ApiKey, Bot, Conversation, Message
+from .models import ApiKey, Bot, Conversation
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +201,6 @@ def _prepare(request) -> ApiTurn | HttpResponse:
     # Counted after validation: a malformed call should not use up the key's quota.
     if limited := _limit(request, key):
         return limited
-    turn.conversation = services.conversation_start(bot=turn.bot, channel="api")
-    services.message_record(
-        conversation=turn.conversation, role=Message.Role.USER, text=turn.question
-    )
     return turn
 
 
@@ -218,9 +214,9 @@ def _extra(turn: ApiTurn, answer) -> dict:
 
 
 def _record(turn: ApiTurn, answer) -> None:
-    services.message_record(
-        conversation=turn.conversation, role=Message.Role.BOT, text=answer.text, answer=answer
-    )
+    """One conversation per call, question and reply saved in one transaction."""
+    reply = services.turn_record(bot=turn.bot, channel="api", question=turn.question, answer=answer)
+    turn.conversation = reply.conversation
 
 
 def _complete(turn: ApiTurn) -> dict:

@@ -32,7 +32,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from . import ratelimit, services
-from .answer import answer_stream
+from .answer import Answer, answer_stream
 from .markup import render_markdown, stream_json
 from .models import Bot, Conversation, Message
 
@@ -283,25 +283,25 @@ def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
     else:
         earlier = list(conversation.messages.order_by("-created_at", "-pk")[:HISTORY_TURNS])
         history = [{"role": m.role, "content": m.text} for m in reversed(earlier)]
-    services.message_record(conversation=conversation, role=Message.Role.USER, text=question)
     return Turn(request, bot, conversation, question, history, new)
 
 
 def _record_reply(turn: Turn, answer) -> dict:
-    message = services.message_record(
-        conversation=turn.conversation, role=Message.Role.BOT, text=answer.text, answer=answer
+    """Save the question with its reply (one transaction) and build the client's payload."""
+    message = services.turn_record(
+        conversation=turn.conversation, question=turn.question, answer=answer
     )
     return _reply_payload(turn, message)
 
 
 def _record_failure(turn: Turn) -> dict:
-    message = Message.objects.create(
-        conversation=turn.conversation,
-        role=Message.Role.BOT,
-        text=ERROR_TEXT,
-        path=Message.Path.ERROR,
+    return _record_reply(turn, Answer(text=ERROR_TEXT, path=Message.Path.ERROR))
+
+
+def _record_question_only(turn: Turn) -> None:
+    services.message_record(
+        conversation=turn.conversation, role=Message.Role.USER, text=turn.question
     )
-    return _reply_payload(turn, message)
 
 
 def _reply_payload(turn: Turn, message: Message) -> dict:
@@ -334,6 +334,7 @@ def sse(event: str, data) -> bytes:
 async def _answer_events(turn: Turn):
     stream = answer_stream(turn.bot, turn.question, history=turn.history)
     step = sync_to_async(lambda: next(stream, None))
+    recorded = False
     yield sse("start", {"conversation": str(turn.conversation.public_id)})
     try:
         while (event := await step()) is not None:
@@ -341,14 +342,20 @@ async def _answer_events(turn: Turn):
             if kind == "token":
                 yield sse("token", {"text": value})
             elif kind == "done":
-                yield sse("done", await sync_to_async(_record_reply)(turn, value))
+                payload = await sync_to_async(_record_reply)(turn, value)
+                recorded = True
+                yield sse("done", payload)
                 return
         raise RuntimeError("answer stream ended without an answer")
     except Exception:
         log.exception("Answering in conversation %s failed", turn.conversation.public_id)
-        yield sse("done", await sync_to_async(_record_failure)(turn))
+        payload = await sync_to_async(_record_failure)(turn)
+        recorded = True
+        yield sse("done", payload)
     finally:
         await sync_to_async(stream.close)()
+        if not recorded:  # the visitor left mid-answer: keep their question for the owner
+            await sync_to_async(_record_question_only)(turn)
 
 
 @require_POST

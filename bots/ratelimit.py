@@ -1,8 +1,9 @@
-"""Fixed-window rate limits counted in Redis (the Django cache), shared by every web process.
+"""Fixed-window rate limits counted in Redis (under the cache's key prefix), shared by every web process.
 
 A limit is "count/seconds" (settings, from the environment). Each window is one Redis key that
 expires with the window, so nothing needs cleaning up. A fixed window lets a burst of up to twice
-the count straddle a boundary; that is acceptable for abuse protection and costs two round trips.
+the count straddle a boundary; that is acceptable for abuse protection, and every limit a request
+checks is counted in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cache
 
+import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache as django_cache
 
 
 @dataclass(frozen=True)
@@ -33,29 +36,40 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _count(limits: list[tuple[str, str, Limit]]) -> None:
+    """Count one request against each (scope, key, limit), all in one Redis round trip."""
+    now = time.time()
+    pipe = _redis().pipeline(transaction=False)
+    windows = []
+    for scope, key, limit in limits:
+        window = int(now // limit.seconds)
+        # The Django cache's key prefix keeps installs and parallel test runs apart.
+        redis_key = django_cache.make_key(f"rl:{scope}:{key}:{window}")
+        # NX: concurrent first hits never reset a count; the key expires with its window.
+        pipe.set(redis_key, 0, ex=limit.seconds + 1, nx=True)
+        pipe.incr(redis_key)
+        windows.append(window)
+    used = pipe.execute()[1::2]
+    for (scope, _, limit), window, count in zip(limits, windows, used, strict=True):
+        if count > limit.count:
+            raise RateLimited(scope, max(1, math.ceil((window + 1) * limit.seconds - now)))
+
+
 def hit(scope: str, key: str, limit: Limit) -> None:
     """Count one request against `scope:key`; raise RateLimited once the window is full."""
-    now = time.time()
-    window = int(now // limit.seconds)
-    cache_key = f"rl:{scope}:{key}:{window}"
-    # add() is a no-op when the key exists, so concurrent first hits never reset the count.
-    cache.add(cache_key, 0, timeout=limit.seconds + 1)
-    try:
-        used = cache.incr(cache_key)
-    except ValueError:  # expired between add() and incr(): start the window again
-        cache.set(cache_key, 1, timeout=limit.seconds + 1)
-        used = 1
-    if used > limit.count:
-        retry_after = max(1, math.ceil((window + 1) * limit.seconds - now))
-        raise RateLimited(scope, retry_after)
+    _count([(scope, key, limit)])
 
 
 def check(*pairs: tuple[str, str, str]) -> None:
     """Apply several limits, given as (scope, key, spec) with spec like "20/60"."""
     if not settings.RATE_LIMITS_ENABLED:
         return
-    for scope, key, spec in pairs:
-        hit(scope, key, Limit.parse(spec))
+    _count([(scope, key, Limit.parse(spec)) for scope, key, spec in pairs])
 
 
 def client_ip(request) -> str:
