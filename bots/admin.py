@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Bot, Conversation, Message
+from .models import ApiKey, Bot, Conversation, Message
 
 
 @admin.register(Bot)
@@ -44,3 +44,17 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="Text")
     def short_text(self, obj):
         return obj.text[:80]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    # Keys are created (and shown once) on the bot's Share & embed page; the admin only audits
+    # and revokes them, so nothing here can reveal or forge one.
+    list_display = ["name", "prefix", "bot", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["revoked_at", "bot__workspace"]
+    search_fields = ["name", "prefix", "bot__name"]
+    fields = ["bot", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["bot", "prefix", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request):
+        return False
