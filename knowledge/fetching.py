@@ -23,7 +23,13 @@ from django.core.exceptions import ValidationError
 
 MAX_REDIRECTS = 5
 USER_AGENT = "AskHandleBot/1.0 (+knowledge import)"
-ACCEPTED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "text/markdown", "application/pdf")
+ACCEPTED_TYPES = (
+    "text/html",
+    "application/xhtml+xml",
+    "text/plain",
+    "text/markdown",
+    "application/pdf",
+)
 
 
 class FetchError(ValidationError):
@@ -94,7 +100,9 @@ def fetch(url: str) -> Fetched:
             host, port, ip = check_url(url)
             parts = urlsplit(url)
             netloc_ip = f"[{ip}]" if ":" in ip else ip
-            target = urlunsplit((parts.scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
+            target = urlunsplit(
+                (parts.scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, "")
+            )
             default_port = port == (443 if parts.scheme == "https" else 80)
             headers = {
                 "Host": host if default_port else f"{host}:{port}",
@@ -117,7 +125,9 @@ def fetch(url: str) -> Fetched:
             except httpx.TimeoutException as exc:
                 raise FetchError("The web page took too long to answer.") from exc
             except httpx.HTTPError as exc:
-                raise FetchError(f"The web page could not be fetched ({exc.__class__.__name__}).") from exc
+                raise FetchError(
+                    f"The web page could not be fetched ({exc.__class__.__name__})."
+                ) from exc
             try:
                 if response.is_redirect:
                     location = response.headers.get("location", "")
@@ -126,8 +136,12 @@ def fetch(url: str) -> Fetched:
                     url = urljoin(url, location)
                     continue
                 if response.status_code >= 400:
-                    raise FetchError(f"The web page answered with an error ({response.status_code}).")
-                content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                    raise FetchError(
+                        f"The web page answered with an error ({response.status_code})."
+                    )
+                content_type = (
+                    response.headers.get("content-type", "").split(";")[0].strip().lower()
+                )
                 if content_type and content_type not in ACCEPTED_TYPES:
                     raise FetchError(
                         f"The address serves {content_type}, not a web page, text or PDF document."
@@ -140,11 +154,15 @@ def fetch(url: str) -> Fetched:
                     for part in response.iter_bytes():
                         body += part
                         if len(body) > limit:
-                            raise FetchError(f"The web page is larger than {limit // (1024 * 1024)} MB.")
+                            raise FetchError(
+                                f"The web page is larger than {limit // (1024 * 1024)} MB."
+                            )
                         if time.monotonic() > deadline:
                             raise FetchError("The web page took too long to download.")
                 except httpx.HTTPError as exc:
-                    raise FetchError(f"The web page download failed ({exc.__class__.__name__}).") from exc
+                    raise FetchError(
+                        f"The web page download failed ({exc.__class__.__name__})."
+                    ) from exc
                 if not body.strip():
                     raise FetchError("The web page is empty.")
                 return Fetched(url=url, content_type=content_type, body=bytes(body))

@@ -11,11 +11,15 @@ class SourceForm(forms.Form):
         required=False,
         help_text="FAQ CSV, JSON / JSONL, Markdown, text, PDF or Word (DOCX).",
         widget=forms.ClearableFileInput(
-            attrs={"accept": ".csv,.tsv,.json,.jsonl,.md,.markdown,.txt,.pdf,.docx,text/*,application/pdf"}
+            attrs={
+                "accept": ".csv,.tsv,.json,.jsonl,.md,.markdown,.txt,.pdf,.docx,text/*,application/pdf"
+            }
         ),
     )
     url = forms.URLField(
-        required=False, assume_scheme="https", label="or a web page",
+        required=False,
+        assume_scheme="https",
+        label="or a web page",
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/faq"}),
     )
 
@@ -28,12 +32,17 @@ class SourceForm(forms.Form):
 
 class FaqEntryForm(forms.ModelForm):
     url = forms.URLField(
-        required=False, max_length=2000, assume_scheme="https", label="Link",
+        required=False,
+        max_length=2000,
+        assume_scheme="https",
+        label="Link",
         widget=forms.URLInput(attrs={"placeholder": "optional link"}),
     )
     alternate_questions = forms.CharField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Other ways customers ask this, one per line"}),
+        widget=forms.Textarea(
+            attrs={"rows": 2, "placeholder": "Other ways customers ask this, one per line"}
+        ),
         help_text="One per line. Each phrasing is matched separately.",
     )
 
@@ -52,11 +61,18 @@ class FaqEntryForm(forms.ModelForm):
             self.initial["alternate_questions"] = "\n".join(self.instance.alternate_questions)
 
     def clean_alternate_questions(self) -> list[str]:
-        return [line.strip() for line in self.cleaned_data["alternate_questions"].splitlines() if line.strip()]
+        return [
+            line.strip()
+            for line in self.cleaned_data["alternate_questions"].splitlines()
+            if line.strip()
+        ]
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
         return {
-            "question": data["question"], "answer": data["answer"], "category": data.get("category", ""),
-            "url": data.get("url", ""), "alternate_questions": data["alternate_questions"],
+            "question": data["question"],
+            "answer": data["answer"],
+            "category": data.get("category", ""),
+            "url": data.get("url", ""),
+            "alternate_questions": data["alternate_questions"],
         }

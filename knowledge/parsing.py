@@ -90,7 +90,9 @@ def check_docx_archive(data: bytes) -> None:
             f"{DOCX_MAX_UNCOMPRESSED // (1024 * 1024)} MB (possible zip bomb)."
         )
     for info in infos:
-        if info.file_size > 1024 * 1024 and info.file_size > DOCX_MAX_RATIO * max(info.compress_size, 1):
+        if info.file_size > 1024 * 1024 and info.file_size > DOCX_MAX_RATIO * max(
+            info.compress_size, 1
+        ):
             raise ParseError(
                 "This Word document is compressed suspiciously well (possible zip bomb); refused."
             )
@@ -108,7 +110,9 @@ def decode_text(data: bytes) -> str:
         text = data.decode("latin-1")
     # Latin-1 decodes any byte and UTF-8 allows control bytes: many controls mean it was not text.
     head = text[:8192]
-    controls = sum(1 for ch in head if (ord(ch) < 32 and ch not in "\t\n\r\f") or 0x7F <= ord(ch) < 0xA0)
+    controls = sum(
+        1 for ch in head if (ord(ch) < 32 and ch not in "\t\n\r\f") or 0x7F <= ord(ch) < 0xA0
+    )
     if controls > max(2, len(head) // 100):
         raise ParseError(
             "Unsupported file type: the content is neither UTF-8 nor Latin-1 text. "
@@ -153,7 +157,13 @@ HEADER_ALIASES = {
     "answer": {"answer", "answers", "a", "response", "reply", "text"},
     "category": {"category", "categories", "topic", "section", "group", "tag"},
     "url": {"url", "link", "source", "source_url", "href"},
-    "alternate_questions": {"alternate_questions", "alternates", "alternatives", "variants", "example_questions"},
+    "alternate_questions": {
+        "alternate_questions",
+        "alternates",
+        "alternatives",
+        "variants",
+        "example_questions",
+    },
     "external_id": {"id", "faq_id", "external_id", "key"},
 }
 POSITIONAL = ["question", "answer", "category", "url"]
@@ -188,7 +198,11 @@ def parse_csv(text: str) -> Parsed:
             columns = {name: i for i, name in enumerate(POSITIONAL)}
         item = _row_item(cells, columns)
         if item is None:
-            missing = "question" if len(cells) <= columns["question"] or not cells[columns["question"]] else "answer"
+            missing = (
+                "question"
+                if len(cells) <= columns["question"] or not cells[columns["question"]]
+                else "answer"
+            )
             result.warnings.append(f"Line {line}: missing {missing}; row skipped.")
             continue
         result.faqs.append(item)
@@ -327,7 +341,9 @@ def blocks_to_parsed(blocks: list[tuple[str, str]], default_title: str) -> Parse
             result.faqs.append(FaqItem(question=heading.strip(), answer=rest.strip()))
             continue
         if rest.strip():
-            result.sections.append(Section(title=heading.strip() or default_title, text=rest.strip()))
+            result.sections.append(
+                Section(title=heading.strip() or default_title, text=rest.strip())
+            )
     return result
 
 
@@ -341,7 +357,9 @@ def _extract_qa_lines(body: str, faqs: list[FaqItem]) -> str:
 
     def flush():
         if question and answer and " ".join(answer).strip():
-            faqs.append(FaqItem(question=" ".join(question).strip(), answer="\n".join(answer).strip()))
+            faqs.append(
+                FaqItem(question=" ".join(question).strip(), answer="\n".join(answer).strip())
+            )
 
     for line in body.splitlines():
         match = QA_LINE.match(line)
@@ -404,9 +422,13 @@ def parse_pdf(data: bytes, filename: str) -> Parsed:
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise ParseError(f"This PDF cannot be read ({exc.__class__.__name__}); it may be damaged.") from exc
+        raise ParseError(
+            f"This PDF cannot be read ({exc.__class__.__name__}); it may be damaged."
+        ) from exc
     title = _stem(filename)
-    blocks = [(f"{title}, page {n}" if len(pages) > 1 else title, text) for n, text in enumerate(pages, 1)]
+    blocks = [
+        (f"{title}, page {n}" if len(pages) > 1 else title, text) for n, text in enumerate(pages, 1)
+    ]
     parsed = blocks_to_parsed(blocks, title)
     if not parsed.faqs and not parsed.sections:
         raise ParseError("This PDF has no text to read (is it a scan? OCR it first).")
@@ -444,7 +466,19 @@ def parse_docx(data: bytes, filename: str) -> Parsed:
     return _require_content(blocks_to_parsed(blocks, _stem(filename)))
 
 
-DROP_TAGS = ("script", "style", "noscript", "nav", "footer", "header", "form", "aside", "svg", "iframe", "template")
+DROP_TAGS = (
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "footer",
+    "header",
+    "form",
+    "aside",
+    "svg",
+    "iframe",
+    "template",
+)
 BLOCK_TAGS = {"p", "li", "pre", "blockquote", "td", "th", "dd", "dt", "figcaption"}
 
 
@@ -459,7 +493,11 @@ def parse_html(html: bytes | str, url: str) -> Parsed:
     for element in root.xpath("|".join(f"//{tag}" for tag in DROP_TAGS)):
         element.drop_tree()
     body = next(
-        (found for found in (root.find(".//main"), root.find(".//article"), root.find(".//body")) if found is not None),
+        (
+            found
+            for found in (root.find(".//main"), root.find(".//article"), root.find(".//body"))
+            if found is not None
+        ),
         root,
     )
     blocks: list[tuple[str, str]] = []

@@ -15,9 +15,13 @@ def ingest_source(self, source_id: int) -> None:
         services.source_ingest(source_id=source_id)
     except ProviderUnavailable as exc:
         if self.request.retries >= self.max_retries:
-            services.source_fail(source_id=source_id, error=f"The model service stayed unavailable: {exc}")
+            services.source_fail(
+                source_id=source_id, error=f"The model service stayed unavailable: {exc}"
+            )
             return
-        raise self.retry(exc=exc, countdown=min(RETRY_BACKOFF_MAX, 10 * 2**self.request.retries)) from exc
+        raise self.retry(
+            exc=exc, countdown=min(RETRY_BACKOFF_MAX, 10 * 2**self.request.retries)
+        ) from exc
 
 
 @shared_task

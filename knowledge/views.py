@@ -29,12 +29,19 @@ def _faq_context(bot, q: str) -> dict:
     total = entries.count()
     if q:
         entries = entries.filter(
-            Q(question__icontains=q) | Q(answer__icontains=q) | Q(category__icontains=q)
+            Q(question__icontains=q)
+            | Q(answer__icontains=q)
+            | Q(category__icontains=q)
             | Q(alternate_questions__icontains=q)
         )
     matched = entries.count() if q else total
-    return {"entries": entries.order_by("-updated_at", "-pk")[:FAQ_LIMIT], "faq_total": total,
-            "faq_matched": matched, "faq_limit": FAQ_LIMIT, "q": q}
+    return {
+        "entries": entries.order_by("-updated_at", "-pk")[:FAQ_LIMIT],
+        "faq_total": total,
+        "faq_matched": matched,
+        "faq_limit": FAQ_LIMIT,
+        "q": q,
+    }
 
 
 def _page_context(bot, **extra) -> dict:
@@ -54,7 +61,11 @@ def _page_context(bot, **extra) -> dict:
 def knowledge_page(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     if request.htmx:
-        return render(request, f"{PAGE}#sources-table", {"bot": bot, "sources": bot.sources.order_by("-created_at")})
+        return render(
+            request,
+            f"{PAGE}#sources-table",
+            {"bot": bot, "sources": bot.sources.order_by("-created_at")},
+        )
     q = request.GET.get("q", "").strip()
     return render(request, PAGE, _page_context(bot, **_faq_context(bot, q)))
 
@@ -66,12 +77,18 @@ def source_add(request, bot_id: int):
     form = SourceForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            source = services.source_add(bot=bot, upload=form.cleaned_data["file"], url=form.cleaned_data["url"])
+            source = services.source_add(
+                bot=bot, upload=form.cleaned_data["file"], url=form.cleaned_data["url"]
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
             if request.htmx:
-                context = {"bot": bot, "source_form": SourceForm(), "sources": bot.sources.order_by("-created_at")}
+                context = {
+                    "bot": bot,
+                    "source_form": SourceForm(),
+                    "sources": bot.sources.order_by("-created_at"),
+                }
                 return render(request, f"{PAGE}#sources-panel", context)
             messages.success(request, f"“{source.name}” was added and is being read.")
             return redirect("knowledge:page", bot_id=bot.pk)
@@ -149,7 +166,9 @@ def faq_create(request, bot_id: int):
             messages.success(request, f"Added “{entry.question}”.")
             return redirect("knowledge:page", bot_id=bot.pk)
     if request.htmx:
-        return render(request, f"{PAGE}#faq-panel", {"bot": bot, "faq_form": form, **_faq_context(bot, "")})
+        return render(
+            request, f"{PAGE}#faq-panel", {"bot": bot, "faq_form": form, **_faq_context(bot, "")}
+        )
     return render(request, PAGE, _page_context(bot, faq_form=form), status=422)
 
 
@@ -170,7 +189,9 @@ def faq_edit(request, bot_id: int, entry_id: int):
     template = f"{PAGE}#faq-edit-row" if request.htmx else "knowledge/faq_edit.html"
     if request.method == "POST" and form.is_valid():
         try:
-            entry = services.faq_entry_update(entry=FaqEntry.objects.get(pk=entry.pk), **form.service_kwargs())
+            entry = services.faq_entry_update(
+                entry=FaqEntry.objects.get(pk=entry.pk), **form.service_kwargs()
+            )
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
@@ -201,6 +222,10 @@ def faq_bulk_delete(request, bot_id: int):
     count = services.faq_entries_delete(bot=bot, ids=ids) if ids else 0
     if request.htmx:
         q = request.POST.get("q", "").strip()
-        return _changed(render(request, f"{PAGE}#faq-table", {"bot": bot, "deleted": count, **_faq_context(bot, q)}))
+        return _changed(
+            render(
+                request, f"{PAGE}#faq-table", {"bot": bot, "deleted": count, **_faq_context(bot, q)}
+            )
+        )
     messages.success(request, f"Deleted {count} entr{'y' if count == 1 else 'ies'}.")
     return redirect("knowledge:page", bot_id=bot.pk)

@@ -24,7 +24,11 @@ def pdf_bytes(pages: list[list[str]]) -> bytes:
     next_id = 4
     page_objects: list[tuple[int, int, bytes]] = []
     for lines in pages:
-        stream = "BT /F1 12 Tf 72 720 Td 16 TL " + " ".join(f"({_pdf_escape(line)}) Tj T*" for line in lines) + " ET"
+        stream = (
+            "BT /F1 12 Tf 72 720 Td 16 TL "
+            + " ".join(f"({_pdf_escape(line)}) Tj T*" for line in lines)
+            + " ET"
+        )
         page_id, content_id = next_id, next_id + 1
         next_id += 2
         page_ids.append(page_id)
@@ -49,7 +53,9 @@ def pdf_bytes(pages: list[list[str]]) -> bytes:
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     for offset in offsets:
         out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    out.write(
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return out.getvalue()
 
 

@@ -6,7 +6,14 @@ from django.core.exceptions import ValidationError
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source
 
-from .factories import docx_bytes, encrypted_pdf_bytes, pdf_bytes, plain_zip_bytes, upload, zip_bomb_docx_bytes
+from .factories import (
+    docx_bytes,
+    encrypted_pdf_bytes,
+    pdf_bytes,
+    plain_zip_bytes,
+    upload,
+    zip_bomb_docx_bytes,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,16 +69,23 @@ def test_malformed_csv_rows_are_reported_with_line_numbers_and_good_rows_kept(bo
     )
     source = ingest(add(bot, "faq.csv", data))
     assert source.status == Source.Status.READY
-    assert source.warnings == ["Line 3: missing answer; row skipped.", "Line 4: missing question; row skipped."]
+    assert source.warnings == [
+        "Line 3: missing answer; row skipped.",
+        "Line 4: missing question; row skipped.",
+    ]
     assert list(FaqEntry.objects.filter(source=source).values_list("question", flat=True)) == [
-        "Do you deliver?", "Multi-line answer?", "Do you repair tyres?",
+        "Do you deliver?",
+        "Multi-line answer?",
+        "Do you repair tyres?",
     ]
 
 
 def test_csv_without_any_good_row_fails_with_a_message(bot):
     source = ingest(add(bot, "faq.csv", "question,answer\nonly a question\nanother\n"))
     assert source.status == Source.Status.FAILED
-    assert "No question/answer rows found" in source.error and "2 rows were malformed" in source.error
+    assert (
+        "No question/answer rows found" in source.error and "2 rows were malformed" in source.error
+    )
 
 
 def test_csv_semicolons_bom_and_latin1(bot):
@@ -85,13 +99,17 @@ def test_csv_semicolons_bom_and_latin1(bot):
 
 
 def test_csv_without_header_reads_question_answer_columns(bot):
-    source = ingest(add(bot, "faq.csv", "Do you sell helmets?,Yes from 30 EUR\nDo you rent bikes?,Yes\n"))
+    source = ingest(
+        add(bot, "faq.csv", "Do you sell helmets?,Yes from 30 EUR\nDo you rent bikes?,Yes\n")
+    )
     assert FaqEntry.objects.filter(source=source).count() == 2 and source.warnings == []
 
 
 def test_json_without_entries_fails(bot):
     source = ingest(add(bot, "kb.json", '{"hello": "world"}'))
-    assert source.status == Source.Status.FAILED and "No question/answer entries found" in source.error
+    assert (
+        source.status == Source.Status.FAILED and "No question/answer entries found" in source.error
+    )
 
 
 def test_docx_zip_bomb_is_refused_before_reading(bot):

@@ -42,30 +42,45 @@ def cleanup_files():
             source.file.storage.delete(source.file.name)
 
 
-def test_upload_is_ingested_by_the_worker_and_polling_stops(celery_worker_process, owner_client, bot, cleanup_files):
+def test_upload_is_ingested_by_the_worker_and_polling_stops(
+    celery_worker_process, owner_client, bot, cleanup_files
+):
     csv = "question,answer\nDo you deliver?,Yes within 2 days.\nDo you repair e-bikes?,Yes all brands.\n"
-    response = owner_client.post(reverse("knowledge:source_add", args=[bot.pk]), {"file": upload("faq.csv", csv)})
+    response = owner_client.post(
+        reverse("knowledge:source_add", args=[bot.pk]), {"file": upload("faq.csv", csv)}
+    )
     assert response.status_code == 302
     source = Source.objects.get(bot=bot)
     cleanup_files.append(source)
     row = reverse("knowledge:source_row", args=[bot.pk, source.pk])
     response = wait_for(
         lambda: (r := owner_client.get(row, HTTP_HX_REQUEST="true")).status_code == 286 and r,
-        120, celery_worker_process, "the source to be ingested",
+        120,
+        celery_worker_process,
+        "the source to be ingested",
     )
     assert b"Ready" in response.content
     source.refresh_from_db()
     assert source.status == Source.Status.READY and source.chunk_count == 2 and source.attempts == 1
 
 
-def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(celery_worker_process, bot, cleanup_files):
-    entries = [{"question": f"Question number {i} about bikes?", "answer": f"Answer {i}."} for i in range(700)]
+def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(
+    celery_worker_process, bot, cleanup_files
+):
+    entries = [
+        {"question": f"Question number {i} about bikes?", "answer": f"Answer {i}."}
+        for i in range(700)
+    ]
     source = services.faq_entries_import(bot=bot, name="big", entries=entries)
     cleanup_files.append(source)
 
     def embedding_started():
         s = Source.objects.get(pk=source.pk)
-        return s.status == Source.Status.PROCESSING and s.progress_done > 0 and s.progress_done < s.progress_total
+        return (
+            s.status == Source.Status.PROCESSING
+            and s.progress_done > 0
+            and s.progress_done < s.progress_total
+        )
 
     wait_for(embedding_started, 120, celery_worker_process, "embedding to start")
     children = pool_children(celery_worker_process.pid)
@@ -75,8 +90,12 @@ def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(celery_wor
 
     # The worker redelivers the lost task (reject_on_worker_lost); the claim is still held and
     # fresh, so that delivery does nothing: no duplicate run, the row stays as it was.
-    wait_for(lambda: "exited with 'signal 9" in celery_worker_process.log_path.read_text(), 30,
-             celery_worker_process, "the worker to notice")
+    wait_for(
+        lambda: "exited with 'signal 9" in celery_worker_process.log_path.read_text(),
+        30,
+        celery_worker_process,
+        "the worker to notice",
+    )
     time.sleep(3)
     stuck = Source.objects.get(pk=source.pk)
     assert stuck.status == Source.Status.PROCESSING and stuck.attempts == 1
@@ -85,8 +104,12 @@ def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(celery_wor
     # Beat's recovery, with the stale timeout passed: requeue, and a live worker finishes it.
     result = services.sources_recover_stuck(stale_seconds=0)
     assert result["requeued"] == 1
-    wait_for(lambda: Source.objects.get(pk=source.pk).status == Source.Status.READY, 180,
-             celery_worker_process, "the requeued ingestion")
+    wait_for(
+        lambda: Source.objects.get(pk=source.pk).status == Source.Status.READY,
+        180,
+        celery_worker_process,
+        "the requeued ingestion",
+    )
     source.refresh_from_db()
     assert source.attempts == 2 and source.chunk_count == 700
     assert Chunk.objects.filter(source=source).count() == 700

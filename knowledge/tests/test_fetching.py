@@ -53,9 +53,16 @@ class Server:
 @pytest.mark.parametrize(
     "url",
     [
-        "http://127.0.0.1/", "http://localhost:8000/admin", "http://10.1.2.3/", "http://192.168.0.1/",
-        "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://[::ffff:127.0.0.1]/",
-        "http://0.0.0.0/", "http://2130706433/", "http://[fe80::1]/",
+        "http://127.0.0.1/",
+        "http://localhost:8000/admin",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://0.0.0.0/",
+        "http://2130706433/",
+        "http://[fe80::1]/",
     ],
 )
 def test_default_refuses_private_loopback_and_link_local(url):
@@ -63,7 +70,9 @@ def test_default_refuses_private_loopback_and_link_local(url):
         fetching.check_url(url)
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "http://user:pw@example.com/", "http://"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "file:///etc/passwd", "http://user:pw@example.com/", "http://"]
+)
 def test_refuses_other_schemes_and_credentials(url):
     with pytest.raises(fetching.FetchError):
         fetching.check_url(url)
@@ -77,7 +86,13 @@ def test_refused_without_connecting():
 
 
 @pytest.mark.parametrize(
-    "target", ["http://127.0.0.2:{port}/", "http://10.0.0.1/", "http://169.254.169.254/", "http://[::1]:{port}/"]
+    "target",
+    [
+        "http://127.0.0.2:{port}/",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/",
+        "http://[::1]:{port}/",
+    ],
 )
 def test_redirect_to_private_address_is_refused_without_connecting(settings, target):
     settings.KNOWLEDGE_URL_ALLOWED_NETWORKS = ["127.0.0.1/32"]  # only the first hop is allowed
@@ -93,10 +108,17 @@ def test_redirect_to_private_address_is_refused_without_connecting(settings, tar
 
 def test_follows_redirects_and_reads_a_page(settings):
     settings.KNOWLEDGE_URL_ALLOW_PRIVATE = True
-    routes = {"/old": (301, {"Location": "/faq"}, b""), "/faq": (200, {"Content-Type": "text/html; charset=utf-8"}, PAGE)}
+    routes = {
+        "/old": (301, {"Location": "/faq"}, b""),
+        "/faq": (200, {"Content-Type": "text/html; charset=utf-8"}, PAGE),
+    }
     with Server(routes=routes) as server:
         page = fetching.fetch(server.url + "/old")
-    assert page.url == server.url + "/faq" and page.content_type == "text/html" and b"Saturdays" in page.body
+    assert (
+        page.url == server.url + "/faq"
+        and page.content_type == "text/html"
+        and b"Saturdays" in page.body
+    )
 
 
 def test_too_many_redirects(settings):
@@ -153,5 +175,7 @@ def test_web_page_that_turns_private_at_ingest_fails_clearly(bot, settings):
         source = services.source_add(bot=bot, url=server.url + "/faq", enqueue=False)
         settings.KNOWLEDGE_URL_ALLOW_PRIVATE = False  # e.g. DNS now answers with a private address
         source = services.source_ingest(source_id=source.pk)
-    assert source.status == Source.Status.FAILED and "private or local network address" in source.error
+    assert (
+        source.status == Source.Status.FAILED and "private or local network address" in source.error
+    )
     assert server.hits == []

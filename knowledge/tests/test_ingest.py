@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FAQ_CSV = (
     "question,answer,category,url\n"
     "What are your opening hours?,We are open 9:00-18:00 Monday to Saturday.,hours,https://example.com/hours\n"
-    "Do you repair e-bikes?,\"Yes, our workshop services all e-bike brands.\",repairs,\n"
+    'Do you repair e-bikes?,"Yes, our workshop services all e-bike brands.",repairs,\n'
 )
 
 
@@ -40,7 +40,10 @@ def test_csv_faq_becomes_one_chunk_per_phrasing_embedded_from_the_phrasing(bot):
     assert entry.category == "hours" and entry.url == "https://example.com/hours"
     chunk = entry.chunks.get()
     assert chunk.title == "What are your opening hours?"
-    assert chunk.text == "Q: What are your opening hours?\nA: We are open 9:00-18:00 Monday to Saturday."
+    assert (
+        chunk.text
+        == "Q: What are your opening hours?\nA: We are open 9:00-18:00 Monday to Saturday."
+    )
     expected = providers.get_provider("local").embed(["What are your opening hours?"])[0]
     assert np.allclose(np.asarray(chunk.embedding), expected, atol=1e-5)
 
@@ -58,33 +61,57 @@ def test_search_vector_is_filled_with_title_and_text(bot):
 
 def test_json_benchmark_format_keeps_ids_titles_and_alternate_questions(bot):
     entries = [
-        {"faq_id": "rent_bike", "title": "Bike rental", "question": "Can I rent a bike?",
-         "answer": "Yes, from 25 EUR a day.", "example_questions": ["do you hire out bicycles", "rent a bike for the weekend"]},
-        {"faq_id": "gift", "question": "Do you sell gift cards?", "answer": "Yes, from 10 EUR.",
-         "alternate_questions": ["gift voucher"]},
+        {
+            "faq_id": "rent_bike",
+            "title": "Bike rental",
+            "question": "Can I rent a bike?",
+            "answer": "Yes, from 25 EUR a day.",
+            "example_questions": ["do you hire out bicycles", "rent a bike for the weekend"],
+        },
+        {
+            "faq_id": "gift",
+            "question": "Do you sell gift cards?",
+            "answer": "Yes, from 10 EUR.",
+            "alternate_questions": ["gift voucher"],
+        },
     ]
     source = services.faq_entries_import(bot=bot, name="kb", entries=entries, enqueue=False)
     source = services.source_ingest(source_id=source.pk)
     assert source.status == Source.Status.READY and source.kind == Source.Kind.JSON
     rent = FaqEntry.objects.get(external_id="rent_bike")
-    assert rent.alternate_questions == ["Bike rental", "do you hire out bicycles", "rent a bike for the weekend"]
+    assert rent.alternate_questions == [
+        "Bike rental",
+        "do you hire out bicycles",
+        "rent a bike for the weekend",
+    ]
     assert sorted(rent.chunks.values_list("title", flat=True)) == sorted(
-        ["Can I rent a bike?", "Bike rental", "do you hire out bicycles", "rent a bike for the weekend"]
+        [
+            "Can I rent a bike?",
+            "Bike rental",
+            "do you hire out bicycles",
+            "rent a bike for the weekend",
+        ]
     )
     assert source.chunk_count == 6
-    assert {c.text for c in rent.chunks.all()} == {"Q: Can I rent a bike?\nA: Yes, from 25 EUR a day."}
+    assert {c.text for c in rent.chunks.all()} == {
+        "Q: Can I rent a bike?\nA: Yes, from 25 EUR a day."
+    }
 
 
 def test_jsonl_upload_reports_bad_lines(bot):
     data = '{"question": "Do you ship abroad?", "answer": "Within the EU only."}\nnot json\n{"question": "no answer"}\n'
     source = ingest(add(bot, "kb.jsonl", data))
     assert source.status == Source.Status.READY
-    assert source.warnings == ["Line 2: not valid JSON; skipped.", "Line 3: needs a question and an answer; skipped."]
+    assert source.warnings == [
+        "Line 2: not valid JSON; skipped.",
+        "Line 3: needs a question and an answer; skipped.",
+    ]
 
 
 def test_markdown_document_is_chunked_by_headings_and_qa_pairs_kept_whole(bot):
     text = (
-        "# Rental policy\n\nBikes are rented by the day. " + "Helmets and locks are included. " * 60
+        "# Rental policy\n\nBikes are rented by the day. "
+        + "Helmets and locks are included. " * 60
         + "\n\n## Can I extend a rental?\n\nYes, call us before noon on the last day.\n"
     )
     source = ingest(add(bot, "rentals.md", text))
@@ -97,20 +124,39 @@ def test_markdown_document_is_chunked_by_headings_and_qa_pairs_kept_whole(bot):
 
 
 def test_plain_text_without_structure_becomes_sections(bot):
-    source = ingest(add(bot, "notes.txt", "Our workshop is behind the shop.\n\nParking is free for customers."))
+    source = ingest(
+        add(bot, "notes.txt", "Our workshop is behind the shop.\n\nParking is free for customers.")
+    )
     chunk = Chunk.objects.get(source=source)
-    assert source.kind == Source.Kind.TEXT and chunk.title == "notes" and "Parking is free" in chunk.text
+    assert (
+        source.kind == Source.Kind.TEXT
+        and chunk.title == "notes"
+        and "Parking is free" in chunk.text
+    )
 
 
 def test_plain_text_qa_pairs_become_faq_entries(bot):
-    source = ingest(add(bot, "faq.txt", "Q: Do you sell helmets?\nA: Yes, from 30 EUR.\n\nQ: Is parking free?\nA: Yes."))
+    source = ingest(
+        add(
+            bot,
+            "faq.txt",
+            "Q: Do you sell helmets?\nA: Yes, from 30 EUR.\n\nQ: Is parking free?\nA: Yes.",
+        )
+    )
     assert list(FaqEntry.objects.filter(source=source).values_list("question", "answer")) == [
-        ("Do you sell helmets?", "Yes, from 30 EUR."), ("Is parking free?", "Yes."),
+        ("Do you sell helmets?", "Yes, from 30 EUR."),
+        ("Is parking free?", "Yes."),
     ]
 
 
 def test_pdf_pages_are_read(bot):
-    source = ingest(add(bot, "warranty.pdf", pdf_bytes([["Warranty", "Frames carry a lifetime warranty."], ["Wheels: two years."]])))
+    source = ingest(
+        add(
+            bot,
+            "warranty.pdf",
+            pdf_bytes([["Warranty", "Frames carry a lifetime warranty."], ["Wheels: two years."]]),
+        )
+    )
     assert source.status == Source.Status.READY and source.kind == Source.Kind.PDF
     titles = list(Chunk.objects.filter(source=source).values_list("title", flat=True))
     assert titles == ["warranty, page 1", "warranty, page 2"]
@@ -118,7 +164,12 @@ def test_pdf_pages_are_read(bot):
 
 
 def test_docx_headings_become_sections(bot):
-    data = docx_bytes([("Repairs", ["We service all brands.", "Book online."]), ("Do you do bike fitting?", ["Yes, 45 minutes, 60 EUR."])])
+    data = docx_bytes(
+        [
+            ("Repairs", ["We service all brands.", "Book online."]),
+            ("Do you do bike fitting?", ["Yes, 45 minutes, 60 EUR."]),
+        ]
+    )
     source = ingest(add(bot, "guide.docx", data))
     assert source.kind == Source.Kind.DOCX and source.status == Source.Status.READY
     assert Chunk.objects.get(source=source, faq__isnull=True).title == "Repairs"
@@ -142,7 +193,10 @@ def test_duplicate_delivery_while_running_does_nothing(bot):
     token = services._claim(source.pk)  # a first worker holds the claim
     assert token is not None
     result = services.source_ingest(source_id=source.pk)
-    assert result.status == Source.Status.PROCESSING and not Chunk.objects.filter(source=source).exists()
+    assert (
+        result.status == Source.Status.PROCESSING
+        and not Chunk.objects.filter(source=source).exists()
+    )
 
 
 def test_superseded_run_drops_its_work(bot):
@@ -183,20 +237,30 @@ def test_source_add_validates_size_emptiness_and_type(bot, settings):
 
 
 def test_faq_editor_entries_live_in_one_manual_source(bot):
-    first = services.faq_entry_create(bot=bot, question="Do you open on Sundays?", answer="No, Monday to Saturday.")
+    first = services.faq_entry_create(
+        bot=bot, question="Do you open on Sundays?", answer="No, Monday to Saturday."
+    )
     second = services.faq_entry_create(
-        bot=bot, question="Can I pay with PayPal?", answer="Yes, online only.", alternate_questions=["paypal accepted?", " "]
+        bot=bot,
+        question="Can I pay with PayPal?",
+        answer="Yes, online only.",
+        alternate_questions=["paypal accepted?", " "],
     )
     assert first.source_id == second.source_id
     manual = Source.objects.get(bot=bot, kind=Source.Kind.MANUAL)
     assert manual.status == Source.Status.PENDING
     manual = ingest(manual)
     assert manual.status == Source.Status.READY and manual.chunk_count == 3
-    services.faq_entry_update(entry=second, question="Can I pay with PayPal?", answer="Yes, online and in store.")
+    services.faq_entry_update(
+        entry=second, question="Can I pay with PayPal?", answer="Yes, online and in store."
+    )
     services.faq_entries_delete(bot=bot, ids=[first.pk])
     manual = ingest(manual)
     assert manual.chunk_count == 1
-    assert Chunk.objects.get(source=manual).text == "Q: Can I pay with PayPal?\nA: Yes, online and in store."
+    assert (
+        Chunk.objects.get(source=manual).text
+        == "Q: Can I pay with PayPal?\nA: Yes, online and in store."
+    )
 
 
 def test_bulk_delete_ignores_other_bots_entries(bot, other_bot):
@@ -233,7 +297,9 @@ def test_recovery_requeues_stuck_sources_and_fails_them_after_three_attempts(bot
     old = timezone.now() - timedelta(hours=2)
     Source.objects.filter(pk=requeued.pk).update(status="processing", attempts=1, updated_at=old)
     Source.objects.filter(pk=exhausted.pk).update(status="processing", attempts=3, updated_at=old)
-    Source.objects.filter(pk=alive.pk).update(status="processing", attempts=1, updated_at=timezone.now())
+    Source.objects.filter(pk=alive.pk).update(
+        status="processing", attempts=1, updated_at=timezone.now()
+    )
     from knowledge.tasks import recover_stuck_sources
 
     assert recover_stuck_sources.apply().get() == {"requeued": 1, "failed": 1, "resent": 0}

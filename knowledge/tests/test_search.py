@@ -100,47 +100,95 @@ def test_full_text_finds_an_exact_code_and_reports_its_rank(bot):
     assert top.faq_id is None and top.answer == top.text and top.source_name == "printer.md"
 
 
-def test_a_bot_never_sees_another_bots_chunks_even_when_all_nearest_vectors_are_theirs(
-    bot, other_bot
-):
-    ingest_faqs(bot, SHOP_FAQ[:2])
-    # The rival bot owns hundreds of chunks identical to the query, plus the same FAQ text.
-    query = "Do you repair e-bikes?"
+def rival_chunks(other_bot, text, count, jitter=0.0):
+    """`count` READY chunks of another bot, all at (or, with jitter, right around) the embedding of
+    `text`. Exact duplicates are the worst case for an HNSW graph: they crowd each other's
+    neighbour lists, and the scan can get stuck among them."""
     rival = Source.objects.create(
-        bot=other_bot, kind=Source.Kind.TEXT, name="rival", status=Source.Status.READY
+        bot=other_bot,
+        kind=Source.Kind.TEXT,
+        name="rival",
+        status=Source.Status.READY,
+        chunk_count=count,
     )
-    vector = embed(query)
+    rng = np.random.default_rng(0)
+    vectors = embed(text) + jitter * rng.standard_normal((count, 384)) / np.sqrt(384)
     Chunk.objects.bulk_create(
         Chunk(
             bot=other_bot,
             source=rival,
             position=i,
-            title=query,
-            text=query,
-            embedding=vector,
+            title=text,
+            text=text,
+            embedding=vectors[i] / np.linalg.norm(vectors[i]),
             embedding_model="local:all-MiniLM-L6-v2",
         )
-        for i in range(600)
+        for i in range(count)
     )
-    ingest_faqs(other_bot, SHOP_FAQ)
     with connection.cursor() as cur:
         cur.execute("ANALYZE knowledge_chunk")
 
+
+@pytest.mark.parametrize("exact_max", [selectors.EXACT_MAX_CHUNKS, 0], ids=["exact", "hnsw"])
+def test_a_bot_never_sees_another_bots_chunks_even_when_all_nearest_vectors_are_theirs(
+    bot, other_bot, monkeypatch, exact_max
+):
+    monkeypatch.setattr(selectors, "EXACT_MAX_CHUNKS", exact_max)
+    ingest_faqs(bot, SHOP_FAQ[:2])
+    query = "Do you repair e-bikes?"
+    rival_chunks(other_bot, query, 600)  # every nearest neighbour of the query is the rival's
+    ingest_faqs(other_bot, SHOP_FAQ)
+
     own_ids = set(Chunk.objects.filter(bot=bot).values_list("pk", flat=True))
-    own_entries = set(FaqEntry.objects.filter(bot=bot).values_list("pk", flat=True))
-    for force_index in (False, True):
-        with connection.cursor() as cur:
-            # Sorting disabled makes the planner take the HNSW index: the filtered approximate
-            # scan must still come back with this bot's rows, not an empty list.
-            cur.execute(f"SET enable_sort = {'off' if force_index else 'on'}")
-        hits = selectors.search(bot=bot, query=query, limit=5)
-        assert {h.chunk_id for h in hits} <= own_ids
-        assert {h.faq_id for h in hits} == own_entries  # both entries found: not starved
+    hits = selectors.search(bot=bot, query=query, limit=5)
+    assert {h.chunk_id for h in hits} <= own_ids
+    assert {h.faq_id for h in hits} == set(
+        FaqEntry.objects.filter(bot=bot).values_list("pk", flat=True)
+    )
     other_hits = selectors.search(bot=other_bot, query=query, limit=5)
     assert other_hits and not {h.chunk_id for h in other_hits} & own_ids
 
 
-def test_vector_query_matches_the_partial_hnsw_index(bot):
+def test_large_bot_path_returns_own_rows_when_another_bot_owns_the_nearest_vectors(
+    bot, other_bot, monkeypatch
+):
+    """The HNSW path (iterative scan, exact fallback when the scan comes back short) still
+    returns `limit` of the bot's own rows although the 600 nearest vectors are another bot's.
+
+    Whether the iterative scan alone suffices depends on the graph: rolled-back rows of other
+    tests stay in it as dead entries, and exact duplicates can cut a region off; the fallback
+    keeps the answer right either way (benchmarks/retrieval_latency.py counts fallbacks).
+    """
+    monkeypatch.setattr(selectors, "EXACT_MAX_CHUNKS", 0)
+    query = "Where can I park my car near the shop?"
+    entries = [
+        {
+            "faq_id": f"q{i}",
+            "question": f"Question number {i} about bicycles",
+            "answer": f"Answer {i}.",
+        }
+        for i in range(60)
+    ]
+    ingest_faqs(bot, entries)
+    rival_chunks(other_bot, query, 600, jitter=0.5)  # cosine ~0.9 to the query: all nearer
+    own_ids = set(Chunk.objects.filter(bot=bot).values_list("pk", flat=True))
+    with CaptureQueriesContext(connection) as queries:
+        hits = selectors.search(bot=bot, query=query, limit=5)
+    assert any("::vector(384) <=>" in q["sql"] for q in queries)  # the index path was taken
+    assert len(hits) == 5 and {h.chunk_id for h in hits} <= own_ids
+    exact = selectors._vector_candidates(
+        bot.pk,
+        "local:all-MiniLM-L6-v2",
+        [bot.sources.get().pk],
+        selectors._vector_literal(embed(query)),
+        40,
+        approximate=False,
+    )
+    assert {h.chunk_id for h in hits} <= {row[0] for row in exact}
+
+
+def test_vector_query_matches_the_partial_hnsw_index(bot, monkeypatch):
+    monkeypatch.setattr(selectors, "EXACT_MAX_CHUNKS", 0)
     ingest_faqs(bot, SHOP_FAQ)
     with CaptureQueriesContext(connection) as queries:
         selectors.search(bot=bot, query="When do you open?", limit=3)

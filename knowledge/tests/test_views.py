@@ -14,12 +14,18 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def source(bot):
-    return services.source_add(bot=bot, upload=upload("faq.csv", "question,answer\nDo you deliver?,Yes within 2 days.\n"), enqueue=False)
+    return services.source_add(
+        bot=bot,
+        upload=upload("faq.csv", "question,answer\nDo you deliver?,Yes within 2 days.\n"),
+        enqueue=False,
+    )
 
 
 @pytest.fixture
 def entry(bot):
-    return services.faq_entry_create(bot=bot, question="Are you open on Sundays?", answer="No, Monday to Saturday.")
+    return services.faq_entry_create(
+        bot=bot, question="Are you open on Sundays?", answer="No, Monday to Saturday."
+    )
 
 
 def test_page_shows_empty_states_and_tab(owner_client, bot):
@@ -44,7 +50,11 @@ def test_upload_creates_a_queued_source(owner_client, bot):
 
 def test_upload_errors_are_shown_in_the_form(owner_client, bot, settings):
     url = reverse("knowledge:source_add", args=[bot.pk])
-    response = owner_client.post(url, {"file": upload("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")}, HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        url,
+        {"file": upload("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")},
+        HTTP_HX_REQUEST="true",
+    )
     assert response.status_code == 200 and b"<html" not in response.content
     assert b"Unsupported file type" in response.content
     settings.KNOWLEDGE_MAX_UPLOAD_BYTES = 10
@@ -79,17 +89,26 @@ def test_source_row_polls_until_final_then_stops(owner_client, bot, source):
 
 
 def test_processing_row_shows_progress(owner_client, bot, source):
-    Source.objects.filter(pk=source.pk).update(status="processing", stage="embedding", progress_done=30, progress_total=120)
-    response = owner_client.get(reverse("knowledge:source_row", args=[bot.pk, source.pk]), HTTP_HX_REQUEST="true")
+    Source.objects.filter(pk=source.pk).update(
+        status="processing", stage="embedding", progress_done=30, progress_total=120
+    )
+    response = owner_client.get(
+        reverse("knowledge:source_row", args=[bot.pk, source.pk]), HTTP_HX_REQUEST="true"
+    )
     content = response.content.decode()
     assert 'aria-valuenow="25"' in content and "Embedding: 30 / 120" in content
 
 
 def test_failed_source_shows_error_and_warnings(owner_client, bot, source):
     Source.objects.filter(pk=source.pk).update(
-        status="failed", error="This PDF is password-protected.", warnings=["Line 4: missing answer; row skipped."], chunk_count=3
+        status="failed",
+        error="This PDF is password-protected.",
+        warnings=["Line 4: missing answer; row skipped."],
+        chunk_count=3,
     )
-    response = owner_client.get(reverse("knowledge:source_row", args=[bot.pk, source.pk]), HTTP_HX_REQUEST="true")
+    response = owner_client.get(
+        reverse("knowledge:source_row", args=[bot.pk, source.pk]), HTTP_HX_REQUEST="true"
+    )
     content = response.content.decode()
     assert response.status_code == 286
     assert "password-protected" in content and "Line 4: missing answer" in content
@@ -98,18 +117,27 @@ def test_failed_source_shows_error_and_warnings(owner_client, bot, source):
 
 def test_reingest_and_delete(owner_client, bot, source):
     ingest_source.apply(args=[source.pk])
-    response = owner_client.post(reverse("knowledge:source_reingest", args=[bot.pk, source.pk]), HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        reverse("knowledge:source_reingest", args=[bot.pk, source.pk]), HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200 and b"Queued" in response.content
     assert Source.objects.get(pk=source.pk).status == Source.Status.PENDING
     response = owner_client.post(reverse("knowledge:source_delete", args=[bot.pk, source.pk]))
     assert response.status_code == 302
-    assert not Source.objects.filter(pk=source.pk).exists() and not FaqEntry.objects.filter(bot=bot).exists()
+    assert (
+        not Source.objects.filter(pk=source.pk).exists()
+        and not FaqEntry.objects.filter(bot=bot).exists()
+    )
 
 
 def test_faq_add_edit_delete_via_htmx(owner_client, bot):
     response = owner_client.post(
         reverse("knowledge:faq_create", args=[bot.pk]),
-        {"question": "Do you rent tandems?", "answer": "Yes, 60 EUR a day.", "alternate_questions": "tandem hire\n"},
+        {
+            "question": "Do you rent tandems?",
+            "answer": "Yes, 60 EUR a day.",
+            "alternate_questions": "tandem hire\n",
+        },
         HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200 and b"<html" not in response.content
@@ -120,41 +148,66 @@ def test_faq_add_edit_delete_via_htmx(owner_client, bot):
 
     edit_url = reverse("knowledge:faq_edit", args=[bot.pk, entry.pk])
     response = owner_client.get(edit_url, HTTP_HX_REQUEST="true")
-    assert b'name="e%d-question"' % entry.pk in response.content and b"<html" not in response.content
+    assert (
+        b'name="e%d-question"' % entry.pk in response.content and b"<html" not in response.content
+    )
     response = owner_client.post(
-        edit_url, {f"e{entry.pk}-question": "Do you rent tandems?", f"e{entry.pk}-answer": "Yes, 65 EUR a day.",
-                   f"e{entry.pk}-alternate_questions": ""}, HTTP_HX_REQUEST="true",
+        edit_url,
+        {
+            f"e{entry.pk}-question": "Do you rent tandems?",
+            f"e{entry.pk}-answer": "Yes, 65 EUR a day.",
+            f"e{entry.pk}-alternate_questions": "",
+        },
+        HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200 and b"65 EUR" in response.content
     entry.refresh_from_db()
     assert entry.answer == "Yes, 65 EUR a day." and entry.alternate_questions == []
 
-    response = owner_client.post(edit_url, {f"e{entry.pk}-question": "", f"e{entry.pk}-answer": "x"}, HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        edit_url, {f"e{entry.pk}-question": "", f"e{entry.pk}-answer": "x"}, HTTP_HX_REQUEST="true"
+    )
     assert b"This field is required" in response.content
 
-    response = owner_client.post(reverse("knowledge:faq_delete", args=[bot.pk, entry.pk]), HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        reverse("knowledge:faq_delete", args=[bot.pk, entry.pk]), HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200 and not FaqEntry.objects.filter(pk=entry.pk).exists()
 
 
 def test_faq_create_without_answer_shows_error(owner_client, bot):
-    response = owner_client.post(reverse("knowledge:faq_create", args=[bot.pk]), {"question": "Why?"}, HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        reverse("knowledge:faq_create", args=[bot.pk]), {"question": "Why?"}, HTTP_HX_REQUEST="true"
+    )
     assert b"This field is required" in response.content and not FaqEntry.objects.exists()
 
 
 def test_faq_search_and_bulk_delete(owner_client, bot):
     for i, topic in enumerate(["delivery", "returns", "repairs"]):
-        services.faq_entry_create(bot=bot, question=f"Question about {topic}?", answer=f"Answer {i}", category=topic)
-    response = owner_client.get(reverse("knowledge:faq_list", args=[bot.pk]) + "?q=repair", HTTP_HX_REQUEST="true")
+        services.faq_entry_create(
+            bot=bot, question=f"Question about {topic}?", answer=f"Answer {i}", category=topic
+        )
+    response = owner_client.get(
+        reverse("knowledge:faq_list", args=[bot.pk]) + "?q=repair", HTTP_HX_REQUEST="true"
+    )
     content = response.content.decode()
     assert "Question about repairs?" in content and "Question about delivery?" not in content
     assert "1 of 3 match" in content and "<html" not in content
-    response = owner_client.get(reverse("knowledge:faq_list", args=[bot.pk]) + "?q=zzz", HTTP_HX_REQUEST="true")
+    response = owner_client.get(
+        reverse("knowledge:faq_list", args=[bot.pk]) + "?q=zzz", HTTP_HX_REQUEST="true"
+    )
     assert "No entries match" in response.content.decode()
-    page = owner_client.get(reverse("knowledge:page", args=[bot.pk]) + "?q=returns").content.decode()
+    page = owner_client.get(
+        reverse("knowledge:page", args=[bot.pk]) + "?q=returns"
+    ).content.decode()
     assert "Question about returns?" in page and "Question about delivery?" not in page
 
-    ids = list(FaqEntry.objects.filter(category__in=["delivery", "returns"]).values_list("pk", flat=True))
-    response = owner_client.post(reverse("knowledge:faq_bulk_delete", args=[bot.pk]), {"ids": ids}, HTTP_HX_REQUEST="true")
+    ids = list(
+        FaqEntry.objects.filter(category__in=["delivery", "returns"]).values_list("pk", flat=True)
+    )
+    response = owner_client.post(
+        reverse("knowledge:faq_bulk_delete", args=[bot.pk]), {"ids": ids}, HTTP_HX_REQUEST="true"
+    )
     assert b"Deleted 2 entries" in response.content
     assert list(FaqEntry.objects.values_list("category", flat=True)) == ["repairs"]
 
@@ -175,14 +228,21 @@ def test_other_tenant_gets_404_everywhere(other_client, bot, source, entry):
         ("post", reverse("knowledge:faq_bulk_delete", args=[bot.pk])),
     ]
     for method, url in urls:
-        response = getattr(other_client, method)(url, {"ids": [entry.pk]} if method == "post" else None, HTTP_HX_REQUEST="true")
+        response = getattr(other_client, method)(
+            url, {"ids": [entry.pk]} if method == "post" else None, HTTP_HX_REQUEST="true"
+        )
         assert response.status_code == 404, url
-    assert Source.objects.filter(pk=source.pk).exists() and FaqEntry.objects.filter(pk=entry.pk).exists()
+    assert (
+        Source.objects.filter(pk=source.pk).exists()
+        and FaqEntry.objects.filter(pk=entry.pk).exists()
+    )
 
 
 def test_source_of_another_bot_is_404_under_my_bot(owner_client, bot, other_bot):
     theirs = services.source_add(bot=other_bot, upload=upload("x.txt", "Secret"), enqueue=False)
-    response = owner_client.get(reverse("knowledge:source_row", args=[bot.pk, theirs.pk]), HTTP_HX_REQUEST="true")
+    response = owner_client.get(
+        reverse("knowledge:source_row", args=[bot.pk, theirs.pk]), HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 404
 
 
@@ -194,12 +254,23 @@ def test_anonymous_is_sent_to_login(client, bot):
 def test_changing_the_provider_in_settings_requeues_every_source(owner_client, bot, source):
     ingest_source.apply(args=[source.pk])
     data = {
-        "name": bot.name, "slug": bot.slug, "greeting": "Hi", "instructions": "", "mode": "rag",
-        "fallback_message": "No idea", "provider": "local", "embedding_model": "", "chat_model": "",
-        "direct_threshold": "0.8", "answer_threshold": "0.5", "primary_colour": "#123456",
+        "name": bot.name,
+        "slug": bot.slug,
+        "greeting": "Hi",
+        "instructions": "",
+        "mode": "rag",
+        "fallback_message": "No idea",
+        "provider": "local",
+        "embedding_model": "",
+        "chat_model": "",
+        "direct_threshold": "0.8",
+        "answer_threshold": "0.5",
+        "primary_colour": "#123456",
     }
     owner_client.post(reverse("bots:edit", args=[bot.pk]), data)
     assert Source.objects.get(pk=source.pk).status == Source.Status.READY  # nothing changed
-    response = owner_client.post(reverse("bots:edit", args=[bot.pk]), {**data, "provider": "openai"}, follow=True)
+    response = owner_client.post(
+        reverse("bots:edit", args=[bot.pk]), {**data, "provider": "openai"}, follow=True
+    )
     assert Source.objects.get(pk=source.pk).status == Source.Status.PENDING
     assert b"every source is being re-embedded" in response.content

@@ -22,12 +22,15 @@ class Command(BaseCommand):
         with transaction.atomic():
             bot = self._owner_and_bot()
         self._seed_knowledge(bot)
-        self.stdout.write(self.style.SUCCESS(f"Demo ready: {DEMO_EMAIL} / {DEMO_PASSWORD}, bot /c/{bot.slug}/"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo ready: {DEMO_EMAIL} / {DEMO_PASSWORD}, bot /c/{bot.slug}/")
+        )
 
     def _owner_and_bot(self) -> Bot:
         User = get_user_model()
         user, created = User.objects.get_or_create(
-            username=DEMO_EMAIL, defaults={"email": DEMO_EMAIL, "is_staff": True, "is_superuser": True}
+            username=DEMO_EMAIL,
+            defaults={"email": DEMO_EMAIL, "is_staff": True, "is_superuser": True},
         )
         if created:
             user.set_password(DEMO_PASSWORD)
@@ -63,4 +66,6 @@ class Command(BaseCommand):
                 source = source_add(bot=bot, upload=File(handle, name=name), enqueue=False)
             source = source_ingest(source_id=source.pk)
             detail = f": {source.error}" if source.error else ""
-            self.stdout.write(f"  {name}: {source.get_status_display()}, {source.chunk_count} chunks{detail}")
+            self.stdout.write(
+                f"  {name}: {source.get_status_display()}, {source.chunk_count} chunks{detail}"
+            )
