@@ -36,6 +36,9 @@ TEXT_WEIGHT = 0.01
 # each, so the vector list must be deeper than `limit` to see `limit` distinct entries.
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 40
+# Up to this many chunks an exact scan of the bot's rows takes a few ms and is always right;
+# above it the HNSW index answers (benchmarks/retrieval_latency.py).
+EXACT_MAX_CHUNKS = 2000
 TEXT_SCAN_LIMIT = 500
 
 
@@ -75,19 +78,24 @@ READY_CHUNKS = "FROM knowledge_chunk c WHERE c.bot_id = %s AND c.embedding_model
 
 
 def _vector_candidates(
-    bot_id: int, model: str, sources: list[int], qvec: str, n: int
+    bot_id: int, model: str, sources: list[int], qvec: str, n: int, *, approximate: bool
 ) -> list[tuple[int, int | None, float]]:
     """(chunk_id, faq_id, cosine distance) of the bot's n nearest chunks."""
     params = [bot_id, model, sources]
     dims = HNSW_INDEXED.get(model)
-    with transaction.atomic(), connection.cursor() as cur:
-        if dims:
-            # pgvector filters after the HNSW scan: without iterative scanning a bot whose chunks
-            # are a small part of the table would get few or no rows back.
-            cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            cur.execute(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, n)}")
-            # The model name is a literal (client-side binding), so the planner can match the
-            # partial index predicate; small bots still get an exact scan if it estimates so.
+    if dims and approximate:
+        with transaction.atomic(), connection.cursor() as cur:
+            # pgvector filters after the HNSW scan: iterative scanning keeps going until enough
+            # rows of this bot are found. With sorting off the planner takes the index even when
+            # the bot's share of the table makes a btree scan + sort look cheaper (it is not:
+            # 10k exact distances cost ~40 ms).
+            cur.execute(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+                "set_config('hnsw.ef_search', %s, true), set_config('enable_sort', 'off', true)",
+                [str(max(HNSW_EF_SEARCH, n))],
+            )
+            # The model name is a literal (client-side binding), so the planner matches the
+            # partial index predicate.
             cur.execute(
                 f"SELECT c.id, c.faq_id, c.embedding::vector({dims}) <=> %s::vector({dims}) AS d "
                 f"{READY_CHUNKS} ORDER BY c.embedding::vector({dims}) <=> %s::vector({dims}) "
@@ -95,10 +103,11 @@ def _vector_candidates(
                 [qvec, *params, qvec, n],
             )
             rows = cur.fetchall()
-            if len(rows) == n:
-                return sorted(rows, key=lambda r: r[2])  # relaxed_order may be slightly unordered
-            # Fewer rows than asked: either the bot has fewer chunks, or the approximate scan gave
-            # up (hnsw.max_scan_tuples) before finding them. An exact scan settles it.
+        if len(rows) == n:
+            return sorted(rows, key=lambda r: r[2])  # relaxed_order may be slightly unordered
+        # Too few rows: the scan gave up (hnsw.max_scan_tuples) before finding this bot's
+        # chunks. An exact scan settles it.
+    with connection.cursor() as cur:
         cur.execute(
             f"SELECT c.id, c.faq_id, c.embedding <=> %s::vector AS d {READY_CHUNKS} "
             "ORDER BY d LIMIT %s",
@@ -160,12 +169,14 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     qvec = _vector_literal(qv)
     n = max(MIN_CANDIDATES, limit * CANDIDATES_PER_RESULT)
 
-    sources = list(
-        Source.objects.filter(bot=bot, status=Source.Status.READY).values_list("pk", flat=True)
+    ready = list(
+        Source.objects.filter(bot=bot, status=Source.Status.READY).values_list("pk", "chunk_count")
     )
-    if not sources:
+    if not ready:
         return []
-    vector_rows = _vector_candidates(bot.pk, model, sources, qvec, n)
+    sources = [pk for pk, _ in ready]
+    approximate = sum(count for _, count in ready) > EXACT_MAX_CHUNKS
+    vector_rows = _vector_candidates(bot.pk, model, sources, qvec, n, approximate=approximate)
     text_rows = _text_candidates(bot.pk, model, sources, query, qvec, n) if query.strip() else []
     similarity = {cid: 1.0 - float(d) for cid, _, d in [*vector_rows, *text_rows]}
     if not similarity:
