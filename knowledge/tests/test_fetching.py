@@ -35,7 +35,10 @@ class Server:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client hung up on purpose (size limit)
 
         self.routes = routes or {}
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
