@@ -39,7 +39,7 @@ MIN_CANDIDATES = 40
 # Up to this many chunks an exact scan of the bot's rows takes a few ms and is always right;
 # above it the HNSW index answers (benchmarks/retrieval_latency.py).
 EXACT_MAX_CHUNKS = 2000
-TEXT_SCAN_LIMIT = 500
+TEXT_SCAN_LIMIT = 200
 
 
 @dataclass
