@@ -320,3 +320,29 @@ def test_a_stale_claim_can_be_taken_over(bot, settings):
     with pytest.raises(services.Superseded):
         services._ingest(Source.objects.get(pk=source.pk), first)
     assert Source.objects.get(pk=source.pk).attempts == 2
+
+
+def test_model_service_down_puts_the_source_back_in_the_queue_then_fails_clearly(bot, settings):
+    from providers import ProviderUnavailable, get_provider
+
+    source = add(bot, "faq.csv", FAQ_CSV)
+    bot.provider = "openai"
+    bot.save()
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"  # nothing listens there
+    settings.OPENAI_API_KEY = "sk-test"
+    get_provider.cache_clear()
+    try:
+        with pytest.raises(ProviderUnavailable):
+            services.source_ingest(source_id=source.pk)
+        source.refresh_from_db()
+        assert (
+            source.status == Source.Status.PENDING
+            and source.stage == "waiting for the model service"
+        )
+        # The task's last retry gives up with a readable error instead of leaving it queued.
+        ingest_source.apply(args=[source.pk], retries=ingest_source.max_retries)
+        source.refresh_from_db()
+        assert source.status == Source.Status.FAILED
+        assert source.error.startswith("The model service stayed unavailable")
+    finally:
+        get_provider.cache_clear()
