@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.shortcuts import redirect
 from django.urls import include, path
@@ -22,8 +21,4 @@ urlpatterns = [
     path("v1/models", api.models, name="api_models"),
     path("v1/models/<str:model>", api.model_detail, name="api_model"),
 ]
-
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Uploaded knowledge files (MEDIA_ROOT) are private to their workspace: never served as URLs.
