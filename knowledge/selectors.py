@@ -4,7 +4,7 @@ Retrieval is hybrid: a vector search (cosine, pgvector) and a full-text search (
 per bot, fused with weighted reciprocal rank fusion. An FAQ entry is one result however many
 phrasings it has: its `score` is the cosine similarity between the query and the mean of its
 phrasings' embeddings (the entry's centroid), which ranked and refused better than the best single
-phrasing on the CLINC150 DEV split (benchmarks/faq_bench.py; figures in its docstring).
+phrasing on the CLINC150 DEV split (benchmarks/faq_bench.py; figures in bots/answer.py).
 `score` is what answer thresholds compare; the fusion value only orders results.
 """
 
@@ -27,7 +27,9 @@ HNSW_EF_SEARCH = 100
 
 # Weighted RRF. Tuned on CLINC150 DEV: every text weight above ~0.01 lowered top-1 accuracy
 # (0.02: -0.9 pt, 0.1: -3.3 pt), because short intent-style questions share words with the wrong
-# entries. The text list still adds candidates the vector search missed (exact codes, names).
+# entries. At this weight the text list breaks near-ties between vector ranks; a match found by
+# text alone ranks after the vector candidates. Raise it for document-heavy bots once a labelled
+# document set exists to tune it on.
 RRF_K = 60
 VECTOR_WEIGHT = 1.0
 TEXT_WEIGHT = 0.01
@@ -39,6 +41,7 @@ MIN_CANDIDATES = 40
 # Up to this many chunks an exact scan of the bot's rows takes a few ms and is always right;
 # above it the HNSW index answers (benchmarks/retrieval_latency.py).
 EXACT_MAX_CHUNKS = 2000
+# Full-text matches ranked per query: a common word can match most of a big bot.
 TEXT_SCAN_LIMIT = 200
 
 
