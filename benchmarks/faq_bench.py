@@ -16,8 +16,8 @@ one question at a time), and a plain MiniLM nearest-neighbour baseline over the 
 defaults; `--sweep` prints the accuracy/refusal trade-off per answer threshold, for calibrating on
 DEV only. The last line is one JSON object.
 
-Calibrated on CLINC150 DEV (bots/answer.py has the figures): direct 0.75, answer 0.34. Until the
-Bot model defaults carry those values, pass `--direct-threshold 0.75 --answer-threshold 0.34`.
+Calibrated on CLINC150 DEV (bots/answer.py has the figures): direct 0.75, answer 0.34, which are
+the Bot model's defaults.
 """
 
 from __future__ import annotations

@@ -172,9 +172,10 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     qvec = _vector_literal(qv)
     n = max(MIN_CANDIDATES, limit * CANDIDATES_PER_RESULT)
 
-    ready = list(
-        Source.objects.filter(bot=bot, status=Source.Status.READY).values_list("pk", "chunk_count")
-    )
+    # Every source that has chunks answers, whatever its status: a source being re-ingested,
+    # re-embedded or whose re-ingest failed keeps its last good chunks until a successful
+    # replace (knowledge.services swaps them atomically).
+    ready = list(Source.objects.filter(bot=bot, chunk_count__gt=0).values_list("pk", "chunk_count"))
     if not ready:
         return []
     sources = [pk for pk, _ in ready]

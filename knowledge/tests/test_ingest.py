@@ -221,6 +221,11 @@ def test_failed_reingest_keeps_previous_chunks(bot):
     # The replace is all-or-nothing, so the chunks still in place are the last good ingestion's.
     assert set(Chunk.objects.filter(source=source).values_list("pk", flat=True)) == old_ids
     assert FaqEntry.objects.filter(source=source).count() == 2
+    # ...and they keep answering customers.
+    from knowledge.selectors import search
+
+    hits = search(bot=bot, query="When are you open?", limit=1)
+    assert hits and hits[0].chunk_id in old_ids and "9:00-18:00" in hits[0].answer
 
 
 def test_source_add_validates_size_emptiness_and_type(bot, settings):
