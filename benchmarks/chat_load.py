@@ -95,32 +95,20 @@ class ThrowawayDatabase:
 
 def _seed() -> tuple[str, str]:
     """One bot with the FAQ above (real embeddings) and an API key. Returns (slug, key)."""
-    import providers
     from accounts.services import account_signup
     from bots.apikeys import api_key_create
     from bots.services import bot_create
-    from knowledge.models import Chunk, FaqEntry, Source
+    from knowledge.services import faq_entries_import, source_ingest
 
     user = account_signup(
         email="bench@example.com", password="bench-password-123", workspace_name="Bench"
     )
     bot = bot_create(workspace=user.workspaces.get(), name="Bench Bot", slug="bench")
-    source = Source.objects.create(
-        bot=bot, kind=Source.Kind.MANUAL, name="FAQ", status=Source.Status.READY
+    # The knowledge goes through the real ingestion, as an owner's upload would.
+    source = faq_entries_import(
+        bot=bot, name="FAQ", entries=[{"question": q, "answer": a} for q, a in FAQ], enqueue=False
     )
-    provider = providers.for_bot(bot)
-    vectors = provider.embed([q for q, _ in FAQ])
-    for (question, answer), vector in zip(FAQ, vectors, strict=True):
-        entry = FaqEntry.objects.create(bot=bot, source=source, question=question, answer=answer)
-        Chunk.objects.create(
-            bot=bot,
-            source=source,
-            faq=entry,
-            title=question,
-            text=question,
-            embedding=vector,
-            embedding_model=providers.embedding_model_for_bot(bot),
-        )
+    source_ingest(source_id=source.pk)
     _, key = api_key_create(bot=bot, name="bench")
     return bot.slug, key
 

@@ -47,3 +47,22 @@ def embedding_model_for_bot(bot) -> str:
     """The fully qualified embedding model name stored beside every vector, e.g. 'local:all-MiniLM-L6-v2'."""
     provider = for_bot(bot)
     return f"{provider.name}:{bot.embedding_model or provider.default_embedding_model()}"
+
+
+def warm_up_in_background() -> None:
+    """Load the default provider's embedding model in a daemon thread.
+
+    The web process calls this once it starts serving, so the first customer question does not
+    pay the 10-15 s model load. Nothing loads at import time.
+    """
+    import logging
+    import threading
+
+    def run():
+        try:
+            provider = get_provider()
+            provider.embed(["warm up"])
+        except Exception:  # a provider that is down must not stop the web server
+            logging.getLogger(__name__).warning("Model warm-up failed", exc_info=True)
+
+    threading.Thread(target=run, name="askhandle-warm-up", daemon=True).start()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.db.models import F
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +39,8 @@ def add_faq(bot, question: str, answer: str, url: str = ""):
         embedding=vector,
         embedding_model=providers.embedding_model_for_bot(bot),
     )
+    # Keep the source as ingestion leaves it: search reads sources that have chunks.
+    Source.objects.filter(pk=source.pk).update(chunk_count=F("chunk_count") + 1)
     return entry
 
 
@@ -124,7 +127,8 @@ def add_document_chunk(bot, text: str, title: str = "Shipping policy", url: str 
     from knowledge.models import Chunk, Source
 
     source = Source.objects.create(
-        bot=bot, kind=Source.Kind.TEXT, name=title, url=url, status=Source.Status.READY
+        bot=bot, kind=Source.Kind.TEXT, name=title, url=url, status=Source.Status.READY,
+        chunk_count=1,
     )
     vector = providers.for_bot(bot).embed([text], model=bot.embedding_model or None)[0]
     return Chunk.objects.create(

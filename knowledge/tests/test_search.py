@@ -200,10 +200,16 @@ def test_vector_query_matches_the_partial_hnsw_index(bot, monkeypatch):
     assert "knowledge_chunk_hnsw_minilm" in plan
 
 
-def test_sources_that_are_not_ready_are_not_searched(bot):
+def test_source_being_reingested_keeps_answering_from_its_last_good_chunks(bot):
     source = ingest_faqs(bot, SHOP_FAQ)
-    assert selectors.search(bot=bot, query="When do you open?")
-    Source.objects.filter(pk=source.pk).update(status=Source.Status.PROCESSING)
+    before = selectors.search(bot=bot, query="When do you open?")
+    assert before
+    for status in (Source.Status.PROCESSING, Source.Status.FAILED):
+        Source.objects.filter(pk=source.pk).update(status=status)
+        after = selectors.search(bot=bot, query="When do you open?")
+        assert [h.chunk_id for h in after] == [h.chunk_id for h in before]
+    Chunk.objects.filter(source=source).delete()
+    Source.objects.filter(pk=source.pk).update(chunk_count=0)  # a source never ingested
     assert selectors.search(bot=bot, query="When do you open?") == []
 
 
