@@ -77,12 +77,8 @@ def database_url_for_tests() -> str:
     return f"postgres://{auth}@{host}{port}/{s['NAME']}"
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, tmp_path):
-    """A real Celery worker in its own process, consuming every queue, on the test database.
-
-    Yields the Popen; the test must use transactional_db so the worker sees committed rows.
-    """
+def child_env() -> dict:
+    """What a server or worker subprocess needs to share this test run's database and Redis."""
     from django.conf import settings
 
     env = {
@@ -93,6 +89,30 @@ def celery_worker_process(transactional_db, tmp_path):
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("PYTEST_VERSION", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return env
+
+
+@pytest.fixture
+def asgi_server(transactional_db, tmp_path):
+    """uvicorn serving askhandle.asgi:application (as in production) on a free port against the
+    test database. Yields the base URL; tests commit their rows (transactional_db) for it to see."""
+    from askhandle.devtools import start_uvicorn, stop_process
+
+    log = tmp_path / "uvicorn.log"
+    proc, base = start_uvicorn(child_env(), log)
+    yield base
+    stop_process(proc)
+    print(f"--- uvicorn log (shown when the test fails) ---\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real Celery worker in its own process, consuming every queue, on the test database.
+
+    Yields the Popen; the test must use transactional_db so the worker sees committed rows.
+    """
+    env = child_env()
     log = tmp_path / "worker.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "askhandle", "worker", "-Q", "default,ingest,training",
@@ -107,12 +127,9 @@ def celery_worker_process(transactional_db, tmp_path):
         time.sleep(0.2)
     proc.log_path = log
     yield proc
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    from askhandle.devtools import stop_process
+
+    stop_process(proc)
 
 
 @pytest.fixture
@@ -129,3 +146,53 @@ def openai_server(settings):
         get_provider.cache_clear()
         yield server
     get_provider.cache_clear()
+
+
+# --- Browser tests: Debian's chromium driven by Playwright (sync API) ---------------------------
+# `playwright install` cannot download browsers here; scripts/install-system-deps.sh installs
+# Debian's chromium.
+CHROMIUM = os.environ.get("ASKHANDLE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+SCREENS = Path(os.environ.get("ASKHANDLE_SCREENS", "/tmp/screens"))
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium).")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on the test's thread; Django would then refuse
+    # ORM calls from the test body ("async context"). The test code stays plain sequential code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+        # While Playwright's loop runs, Django keys connections by that context: the test's ORM
+        # calls got their own connection, which only this context can close (else the test
+        # database cannot be dropped: "being accessed by other users").
+        from django.db import connections
+
+        connections.close_all()
+
+
+@pytest.fixture
+def screenshot():
+    """screenshot(page, "name") saves /tmp/screens/name.png (full page)."""
+    SCREENS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        path = SCREENS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

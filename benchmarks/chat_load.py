@@ -116,7 +116,7 @@ def _seed() -> tuple[str, str]:
 def _start_server(database_url: str, workers: int, log_path: Path) -> tuple[subprocess.Popen, str]:
     from django.conf import settings
 
-    from bots.tests.chat_helpers import start_uvicorn
+    from askhandle.devtools import start_uvicorn
 
     env = {
         "DATABASE_URL": database_url,
@@ -286,9 +286,9 @@ def main(argv=None) -> int:
                 _measure(base, slug, key, levels, args.seconds, args.requests, args.sse)
             )
         finally:
-            from bots.tests.chat_helpers import stop
+            from askhandle.devtools import stop_process
 
-            stop(proc)
+            stop_process(proc)
             log = (Path(tmp) / "uvicorn.log").read_text()
             if "Traceback" in log:
                 print("server errors (uvicorn log, last lines):\n" + log[-4000:])

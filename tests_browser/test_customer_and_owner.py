@@ -68,14 +68,14 @@ def shop(user, bot, celery_worker_process, customer_site):
 
 
 def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
-    browser, site_url, customer_site, shop, user, celery_worker_process, screenshot
+    browser, asgi_server, customer_site, shop, user, celery_worker_process, screenshot
 ):
     bot = shop
 
     # --- A customer on the hosted chat page ---
     customer = browser.new_context(viewport={"width": 900, "height": 900})
     page = customer.new_page()
-    page.goto(f"{site_url}/c/{bot.slug}/")
+    page.goto(f"{asgi_server}/c/{bot.slug}/")
     expect(page.get_by_text(bot.greeting)).to_be_visible()
 
     with page.expect_response(re.compile(r"/ask/$")) as streamed:
@@ -120,7 +120,7 @@ def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
     # --- The owner logs in and reads the conversations ---
     owner = browser.new_context(viewport={"width": 1280, "height": 900})
     dash = owner.new_page()
-    dash.goto(f"{site_url}/accounts/login/")
+    dash.goto(f"{asgi_server}/accounts/login/")
     dash.locator("input[name=username]").fill(user.email)
     dash.locator("input[name=password]").fill(PASSWORD)
     dash.get_by_role("button", name="Log in").click()
@@ -183,10 +183,10 @@ def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
         context.close()
 
 
-def test_owner_sees_finished_empty_states_before_any_chat(browser, site_url, user, bot, screenshot):
+def test_owner_sees_finished_empty_states_before_any_chat(browser, asgi_server, user, bot, screenshot):
     owner = browser.new_context(viewport={"width": 1280, "height": 900})
     dash = owner.new_page()
-    dash.goto(f"{site_url}/accounts/login/?next=/bots/{bot.pk}/conversations/")
+    dash.goto(f"{asgi_server}/accounts/login/?next=/bots/{bot.pk}/conversations/")
     dash.locator("input[name=username]").fill(user.email)
     dash.locator("input[name=password]").fill(PASSWORD)
     dash.get_by_role("button", name="Log in").click()

@@ -7,7 +7,8 @@ import threading
 import pytest
 from django.urls import reverse
 
-from bots.tests.chat_helpers import add_faq, free_port
+from askhandle.devtools import free_port
+from bots.tests.chat_helpers import add_faq
 
 pytestmark = pytest.mark.django_db
 
@@ -144,9 +145,9 @@ def host_site():
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_customer_chats_through_the_widget_on_another_site(
-    asgi_server, host_site, bot, monkeypatch, tmp_path
+    browser, asgi_server, host_site, bot, tmp_path
 ):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     bot.allowed_origins = host_site.origin
     bot.widget_colour = "#e11d48"
@@ -159,60 +160,42 @@ def test_customer_chats_through_the_widget_on_another_site(
     )
     host_site.pages["/"] = HOST_PAGE.format(server=asgi_server)
     host_site.pages["/blocked"] = HOST_PAGE.format(server=asgi_server)
-    # Playwright's sync API runs an event loop in this thread; the ORM is not used meanwhile.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(host_site.origin + "/")
+    bubble = page.locator("[data-askhandle=bubble]")
+    expect(bubble).to_be_visible(timeout=15000)
+    assert bubble.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(225, 29, 72)"
+    bubble.click()
+    frame_el = page.locator("iframe[data-askhandle=frame]")
+    expect(frame_el).to_be_visible()
+    assert frame_el.get_attribute("src") == asgi_server + "/c/acme/?embed=1"
+    frame = page.frame_locator("iframe[data-askhandle=frame]")
+    expect(frame.locator(".chat-title strong")).to_have_text("Acme Help")
+    frame.locator("textarea[name=message]").fill("How long does shipping take?")
+    frame.locator("textarea[name=message]").press("Enter")
+    answer = frame.locator(".chat-msg.from-bot .bubble.md").last
+    expect(answer).to_contain_text("3-5 business days", timeout=60000)
+    assert answer.locator("strong").inner_text() == "3-5 business days"
+    expect(frame.locator(".chat-sources a")).to_have_attribute(
+        "href", "https://shop.example/shipping"
+    )
+    frame.locator(".chat-rate button[value=up]").last.click()
+    expect(frame.locator(".chat-rate button.on")).to_have_count(1)
+    page.screenshot(path=str(tmp_path / "widget.png"))
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
-        page = browser.new_page(viewport={"width": 1100, "height": 800})
-        page.goto(host_site.origin + "/")
-        bubble = page.locator("[data-askhandle=bubble]")
-        expect(bubble).to_be_visible(timeout=15000)
-        assert bubble.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(225, 29, 72)"
-        bubble.click()
-        frame_el = page.locator("iframe[data-askhandle=frame]")
-        expect(frame_el).to_be_visible()
-        assert frame_el.get_attribute("src") == asgi_server + "/c/acme/?embed=1"
-        frame = page.frame_locator("iframe[data-askhandle=frame]")
-        expect(frame.locator(".chat-title strong")).to_have_text("Acme Help")
-        frame.locator("textarea[name=message]").fill("How long does shipping take?")
-        frame.locator("textarea[name=message]").press("Enter")
-        answer = frame.locator(".chat-msg.from-bot .bubble.md").last
-        expect(answer).to_contain_text("3-5 business days", timeout=60000)
-        assert answer.locator("strong").inner_text() == "3-5 business days"
-        expect(frame.locator(".chat-sources a")).to_have_attribute(
-            "href", "https://shop.example/shipping"
-        )
-        frame.locator(".chat-rate button[value=up]").last.click()
-        expect(frame.locator(".chat-rate button.on")).to_have_count(1)
-        page.screenshot(path=str(tmp_path / "widget.png"))
+    # Reload: the conversation is still there.
+    page.reload()
+    page.locator("[data-askhandle=bubble]").click()
+    frame = page.frame_locator("iframe[data-askhandle=frame]")
+    expect(frame.locator(".chat-msg.from-user")).to_have_count(1, timeout=15000)
 
-        # Reload: the conversation is still there.
-        page.reload()
-        page.locator("[data-askhandle=bubble]").click()
-        frame = page.frame_locator("iframe[data-askhandle=frame]")
-        expect(frame.locator(".chat-msg.from-user")).to_have_count(1, timeout=15000)
+    # A site that is not allowed gets no bubble (and the page's CSP would refuse the frame).
+    other = browser.new_page()
+    blocked_origin = f"http://localhost:{host_site.server_address[1]}"
+    other.goto(blocked_origin + "/blocked")
+    other.wait_for_load_state("networkidle")
+    expect(other.locator("[data-askhandle=bubble]")).to_have_count(0)
 
-        # A site that is not allowed gets no bubble (and the page's CSP would refuse the frame).
-        other = browser.new_page()
-        blocked_origin = f"http://localhost:{host_site.server_address[1]}"
-        other.goto(blocked_origin + "/blocked")
-        other.wait_for_load_state("networkidle")
-        expect(other.locator("[data-askhandle=bubble]")).to_have_count(0)
-        browser.close()
-
-    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE")
     from bots.models import Conversation, Message
 
     conversation = Conversation.objects.get(bot=bot)

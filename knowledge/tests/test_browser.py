@@ -4,7 +4,6 @@ import pytest
 from playwright.sync_api import expect
 
 from knowledge.models import FaqEntry, Source
-from tests_browser.conftest import browser, screenshot, site_url  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 PASSWORD = "correct-horse-battery-9"  # conftest.make_user
@@ -18,10 +17,10 @@ CSV = (
 
 
 def test_owner_uploads_a_csv_and_edits_the_faq(
-    browser, site_url, celery_worker_process, user, bot, screenshot, tmp_path
+    browser, asgi_server, celery_worker_process, user, bot, screenshot, tmp_path
 ):  # noqa: F811
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(f"{site_url}/accounts/login/?next=/bots/{bot.pk}/")
+    page.goto(f"{asgi_server}/accounts/login/?next=/bots/{bot.pk}/")
     page.locator("input[name=username]").fill(user.email)
     page.locator("input[name=password]").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
