@@ -173,7 +173,7 @@ def answer_stream(
         return
     timings["generate_ms"] = ms_since(t)
     text = "".join(parts).strip()
-    if not text:
+    if not text or text == bot.fallback_message.strip():  # the model declined, as instructed
         yield done(bot.fallback_message, Message.Path.FALLBACK, score=relevant[0].score)
         return
     yield done(text, Message.Path.GENERATED, [cite(h) for h in relevant], relevant[0].score)

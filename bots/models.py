@@ -34,7 +34,12 @@ class Bot(models.Model):
         default="You are a friendly, concise customer-support assistant.",
         help_text="Persona and rules the bot follows when it writes an answer.",
     )
-    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.RAG)
+    mode = models.CharField(
+        max_length=16,
+        choices=Mode.choices,
+        default=Mode.RAG,
+        help_text="Until a fine-tuned model is deployed to this bot, every mode answers with retrieval.",
+    )
     fallback_message = models.CharField(
         max_length=400,
         default="Sorry, I don't know the answer to that yet. You can ask for a human and we'll get back to you.",

@@ -125,3 +125,12 @@ def test_chat_failure_mid_answer_gives_fallback_with_error_path(openai_bot, open
     openai_server.fail_next = 20  # every chat attempt, retries included, gets a 503
     result = answer(openai_bot, "How fast is delivery?", vector=vector)
     assert result.path == Message.Path.ERROR and result.text == openai_bot.fallback_message
+
+
+def test_model_that_declines_with_the_fallback_message_counts_as_unanswered(openai_bot):
+    # The stub model echoes "Stub answer to: <question>"; make that the bot's fallback message,
+    # i.e. the model replying exactly what the prompt tells it to say when it does not know.
+    openai_bot.fallback_message = "Stub answer to: Do you sell unicorns?"
+    openai_bot.save()
+    result = answer(openai_bot, "Do you sell unicorns?")
+    assert result.path == Message.Path.FALLBACK and not result.sources
