@@ -136,6 +136,7 @@ def celery_worker_process(transactional_db, tmp_path):
 def openai_server(settings):
     """A local server speaking the OpenAI API; settings point the openai provider at it."""
     from providers import get_provider
+    from knowledge.selectors import _embed_cached
     from providers.tests.openai_server import API_KEY, OpenAIStubServer
 
     with OpenAIStubServer() as server:
@@ -144,8 +145,10 @@ def openai_server(settings):
         settings.OPENAI_CHAT_MODEL = "gpt-4o-mini"
         settings.OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
         get_provider.cache_clear()
+        _embed_cached.cache_clear()
         yield server
     get_provider.cache_clear()
+    _embed_cached.cache_clear()
 
 
 # --- Browser tests: Debian's chromium driven by Playwright (sync API) ---------------------------

@@ -197,6 +197,8 @@ ASKHANDLE_DEFAULT_PROVIDER = os.environ.get("ASKHANDLE_DEFAULT_PROVIDER", "local
 LOCAL_MODEL_CACHE = Path(os.environ.get("ASKHANDLE_MODEL_CACHE", RUN_DIR / "models"))
 # torch threads per process: 1 keeps the web server responsive on small machines.
 LOCAL_TORCH_THREADS = int(os.environ.get("ASKHANDLE_TORCH_THREADS", "1"))
+# Query embeddings remembered per process (repeated customer questions skip the model); 0 = off.
+QUERY_EMBED_CACHE_SIZE = int(os.environ.get("ASKHANDLE_QUERY_EMBED_CACHE", "4096"))
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or None
 OPENAI_CHAT_MODEL = os.environ.get("OPENAI_CHAT_MODEL", "gpt-4o-mini")

@@ -124,6 +124,8 @@ def _start_server(database_url: str, workers: int, log_path: Path) -> tuple[subp
         "ASKHANDLE_REDIS_PREFIX": f"bench{os.getpid()}",
         "ASKHANDLE_MODEL_CACHE": str(settings.LOCAL_MODEL_CACHE),
         "DJANGO_DEBUG": "1",
+        # Every question pays for its embedding: the figures stay those of uncached questions.
+        "ASKHANDLE_QUERY_EMBED_CACHE": "0",
         # Per-request connections: a persistent one per ASGI request thread would leak (one thread
         # per request), and PostgreSQL would run out of connection slots at 50 clients.
         "DATABASE_CONN_MAX_AGE": "0",

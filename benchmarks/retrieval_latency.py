@@ -175,6 +175,8 @@ def plan_of(bot, query, text: str) -> str:
 
     from knowledge import selectors
 
+    # DEBUG keeps the last 9000 queries; once that log is full a capture sees nothing.
+    connection.queries_log.clear()
     with CaptureQueriesContext(connection) as queries:
         selectors.search(bot=bot, query=text, limit=5, vector=query)
     sql = [q["sql"] for q in queries]

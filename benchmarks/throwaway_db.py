@@ -22,7 +22,10 @@ def throwaway_database(prefix: str = "askhandle_bench"):
     whether or not another benchmark already used the connection in this process.
     """
     setup_django()
+    from django.conf import settings
     from django.db import connection
+
+    settings.DEBUG = False  # no per-query SQL logging: measure what production runs
 
     name = f"{prefix}_{os.getpid()}"
     connection.settings_dict.setdefault("TEST", {})

@@ -11,8 +11,10 @@ phrasing on the CLINC150 DEV split (benchmarks/faq_bench.py; figures in bots/ans
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
 
 import providers
@@ -62,8 +64,17 @@ class Hit:
     faq_external_id: str = ""
 
 
+@lru_cache(maxsize=max(1, settings.QUERY_EMBED_CACHE_SIZE))
+def _embed_cached(provider: str, model: str, query: str) -> tuple[float, ...]:
+    return tuple(providers.get_provider(provider).embed([query], model=model or None)[0])
+
+
 def embed_query(bot, query: str) -> list[float]:
-    return providers.for_bot(bot).embed([query], model=bot.embedding_model or None)[0]
+    """The query's embedding. Customers ask the same questions again and again, so each web or
+    worker process keeps the last QUERY_EMBED_CACHE_SIZE of them (0 turns the cache off)."""
+    if not settings.QUERY_EMBED_CACHE_SIZE:
+        return providers.for_bot(bot).embed([query], model=bot.embedding_model or None)[0]
+    return list(_embed_cached(bot.provider, bot.embedding_model, query))
 
 
 def embed_queries(bot, queries: list[str]) -> list[list[float]]:

@@ -135,7 +135,11 @@ class LocalProvider:
         if not texts:
             return []
         vectors = embedder().encode(
-            list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True
+            list(texts),
+            batch_size=32,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
         )
         return vectors.tolist()
 

@@ -235,3 +235,16 @@ def test_precomputed_vector_gives_the_same_results(bot):
         (h.chunk_id, round(h.score, 5)) for h in given
     ]
     assert plain[0].faq_external_id == "repairs"
+
+
+def test_repeated_question_is_embedded_once_per_process(bot, openai_server, settings):
+    bot.provider = "openai"
+    bot.save()
+    first = selectors.embed_query(bot, "Where is my order?")
+    again = selectors.embed_query(bot, "Where is my order?")
+    other = selectors.embed_query(bot, "Do you ship abroad?")
+    assert first == again != other
+    assert openai_server.requests.count("/v1/embeddings") == 2
+    settings.QUERY_EMBED_CACHE_SIZE = 0  # off: every call reaches the model
+    selectors.embed_query(bot, "Where is my order?")
+    assert openai_server.requests.count("/v1/embeddings") == 3
