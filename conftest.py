@@ -135,8 +135,8 @@ def celery_worker_process(transactional_db, tmp_path):
 @pytest.fixture
 def openai_server(settings):
     """A local server speaking the OpenAI API; settings point the openai provider at it."""
-    from providers import get_provider
     from knowledge.selectors import _embed_cached
+    from providers import get_provider
     from providers.tests.openai_server import API_KEY, OpenAIStubServer
 
     with OpenAIStubServer() as server:

@@ -172,10 +172,10 @@ def run(args) -> dict:
                 "answered": result.answered,
                 "top": external.get(top),
                 "score": result.retrieved[0]["score"] if result.retrieved else -1.0,
-                "path": result.path,
+                "path": str(result.path),
             }
         )
-        paths[result.path] = paths.get(result.path, 0) + 1
+        paths[str(result.path)] = paths.get(result.path, 0) + 1
         faq_id, similarity = nearest_phrasing(bot, vector)
         baseline.append(
             {
