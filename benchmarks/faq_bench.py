@@ -175,7 +175,7 @@ def run(args) -> dict:
                 "path": str(result.path),
             }
         )
-        paths[str(result.path)] = paths.get(result.path, 0) + 1
+        paths[str(result.path)] = paths.get(str(result.path), 0) + 1
         faq_id, similarity = nearest_phrasing(bot, vector)
         baseline.append(
             {
