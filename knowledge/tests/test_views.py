@@ -274,3 +274,12 @@ def test_changing_the_provider_in_settings_requeues_every_source(owner_client, b
     )
     assert Source.objects.get(pk=source.pk).status == Source.Status.PENDING
     assert b"every source is being re-embedded" in response.content
+
+
+def test_uploaded_files_are_never_served_as_urls(owner_client, bot):
+    source = services.source_add(
+        bot=bot, upload=upload("faq.csv", "question,answer\nHi?,Hello.\n"), enqueue=False
+    )
+    assert source.file.name and source.file.storage.exists(source.file.name)
+    # Not even to the owner: files are read by the worker, never linked.
+    assert owner_client.get(f"/media/{source.file.name}").status_code == 404
