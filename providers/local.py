@@ -149,7 +149,12 @@ class LocalProvider:
         )
 
     def _generate_kwargs(self, tokenizer, max_tokens: int, temperature: float) -> dict:
-        kwargs = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.eos_token_id}
+        # A 135M model loops on its own phrases without a repetition penalty.
+        kwargs = {
+            "max_new_tokens": max_tokens,
+            "pad_token_id": tokenizer.eos_token_id,
+            "repetition_penalty": 1.2,
+        }
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature)
         else:

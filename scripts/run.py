@@ -41,6 +41,9 @@ def main() -> int:
                  "--schedule", str(services.RUN / "celerybeat-schedule")],
     }
     children = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in procs.items()}
+    # One-off, in the background: the first generated answer would otherwise wait ~1 minute
+    # for the local chat model's one-time conversion. Not supervised: it simply ends.
+    prepare = subprocess.Popen([*manage, "prepare_models"], env=env, start_new_session=True)
 
     stopping = False
 
@@ -67,7 +70,7 @@ def main() -> int:
         time.sleep(0.5)
 
     print("\n[run] stopping web, worker and beat…", flush=True)
-    for proc in children.values():
+    for proc in [*children.values(), prepare]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
