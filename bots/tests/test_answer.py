@@ -10,24 +10,11 @@ from bots.answer import answer, answer_stream
 from bots.models import Message
 from knowledge import selectors, services
 from knowledge.models import Source
-from knowledge.tests.factories import upload
+from knowledge.tests.factories import SHOP_FAQ, upload
 
 pytestmark = pytest.mark.django_db
 
-FAQ = [
-    {
-        "faq_id": "hours",
-        "question": "What are your opening hours?",
-        "answer": "We are open 9:00-18:00 Monday to Saturday.",
-        "example_questions": ["When do you open?", "What time do you close on Saturday?"],
-    },
-    {
-        "faq_id": "returns",
-        "question": "How do I return an item?",
-        "answer": "Bring it back within 30 days with the receipt.",
-        "example_questions": ["Can I get a refund?", "What is your return policy?"],
-    },
-]
+FAQ = SHOP_FAQ[:2]  # opening hours, returns
 MANUAL = (
     "# Warranty\n\nEvery bicycle frame has a lifetime warranty. Components are covered for two years.\n\n"
     "# Delivery\n\nWe deliver within the city in two working days; elsewhere it takes a week.\n"

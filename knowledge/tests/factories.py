@@ -104,3 +104,26 @@ def plain_zip_bytes() -> bytes:
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr("notes.txt", "hello")
     return out.getvalue()
+
+
+# A small shop FAQ in the JSON import format, shared by the search and answer tests.
+SHOP_FAQ = [
+    {
+        "faq_id": "hours",
+        "question": "What are your opening hours?",
+        "answer": "We are open 9:00-18:00 Monday to Saturday.",
+        "example_questions": ["When do you open?", "What time do you close on Saturday?"],
+    },
+    {
+        "faq_id": "returns",
+        "question": "How do I return an item?",
+        "answer": "Bring it back within 30 days with the receipt.",
+        "example_questions": ["Can I get a refund?", "What is your return policy?"],
+    },
+    {
+        "faq_id": "repairs",
+        "question": "Do you repair e-bikes?",
+        "answer": "Yes, our workshop services all e-bike brands.",
+        "example_questions": ["Can you fix my electric bike?"],
+    },
+]

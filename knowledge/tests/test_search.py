@@ -9,30 +9,10 @@ import providers
 from knowledge import selectors, services
 from knowledge.models import Chunk, FaqEntry, Source
 
-from .factories import upload
+from .factories import SHOP_FAQ, upload
 
 pytestmark = pytest.mark.django_db
 
-SHOP_FAQ = [
-    {
-        "faq_id": "hours",
-        "question": "What are your opening hours?",
-        "answer": "We are open 9:00-18:00 Monday to Saturday.",
-        "example_questions": ["When do you open?", "What time do you close on Saturday?"],
-    },
-    {
-        "faq_id": "returns",
-        "question": "How do I return an item?",
-        "answer": "Bring it back within 30 days with the receipt.",
-        "example_questions": ["Can I get a refund?", "What is your return policy?"],
-    },
-    {
-        "faq_id": "repairs",
-        "question": "Do you repair e-bikes?",
-        "answer": "Yes, our workshop services all e-bike brands.",
-        "example_questions": ["Can you fix my electric bike?"],
-    },
-]
 
 
 def ingest_faqs(bot, entries, name="FAQ"):
