@@ -86,6 +86,8 @@ def child_env() -> dict:
         "DATABASE_URL": database_url_for_tests(),
         "ASKHANDLE_REDIS_PREFIX": settings.REDIS_PREFIX,
         "ASKHANDLE_MODEL_CACHE": str(settings.LOCAL_MODEL_CACHE),
+        # Off in tests unless a test turns it on (it trains a model after every FAQ ingest).
+        "ASKHANDLE_RETRIEVAL_TUNING_AUTO": "1" if settings.RETRIEVAL_TUNING_AUTO else "0",
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("PYTEST_VERSION", None)

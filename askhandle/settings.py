@@ -197,6 +197,19 @@ ASKHANDLE_DEFAULT_PROVIDER = os.environ.get("ASKHANDLE_DEFAULT_PROVIDER", "local
 LOCAL_MODEL_CACHE = Path(os.environ.get("ASKHANDLE_MODEL_CACHE", RUN_DIR / "models"))
 # torch threads per process: 1 keeps the web server responsive on small machines.
 LOCAL_TORCH_THREADS = int(os.environ.get("ASKHANDLE_TORCH_THREADS", "1"))
+# Retrieval tuning (training.retrieval): a per-bot fine-tune of the local embedding model.
+RETRIEVAL_TUNING_AUTO = env_bool("ASKHANDLE_RETRIEVAL_TUNING_AUTO", not TESTING)
+RETRIEVAL_TUNING_EPOCHS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_EPOCHS", "3"))
+# Above this many chunks a tuned bot would lose the shared HNSW index (tuned vectors are
+# searched exactly), so bigger bots keep the base model.
+RETRIEVAL_TUNING_MAX_CHUNKS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_MAX_CHUNKS", "10000"))
+RETRIEVAL_TUNING_STALE_SECONDS = 300
+# One core stays free for the web server and the other queues: torch with every core busy
+# elsewhere slowed down 5-9x here (../shared/ENVIRONMENT.md).
+TRAINING_TORCH_THREADS = int(
+    os.environ.get("ASKHANDLE_TRAINING_THREADS", str(max(1, (os.cpu_count() or 1) - 1)))
+)
+TUNED_MODELS_LOADED = int(os.environ.get("ASKHANDLE_TUNED_MODELS_LOADED", "4"))
 # Query embeddings remembered per process (repeated customer questions skip the model); 0 = off.
 QUERY_EMBED_CACHE_SIZE = int(os.environ.get("ASKHANDLE_QUERY_EMBED_CACHE", "4096"))
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
@@ -239,4 +252,5 @@ LOGGING = {
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "bots.tasks.worker_heartbeat", "schedule": 30.0},
     "knowledge-recover-stuck": {"task": "knowledge.tasks.recover_stuck_sources", "schedule": 60.0},
+    "training-recover-stuck": {"task": "training.tasks.recover_stuck_tunings", "schedule": 60.0},
 }

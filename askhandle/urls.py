@@ -12,6 +12,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("bots/", include("bots.urls")),
     path("bots/<int:bot_id>/knowledge/", include("knowledge.urls")),
+    path("bots/<int:bot_id>/training/", include("training.urls")),
     path("admin/", admin.site.urls),
     # Public: chat page + widget (bots/public.py), OpenAI-compatible API (bots/api.py).
     path("c/<slug:slug>/", include("bots.public_urls")),

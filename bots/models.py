@@ -52,6 +52,18 @@ class Bot(models.Model):
     embedding_model = models.CharField(
         max_length=200, blank=True, help_text="Leave blank for the provider's default embedding model."
     )
+    retrieval_tuning = models.BooleanField(
+        "tune retrieval to my FAQ",
+        default=True,
+        help_text=(
+            "After each FAQ change, fine-tune the local embedding model on your questions' own "
+            "phrasings, so similar questions are told apart better (local models only; a few "
+            "seconds for a small FAQ, about two minutes for 150 entries)."
+        ),
+    )
+    # Set by training.retrieval when a tuned embedding model is deployed (e.g.
+    # 'all-MiniLM-L6-v2~t12'); blank = the bot's embedding model as chosen.
+    tuned_embedding_model = models.CharField(max_length=200, blank=True, editable=False)
     # Answer thresholds, on the cosine between the question and an FAQ entry's mean phrasing.
     # Calibrated on the CLINC150 dev split with MiniLM (benchmarks/faq_bench.py --sweep): at 0.75
     # 28% of questions get a verbatim answer and 98% of those are right; below 0.34 the bot

@@ -50,7 +50,9 @@ def bot_edit(request, bot_id: int):
         messages.success(request, "Settings saved.")
         if (bot.provider, bot.embedding_model) != embedding_before:
             from knowledge.services import bot_reembed
+            from training.retrieval import bot_model_changed
 
+            bot_model_changed(bot=bot)
             if bot_reembed(bot=bot):
                 messages.info(request, "The embedding model changed: every source is being re-embedded.")
         return redirect("bots:detail", bot_id=bot.pk)

