@@ -23,6 +23,7 @@ is recovered by the beat task like an ingestion: re-queued, or failed after MAX_
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from datetime import timedelta
 
@@ -281,7 +282,9 @@ def _run(tuning: RetrievalTuning, token) -> None:
     bot = tuning.bot
     groups = _faq_groups(bot)
     base = providers.get_provider("local").default_embedding_model()
-    key = f"t{tuning.pk}"
+    # Unique across installations sharing one storage (and test runs): a key is never reused,
+    # so a process can never load another model's weights under this name.
+    key = f"t{tuning.pk}-{secrets.token_hex(4)}"
     model_name = f"{base}{TUNED_SEPARATOR}{key}"
     _progress(
         tuning.pk,
@@ -305,6 +308,9 @@ def _run(tuning: RetrievalTuning, token) -> None:
     )
     train_seconds = time.perf_counter() - started
     name = default_storage.save(tuned_weights_name(key), ContentFile(weights))
+    if name != tuned_weights_name(key):  # the storage renamed it: providers could not find it
+        default_storage.delete(name)
+        raise providers.ProviderError("Could not store the tuned model under its name; try again.")
     try:
         _progress(tuning.pk, token, stage="embedding", weights=name, losses=losses, train_seconds=train_seconds)
         chunks = list(

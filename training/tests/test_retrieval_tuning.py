@@ -69,9 +69,10 @@ def test_tuning_trains_stores_and_deploys_a_model_that_search_then_uses(bot):
     assert (tuning.entries, tuning.phrasings, tuning.chunks) == (4, 15, 15)
     assert tuning.progress_percent == 100 and tuning.losses and tuning.train_seconds > 0
     bot.refresh_from_db()
-    assert bot.tuned_embedding_model == f"all-MiniLM-L6-v2~t{tuning.pk}"
+    assert bot.tuned_embedding_model == tuning.model_name
+    assert tuning.model_name.startswith(f"all-MiniLM-L6-v2~t{tuning.pk}-")
     full_name = providers.embedding_model_for_bot(bot)
-    assert full_name == f"local:all-MiniLM-L6-v2~t{tuning.pk}"
+    assert full_name == f"local:{tuning.model_name}"
     assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {full_name}
     assert set(Source.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {full_name}
     assert default_storage.exists(tuning.weights)

@@ -1,0 +1,8 @@
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def media_in_tmp(request, settings, tmp_path):
+    """Tuned weights go to a temporary folder, except in e2e tests where a worker writes them."""
+    if "celery_worker_process" not in request.fixturenames:
+        settings.MEDIA_ROOT = tmp_path / "media"

@@ -1,0 +1,72 @@
+"""The retrieval-tuning card on the knowledge page: fragment, buttons, tenant isolation."""
+
+import pytest
+from django.urls import reverse
+
+from knowledge import services
+from training.models import RetrievalTuning
+
+from .test_retrieval_tuning import ACCOUNT_FAQ, ingest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def faq_bot(bot):
+    ingest(bot, ACCOUNT_FAQ)
+    return bot
+
+
+def test_knowledge_page_shows_the_card_with_tune_now(owner_client, faq_bot):
+    response = owner_client.get(reverse("knowledge:page", args=[faq_bot.pk]))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="tuning-panel"' in html and "Tune now" in html
+    assert "tuned automatically after its FAQ changes" in html
+
+
+def test_tune_now_queues_one_tuning_and_the_card_polls_while_it_waits(owner_client, faq_bot):
+    url = reverse("training:tuning_start", args=[faq_bot.pk])
+    response = owner_client.post(url, HTTP_HX_REQUEST="true")
+    owner_client.post(url, HTTP_HX_REQUEST="true")  # a double click queues nothing more
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    tuning = RetrievalTuning.objects.get(bot=faq_bot)
+    assert tuning.status == RetrievalTuning.Status.QUEUED
+    assert 'hx-trigger="every 2s"' in html and "Queued" in html and "Tune now" not in html
+
+
+def test_turning_tuning_off_reembeds_with_the_base_model(owner_client, faq_bot):
+    response = owner_client.post(reverse("training:tuning_off", args=[faq_bot.pk]))
+
+    assert response.status_code == 302
+    faq_bot.refresh_from_db()
+    assert faq_bot.retrieval_tuning is False
+    assert set(faq_bot.sources.values_list("status", flat=True)) == {"pending"}
+    page = owner_client.get(reverse("knowledge:page", args=[faq_bot.pk])).content.decode()
+    assert "Tuning is off" in page
+
+
+def test_a_bot_that_cannot_be_tuned_says_why_and_offers_no_button(owner_client, bot):
+    services.faq_entry_create(bot=bot, question="Open on Sundays?", answer="No.")
+    html = owner_client.get(reverse("knowledge:page", args=[bot.pk])).content.decode()
+    assert "Add other phrasings" in html and "Tune now" not in html
+
+    response = owner_client.post(reverse("training:tuning_start", args=[bot.pk]), follow=True)
+    assert "Add other phrasings" in response.content.decode()
+    assert not RetrievalTuning.objects.exists()
+
+
+@pytest.mark.parametrize("name,method", [("tuning_panel", "get"), ("tuning_start", "post"), ("tuning_off", "post")])
+def test_another_owner_gets_404_and_changes_nothing(other_client, faq_bot, name, method):
+    response = getattr(other_client, method)(reverse(f"training:{name}", args=[faq_bot.pk]))
+    assert response.status_code == 404
+    faq_bot.refresh_from_db()
+    assert faq_bot.retrieval_tuning is True
+    assert not RetrievalTuning.objects.exists()
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, faq_bot):
+    response = client.post(reverse("training:tuning_start", args=[faq_bot.pk]))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
