@@ -6,10 +6,20 @@ phrasings it has: its `score` is the cosine similarity between the query and the
 phrasings' embeddings (the entry's centroid), which ranked and refused better than the best single
 phrasing on the CLINC150 DEV split (benchmarks/faq_bench.py; figures in bots/answer.py).
 `score` is what answer thresholds compare; the fusion value only orders results.
+
+A search is three statements: the bot's sources (with the size of the HNSW index, to choose exact
+or index scan), one statement for the vector list, the full-text list and the FAQ centroids, and
+the hits' fields; the index path adds a settings statement and its commit.
+benchmarks/retrieval_latency.py (2 cores shared with a training job, load 3-4; 200 queries per
+bot, 131k rows in the table), search() p50/p95 over three runs: 1k chunks (exact) 8-12/11-15 ms,
+10k (exact) 23-31/30-35 ms, 100k (HNSW, recall@10 1.0) 12-14/20-23 ms; the exact scan of the
+100k bot took 150-220 ms at p50. Almost all of it is server time (the vector scan, ranking the
+full-text matches with ts_rank_cd); Python and round trips are ~1 ms.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,12 +29,12 @@ from django.db import connection, transaction
 
 import providers
 
-from .models import Chunk, Source
-
 # Partial HNSW indexes that exist (knowledge/migrations/0002): model -> dimensions of the cast.
 # A query uses one only when it filters on the same embedding_model literal and orders by the
 # same cast expression.
 HNSW_INDEXED = {"local:all-MiniLM-L6-v2": 384}
+HNSW_INDEX_NAMES = {"local:all-MiniLM-L6-v2": "knowledge_chunk_hnsw_minilm"}
+# hnsw.ef_search: candidates per pass of the graph search (see _ef_search).
 HNSW_EF_SEARCH = 100
 
 # Weighted RRF. Tuned on CLINC150 DEV: every text weight above ~0.01 lowered top-1 accuracy
@@ -41,8 +51,11 @@ TEXT_WEIGHT = 0.01
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 40
 # Up to this many chunks an exact scan of the bot's rows takes a few ms and is always right;
-# above it the HNSW index answers (benchmarks/retrieval_latency.py).
+# above it the HNSW index answers where it is cheaper (_index_pays).
 EXACT_MAX_CHUNKS = 2000
+# Above EXACT_MAX_CHUNKS, what the other bots' rows an index scan steps over cost it, relative
+# to an exact scan of EXACT_MAX_CHUNKS (see _index_pays).
+INDEX_SKIP_COST = 0.8
 # Full-text matches ranked per query: a common word can match most of a big bot.
 TEXT_SCAN_LIMIT = 200
 
@@ -83,97 +96,243 @@ def embed_queries(bot, queries: list[str]) -> list[list[float]]:
 
 
 def _vector_literal(vector) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    # tolist() gives Python floats (the float32 values exactly); map(repr) is ~3x faster than
+    # converting element by element.
+    return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).tolist())) + "]"
 
 
 # Sources are passed as an id list (a handful per bot): a join to knowledge_source made the
 # planner probe the source table once per candidate chunk.
-READY_CHUNKS = "FROM knowledge_chunk c WHERE c.bot_id = %s AND c.embedding_model = %s AND c.source_id = ANY(%s)"
+_READY = (
+    "FROM knowledge_chunk c WHERE c.bot_id = %(bot)s AND c.embedding_model = %(model)s "
+    "AND c.source_id = ANY(%(sources)s)"
+)
+
+
+def _ready_sources(bot_id: int, model: str) -> tuple[list[int], int, float]:
+    """(ids of the bot's sources that have chunks, their chunk total, rows in the model's HNSW
+    index or 0 when it has none), in one round trip."""
+    with connection.cursor() as cur:
+        # reltuples counts the index's entries, dead ones included (an index scan skips those
+        # too); ANALYZE, VACUUM and autovacuum keep it current, -1 means never counted.
+        cur.execute(
+            "SELECT coalesce(array_agg(id), '{}'), coalesce(sum(chunk_count), 0), "
+            "coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)), 0) "
+            "FROM knowledge_source WHERE bot_id = %s AND chunk_count > 0",
+            [HNSW_INDEX_NAMES.get(model), bot_id],
+        )
+        sources, chunks, indexed = cur.fetchone()
+    return list(sources), int(chunks), float(indexed)
+
+
+def _share(chunks: int, indexed_rows: float) -> float:
+    """The bot's share of the rows in its model's HNSW index (1 when unknown)."""
+    return min(1.0, chunks / indexed_rows) if indexed_rows > 0 and chunks else 1.0
+
+
+def _index_pays(chunks: int, share: float) -> bool:
+    """Whether the HNSW index answers faster than an exact scan of the bot's `chunks` rows.
+
+    An exact scan costs in proportion to the bot's chunks. pgvector filters after the index
+    scan, so an index scan costs in proportion to the rows it steps over before it has found
+    enough of this bot's: about n / share. Measured (benchmarks/retrieval_latency.py, 131-136k
+    indexed rows, a loaded 2-core machine): at share 0.76 (100k chunks) the index took 2-9 ms
+    against 150-250 ms exact; at share 0.076 (10k chunks) 25-40 ms against 14-19 ms exact; at
+    share 0.037 (5k) 135 ms against 16 ms. Exact wins while
+    chunks <= EXACT_MAX_CHUNKS * (1 + INDEX_SKIP_COST / share): in a 130k-row table up to ~15k
+    chunks, in a 1M-row table up to ~40k.
+    """
+    if chunks <= EXACT_MAX_CHUNKS:
+        return False
+    return chunks > EXACT_MAX_CHUNKS * (1 + INDEX_SKIP_COST / share)
+
+
+def _ef_search(n: int, share: float) -> int:
+    """hnsw.ef_search for n rows of a bot owning `share` of the index's rows.
+
+    One pass of the graph search yields ef_search rows of all bots, about share * ef_search of
+    them this bot's. When one pass of at most HNSW_EF_SEARCH can bring n, it is the cheapest
+    (100k-chunk bot, share 0.76: 720 buffers at 60 against 1290 at 100, recall unchanged).
+    Otherwise the iterative scan goes on pass after pass, and passes of n waste least (10k-chunk
+    bot, share 0.08: 6200 buffers at 40, 6600 at 100, 8300 at 500, recall unchanged).
+    """
+    one_pass = math.ceil(n * 1.25 / max(share, 1e-6))
+    return one_pass if one_pass <= HNSW_EF_SEARCH else n
+
+
+def _set_index_scan(ef_search: int) -> str:
+    return (
+        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+        f"set_config('hnsw.ef_search', '{int(ef_search)}', true), "
+        "set_config('enable_sort', 'off', true)"
+    )
+
+
+# The query vector, parsed once per statement (a 384-float literal takes ~0.1 ms to parse) and
+# read as an InitPlan parameter, which the HNSW index scan accepts as its ORDER BY argument.
+_QV = "qv AS MATERIALIZED (SELECT %(q)s::vector AS v)"
+
+
+def _vector_sql(model: str, *, approximate: bool) -> str:
+    """The bot's n nearest chunks as (id, faq_id, cosine distance), for a statement that defines
+    `qv` (_QV); named parameters."""
+    dims = HNSW_INDEXED.get(model)
+    if dims and approximate:
+        # The model name is a literal (client-side binding), so the planner matches the
+        # partial index predicate, and the ORDER BY is the index's own cast expression.
+        distance = f"c.embedding::vector({dims}) <=> (SELECT v FROM qv)::vector({dims})"
+        return f"SELECT c.id, c.faq_id, {distance} AS d {_READY} ORDER BY {distance} LIMIT %(n)s"
+    return (
+        f"SELECT c.id, c.faq_id, c.embedding <=> (SELECT v FROM qv) AS d {_READY} "
+        "ORDER BY d LIMIT %(n)s"
+    )
+
+
+# plainto_tsquery ANDs every word; a question rarely shares all its words with the right chunk,
+# so the words are ORed and ts_rank_cd rewards chunks that match more (and closer) ones. A common
+# word can match most of a big bot: ranking stops at TEXT_SCAN_LIMIT matches so the cost stays
+# bounded (the vector side carries recall; this list adds exact-term matches).
+_TEXT_CTES = (
+    "tq AS (SELECT to_tsquery('english', "
+    "replace(plainto_tsquery('english', %(query)s)::text, ' & ', ' | ')) AS q), "
+    "matches AS MATERIALIZED (SELECT c.id, ts_rank_cd(c.search_vector, tq.q) AS r "
+    f"{_READY.replace('FROM knowledge_chunk c', 'FROM knowledge_chunk c, tq')} "
+    "AND c.search_vector @@ tq.q LIMIT %(scan)s), "
+    "top AS (SELECT id, r FROM matches ORDER BY r DESC, id LIMIT %(n)s), "
+    "txt AS MATERIALIZED (SELECT c.id, c.faq_id, c.embedding <=> (SELECT v FROM qv) AS d, "
+    "row_number() OVER (ORDER BY top.r DESC, top.id) AS pos "
+    "FROM top JOIN knowledge_chunk c ON c.id = top.id), "
+)
+
+
+def _candidates(
+    bot_id: int,
+    model: str,
+    sources: list[int],
+    query: str,
+    qvec: str,
+    n: int,
+    *,
+    approximate: bool,
+    share: float = 1.0,
+) -> tuple[list, list, dict[int, float]]:
+    """Vector candidates, full-text candidates (best first) and the centroid similarity of every
+    FAQ entry among them, in one statement: (chunk_id, faq_id, cosine distance) rows, and
+    {faq_id: cosine between the query and the mean of the entry's phrasings}.
+
+    Providers return unit vectors, so the mean of an entry's phrasings points at their centroid.
+    Computed in SQL: parsing vectors into Python cost ~1 ms per candidate entry.
+    """
+    text = bool(query.strip())
+    sql = (
+        f"WITH {_QV}, vec AS MATERIALIZED ({_vector_sql(model, approximate=approximate)}), "
+        + (_TEXT_CTES if text else "")
+        + "faqs AS (SELECT DISTINCT faq_id FROM ("
+        + "SELECT faq_id FROM vec"
+        + (" UNION ALL SELECT faq_id FROM txt" if text else "")
+        + ") x WHERE faq_id IS NOT NULL), "
+        "cent AS (SELECT k.faq_id, 1 - (avg(k.embedding) <=> (SELECT v FROM qv)) AS s "
+        "FROM knowledge_chunk k WHERE k.faq_id IN (SELECT faq_id FROM faqs) "
+        "AND k.embedding_model = %(model)s GROUP BY k.faq_id) "
+        "SELECT 0, id, faq_id, d, 0 FROM vec "
+        + ("UNION ALL SELECT 1, id, faq_id, d, pos FROM txt " if text else "")
+        + "UNION ALL SELECT 2, 0, faq_id, s, 0 FROM cent"
+    )
+    params = {
+        "bot": bot_id,
+        "model": model,
+        "sources": sources,
+        "q": qvec,
+        "n": n,
+        "query": query,
+        "scan": TEXT_SCAN_LIMIT,
+    }
+    with connection.cursor() as cur:
+        if HNSW_INDEXED.get(model) and approximate:
+            # pgvector filters after the HNSW scan: iterative scanning keeps going until enough
+            # rows of this bot are found. With sorting off the planner takes the index even when
+            # its estimate of the bot's rows makes a btree scan + sort look cheaper. The settings
+            # are local to this transaction.
+            with transaction.atomic():
+                cur.execute(_set_index_scan(_ef_search(n, share)))
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+            if sum(1 for r in rows if r[0] == 0) < n:
+                # Too few rows: the scan gave up (hnsw.max_scan_tuples) before finding this
+                # bot's chunks. An exact scan settles it.
+                return _candidates(bot_id, model, sources, query, qvec, n, approximate=False)
+        else:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+    vector_rows = sorted(  # relaxed_order may return the index's rows slightly unordered
+        ((cid, faq_id, d) for kind, cid, faq_id, d, _ in rows if kind == 0), key=lambda r: r[2]
+    )
+    text_rows = [
+        (cid, faq_id, d)
+        for kind, cid, faq_id, d, _ in sorted((r for r in rows if r[0] == 1), key=lambda r: r[4])
+    ]
+    centroid = {faq_id: float(s) for kind, _, faq_id, s, _ in rows if kind == 2}
+    return vector_rows, text_rows, centroid
 
 
 def _vector_candidates(
-    bot_id: int, model: str, sources: list[int], qvec: str, n: int, *, approximate: bool
+    bot_id: int,
+    model: str,
+    sources: list[int],
+    qvec: str,
+    n: int,
+    *,
+    approximate: bool,
+    share: float = 1.0,
 ) -> list[tuple[int, int | None, float]]:
-    """(chunk_id, faq_id, cosine distance) of the bot's n nearest chunks."""
-    params = [bot_id, model, sources]
-    dims = HNSW_INDEXED.get(model)
-    if dims and approximate:
+    """(chunk_id, faq_id, cosine distance) of the bot's n nearest chunks (the vector list alone)."""
+    params = {"bot": bot_id, "model": model, "sources": sources, "q": qvec, "n": n}
+    if HNSW_INDEXED.get(model) and approximate:
         with transaction.atomic(), connection.cursor() as cur:
-            # pgvector filters after the HNSW scan: iterative scanning keeps going until enough
-            # rows of this bot are found. With sorting off the planner takes the index even when
-            # the bot's share of the table makes a btree scan + sort look cheaper (it is not:
-            # 10k exact distances cost ~40 ms).
-            cur.execute(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                "set_config('hnsw.ef_search', %s, true), set_config('enable_sort', 'off', true)",
-                [str(max(HNSW_EF_SEARCH, n))],
-            )
-            # The model name is a literal (client-side binding), so the planner matches the
-            # partial index predicate.
-            cur.execute(
-                f"SELECT c.id, c.faq_id, c.embedding::vector({dims}) <=> %s::vector({dims}) AS d "
-                f"{READY_CHUNKS} ORDER BY c.embedding::vector({dims}) <=> %s::vector({dims}) "
-                "LIMIT %s",
-                [qvec, *params, qvec, n],
-            )
+            cur.execute(_set_index_scan(_ef_search(n, share)))
+            cur.execute(f"WITH {_QV} {_vector_sql(model, approximate=True)}", params)
             rows = cur.fetchall()
         if len(rows) == n:
-            return sorted(rows, key=lambda r: r[2])  # relaxed_order may be slightly unordered
-        # Too few rows: the scan gave up (hnsw.max_scan_tuples) before finding this bot's
-        # chunks. An exact scan settles it.
+            return sorted(rows, key=lambda r: r[2])
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT c.id, c.faq_id, c.embedding <=> %s::vector AS d {READY_CHUNKS} "
-            "ORDER BY d LIMIT %s",
-            [qvec, *params, n],
-        )
+        cur.execute(f"WITH {_QV} {_vector_sql(model, approximate=False)}", params)
         return cur.fetchall()
 
 
 def _text_candidates(
     bot_id: int, model: str, sources: list[int], query: str, qvec: str, n: int
 ) -> list[tuple[int, int | None, float]]:
-    """(chunk_id, faq_id, cosine distance) of chunks matching any of the query's words, best ts_rank_cd first."""
-    # plainto_tsquery ANDs every word; a question rarely shares all its words with the right
-    # chunk, so the words are ORed and ts_rank_cd rewards chunks that match more (and closer) ones.
-    # A common word can match most of a big bot: ranking stops at TEXT_SCAN_LIMIT matches so the
-    # cost stays bounded (the vector side carries recall; this list adds exact-term matches).
+    """(chunk_id, faq_id, cosine distance) of chunks matching any of the query's words, best
+    ts_rank_cd first (the full-text list alone)."""
+    params = {
+        "bot": bot_id,
+        "model": model,
+        "sources": sources,
+        "q": qvec,
+        "n": n,
+        "query": query,
+        "scan": TEXT_SCAN_LIMIT,
+    }
     with connection.cursor() as cur:
         cur.execute(
-            "WITH q AS (SELECT to_tsquery('english', "
-            "replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')) AS q), "
-            "matches AS MATERIALIZED (SELECT c.id, ts_rank_cd(c.search_vector, q.q) AS r "
-            "FROM knowledge_chunk c, q WHERE c.bot_id = %s AND c.embedding_model = %s "
-            "AND c.source_id = ANY(%s) AND c.search_vector @@ q.q LIMIT %s), "
-            "top AS (SELECT id, r FROM matches ORDER BY r DESC, id LIMIT %s) "
-            "SELECT c.id, c.faq_id, c.embedding <=> %s::vector FROM top "
-            "JOIN knowledge_chunk c ON c.id = top.id ORDER BY top.r DESC, top.id",
-            [query, bot_id, model, sources, TEXT_SCAN_LIMIT, n, qvec],
+            f"WITH {_QV}, {_TEXT_CTES[:-2]} SELECT id, faq_id, d FROM txt ORDER BY pos", params
         )
         return cur.fetchall()
 
 
-def _centroid_scores(faq_ids: list[int], model: str, qvec: str) -> dict[int, float]:
-    """Cosine between the query and each FAQ entry's mean phrasing embedding.
-
-    Providers return unit vectors, so the mean of an entry's phrasings points at their centroid.
-    Computed in SQL: parsing vectors into Python cost ~1 ms per candidate entry.
-    """
-    if not faq_ids:
-        return {}
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT faq_id, 1 - (avg(embedding) <=> %s::vector) FROM knowledge_chunk "
-            "WHERE faq_id = ANY(%s) AND embedding_model = %s GROUP BY faq_id",
-            [qvec, faq_ids, model],
-        )
-        return {faq_id: float(similarity) for faq_id, similarity in cur.fetchall()}
+HITS_SQL = (
+    "SELECT c.id, c.title, c.text, s.name, s.url, f.id, f.question, f.answer, f.url, "
+    "f.external_id FROM knowledge_chunk c JOIN knowledge_source s ON s.id = c.source_id "
+    "LEFT JOIN knowledge_faqentry f ON f.id = c.faq_id WHERE c.id = ANY(%s)"
+)
 
 
 def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     """The bot's `limit` best results for `query`, best first; FAQ entries appear once.
 
     `vector` is the query's embedding when the caller already has it (batched embedding).
+    Three statements: the bot's sources, the candidates (vector, full text and FAQ centroids in
+    one), the hits' fields; the HNSW path adds a settings statement and a commit.
     """
     model = providers.embedding_model_for_bot(bot)
     if vector is None:
@@ -186,13 +345,14 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     # Every source that has chunks answers, whatever its status: a source being re-ingested,
     # re-embedded or whose re-ingest failed keeps its last good chunks until a successful
     # replace (knowledge.services swaps them atomically).
-    ready = list(Source.objects.filter(bot=bot, chunk_count__gt=0).values_list("pk", "chunk_count"))
-    if not ready:
+    sources, chunks, indexed_rows = _ready_sources(bot.pk, model)
+    if not sources:
         return []
-    sources = [pk for pk, _ in ready]
-    approximate = sum(count for _, count in ready) > EXACT_MAX_CHUNKS
-    vector_rows = _vector_candidates(bot.pk, model, sources, qvec, n, approximate=approximate)
-    text_rows = _text_candidates(bot.pk, model, sources, query, qvec, n) if query.strip() else []
+    share = _share(chunks, indexed_rows)
+    approximate = model in HNSW_INDEXED and _index_pays(chunks, share)
+    vector_rows, text_rows, centroid = _candidates(
+        bot.pk, model, sources, query, qvec, n, approximate=approximate, share=share
+    )
     similarity = {cid: 1.0 - float(d) for cid, _, d in [*vector_rows, *text_rows]}
     if not similarity:
         return []
@@ -205,7 +365,6 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     best: dict[tuple[str, int], int] = {}
     for cid in sorted(similarity, key=lambda c: -similarity[c]):
         best.setdefault(key(cid), cid)
-    centroid = _centroid_scores([k[1] for k in best if k[0] == "faq"], model, qvec)
     score = {
         k: centroid.get(k[1], similarity[cid]) if k[0] == "faq" else similarity[cid]
         for k, cid in best.items()
@@ -222,30 +381,30 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     text_rank = {k: i for i, k in enumerate(text_order, 1)}
 
     top = sorted(best, key=lambda k: (-fused[k], -score[k]))[:limit]
-    chunks = (
-        Chunk.objects.select_related("faq", "source")
-        .defer("embedding", "search_vector", "faq__alternate_questions")
-        .in_bulk([best[k] for k in top])
-    )
+    with connection.cursor() as cur:
+        cur.execute(HITS_SQL, [[best[k] for k in top]])
+        fields = {row[0]: row[1:] for row in cur.fetchall()}
     hits = []
     for k in top:
-        chunk = chunks[best[k]]
-        faq = chunk.faq
+        cid = best[k]
+        title, text, source_name, source_url, faq_id, question, answer, faq_url, external_id = (
+            fields[cid]
+        )
         hits.append(
             Hit(
-                chunk_id=chunk.pk,
-                faq_id=chunk.faq_id,
-                title=chunk.title or (faq.question if faq else "") or chunk.source.name,
-                text=chunk.text,
-                answer=faq.answer if faq else chunk.text,
-                url=(faq.url if faq else "") or chunk.source.url,
+                chunk_id=cid,
+                faq_id=faq_id,
+                title=title or (question if faq_id else "") or source_name,
+                text=text,
+                answer=answer if faq_id else text,
+                url=(faq_url if faq_id else "") or source_url,
                 score=score[k],
-                phrasing_score=similarity[best[k]],
+                phrasing_score=similarity[cid],
                 text_rank=text_rank.get(k),
                 vector_rank=vector_rank.get(k),
                 fused=fused[k],
-                source_name=chunk.source.name,
-                faq_external_id=faq.external_id if faq else "",
+                source_name=source_name,
+                faq_external_id=external_id if faq_id else "",
             )
         )
     return hits
