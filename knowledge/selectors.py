@@ -83,16 +83,18 @@ def _embed_cached(provider: str, model: str, query: str) -> tuple[float, ...]:
 
 
 def embed_query(bot, query: str) -> list[float]:
-    """The query's embedding. Customers ask the same questions again and again, so each web or
-    worker process keeps the last QUERY_EMBED_CACHE_SIZE of them (0 turns the cache off)."""
+    """The query's embedding with the bot's active embedding model (a tuned one when the bot has
+    it). Customers ask the same questions again and again, so each web or worker process keeps
+    the last QUERY_EMBED_CACHE_SIZE of them (0 turns the cache off); the key includes the model,
+    so a newly deployed tuned model never sees vectors of the old one."""
     if not settings.QUERY_EMBED_CACHE_SIZE:
-        return providers.for_bot(bot).embed([query], model=bot.embedding_model or None)[0]
-    return list(_embed_cached(bot.provider, bot.embedding_model, query))
+        return providers.embed_for_bot(bot, [query])[0]
+    return list(_embed_cached(bot.provider, providers.embedding_model_arg(bot) or "", query))
 
 
 def embed_queries(bot, queries: list[str]) -> list[list[float]]:
     """Batch form of embed_query, for callers answering many questions (benchmarks)."""
-    return providers.for_bot(bot).embed(list(queries), model=bot.embedding_model or None)
+    return providers.embed_for_bot(bot, list(queries))
 
 
 def _vector_literal(vector) -> str:
