@@ -26,6 +26,9 @@ def throwaway_database(prefix: str = "askhandle_bench"):
     from django.db import connection
 
     settings.DEBUG = False  # no per-query SQL logging: measure what production runs
+    # No tuning jobs sent to the shared Redis for a worker of the real installation to find:
+    # benchmarks that tune (faq_bench) run the job themselves.
+    settings.RETRIEVAL_TUNING_AUTO = False
 
     name = f"{prefix}_{os.getpid()}"
     connection.settings_dict.setdefault("TEST", {})
