@@ -119,19 +119,45 @@ def tuning_request_after_ingest(*, bot_id: int, reason: str) -> None:
 
 
 def tuning_disable(*, bot: Bot) -> None:
-    """Turn tuning off and go back to the base model: every source is re-embedded with it."""
-    from knowledge.services import bot_reembed
-
+    """Turn tuning off. The tuned model keeps answering until a worker has re-embedded the bot's
+    chunks with the base model and swapped them in (tuning_revert); queued tunings are dropped."""
     with transaction.atomic():
-        Bot.objects.select_for_update().filter(pk=bot.pk).update(
-            retrieval_tuning=False, tuned_embedding_model=""
-        )
+        _lock_bot(bot.pk)
+        Bot.objects.filter(pk=bot.pk).update(retrieval_tuning=False, updated_at=timezone.now())
         RetrievalTuning.objects.filter(bot=bot, status=RetrievalTuning.Status.QUEUED).update(
-            status=RetrievalTuning.Status.SKIPPED, message="Tuning was turned off.", finished_at=timezone.now()
+            status=RetrievalTuning.Status.SKIPPED,
+            message="Tuning was turned off.",
+            finished_at=timezone.now(),
         )
+        if Bot.objects.filter(pk=bot.pk).exclude(tuned_embedding_model="").exists():
+            _enqueue_revert(bot.pk)
+    bot.retrieval_tuning = False
+
+
+def _enqueue_revert(bot_id: int) -> None:
+    from .tasks import revert_retrieval
+
+    revert_retrieval.delay_on_commit(bot_id)
+
+
+def tuning_revert(*, bot_id: int) -> bool:
+    """Back to the base model for a bot whose tuning was turned off: re-embed every chunk with
+    it, then swap in one transaction. Idempotent; does nothing if tuning was turned back on."""
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None or bot.retrieval_tuning or not bot.tuned_embedding_model:
+        return False
+    model_arg = bot.embedding_model or None
+    chunk_ids, vectors = _embed_chunks(bot, model_arg)
+    with transaction.atomic():
+        bot = Bot.objects.select_for_update().get(pk=bot_id)
+        if bot.retrieval_tuning or not bot.tuned_embedding_model:
+            return False
+        bot.tuned_embedding_model = ""
+        _swap_vectors(bot, providers.embedding_model_for_bot(bot), chunk_ids, vectors)
         _retire_deployed(bot.pk, "Tuning was turned off; the base model answers again.")
-        bot.refresh_from_db()
-        bot_reembed(bot=bot)
+        Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model="")
+    log.info("Bot %s is back on the base embedding model (%d chunks)", bot_id, len(chunk_ids))
+    return True
 
 
 def bot_model_changed(*, bot: Bot) -> None:
@@ -276,9 +302,26 @@ def _embed_text(chunk: dict) -> str:
     return chunk["title"] if chunk["faq_id"] else f"{chunk['title']}\n{chunk['text']}"
 
 
-def _run(tuning: RetrievalTuning, token) -> None:
+def _embed_chunks(bot: Bot, model_arg: str | None, on_progress=None) -> tuple[list[int], list]:
+    """(chunk ids, vectors) of every chunk of the bot, embedded with `model_arg`."""
     from knowledge.models import Chunk
 
+    chunks = list(Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text"))
+    provider = providers.get_provider("local")
+    # Similar lengths batch together: the model pads each batch to its longest text.
+    order = sorted(range(len(chunks)), key=lambda i: len(_embed_text(chunks[i])))
+    vectors: list = [None] * len(chunks)
+    for start in range(0, len(order), EMBED_BATCH):
+        batch = order[start : start + EMBED_BATCH]
+        embedded = provider.embed([_embed_text(chunks[i]) for i in batch], model=model_arg)
+        for i, vector in zip(batch, embedded, strict=True):
+            vectors[i] = vector
+        if on_progress:
+            on_progress(start + len(batch), len(chunks))
+    return [c["pk"] for c in chunks], vectors
+
+
+def _run(tuning: RetrievalTuning, token) -> None:
     bot = tuning.bot
     groups = _faq_groups(bot)
     base = providers.get_provider("local").default_embedding_model()
@@ -312,26 +355,23 @@ def _run(tuning: RetrievalTuning, token) -> None:
         default_storage.delete(name)
         raise providers.ProviderError("Could not store the tuned model under its name; try again.")
     try:
-        _progress(tuning.pk, token, stage="embedding", weights=name, losses=losses, train_seconds=train_seconds)
-        chunks = list(
-            Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text")
+        _progress(
+            tuning.pk,
+            token,
+            stage="embedding",
+            weights=name,
+            losses=losses,
+            train_seconds=train_seconds,
+            progress_done=0,
+            progress_total=0,
         )
-        provider = providers.get_provider("local")
-        vectors: list = []
-        _progress(tuning.pk, token, progress_done=0, progress_total=len(chunks))
-        order = sorted(range(len(chunks)), key=lambda i: len(_embed_text(chunks[i])))
-        vectors = [None] * len(chunks)
-        for start in range(0, len(order), EMBED_BATCH):
-            batch = order[start : start + EMBED_BATCH]
-            for i, vector in zip(
-                batch,
-                provider.embed([_embed_text(chunks[i]) for i in batch], model=model_name),
-                strict=True,
-            ):
-                vectors[i] = vector
-            _progress(tuning.pk, token, progress_done=start + len(batch))
+        chunk_ids, vectors = _embed_chunks(
+            bot,
+            model_name,
+            lambda done, total: _progress(tuning.pk, token, progress_done=done, progress_total=total),
+        )
         _progress(tuning.pk, token, stage="deploying")
-        _deploy(tuning, token, model_name, [c["pk"] for c in chunks], vectors)
+        _deploy(tuning, token, model_name, chunk_ids, vectors)
     except BaseException:
         if not RetrievalTuning.objects.filter(pk=tuning.pk, status=RetrievalTuning.Status.DEPLOYED).exists():
             default_storage.delete(name)
@@ -341,14 +381,42 @@ def _run(tuning: RetrievalTuning, token) -> None:
 STAGE_SQL = "CREATE TEMP TABLE tuned_vectors (id bigint, embedding vector) ON COMMIT DROP"
 
 
-def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int], vectors) -> None:
+def _swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> None:
+    """Inside the caller's transaction, holding the bot row: give the listed chunks their new
+    vectors and model name. Chunks this job did not see (a source that finished ingesting
+    meanwhile) carry another model's vectors: their sources are ingested again, after commit,
+    with the bot's model as it is then."""
     from pgvector.psycopg.vector import register_vector_info
     from psycopg.types import TypeInfo
 
     from knowledge.models import Chunk, Source
     from knowledge.services import source_requeue
 
-    full_name = f"local:{model_name}"
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
+        raw.execute(STAGE_SQL)
+        with raw.copy("COPY tuned_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "vector"])
+            for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
+                copy.write_row((chunk_id, np.asarray(vector, dtype=np.float32)))
+        raw.execute(
+            "UPDATE knowledge_chunk c SET embedding = t.embedding, embedding_model = %s "
+            "FROM tuned_vectors t WHERE c.id = t.id AND c.bot_id = %s",
+            [full_name, bot.pk],
+        )
+        raw.execute("DROP TABLE tuned_vectors")
+    stale_sources = set(
+        Chunk.objects.filter(bot=bot).exclude(embedding_model=full_name).values_list("source_id", flat=True)
+    )
+    Source.objects.filter(bot=bot, chunk_count__gt=0).exclude(pk__in=stale_sources).update(
+        embedding_model=full_name
+    )
+    for source_id in stale_sources:
+        source_requeue(source_id=source_id)
+
+
+def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int], vectors) -> None:
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=tuning.bot_id)
         if not _owned(tuning.pk, token).select_for_update().exists():
@@ -358,30 +426,7 @@ def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int
         )
         if reason:
             raise Skipped(reason)
-        with connection.cursor() as cursor:
-            raw = cursor.cursor
-            register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
-            raw.execute(STAGE_SQL)
-            with raw.copy("COPY tuned_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "vector"])
-                for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
-                    copy.write_row((chunk_id, np.asarray(vector, dtype=np.float32)))
-            raw.execute(
-                "UPDATE knowledge_chunk c SET embedding = t.embedding, embedding_model = %s "
-                "FROM tuned_vectors t WHERE c.id = t.id AND c.bot_id = %s",
-                [full_name, bot.pk],
-            )
-            raw.execute("DROP TABLE tuned_vectors")
-        # Chunks this job did not see (a source that finished ingesting meanwhile) carry another
-        # model's vectors: their sources are ingested again, now with the tuned model.
-        stale_sources = set(
-            Chunk.objects.filter(bot=bot).exclude(embedding_model=full_name).values_list("source_id", flat=True)
-        )
-        Source.objects.filter(bot=bot, chunk_count__gt=0).exclude(pk__in=stale_sources).update(
-            embedding_model=full_name
-        )
-        for source_id in stale_sources:
-            source_requeue(source_id=source_id)
+        _swap_vectors(bot, f"local:{model_name}", chunk_ids, vectors)
         _retire_deployed(bot.pk, f"Replaced by tuning {tuning.pk}.")
         Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model=model_name)
         _finish(
@@ -422,4 +467,12 @@ def tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     )
     for tuning_id in requeued + lost:
         _enqueue(tuning_id)
-    return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}
+    # A revert whose worker stopped: the bot still answers with its tuned model; ask again.
+    reverts = list(
+        Bot.objects.filter(retrieval_tuning=False, updated_at__lt=cutoff)
+        .exclude(tuned_embedding_model="")
+        .values_list("pk", flat=True)
+    )
+    for bot_id in reverts:
+        _enqueue_revert(bot_id)
+    return {"requeued": len(requeued), "failed": failed, "resent": len(lost), "reverts": len(reverts)}

@@ -19,4 +19,6 @@ def tuning_panel_context(bot: Bot) -> dict:
         "tuning": latest,
         "deployed": deployed,
         "unavailable": tuning_unavailable_reason(bot),
+        # Turned off, and a worker is putting the base model's vectors back (tuning_revert).
+        "reverting": not bot.retrieval_tuning and bool(bot.tuned_embedding_model),
     }

@@ -15,6 +15,11 @@ def tune_retrieval(self, tuning_id: int) -> str:
     return status
 
 
+@shared_task(acks_late=True)
+def revert_retrieval(bot_id: int) -> bool:
+    return retrieval.tuning_revert(bot_id=bot_id)
+
+
 @shared_task
 def recover_stuck_tunings() -> dict:
     return retrieval.tunings_recover_stuck()

@@ -45,7 +45,8 @@ def test_owner_watches_the_worker_tune_retrieval_after_an_upload(
 
     page.once("dialog", lambda dialog: dialog.accept())
     card.get_by_role("button", name="Turn off").click()
-    expect(card.locator(".badge")).to_have_text("Off")
+    # The worker puts the base model's vectors back; the card polls until it has.
+    expect(card.locator(".badge")).to_have_text("Off", timeout=60_000)
     expect(card).to_contain_text("Tuning is off")
     bot.refresh_from_db()
     assert bot.tuned_embedding_model == "" and bot.retrieval_tuning is False

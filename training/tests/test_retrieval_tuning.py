@@ -191,23 +191,48 @@ def test_chunks_saved_while_tuning_ran_are_reingested_with_the_tuned_model(bot):
     # ... and its next ingestion uses the tuned model (the weights would be in storage by now).
 
 
-def test_turning_tuning_off_goes_back_to_the_base_model(bot):
+def test_turning_tuning_off_keeps_the_tuned_model_answering_until_the_base_one_is_back(bot):
     source = ingest(bot, ACCOUNT_FAQ)
     tuning = tune(bot)
 
     retrieval.tuning_disable(bot=bot)
 
     bot.refresh_from_db()
-    assert (bot.retrieval_tuning, bot.tuned_embedding_model) == (False, "")
+    assert bot.retrieval_tuning is False and bot.tuned_embedding_model == tuning.model_name
+    assert selectors.search(bot=bot, query="how do I freeze my card", limit=1)[0].faq_external_id == "freeze"
+
+    assert retrieval.tuning_revert(bot_id=bot.pk) is True
+    assert retrieval.tuning_revert(bot_id=bot.pk) is False  # delivered twice: nothing more to do
+
+    bot.refresh_from_db()
+    assert bot.tuned_embedding_model == ""
     tuning.refresh_from_db()
     assert tuning.status == RetrievalTuning.Status.REPLACED
     source.refresh_from_db()
-    assert source.status == Source.Status.PENDING
-    services.source_ingest(source_id=source.pk)
+    assert source.status == Source.Status.READY and source.embedding_model == "local:all-MiniLM-L6-v2"
     assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
         "local:all-MiniLM-L6-v2"
     }
     assert selectors.search(bot=bot, query="how do I freeze my card", limit=1)[0].faq_external_id == "freeze"
+
+
+def test_turning_tuning_back_on_before_the_revert_ran_keeps_the_tuned_model(bot):
+    ingest(bot, ACCOUNT_FAQ)
+    tuning = tune(bot)
+    retrieval.tuning_disable(bot=bot)
+    Bot.objects.filter(pk=bot.pk).update(retrieval_tuning=True)
+
+    assert retrieval.tuning_revert(bot_id=bot.pk) is False
+    assert Bot.objects.get(pk=bot.pk).tuned_embedding_model == tuning.model_name
+
+
+def test_a_lost_revert_is_asked_for_again_by_the_beat_task(bot):
+    ingest(bot, ACCOUNT_FAQ)
+    tune(bot)
+    retrieval.tuning_disable(bot=bot)
+    Bot.objects.filter(pk=bot.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    assert retrieval.tunings_recover_stuck()["reverts"] == 1
 
 
 def test_a_newer_tuning_replaces_the_deployed_one_and_deletes_its_weights(bot, django_capture_on_commit_callbacks):

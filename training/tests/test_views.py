@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from knowledge import services
+from training import retrieval
 from training.models import RetrievalTuning
 
 from .test_retrieval_tuning import ACCOUNT_FAQ, ingest
@@ -37,15 +38,19 @@ def test_tune_now_queues_one_tuning_and_the_card_polls_while_it_waits(owner_clie
     assert 'hx-trigger="every 2s"' in html and "Queued" in html and "Tune now" not in html
 
 
-def test_turning_tuning_off_reembeds_with_the_base_model(owner_client, faq_bot):
-    response = owner_client.post(reverse("training:tuning_off", args=[faq_bot.pk]))
+def test_turning_tuning_off_shows_the_switch_back_until_the_base_model_answers(owner_client, faq_bot):
+    tuning = retrieval.tuning_request(bot=faq_bot, force=True)
+    retrieval.tuning_run(tuning_id=tuning.pk)
 
-    assert response.status_code == 302
+    response = owner_client.post(reverse("training:tuning_off", args=[faq_bot.pk]), HTTP_HX_REQUEST="true")
+
+    html = response.content.decode()
+    assert "Switching off" in html and 'hx-trigger="every 2s"' in html
     faq_bot.refresh_from_db()
     assert faq_bot.retrieval_tuning is False
-    assert set(faq_bot.sources.values_list("status", flat=True)) == {"pending"}
+    retrieval.tuning_revert(bot_id=faq_bot.pk)  # what the worker does next
     page = owner_client.get(reverse("knowledge:page", args=[faq_bot.pk])).content.decode()
-    assert "Tuning is off" in page
+    assert "Tuning is off" in page and "Switching off" not in page
 
 
 def test_a_bot_that_cannot_be_tuned_says_why_and_offers_no_button(owner_client, bot):
