@@ -203,7 +203,9 @@ RETRIEVAL_TUNING_EPOCHS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_EPOCHS"
 # Above this many chunks a tuned bot would lose the shared HNSW index (tuned vectors are
 # searched exactly), so bigger bots keep the base model.
 RETRIEVAL_TUNING_MAX_CHUNKS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_MAX_CHUNKS", "10000"))
-RETRIEVAL_TUNING_STALE_SECONDS = 300
+# Progress is saved every training step and embedding batch (seconds apart); two minutes
+# without any means the worker died.
+RETRIEVAL_TUNING_STALE_SECONDS = 120
 # One core stays free for the web server and the other queues: torch with every core busy
 # elsewhere slowed down 5-9x here (../shared/ENVIRONMENT.md).
 TRAINING_TORCH_THREADS = int(

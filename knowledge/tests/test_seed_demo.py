@@ -27,3 +27,16 @@ def test_seed_demo_ingests_the_sample_knowledge_once():
     call_command("seed_demo")  # second run: nothing re-ingested
     assert set(Chunk.objects.filter(bot=bot).values_list("pk", flat=True)) == chunk_ids
     assert bot.sources.count() == 2
+
+
+def test_seed_demo_queues_retrieval_tuning_once_when_tuning_is_automatic(settings):
+    from training.models import RetrievalTuning
+
+    settings.RETRIEVAL_TUNING_AUTO = True
+    call_command("seed_demo")
+    call_command("seed_demo")  # a second run folds into the queued tuning
+
+    bot = Bot.objects.get(slug="demo")
+    assert list(RetrievalTuning.objects.filter(bot=bot).values_list("status", flat=True)) == [
+        RetrievalTuning.Status.QUEUED
+    ]

@@ -22,6 +22,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             bot = self._owner_and_bot()
         self._seed_knowledge(bot)
+        self._tune(bot)
         self.stdout.write(
             self.style.SUCCESS(f"Demo ready: {DEMO_EMAIL} / {DEMO_PASSWORD}, bot /c/{bot.slug}/")
         )
@@ -50,6 +51,19 @@ class Command(BaseCommand):
             },
         )
         return bot
+
+    def _tune(self, bot: Bot) -> None:
+        """Queue retrieval tuning for a demo bot that has none yet (also one seeded before tuning
+        existed); the worker trains it in the background. A fresh seed has already queued one
+        after its FAQ was ingested, which this folds into."""
+        from django.conf import settings
+
+        from training.retrieval import tuning_request
+
+        bot.refresh_from_db()
+        if settings.RETRIEVAL_TUNING_AUTO and not bot.tuned_embedding_model:
+            if tuning_request(bot=bot, reason="demo set-up"):
+                self.stdout.write("  retrieval tuning queued (the worker trains it in the background)")
 
     def _seed_knowledge(self, bot: Bot) -> None:
         """Ingest the sample knowledge synchronously, once: a bot with ready sources is left alone,
