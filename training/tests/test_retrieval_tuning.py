@@ -12,6 +12,7 @@ from bots.models import Bot
 from knowledge import selectors, services
 from knowledge.models import Chunk, Source
 from knowledge.tests.factories import SHOP_FAQ
+from knowledge.tests.test_search import ingest_faqs as ingest
 from training import retrieval
 from training.models import RetrievalTuning
 
@@ -44,13 +45,6 @@ ACCOUNT_FAQ = [
         "example_questions": ["how much can I spend with my card", "raise my card limit"],
     },
 ]
-
-
-def ingest(bot, entries, name="FAQ"):
-    source = services.faq_entries_import(bot=bot, name=name, entries=entries, enqueue=False)
-    source = services.source_ingest(source_id=source.pk)
-    assert source.status == Source.Status.READY, source.error
-    return source
 
 
 def tune(bot) -> RetrievalTuning:
