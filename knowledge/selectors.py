@@ -207,6 +207,19 @@ _TEXT_CTES = (
 )
 
 
+def _params(bot_id: int, model: str, sources: list[int], qvec: str, n: int, query: str = "") -> dict:
+    """The named parameters the statements above share."""
+    return {
+        "bot": bot_id,
+        "model": model,
+        "sources": sources,
+        "q": qvec,
+        "n": n,
+        "query": query,
+        "scan": TEXT_SCAN_LIMIT,
+    }
+
+
 def _candidates(
     bot_id: int,
     model: str,
@@ -240,15 +253,7 @@ def _candidates(
         + ("UNION ALL SELECT 1, id, faq_id, d, pos FROM txt " if text else "")
         + "UNION ALL SELECT 2, 0, faq_id, s, 0 FROM cent"
     )
-    params = {
-        "bot": bot_id,
-        "model": model,
-        "sources": sources,
-        "q": qvec,
-        "n": n,
-        "query": query,
-        "scan": TEXT_SCAN_LIMIT,
-    }
+    params = _params(bot_id, model, sources, qvec, n, query)
     with connection.cursor() as cur:
         if HNSW_INDEXED.get(model) and approximate:
             # pgvector filters after the HNSW scan: iterative scanning keeps going until enough
@@ -288,7 +293,7 @@ def _vector_candidates(
     share: float = 1.0,
 ) -> list[tuple[int, int | None, float]]:
     """(chunk_id, faq_id, cosine distance) of the bot's n nearest chunks (the vector list alone)."""
-    params = {"bot": bot_id, "model": model, "sources": sources, "q": qvec, "n": n}
+    params = _params(bot_id, model, sources, qvec, n)
     if HNSW_INDEXED.get(model) and approximate:
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute(_set_index_scan(_ef_search(n, share)))
@@ -306,15 +311,7 @@ def _text_candidates(
 ) -> list[tuple[int, int | None, float]]:
     """(chunk_id, faq_id, cosine distance) of chunks matching any of the query's words, best
     ts_rank_cd first (the full-text list alone)."""
-    params = {
-        "bot": bot_id,
-        "model": model,
-        "sources": sources,
-        "q": qvec,
-        "n": n,
-        "query": query,
-        "scan": TEXT_SCAN_LIMIT,
-    }
+    params = _params(bot_id, model, sources, qvec, n, query)
     with connection.cursor() as cur:
         cur.execute(
             f"WITH {_QV}, {_TEXT_CTES[:-2]} SELECT id, faq_id, d FROM txt ORDER BY pos", params
