@@ -267,3 +267,17 @@ def test_the_same_task_delivered_twice_tunes_once(bot):
     assert retrieval.tuning_run(tuning_id=tuning.pk) == RetrievalTuning.Status.DEPLOYED
     assert retrieval.tuning_run(tuning_id=tuning.pk) == ""
     assert RetrievalTuning.objects.get(pk=tuning.pk).attempts == 1
+
+
+def test_choosing_another_embedding_model_drops_the_tuned_one(bot):
+    ingest(bot, ACCOUNT_FAQ)
+    tuning = tune(bot)
+
+    bot.provider = Bot.Provider.OPENAI  # what the settings form saved
+    bot.save()
+    retrieval.bot_model_changed(bot=bot)
+
+    assert Bot.objects.get(pk=bot.pk).tuned_embedding_model == ""
+    assert providers.embedding_model_for_bot(bot).startswith("openai:")
+    tuning.refresh_from_db()
+    assert tuning.status == RetrievalTuning.Status.REPLACED
