@@ -346,6 +346,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
     weights, losses = train_embedding_model(
         groups,
         epochs=settings.RETRIEVAL_TUNING_EPOCHS,
+        runs=settings.RETRIEVAL_TUNING_RUNS,
         batch_size=BATCH_SIZE,
         learning_rate=LEARNING_RATE,
         min_steps=MIN_STEPS,

@@ -103,6 +103,33 @@ def test_tuning_pulls_an_entrys_phrasings_together_and_pushes_others_apart(bot):
     assert sum(a > 0 for a in after) > sum(b > 0 for b in before)
 
 
+@pytest.mark.django_db(False)
+def test_a_soup_of_runs_is_the_average_of_the_runs_weights():
+    """runs=2 trains two copies (seeds 0 and 1) and stores the mean of their weights."""
+    from safetensors.numpy import load as load_safetensors
+
+    from providers.local import train_embedding_model
+
+    groups = [[e["question"], *e["example_questions"]] for e in ACCOUNT_FAQ]
+    options = dict(epochs=1, batch_size=64, learning_rate=5e-5, min_steps=4)
+    steps = []
+    soup, soup_losses = train_embedding_model(
+        groups, runs=2, on_step=lambda done, total: steps.append((done, total)), **options
+    )
+    first, first_losses = train_embedding_model(groups, seed=0, **options)
+    second, second_losses = train_embedding_model(groups, seed=1, **options)
+
+    soup, first, second = (load_safetensors(w) for w in (soup, first, second))
+    assert soup.keys() == first.keys() == second.keys() and soup
+    # Different seeds really trained different weights, so the average is not either run.
+    assert not all(np.allclose(first[name], second[name]) for name in soup)
+    for name in soup:
+        np.testing.assert_allclose(soup[name], (first[name] + second[name]) / 2, atol=1e-6)
+    # Progress counts both runs' steps; the losses are the runs' mean per epoch.
+    assert steps[-1][0] == steps[-1][1] == len(steps) and len(steps) % 2 == 0
+    assert soup_losses == pytest.approx([(a + b) / 2 for a, b in zip(first_losses, second_losses)])
+
+
 def test_a_bot_without_alternate_phrasings_is_not_tuned_and_says_why(bot):
     ingest(bot, [{"question": q, "answer": "a"} for q in ("One?", "Two?", "Three?")])
 
