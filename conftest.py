@@ -20,7 +20,9 @@ def make_user(db):
     from accounts.services import account_signup
 
     def make(email: str, workspace_name: str = "Acme Inc"):
-        return account_signup(email=email, password="correct-horse-battery-9", workspace_name=workspace_name)
+        return account_signup(
+            email=email, password="correct-horse-battery-9", workspace_name=workspace_name
+        )
 
     return make
 
@@ -117,9 +119,29 @@ def celery_worker_process(transactional_db, tmp_path):
     env = child_env()
     log = tmp_path / "worker.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "askhandle", "worker", "-Q", "default,ingest,training",
-         "-c", "1", "--pool", "prefork", "--loglevel", "INFO", "-n", f"test{os.getpid()}@%h"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "askhandle",
+            "worker",
+            "-Q",
+            "default,ingest,training",
+            "-c",
+            "1",
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"test{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while "ready." not in log.read_text():

@@ -12,14 +12,18 @@ class SignupForm(forms.Form):
     def clean_email(self):
         email = self.cleaned_data["email"].lower()
         if get_user_model().objects.filter(username__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists. Log in instead.")
+            raise forms.ValidationError(
+                "An account with this email already exists. Log in instead."
+            )
         return email
 
     def clean(self):
         cleaned = super().clean()
         password = cleaned.get("password")
         if password:
-            user = get_user_model()(username=cleaned.get("email", ""), email=cleaned.get("email", ""))
+            user = get_user_model()(
+                username=cleaned.get("email", ""), email=cleaned.get("email", "")
+            )
             try:
                 password_validation.validate_password(password, user)
             except forms.ValidationError as exc:

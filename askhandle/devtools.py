@@ -46,9 +46,18 @@ def start_uvicorn(
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "askhandle.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-access-log", *extra_args,
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "askhandle.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            *extra_args,
         ],
         cwd=ROOT,
         env=env,

@@ -227,10 +227,14 @@ OPENAI_EMBEDDING_MODEL = os.environ.get("OPENAI_EMBEDDING_MODEL", "text-embeddin
 OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
 
 # --- Knowledge limits ---
-KNOWLEDGE_MAX_UPLOAD_BYTES = int(os.environ.get("ASKHANDLE_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
+KNOWLEDGE_MAX_UPLOAD_BYTES = int(
+    os.environ.get("ASKHANDLE_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024))
+)
 # Web pages: private/loopback/link-local addresses are refused unless allowed here (tests, intranets).
 KNOWLEDGE_URL_ALLOW_PRIVATE = env_bool("ASKHANDLE_URL_ALLOW_PRIVATE", False)
-KNOWLEDGE_URL_ALLOWED_NETWORKS = env_list("ASKHANDLE_URL_ALLOWED_NETWORKS")  # CIDRs, e.g. 10.0.0.0/8
+KNOWLEDGE_URL_ALLOWED_NETWORKS = env_list(
+    "ASKHANDLE_URL_ALLOWED_NETWORKS"
+)  # CIDRs, e.g. 10.0.0.0/8
 KNOWLEDGE_URL_MAX_BYTES = int(os.environ.get("ASKHANDLE_URL_MAX_BYTES", str(5 * 1024 * 1024)))
 KNOWLEDGE_URL_TIMEOUT = float(os.environ.get("ASKHANDLE_URL_TIMEOUT", "15"))
 # A source PROCESSING with no progress for this long is presumed lost (worker killed) and requeued.
@@ -241,7 +245,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # --- Public chat, widget and API limits (rate limits are "count/seconds", counted in Redis). ---
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("ASKHANDLE_CHAT_MAX_MESSAGE_CHARS", "1000"))
 RATE_LIMITS_ENABLED = env_bool("ASKHANDLE_RATE_LIMITS", True)  # 0 lifts them (load benchmarks)
-RATE_LIMIT_VISITOR = os.environ.get("ASKHANDLE_RATE_LIMIT_VISITOR", "20/60")  # per IP + conversation
+RATE_LIMIT_VISITOR = os.environ.get(
+    "ASKHANDLE_RATE_LIMIT_VISITOR", "20/60"
+)  # per IP + conversation
 RATE_LIMIT_IP = os.environ.get("ASKHANDLE_RATE_LIMIT_IP", "60/60")  # per IP, any conversation
 RATE_LIMIT_BOT = os.environ.get("ASKHANDLE_RATE_LIMIT_BOT", "600/60")  # per bot, all visitors
 RATE_LIMIT_API_KEY = os.environ.get("ASKHANDLE_RATE_LIMIT_API_KEY", "120/60")  # per API key

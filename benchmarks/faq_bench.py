@@ -229,8 +229,12 @@ def run(args) -> dict:
         questions = random.Random(0).sample(questions, args.limit)
     texts = [q["text"] for q in questions]
 
-    print("Base embedding model (what a bot answers with before its tuning is deployed):", flush=True)
-    base_rows, baseline, base_paths, throughput = answer_all(bot, questions, external, baseline=True)
+    print(
+        "Base embedding model (what a bot answers with before its tuning is deployed):", flush=True
+    )
+    base_rows, baseline, base_paths, throughput = answer_all(
+        bot, questions, external, baseline=True
+    )
     rows, paths = base_rows, base_paths
     if not args.no_tuning:
         bot = tune(bot)

@@ -50,7 +50,9 @@ class Bot(models.Model):
         max_length=200, blank=True, help_text="Leave blank for the provider's default chat model."
     )
     embedding_model = models.CharField(
-        max_length=200, blank=True, help_text="Leave blank for the provider's default embedding model."
+        max_length=200,
+        blank=True,
+        help_text="Leave blank for the provider's default embedding model.",
     )
     retrieval_tuning = models.BooleanField(
         "tune retrieval to my FAQ",
@@ -140,7 +142,9 @@ class Message(models.Model):
         FALLBACK = "fallback", "Fallback (unanswered)"
         ERROR = "error", "Error"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     text = models.TextField()
     path = models.CharField(max_length=16, choices=Path.choices, blank=True)

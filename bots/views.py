@@ -36,7 +36,9 @@ def bot_create(request):
 @login_required
 def bot_detail(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
-    return render(request, "bots/detail.html", {"bot": bot, "inline_fields": BotFieldForm.INLINE_FIELDS})
+    return render(
+        request, "bots/detail.html", {"bot": bot, "inline_fields": BotFieldForm.INLINE_FIELDS}
+    )
 
 
 @login_required
@@ -54,9 +56,13 @@ def bot_edit(request, bot_id: int):
 
             bot_model_changed(bot=bot)
             if bot_reembed(bot=bot):
-                messages.info(request, "The embedding model changed: every source is being re-embedded.")
+                messages.info(
+                    request, "The embedding model changed: every source is being re-embedded."
+                )
         return redirect("bots:detail", bot_id=bot.pk)
-    return render(request, "bots/form.html", {"form": form, "bot": bot, "title": f"Settings: {bot.name}"})
+    return render(
+        request, "bots/form.html", {"form": form, "bot": bot, "title": f"Settings: {bot.name}"}
+    )
 
 
 @login_required
@@ -73,7 +79,9 @@ def bot_field(request, bot_id: int, field: str):
             services.bot_update(bot=bot, **{field: value})
         except ValidationError as exc:
             bot.refresh_from_db()
-            context.update(editing=True, value=value, errors=exc.message_dict.get(field, exc.messages))
+            context.update(
+                editing=True, value=value, errors=exc.message_dict.get(field, exc.messages)
+            )
             return render(request, "bots/detail.html#field", context, status=422)
         context["value"] = getattr(bot, field)
         return render(request, "bots/detail.html#field", context)

@@ -207,7 +207,9 @@ _TEXT_CTES = (
 )
 
 
-def _params(bot_id: int, model: str, sources: list[int], qvec: str, n: int, query: str = "") -> dict:
+def _params(
+    bot_id: int, model: str, sources: list[int], qvec: str, n: int, query: str = ""
+) -> dict:
     """The named parameters the statements above share."""
     return {
         "bot": bot_id,

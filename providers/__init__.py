@@ -38,7 +38,9 @@ def get_provider(name: str | None = None) -> Provider:
         from .openai_compat import OpenAICompatibleProvider
 
         return OpenAICompatibleProvider()
-    raise ProviderError(f"Unknown model provider {name!r}; choose one of {', '.join(PROVIDER_NAMES)}.")
+    raise ProviderError(
+        f"Unknown model provider {name!r}; choose one of {', '.join(PROVIDER_NAMES)}."
+    )
 
 
 def for_bot(bot) -> Provider:

@@ -190,9 +190,7 @@ def train_embedding_model(
                 epoch_losses = []
                 for batch in batches(rng):
                     texts = [t for t, _ in batch]
-                    positives = [
-                        rng.choice([p for p in pairs_from[g] if p != t]) for t, g in batch
-                    ]
+                    positives = [rng.choice([p for p in pairs_from[g] if p != t]) for t, g in batch]
                     scores = encode(texts) @ encode(positives).T * CONTRASTIVE_SCALE
                     labels = torch.arange(len(batch))
                     loss = (loss_fn(scores, labels) + loss_fn(scores.T, labels)) / 2
@@ -214,7 +212,7 @@ def train_embedding_model(
                     soup[k] += v
             del model, optimizer
         state = {k: (v / runs).cpu().contiguous() for k, v in soup.items()}
-        mean_losses = [sum(epoch) / runs for epoch in zip(*run_losses)]
+        mean_losses = [sum(epoch) / runs for epoch in zip(*run_losses, strict=True)]
         return save_safetensors(state), mean_losses
     finally:
         torch.set_num_threads(threads)
@@ -342,7 +340,9 @@ class LocalProvider:
         tokenizer, lm = load_chat_model()
         inputs = self._inputs(tokenizer, messages)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = dict(inputs, streamer=streamer, **self._generate_kwargs(tokenizer, max_tokens, temperature))
+        kwargs = dict(
+            inputs, streamer=streamer, **self._generate_kwargs(tokenizer, max_tokens, temperature)
+        )
 
         def run():
             with torch.inference_mode():

@@ -27,7 +27,9 @@ def _translate(exc: Exception) -> ProviderError:
     if isinstance(exc, openai.AuthenticationError):
         return ProviderError("The model service rejected the API key (OPENAI_API_KEY).")
     if isinstance(exc, openai.APIStatusError):
-        return ProviderError(f"The model service refused the request ({exc.status_code}): {exc.message}")
+        return ProviderError(
+            f"The model service refused the request ({exc.status_code}): {exc.message}"
+        )
     return ProviderError(str(exc))
 
 

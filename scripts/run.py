@@ -33,14 +33,47 @@ def main() -> int:
     subprocess.run([*manage, "seed_demo"], env=env, check=True)
 
     procs = {
-        "web": [PY, "-m", "uvicorn", "askhandle.asgi:application", "--host", HOST, "--port", PORT,
-                "--no-access-log"],
-        "worker": [PY, "-m", "celery", "-A", "askhandle", "worker", "-Q", "default,ingest,training",
-                   "-c", "1", "--loglevel", "INFO"],
-        "beat": [PY, "-m", "celery", "-A", "askhandle", "beat", "--loglevel", "INFO",
-                 "--schedule", str(services.RUN / "celerybeat-schedule")],
+        "web": [
+            PY,
+            "-m",
+            "uvicorn",
+            "askhandle.asgi:application",
+            "--host",
+            HOST,
+            "--port",
+            PORT,
+            "--no-access-log",
+        ],
+        "worker": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "askhandle",
+            "worker",
+            "-Q",
+            "default,ingest,training",
+            "-c",
+            "1",
+            "--loglevel",
+            "INFO",
+        ],
+        "beat": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "askhandle",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(services.RUN / "celerybeat-schedule"),
+        ],
     }
-    children = {name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in procs.items()}
+    children = {
+        name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in procs.items()
+    }
     # One-off, in the background: the first generated answer would otherwise wait ~1 minute
     # for the local chat model's one-time conversion. Not supervised: it simply ends.
     prepare = subprocess.Popen([*manage, "prepare_models"], env=env, start_new_session=True)

@@ -183,7 +183,9 @@ def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
         context.close()
 
 
-def test_owner_sees_finished_empty_states_before_any_chat(browser, asgi_server, user, bot, screenshot):
+def test_owner_sees_finished_empty_states_before_any_chat(
+    browser, asgi_server, user, bot, screenshot
+):
     owner = browser.new_context(viewport={"width": 1280, "height": 900})
     dash = owner.new_page()
     dash.goto(f"{asgi_server}/accounts/login/?next=/bots/{bot.pk}/conversations/")

@@ -86,7 +86,10 @@ def tuning_unavailable_reason(bot: Bot) -> str:
             "base model, which the shared vector index serves faster."
         )
     with_phrasings = sum(
-        1 for alternates in FaqEntry.objects.filter(bot=bot).values_list("alternate_questions", flat=True)
+        1
+        for alternates in FaqEntry.objects.filter(bot=bot).values_list(
+            "alternate_questions", flat=True
+        )
         if alternates
     )
     if with_phrasings < 2:
@@ -105,7 +108,9 @@ def tuning_request(*, bot: Bot, reason: str = "", force: bool = False) -> Retrie
         return None
     with transaction.atomic():
         _lock_bot(bot.pk)
-        queued = RetrievalTuning.objects.filter(bot=bot, status=RetrievalTuning.Status.QUEUED).first()
+        queued = RetrievalTuning.objects.filter(
+            bot=bot, status=RetrievalTuning.Status.QUEUED
+        ).first()
         if queued:
             return queued
         tuning = RetrievalTuning.objects.create(bot=bot, reason=reason[:200])
@@ -173,7 +178,9 @@ def bot_model_changed(*, bot: Bot) -> None:
 
 
 def _retire_deployed(bot_id: int, message: str) -> None:
-    for tuning in RetrievalTuning.objects.filter(bot_id=bot_id, status=RetrievalTuning.Status.DEPLOYED):
+    for tuning in RetrievalTuning.objects.filter(
+        bot_id=bot_id, status=RetrievalTuning.Status.DEPLOYED
+    ):
         tuning.status, tuning.message = RetrievalTuning.Status.REPLACED, message
         tuning.save(update_fields=["status", "message", "updated_at"])
         _delete_weights_on_commit(tuning.weights)
@@ -310,7 +317,9 @@ def _embed_chunks(bot: Bot, model_arg: str | None, on_progress=None) -> tuple[li
     """(chunk ids, vectors) of every chunk of the bot, embedded with `model_arg`."""
     from knowledge.models import Chunk
 
-    chunks = list(Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text"))
+    chunks = list(
+        Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text")
+    )
     provider = providers.get_provider("local")
     # Similar lengths batch together: the model pads each batch to its longest text.
     order = sorted(range(len(chunks)), key=lambda i: len(_embed_text(chunks[i])))
@@ -373,12 +382,16 @@ def _run(tuning: RetrievalTuning, token) -> None:
         chunk_ids, vectors = _embed_chunks(
             bot,
             model_name,
-            lambda done, total: _progress(tuning.pk, token, progress_done=done, progress_total=total),
+            lambda done, total: _progress(
+                tuning.pk, token, progress_done=done, progress_total=total
+            ),
         )
         _progress(tuning.pk, token, stage="deploying")
         _deploy(tuning, token, model_name, chunk_ids, vectors)
     except BaseException:
-        if not RetrievalTuning.objects.filter(pk=tuning.pk, status=RetrievalTuning.Status.DEPLOYED).exists():
+        if not RetrievalTuning.objects.filter(
+            pk=tuning.pk, status=RetrievalTuning.Status.DEPLOYED
+        ).exists():
             default_storage.delete(name)
         raise
 
@@ -412,7 +425,9 @@ def _swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> No
         )
         raw.execute("DROP TABLE tuned_vectors")
     stale_sources = set(
-        Chunk.objects.filter(bot=bot).exclude(embedding_model=full_name).values_list("source_id", flat=True)
+        Chunk.objects.filter(bot=bot)
+        .exclude(embedding_model=full_name)
+        .values_list("source_id", flat=True)
     )
     Source.objects.filter(bot=bot, chunk_count__gt=0).exclude(pk__in=stale_sources).update(
         embedding_model=full_name
@@ -441,7 +456,9 @@ def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int
             chunks=len(chunk_ids),
             progress_done=len(chunk_ids),
         )
-    log.info("Retrieval tuning %s deployed to bot %s (%d chunks)", tuning.pk, bot.pk, len(chunk_ids))
+    log.info(
+        "Retrieval tuning %s deployed to bot %s (%d chunks)", tuning.pk, bot.pk, len(chunk_ids)
+    )
 
 
 # --- Recovery --------------------------------------------------------------------------------------
@@ -450,9 +467,13 @@ def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int
 def tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     """Beat: re-queue tunings whose worker stopped (no progress for a while), or fail them after
     MAX_ATTEMPTS; re-send queued ones whose message was lost. Nothing stays "running" for ever."""
-    stale_seconds = settings.RETRIEVAL_TUNING_STALE_SECONDS if stale_seconds is None else stale_seconds
+    stale_seconds = (
+        settings.RETRIEVAL_TUNING_STALE_SECONDS if stale_seconds is None else stale_seconds
+    )
     cutoff = timezone.now() - timedelta(seconds=stale_seconds)
-    stuck = RetrievalTuning.objects.filter(status=RetrievalTuning.Status.RUNNING, updated_at__lt=cutoff)
+    stuck = RetrievalTuning.objects.filter(
+        status=RetrievalTuning.Status.RUNNING, updated_at__lt=cutoff
+    )
     failed = stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
         status=RetrievalTuning.Status.FAILED,
         stage="",
@@ -480,4 +501,9 @@ def tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     )
     for bot_id in reverts:
         _enqueue_revert(bot_id)
-    return {"requeued": len(requeued), "failed": failed, "resent": len(lost), "reverts": len(reverts)}
+    return {
+        "requeued": len(requeued),
+        "failed": failed,
+        "resent": len(lost),
+        "reverts": len(reverts),
+    }

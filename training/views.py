@@ -52,5 +52,7 @@ def tuning_off(request, bot_id: int):
     retrieval.tuning_disable(bot=bot)
     bot.refresh_from_db()
     if not request.htmx:
-        messages.success(request, "Retrieval tuning is off; your knowledge is re-embedded with the base model.")
+        messages.success(
+            request, "Retrieval tuning is off; your knowledge is re-embedded with the base model."
+        )
     return _panel_or_page(request, bot)

@@ -12,7 +12,11 @@ pytestmark = pytest.mark.django_db
 def test_signup_creates_user_and_owned_workspace_and_logs_in(client):
     response = client.post(
         reverse("accounts:signup"),
-        {"workspace_name": "Sunny Cafe", "email": "Ann@Example.com", "password": "a-long-pass-phrase-7"},
+        {
+            "workspace_name": "Sunny Cafe",
+            "email": "Ann@Example.com",
+            "password": "a-long-pass-phrase-7",
+        },
     )
     assert response.status_code == 302 and response.url == reverse("bots:list")
     user = get_user_model().objects.get(email="ann@example.com")
@@ -34,7 +38,8 @@ def test_signup_rejects_duplicate_email_and_weak_password(client, user):
 
 def test_login_and_logout(client, user):
     response = client.post(
-        reverse("accounts:login"), {"username": "owner@example.com", "password": "correct-horse-battery-9"}
+        reverse("accounts:login"),
+        {"username": "owner@example.com", "password": "correct-horse-battery-9"},
     )
     assert response.status_code == 302
     assert client.get(reverse("bots:list")).status_code == 200

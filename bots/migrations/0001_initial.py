@@ -8,70 +8,212 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Bot',
+            name="Bot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=80)),
-                ('slug', models.SlugField(help_text='Public address of the chat page: /c/<slug>/. Letters, numbers and hyphens.', max_length=60, unique=True)),
-                ('greeting', models.CharField(default='Hi! How can I help you today?', max_length=300)),
-                ('instructions', models.TextField(blank=True, default='You are a friendly, concise customer-support assistant.', help_text='Persona and rules the bot follows when it writes an answer.')),
-                ('mode', models.CharField(choices=[('rag', 'Retrieval (RAG)'), ('finetuned', 'Fine-tuned model'), ('both', 'Fine-tuned model + retrieval')], default='rag', max_length=16)),
-                ('fallback_message', models.CharField(default="Sorry, I don't know the answer to that yet. You can ask for a human and we'll get back to you.", help_text='What the bot says when it does not know.', max_length=400)),
-                ('provider', models.CharField(choices=[('local', 'Local models (no API key)'), ('openai', 'OpenAI / OpenAI-compatible')], default='local', max_length=16)),
-                ('chat_model', models.CharField(blank=True, help_text="Leave blank for the provider's default chat model.", max_length=200)),
-                ('embedding_model', models.CharField(blank=True, help_text="Leave blank for the provider's default embedding model.", max_length=200)),
-                ('direct_threshold', models.FloatField(default=0.8, help_text='Similarity above which the best FAQ answer is returned verbatim.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('answer_threshold', models.FloatField(default=0.5, help_text='Similarity below which the bot gives its fallback message.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('primary_colour', models.CharField(default='#4f46e5', max_length=7, validators=[django.core.validators.RegexValidator('^#[0-9a-fA-F]{6}$', 'Use a colour like #4f46e5.')])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('workspace', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bots', to='accounts.workspace')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=80)),
+                (
+                    "slug",
+                    models.SlugField(
+                        help_text="Public address of the chat page: /c/<slug>/. Letters, numbers and hyphens.",
+                        max_length=60,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "greeting",
+                    models.CharField(default="Hi! How can I help you today?", max_length=300),
+                ),
+                (
+                    "instructions",
+                    models.TextField(
+                        blank=True,
+                        default="You are a friendly, concise customer-support assistant.",
+                        help_text="Persona and rules the bot follows when it writes an answer.",
+                    ),
+                ),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[
+                            ("rag", "Retrieval (RAG)"),
+                            ("finetuned", "Fine-tuned model"),
+                            ("both", "Fine-tuned model + retrieval"),
+                        ],
+                        default="rag",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "fallback_message",
+                    models.CharField(
+                        default="Sorry, I don't know the answer to that yet. You can ask for a human and we'll get back to you.",
+                        help_text="What the bot says when it does not know.",
+                        max_length=400,
+                    ),
+                ),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("local", "Local models (no API key)"),
+                            ("openai", "OpenAI / OpenAI-compatible"),
+                        ],
+                        default="local",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "chat_model",
+                    models.CharField(
+                        blank=True,
+                        help_text="Leave blank for the provider's default chat model.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "embedding_model",
+                    models.CharField(
+                        blank=True,
+                        help_text="Leave blank for the provider's default embedding model.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "direct_threshold",
+                    models.FloatField(
+                        default=0.8,
+                        help_text="Similarity above which the best FAQ answer is returned verbatim.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "answer_threshold",
+                    models.FloatField(
+                        default=0.5,
+                        help_text="Similarity below which the bot gives its fallback message.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "primary_colour",
+                    models.CharField(
+                        default="#4f46e5",
+                        max_length=7,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5."
+                            )
+                        ],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "workspace",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="bots",
+                        to="accounts.workspace",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('public_id', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('channel', models.CharField(default='web', max_length=16)),
-                ('handoff_email', models.EmailField(blank=True, max_length=254)),
-                ('handoff_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('bot', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='bots.bot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("public_id", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ("channel", models.CharField(default="web", max_length=16)),
+                ("handoff_email", models.EmailField(blank=True, max_length=254)),
+                ("handoff_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "bot",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conversations",
+                        to="bots.bot",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('user', 'Customer'), ('assistant', 'Bot')], max_length=16)),
-                ('text', models.TextField()),
-                ('path', models.CharField(blank=True, choices=[('direct', 'Direct FAQ answer'), ('generated', 'Generated from knowledge'), ('fallback', 'Fallback (unanswered)'), ('error', 'Error')], max_length=16)),
-                ('sources', models.JSONField(blank=True, default=list)),
-                ('score', models.FloatField(blank=True, null=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('rating', models.SmallIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='bots.conversation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("user", "Customer"), ("assistant", "Bot")], max_length=16
+                    ),
+                ),
+                ("text", models.TextField()),
+                (
+                    "path",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("direct", "Direct FAQ answer"),
+                            ("generated", "Generated from knowledge"),
+                            ("fallback", "Fallback (unanswered)"),
+                            ("error", "Error"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("sources", models.JSONField(blank=True, default=list)),
+                ("score", models.FloatField(blank=True, null=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("rating", models.SmallIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="bots.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
     ]

@@ -5,20 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bots', '0002_share_embed_api_keys'),
+        ("bots", "0002_share_embed_api_keys"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='bot',
-            name='answer_threshold',
-            field=models.FloatField(default=0.34, help_text='Similarity below which the bot gives its fallback message.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)]),
+            model_name="bot",
+            name="answer_threshold",
+            field=models.FloatField(
+                default=0.34,
+                help_text="Similarity below which the bot gives its fallback message.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='bot',
-            name='direct_threshold',
-            field=models.FloatField(default=0.75, help_text='Similarity above which the best FAQ answer is returned verbatim.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)]),
+            model_name="bot",
+            name="direct_threshold",
+            field=models.FloatField(
+                default=0.75,
+                help_text="Similarity above which the best FAQ answer is returned verbatim.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+            ),
         ),
     ]

@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bots', '0003_calibrated_thresholds'),
+        ("bots", "0003_calibrated_thresholds"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='bot',
-            name='mode',
-            field=models.CharField(choices=[('rag', 'Retrieval (RAG)'), ('finetuned', 'Fine-tuned model'), ('both', 'Fine-tuned model + retrieval')], default='rag', help_text='Until a fine-tuned model is deployed to this bot, every mode answers with retrieval.', max_length=16),
+            model_name="bot",
+            name="mode",
+            field=models.CharField(
+                choices=[
+                    ("rag", "Retrieval (RAG)"),
+                    ("finetuned", "Fine-tuned model"),
+                    ("both", "Fine-tuned model + retrieval"),
+                ],
+                default="rag",
+                help_text="Until a fine-tuned model is deployed to this bot, every mode answers with retrieval.",
+                max_length=16,
+            ),
         ),
     ]

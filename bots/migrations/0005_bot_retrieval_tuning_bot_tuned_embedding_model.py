@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bots', '0004_mode_help'),
+        ("bots", "0004_mode_help"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='bot',
-            name='retrieval_tuning',
-            field=models.BooleanField(default=True, help_text="After each FAQ change, fine-tune the local embedding model on your questions' own phrasings, so similar questions are told apart better (local models only; a few seconds for a small FAQ, about two minutes for 150 entries).", verbose_name='tune retrieval to my FAQ'),
+            model_name="bot",
+            name="retrieval_tuning",
+            field=models.BooleanField(
+                default=True,
+                help_text="After each FAQ change, fine-tune the local embedding model on your questions' own phrasings, so similar questions are told apart better (local models only; a few seconds for a small FAQ, about two minutes for 150 entries).",
+                verbose_name="tune retrieval to my FAQ",
+            ),
         ),
         migrations.AddField(
-            model_name='bot',
-            name='tuned_embedding_model',
+            model_name="bot",
+            name="tuned_embedding_model",
             field=models.CharField(blank=True, editable=False, max_length=200),
         ),
     ]

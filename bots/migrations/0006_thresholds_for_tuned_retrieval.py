@@ -18,21 +18,34 @@ def to_old_defaults(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bots', '0005_bot_retrieval_tuning_bot_tuned_embedding_model'),
+        ("bots", "0005_bot_retrieval_tuning_bot_tuned_embedding_model"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='bot',
-            name='answer_threshold',
-            field=models.FloatField(default=0.43, help_text='Similarity below which the bot gives its fallback message.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)]),
+            model_name="bot",
+            name="answer_threshold",
+            field=models.FloatField(
+                default=0.43,
+                help_text="Similarity below which the bot gives its fallback message.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+            ),
         ),
         migrations.AlterField(
-            model_name='bot',
-            name='direct_threshold',
-            field=models.FloatField(default=0.8, help_text='Similarity above which the best FAQ answer is returned verbatim.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)]),
+            model_name="bot",
+            name="direct_threshold",
+            field=models.FloatField(
+                default=0.8,
+                help_text="Similarity above which the best FAQ answer is returned verbatim.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1.0),
+                ],
+            ),
         ),
         migrations.RunPython(to_new_defaults, to_old_defaults),
     ]

@@ -43,7 +43,11 @@ def add_document_chunk(bot, text: str, title: str = "Shipping policy", url: str 
     from knowledge.models import Chunk, Source
 
     source = Source.objects.create(
-        bot=bot, kind=Source.Kind.TEXT, name=title, url=url, status=Source.Status.READY,
+        bot=bot,
+        kind=Source.Kind.TEXT,
+        name=title,
+        url=url,
+        status=Source.Status.READY,
         chunk_count=1,
     )
     vector = providers.for_bot(bot).embed([text], model=bot.embedding_model or None)[0]

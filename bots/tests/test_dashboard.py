@@ -41,9 +41,16 @@ def test_create_bot_generates_slug_and_defaults(owner_client, workspace):
 
 def test_edit_rejects_inverted_thresholds(owner_client, bot):
     data = {
-        "name": bot.name, "slug": bot.slug, "greeting": "Hi", "instructions": "", "mode": "both",
-        "fallback_message": "No idea", "provider": "openai", "direct_threshold": "0.4",
-        "answer_threshold": "0.6", "primary_colour": "#123456",
+        "name": bot.name,
+        "slug": bot.slug,
+        "greeting": "Hi",
+        "instructions": "",
+        "mode": "both",
+        "fallback_message": "No idea",
+        "provider": "openai",
+        "direct_threshold": "0.4",
+        "answer_threshold": "0.6",
+        "primary_colour": "#123456",
     }
     response = owner_client.post(reverse("bots:edit", args=[bot.pk]), data)
     assert response.status_code == 200

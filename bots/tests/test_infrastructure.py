@@ -18,8 +18,12 @@ def test_vector_column_round_trips_and_orders_by_cosine(bot):
     from knowledge.models import Chunk, Source
 
     source = Source.objects.create(bot=bot, kind="text", name="t")
-    near = Chunk.objects.create(bot=bot, source=source, text="near", embedding=[1, 0, 0], embedding_model="m")
-    Chunk.objects.create(bot=bot, source=source, text="far", embedding=[0, 1, 0], embedding_model="m")
+    near = Chunk.objects.create(
+        bot=bot, source=source, text="near", embedding=[1, 0, 0], embedding_model="m"
+    )
+    Chunk.objects.create(
+        bot=bot, source=source, text="far", embedding=[0, 1, 0], embedding_model="m"
+    )
     from pgvector.django import CosineDistance
 
     stored = Chunk.objects.get(pk=near.pk)
@@ -66,7 +70,9 @@ def test_docker_compose_file_validates(tmp_path):
     assert shutil.which("docker-compose"), "make test installs Debian's docker-compose"
     result = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
         env={"PATH": os.environ["PATH"], "DJANGO_SECRET_KEY": "x" * 50},
     )
     assert result.returncode == 0, result.stderr

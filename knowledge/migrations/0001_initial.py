@@ -10,80 +10,173 @@ from pgvector.django import VectorExtension
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('bots', '0001_initial'),
+        ("bots", "0001_initial"),
     ]
 
     operations = [
         VectorExtension(),
         migrations.CreateModel(
-            name='Source',
+            name="Source",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('csv', 'FAQ CSV'), ('json', 'JSON / JSONL Q&A'), ('markdown', 'Markdown'), ('text', 'Plain text'), ('pdf', 'PDF'), ('docx', 'Word (DOCX)'), ('url', 'Web page'), ('manual', 'FAQ editor')], max_length=16)),
-                ('name', models.CharField(max_length=255)),
-                ('file', models.FileField(blank=True, upload_to='sources/%Y/%m/')),
-                ('url', models.URLField(blank=True, max_length=2000)),
-                ('status', models.CharField(choices=[('pending', 'Queued'), ('processing', 'Processing'), ('ready', 'Ready'), ('failed', 'Failed')], db_index=True, default='pending', max_length=16)),
-                ('stage', models.CharField(blank=True, max_length=32)),
-                ('error', models.TextField(blank=True)),
-                ('warnings', models.JSONField(blank=True, default=list)),
-                ('progress_done', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('chunk_count', models.PositiveIntegerField(default=0)),
-                ('embedding_model', models.CharField(blank=True, max_length=200)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('bot', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='sources', to='bots.bot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("csv", "FAQ CSV"),
+                            ("json", "JSON / JSONL Q&A"),
+                            ("markdown", "Markdown"),
+                            ("text", "Plain text"),
+                            ("pdf", "PDF"),
+                            ("docx", "Word (DOCX)"),
+                            ("url", "Web page"),
+                            ("manual", "FAQ editor"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("name", models.CharField(max_length=255)),
+                ("file", models.FileField(blank=True, upload_to="sources/%Y/%m/")),
+                ("url", models.URLField(blank=True, max_length=2000)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Queued"),
+                            ("processing", "Processing"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("stage", models.CharField(blank=True, max_length=32)),
+                ("error", models.TextField(blank=True)),
+                ("warnings", models.JSONField(blank=True, default=list)),
+                ("progress_done", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("chunk_count", models.PositiveIntegerField(default=0)),
+                ("embedding_model", models.CharField(blank=True, max_length=200)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "bot",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="sources",
+                        to="bots.bot",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='FaqEntry',
+            name="FaqEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('question', models.TextField()),
-                ('answer', models.TextField()),
-                ('category', models.CharField(blank=True, max_length=120)),
-                ('url', models.URLField(blank=True, max_length=2000)),
-                ('alternate_questions', models.JSONField(blank=True, default=list)),
-                ('external_id', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('bot', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='faq_entries', to='bots.bot')),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='faq_entries', to='knowledge.source')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("question", models.TextField()),
+                ("answer", models.TextField()),
+                ("category", models.CharField(blank=True, max_length=120)),
+                ("url", models.URLField(blank=True, max_length=2000)),
+                ("alternate_questions", models.JSONField(blank=True, default=list)),
+                ("external_id", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "bot",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="faq_entries",
+                        to="bots.bot",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="faq_entries",
+                        to="knowledge.source",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'FAQ entries',
-                'ordering': ['pk'],
+                "verbose_name_plural": "FAQ entries",
+                "ordering": ["pk"],
             },
         ),
         migrations.CreateModel(
-            name='Chunk',
+            name="Chunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('title', models.CharField(blank=True, max_length=500)),
-                ('text', models.TextField()),
-                ('embedding', pgvector.django.vector.VectorField()),
-                ('embedding_model', models.CharField(max_length=200)),
-                ('search_vector', django.contrib.postgres.search.SearchVectorField(null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('bot', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='bots.bot')),
-                ('faq', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='knowledge.faqentry')),
-                ('source', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chunks', to='knowledge.source')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                ("title", models.CharField(blank=True, max_length=500)),
+                ("text", models.TextField()),
+                ("embedding", pgvector.django.vector.VectorField()),
+                ("embedding_model", models.CharField(max_length=200)),
+                ("search_vector", django.contrib.postgres.search.SearchVectorField(null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "bot",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="bots.bot",
+                    ),
+                ),
+                (
+                    "faq",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="knowledge.faqentry",
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chunks",
+                        to="knowledge.source",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['source_id', 'position'],
-                'indexes': [models.Index(fields=['bot', 'embedding_model'], name='knowledge_c_bot_id_e798bd_idx'), django.contrib.postgres.indexes.GinIndex(fields=['search_vector'], name='knowledge_c_search__7b3fc8_gin')],
+                "ordering": ["source_id", "position"],
+                "indexes": [
+                    models.Index(
+                        fields=["bot", "embedding_model"], name="knowledge_c_bot_id_e798bd_idx"
+                    ),
+                    django.contrib.postgres.indexes.GinIndex(
+                        fields=["search_vector"], name="knowledge_c_search__7b3fc8_gin"
+                    ),
+                ],
             },
         ),
     ]

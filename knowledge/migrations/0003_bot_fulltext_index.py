@@ -6,20 +6,21 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bots', '0003_calibrated_thresholds'),
-        ('knowledge', '0002_chunk_hnsw_local'),
+        ("bots", "0003_calibrated_thresholds"),
+        ("knowledge", "0002_chunk_hnsw_local"),
     ]
 
     operations = [
         BtreeGinExtension(),
         migrations.RemoveIndex(
-            model_name='chunk',
-            name='knowledge_c_search__7b3fc8_gin',
+            model_name="chunk",
+            name="knowledge_c_search__7b3fc8_gin",
         ),
         migrations.AddIndex(
-            model_name='chunk',
-            index=django.contrib.postgres.indexes.GinIndex(fields=['bot', 'search_vector'], name='knowledge_chunk_bot_fts'),
+            model_name="chunk",
+            index=django.contrib.postgres.indexes.GinIndex(
+                fields=["bot", "search_vector"], name="knowledge_chunk_bot_fts"
+            ),
         ),
     ]

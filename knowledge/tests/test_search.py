@@ -14,7 +14,6 @@ from .factories import SHOP_FAQ, upload
 pytestmark = pytest.mark.django_db
 
 
-
 def ingest_faqs(bot, entries, name="FAQ"):
     source = services.faq_entries_import(bot=bot, name=name, entries=entries, enqueue=False)
     source = services.source_ingest(source_id=source.pk)

@@ -32,7 +32,9 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _error(self, status: int, message: str, type_: str, code: str | None = None):
-        self._json(status, {"error": {"message": message, "type": type_, "param": None, "code": code}})
+        self._json(
+            status, {"error": {"message": message, "type": type_, "param": None, "code": code}}
+        )
 
     def _json(self, status: int, payload: dict):
         body = json.dumps(payload).encode()
@@ -44,7 +46,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         if self.headers.get("Authorization") != f"Bearer {API_KEY}":
-            self._error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+            self._error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
             return False
         return True
 
@@ -53,7 +57,16 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path.rstrip("/").endswith("/models"):
             models = sorted(CHAT_MODELS | set(EMBEDDING_MODELS))
-            self._json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "stub"} for m in models]})
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "stub"}
+                        for m in models
+                    ],
+                },
+            )
         else:
             self._error(404, "Not found", "invalid_request_error")
 
@@ -64,7 +77,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         except json.JSONDecodeError:
-            return self._error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+            return self._error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error"
+            )
         self.server.bodies.append(body)
         if self.server.fail_next:
             self.server.fail_next -= 1
@@ -78,10 +93,21 @@ class Handler(BaseHTTPRequestHandler):
     def _chat(self, body):
         model, messages = body.get("model"), body.get("messages")
         if model not in CHAT_MODELS:
-            return self._error(404, f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
-        if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and m.get("role") in {"system", "user", "assistant"} and isinstance(m.get("content"), str)
-            for m in messages
+            return self._error(
+                404,
+                f"The model `{model}` does not exist.",
+                "invalid_request_error",
+                "model_not_found",
+            )
+        if (
+            not isinstance(messages, list)
+            or not messages
+            or not all(
+                isinstance(m, dict)
+                and m.get("role") in {"system", "user", "assistant"}
+                and isinstance(m.get("content"), str)
+                for m in messages
+            )
         ):
             return self._error(400, "Invalid 'messages'.", "invalid_request_error")
         last = messages[-1]["content"]
@@ -95,33 +121,85 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             for i, word in enumerate(words):
-                chunk = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": created, "model": model,
-                         "choices": [{"index": 0, "delta": {"content": (" " if i else "") + word}, "finish_reason": None}]}
+                chunk = {
+                    "id": "chatcmpl-stub",
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "delta": {"content": (" " if i else "") + word},
+                            "finish_reason": None,
+                        }
+                    ],
+                }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            done = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            done = {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
             self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
             return
-        self._json(200, {
-            "id": "chatcmpl-stub", "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": len(words), "total_tokens": 10 + len(words)},
-        })
+        self._json(
+            200,
+            {
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": " ".join(words)},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 10,
+                    "completion_tokens": len(words),
+                    "total_tokens": 10 + len(words),
+                },
+            },
+        )
 
     def _embeddings(self, body):
         model, inputs = body.get("model"), body.get("input")
         if model not in EMBEDDING_MODELS:
-            return self._error(404, f"The model `{model}` does not exist.", "invalid_request_error", "model_not_found")
+            return self._error(
+                404,
+                f"The model `{model}` does not exist.",
+                "invalid_request_error",
+                "model_not_found",
+            )
         if isinstance(inputs, str):
             inputs = [inputs]
-        if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
-            return self._error(400, "'input' must be a non-empty string or array of strings.", "invalid_request_error")
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(t, str) and t for t in inputs)
+        ):
+            return self._error(
+                400,
+                "'input' must be a non-empty string or array of strings.",
+                "invalid_request_error",
+            )
         dims = int(body.get("dimensions") or EMBEDDING_MODELS[model])
-        self._json(200, {
-            "object": "list", "model": model,
-            "data": [{"object": "embedding", "index": i, "embedding": fake_embedding(t, dims)} for i, t in enumerate(inputs)],
-            "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
-        })
+        self._json(
+            200,
+            {
+                "object": "list",
+                "model": model,
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": fake_embedding(t, dims)}
+                    for i, t in enumerate(inputs)
+                ],
+                "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
+            },
+        )
 
 
 class OpenAIStubServer(ThreadingHTTPServer):

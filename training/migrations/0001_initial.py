@@ -6,41 +6,67 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('bots', '0005_bot_retrieval_tuning_bot_tuned_embedding_model'),
+        ("bots", "0005_bot_retrieval_tuning_bot_tuned_embedding_model"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RetrievalTuning',
+            name="RetrievalTuning",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('deployed', 'Deployed'), ('replaced', 'Replaced by a newer tuning'), ('skipped', 'Not needed'), ('failed', 'Failed')], db_index=True, default='queued', max_length=16)),
-                ('stage', models.CharField(blank=True, max_length=40)),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('message', models.TextField(blank=True)),
-                ('base_model', models.CharField(blank=True, max_length=200)),
-                ('model_name', models.CharField(blank=True, max_length=200)),
-                ('weights', models.CharField(blank=True, max_length=300)),
-                ('entries', models.PositiveIntegerField(default=0)),
-                ('phrasings', models.PositiveIntegerField(default=0)),
-                ('chunks', models.PositiveIntegerField(default=0)),
-                ('progress_done', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('losses', models.JSONField(blank=True, default=list)),
-                ('train_seconds', models.FloatField(blank=True, null=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('bot', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='retrieval_tunings', to='bots.bot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("deployed", "Deployed"),
+                            ("replaced", "Replaced by a newer tuning"),
+                            ("skipped", "Not needed"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("stage", models.CharField(blank=True, max_length=40)),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("message", models.TextField(blank=True)),
+                ("base_model", models.CharField(blank=True, max_length=200)),
+                ("model_name", models.CharField(blank=True, max_length=200)),
+                ("weights", models.CharField(blank=True, max_length=300)),
+                ("entries", models.PositiveIntegerField(default=0)),
+                ("phrasings", models.PositiveIntegerField(default=0)),
+                ("chunks", models.PositiveIntegerField(default=0)),
+                ("progress_done", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("losses", models.JSONField(blank=True, default=list)),
+                ("train_seconds", models.FloatField(blank=True, null=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "bot",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="retrieval_tunings",
+                        to="bots.bot",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-pk'],
+                "ordering": ["-created_at", "-pk"],
             },
         ),
     ]

@@ -8,7 +8,6 @@ from playwright.sync_api import expect
 
 from training.models import RetrievalTuning
 
-from .test_e2e import auto_tuning, cleanup  # noqa: F401 (fixtures)
 from .test_retrieval_tuning import ACCOUNT_FAQ
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
@@ -16,7 +15,15 @@ PASSWORD = "correct-horse-battery-9"  # conftest.make_user
 
 
 def test_owner_watches_the_worker_tune_retrieval_after_an_upload(
-    auto_tuning, browser, asgi_server, celery_worker_process, user, bot, cleanup, screenshot, tmp_path  # noqa: F811
+    auto_tuning,
+    browser,
+    asgi_server,
+    celery_worker_process,
+    user,
+    bot,
+    cleanup,
+    screenshot,
+    tmp_path,
 ):
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{asgi_server}/accounts/login/?next=/bots/{bot.pk}/knowledge/")

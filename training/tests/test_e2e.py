@@ -4,11 +4,9 @@ it by itself, and the next answer (in this process) uses the tuned model the wor
 import json
 
 import pytest
-from django.core.files.storage import default_storage
 from django.urls import reverse
 
 from bots.answer import answer
-from knowledge.models import Source
 from knowledge.tests.factories import upload
 from knowledge.tests.test_e2e import wait_for
 from training.models import RetrievalTuning
@@ -16,22 +14,6 @@ from training.models import RetrievalTuning
 from .test_retrieval_tuning import ACCOUNT_FAQ
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def auto_tuning(settings):
-    settings.RETRIEVAL_TUNING_AUTO = True  # passed on to the worker by child_env()
-
-
-@pytest.fixture
-def cleanup(bot):
-    yield
-    for source in Source.objects.filter(bot=bot):
-        if source.file:
-            source.file.storage.delete(source.file.name)
-    for weights in RetrievalTuning.objects.filter(bot=bot).values_list("weights", flat=True):
-        if weights:
-            default_storage.delete(weights)
 
 
 def test_an_uploaded_faq_is_tuned_by_the_worker_and_answers_with_the_tuned_model(
@@ -44,7 +26,9 @@ def test_an_uploaded_faq_is_tuned_by_the_worker_and_answers_with_the_tuned_model
     assert response.status_code == 302
 
     tuning = wait_for(
-        lambda: RetrievalTuning.objects.filter(bot=bot, status__in=["deployed", "failed", "skipped"]).first(),
+        lambda: RetrievalTuning.objects.filter(
+            bot=bot, status__in=["deployed", "failed", "skipped"]
+        ).first(),
         300,
         celery_worker_process,
         "the worker to tune retrieval after the ingest",
@@ -54,12 +38,15 @@ def test_an_uploaded_faq_is_tuned_by_the_worker_and_answers_with_the_tuned_model
     bot.refresh_from_db()
     assert bot.tuned_embedding_model == tuning.model_name
 
-    panel = owner_client.get(reverse("training:tuning_panel", args=[bot.pk]), HTTP_HX_REQUEST="true")
+    panel = owner_client.get(
+        reverse("training:tuning_panel", args=[bot.pk]), HTTP_HX_REQUEST="true"
+    )
     html = panel.content.decode()
     assert "Tuned" in html and tuning.model_name in html and "every 2s" not in html
 
     # This process has never seen the model: it loads the weights the worker stored.
     result = answer(bot, "please unlock my card again", generate=False)
     assert result.answered and result.retrieved[0]["title"] in (
-        "How do I unfreeze my card?", *ACCOUNT_FAQ[1]["example_questions"]
+        "How do I unfreeze my card?",
+        *ACCOUNT_FAQ[1]["example_questions"],
     )

@@ -67,13 +67,19 @@ def test_tuning_trains_stores_and_deploys_a_model_that_search_then_uses(bot):
     assert tuning.model_name.startswith(f"all-MiniLM-L6-v2~t{tuning.pk}-")
     full_name = providers.embedding_model_for_bot(bot)
     assert full_name == f"local:{tuning.model_name}"
-    assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {full_name}
-    assert set(Source.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {full_name}
+    assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
+        full_name
+    }
+    assert set(Source.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
+        full_name
+    }
     assert default_storage.exists(tuning.weights)
 
     # The stored vectors are the tuned model's, not the base model's.
     chunk = Chunk.objects.filter(bot=bot, title="block my card for now").get()
-    tuned = np.asarray(providers.get_provider("local").embed([chunk.title], model=bot.tuned_embedding_model)[0])
+    tuned = np.asarray(
+        providers.get_provider("local").embed([chunk.title], model=bot.tuned_embedding_model)[0]
+    )
     base = np.asarray(providers.get_provider("local").embed([chunk.title])[0])
     assert float(np.dot(np.asarray(chunk.embedding), tuned)) > 0.999
     assert float(np.dot(tuned, base)) < 0.99
@@ -127,7 +133,9 @@ def test_a_soup_of_runs_is_the_average_of_the_runs_weights():
         np.testing.assert_allclose(soup[name], (first[name] + second[name]) / 2, atol=1e-6)
     # Progress counts both runs' steps; the losses are the runs' mean per epoch.
     assert steps[-1][0] == steps[-1][1] == len(steps) and len(steps) % 2 == 0
-    assert soup_losses == pytest.approx([(a + b) / 2 for a, b in zip(first_losses, second_losses)])
+    assert soup_losses == pytest.approx(
+        [(a + b) / 2 for a, b in zip(first_losses, second_losses, strict=True)]
+    )
 
 
 def test_a_bot_without_alternate_phrasings_is_not_tuned_and_says_why(bot):
@@ -177,8 +185,12 @@ def test_ingesting_after_deploy_embeds_with_the_tuned_model(bot):
 
     tuned = providers.embedding_model_for_bot(bot)
     assert source.embedding_model == tuned
-    assert set(Chunk.objects.filter(source=source).values_list("embedding_model", flat=True)) == {tuned}
-    assert selectors.search(bot=bot, query="when do you open", limit=1)[0].faq_external_id == "hours"
+    assert set(Chunk.objects.filter(source=source).values_list("embedding_model", flat=True)) == {
+        tuned
+    }
+    assert (
+        selectors.search(bot=bot, query="when do you open", limit=1)[0].faq_external_id == "hours"
+    )
 
 
 def test_an_ingestion_that_embedded_with_the_old_model_runs_again(bot):
@@ -220,7 +232,10 @@ def test_turning_tuning_off_keeps_the_tuned_model_answering_until_the_base_one_i
 
     bot.refresh_from_db()
     assert bot.retrieval_tuning is False and bot.tuned_embedding_model == tuning.model_name
-    assert selectors.search(bot=bot, query="how do I freeze my card", limit=1)[0].faq_external_id == "freeze"
+    assert (
+        selectors.search(bot=bot, query="how do I freeze my card", limit=1)[0].faq_external_id
+        == "freeze"
+    )
 
     assert retrieval.tuning_revert(bot_id=bot.pk) is True
     assert retrieval.tuning_revert(bot_id=bot.pk) is False  # delivered twice: nothing more to do
@@ -230,11 +245,16 @@ def test_turning_tuning_off_keeps_the_tuned_model_answering_until_the_base_one_i
     tuning.refresh_from_db()
     assert tuning.status == RetrievalTuning.Status.REPLACED
     source.refresh_from_db()
-    assert source.status == Source.Status.READY and source.embedding_model == "local:all-MiniLM-L6-v2"
+    assert (
+        source.status == Source.Status.READY and source.embedding_model == "local:all-MiniLM-L6-v2"
+    )
     assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
         "local:all-MiniLM-L6-v2"
     }
-    assert selectors.search(bot=bot, query="how do I freeze my card", limit=1)[0].faq_external_id == "freeze"
+    assert (
+        selectors.search(bot=bot, query="how do I freeze my card", limit=1)[0].faq_external_id
+        == "freeze"
+    )
 
 
 def test_turning_tuning_back_on_before_the_revert_ran_keeps_the_tuned_model(bot):
@@ -256,14 +276,19 @@ def test_a_lost_revert_is_asked_for_again_by_the_beat_task(bot):
     assert retrieval.tunings_recover_stuck()["reverts"] == 1
 
 
-def test_a_newer_tuning_replaces_the_deployed_one_and_deletes_its_weights(bot, django_capture_on_commit_callbacks):
+def test_a_newer_tuning_replaces_the_deployed_one_and_deletes_its_weights(
+    bot, django_capture_on_commit_callbacks
+):
     ingest(bot, ACCOUNT_FAQ)
     first = tune(bot)
     with django_capture_on_commit_callbacks(execute=True):
         second = tune(bot)
 
     first.refresh_from_db()
-    assert (first.status, second.status) == (RetrievalTuning.Status.REPLACED, RetrievalTuning.Status.DEPLOYED)
+    assert (first.status, second.status) == (
+        RetrievalTuning.Status.REPLACED,
+        RetrievalTuning.Status.DEPLOYED,
+    )
     assert not default_storage.exists(first.weights)
     assert default_storage.exists(second.weights)
 

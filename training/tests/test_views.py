@@ -38,11 +38,15 @@ def test_tune_now_queues_one_tuning_and_the_card_polls_while_it_waits(owner_clie
     assert 'hx-trigger="every 2s"' in html and "Queued" in html and "Tune now" not in html
 
 
-def test_turning_tuning_off_shows_the_switch_back_until_the_base_model_answers(owner_client, faq_bot):
+def test_turning_tuning_off_shows_the_switch_back_until_the_base_model_answers(
+    owner_client, faq_bot
+):
     tuning = retrieval.tuning_request(bot=faq_bot, force=True)
     retrieval.tuning_run(tuning_id=tuning.pk)
 
-    response = owner_client.post(reverse("training:tuning_off", args=[faq_bot.pk]), HTTP_HX_REQUEST="true")
+    response = owner_client.post(
+        reverse("training:tuning_off", args=[faq_bot.pk]), HTTP_HX_REQUEST="true"
+    )
 
     html = response.content.decode()
     assert "Switching off" in html and 'hx-trigger="every 2s"' in html
@@ -63,7 +67,9 @@ def test_a_bot_that_cannot_be_tuned_says_why_and_offers_no_button(owner_client, 
     assert not RetrievalTuning.objects.exists()
 
 
-@pytest.mark.parametrize("name,method", [("tuning_panel", "get"), ("tuning_start", "post"), ("tuning_off", "post")])
+@pytest.mark.parametrize(
+    "name,method", [("tuning_panel", "get"), ("tuning_start", "post"), ("tuning_off", "post")]
+)
 def test_another_owner_gets_404_and_changes_nothing(other_client, faq_bot, name, method):
     response = getattr(other_client, method)(reverse(f"training:{name}", args=[faq_bot.pk]))
     assert response.status_code == 404

@@ -63,7 +63,9 @@ class Command(BaseCommand):
         bot.refresh_from_db()
         if settings.RETRIEVAL_TUNING_AUTO and not bot.tuned_embedding_model:
             if tuning_request(bot=bot, reason="demo set-up"):
-                self.stdout.write("  retrieval tuning queued (the worker trains it in the background)")
+                self.stdout.write(
+                    "  retrieval tuning queued (the worker trains it in the background)"
+                )
 
     def _seed_knowledge(self, bot: Bot) -> None:
         """Ingest the sample knowledge synchronously, once: a bot with ready sources is left alone,
