@@ -59,8 +59,8 @@ class Bot(models.Model):
         default=True,
         help_text=(
             "After each FAQ change, fine-tune the local embedding model on your questions' own "
-            "phrasings, so similar questions are told apart better (local models only; a few "
-            "seconds for a small FAQ, about two minutes for 150 entries)."
+            "phrasings, so similar questions are told apart better (local models only; about a "
+            "minute for a small FAQ, several minutes for 150 entries)."
         ),
     )
     # Set by training.retrieval when a tuned embedding model is deployed (e.g.
@@ -69,16 +69,16 @@ class Bot(models.Model):
     # Answer thresholds, on the cosine between the question and an FAQ entry's mean phrasing.
     # Calibrated on the CLINC150 dev split (benchmarks/faq_bench.py --sweep) for the default path,
     # a local FAQ bot with tuned retrieval: at 0.80, 34% of questions get a verbatim answer and
-    # 99% of those are right; below 0.43 the bot refuses (dev: 0.911 in-scope top-1 at 0.79
-    # out-of-scope refusal recall). With the untuned base model the same 0.43 refuses more
-    # (dev: 0.834 top-1 at 0.91 refusal recall).
+    # 99% of those are right; below 0.45 the bot refuses (dev: 0.906 in-scope top-1 at 0.84
+    # out-of-scope refusal recall; see bots/answer.py for how it was chosen). With the untuned
+    # base model the same threshold refuses more.
     direct_threshold = models.FloatField(
         default=0.80,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Similarity above which the best FAQ answer is returned verbatim.",
     )
     answer_threshold = models.FloatField(
-        default=0.43,
+        default=0.45,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Similarity below which the bot gives its fallback message.",
     )

@@ -118,8 +118,8 @@ def train_embedding_model(
 
     Each step takes up to `batch_size` anchors from distinct groups, each paired with another
     phrasing of its group; the other pairs in the batch are the negatives. on_step(done, total)
-    reports progress. Measured on CLINC150 (150 entries x 6 phrasings): 3 epochs in 160-220 s on
-    one core of a busy 2-core machine (~95 s on two quiet ones); DEV in-scope top-1 of the plain
+    reports progress. Measured on CLINC150 (150 entries x 6 phrasings): 3 epochs of one run in
+    160-220 s on one core of a busy 2-core machine (~80-95 s on two quiet ones); DEV in-scope top-1 of the plain
     centroid rule 0.873 -> 0.914 at the same out-of-scope refusal recall (0.70). The 35-entry
     demo FAQ (80 phrasings) trains in ~30 s per run.
 
