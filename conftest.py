@@ -92,6 +92,8 @@ def child_env() -> dict:
         "ASKHANDLE_RETRIEVAL_TUNING_AUTO": "1" if settings.RETRIEVAL_TUNING_AUTO else "0",
         "PYTHONUNBUFFERED": "1",
     }
+    if settings.OPENAI_BASE_URL:  # a test's local OpenAI-compatible server (openai_server)
+        env.update(OPENAI_BASE_URL=settings.OPENAI_BASE_URL, OPENAI_API_KEY=settings.OPENAI_API_KEY)
     env.pop("PYTEST_VERSION", None)
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     return env

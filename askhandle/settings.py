@@ -266,5 +266,9 @@ LOGGING = {
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "bots.tasks.worker_heartbeat", "schedule": 30.0},
     "knowledge-recover-stuck": {"task": "knowledge.tasks.recover_stuck_sources", "schedule": 60.0},
+    "knowledge-recover-reembeddings": {
+        "task": "knowledge.tasks.recover_stuck_reembeddings",
+        "schedule": 60.0,
+    },
     "training-recover-stuck": {"task": "training.tasks.recover_stuck_tunings", "schedule": 60.0},
 }

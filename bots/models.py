@@ -66,6 +66,10 @@ class Bot(models.Model):
     # Set by training.retrieval when a tuned embedding model is deployed (e.g.
     # 'all-MiniLM-L6-v2~t12'); blank = the bot's embedding model as chosen.
     tuned_embedding_model = models.CharField(max_length=200, blank=True, editable=False)
+    # While the bot switches embedding models (knowledge.reembedding): the fully qualified model
+    # its stored vectors come from, e.g. 'local:all-MiniLM-L6-v2'. Searches and ingestions keep
+    # using it until every chunk has the new model's vector; blank = the model the settings name.
+    serving_embedding = models.CharField(max_length=200, blank=True, editable=False)
     # Answer thresholds, on the cosine between the question and an FAQ entry's mean phrasing.
     # Calibrated on the CLINC150 dev split (benchmarks/faq_bench.py --sweep) for the default path,
     # a local FAQ bot with tuned retrieval: at 0.80, 34% of questions get a verbatim answer and

@@ -30,7 +30,8 @@ def bot_update(*, bot: Bot, **fields) -> Bot:
     for key, value in fields.items():
         setattr(bot, key, value)
     bot.full_clean()
-    bot.save()
+    # Only these fields: workers change others (tuned_embedding_model, serving_embedding) meanwhile.
+    bot.save(update_fields=[*fields, "updated_at"])
     return bot
 
 

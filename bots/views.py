@@ -48,16 +48,21 @@ def bot_edit(request, bot_id: int):
     form = BotForm(request.POST or None, instance=bot)
     embedding_before = (bot.provider, bot.embedding_model)  # is_valid() updates the instance
     if request.method == "POST" and form.is_valid():
-        form.save()
+        form.save(commit=False)
+        # Only the form's fields: a tuning deploy or an embedding switch may have changed the
+        # bot's model fields (tuned_embedding_model, serving_embedding) since this request read it.
+        bot.save(update_fields=[*form.Meta.fields, "updated_at"])
         messages.success(request, "Settings saved.")
         if (bot.provider, bot.embedding_model) != embedding_before:
-            from knowledge.services import bot_reembed
-            from training.retrieval import bot_model_changed
+            from knowledge.reembedding import embedding_change
 
-            bot_model_changed(bot=bot)
-            if bot_reembed(bot=bot):
+            if embedding_change(
+                bot=bot, provider_before=embedding_before[0], model_before=embedding_before[1]
+            ):
                 messages.info(
-                    request, "The embedding model changed: every source is being re-embedded."
+                    request,
+                    "The embedding model changed: the bot's knowledge is being re-embedded. "
+                    "It keeps answering with the previous model until that is done.",
                 )
         return redirect("bots:detail", bot_id=bot.pk)
     return render(

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Chunk, FaqEntry, Source
+from .models import Chunk, FaqEntry, Reembedding, Source
 
 
 @admin.register(Source)
@@ -29,3 +29,12 @@ class ChunkAdmin(admin.ModelAdmin):
     raw_id_fields = ["source", "faq"]
     autocomplete_fields = ["bot"]
     exclude = ["embedding", "search_vector"]
+
+
+@admin.register(Reembedding)
+class ReembeddingAdmin(admin.ModelAdmin):
+    list_display = ["bot", "from_model", "to_model", "status", "progress_done", "created_at"]
+    list_filter = ["status", "to_model"]
+    search_fields = ["bot__name", "error"]
+    autocomplete_fields = ["bot"]
+    readonly_fields = ["created_at", "updated_at", "started_at", "finished_at"]

@@ -89,7 +89,8 @@ def embed_query(bot, query: str) -> list[float]:
     so a newly deployed tuned model never sees vectors of the old one."""
     if not settings.QUERY_EMBED_CACHE_SIZE:
         return providers.embed_for_bot(bot, [query])[0]
-    return list(_embed_cached(bot.provider, providers.embedding_model_arg(bot) or "", query))
+    provider = providers.embedding_provider(bot).name
+    return list(_embed_cached(provider, providers.embedding_model_arg(bot) or "", query))
 
 
 def embed_queries(bot, queries: list[str]) -> list[list[float]]:
@@ -356,6 +357,11 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     )
     similarity = {cid: 1.0 - float(d) for cid, _, d in [*vector_rows, *text_rows]}
     if not similarity:
+        # A switch of embedding model (a tuning deploy, knowledge.reembedding) may have committed
+        # between reading the bot and searching: its chunks now carry the new model's name.
+        fresh = type(bot).objects.filter(pk=bot.pk).first()
+        if fresh is not None and providers.embedding_model_for_bot(fresh) != model:
+            return search(bot=fresh, query=query, limit=limit)
         return []
     faq_of = {cid: faq_id for cid, faq_id, _ in [*vector_rows, *text_rows]}
 

@@ -200,19 +200,6 @@ def source_delete(*, source: Source) -> None:
             transaction.on_commit(lambda: file.storage.delete(file.name))
 
 
-def bot_reembed(*, bot: Bot) -> list[Source]:
-    """Re-embed every source of a bot with its current embedding model, one tracked ingestion each.
-
-    Old vectors stay until each source is replaced; search filters on the model, so they never mix.
-    """
-    sources = list(bot.sources.all())
-    with transaction.atomic():
-        for source in sources:
-            _request_ingest(source.pk)
-            _enqueue(source.pk)
-    return sources
-
-
 # --- The FAQ editor --------------------------------------------------------------------------------
 
 
@@ -468,7 +455,7 @@ def _ingest(source: Source, token) -> None:
     parsed_at = time.perf_counter()
     specs = _specs(parsed)
     model = providers.embedding_model_for_bot(bot)
-    provider = providers.for_bot(bot)
+    provider = providers.embedding_provider(bot)
     model_arg = providers.embedding_model_arg(bot)
     _progress(source.pk, token, stage="embedding", progress_total=len(specs))
     # Batches of similar length: the model pads each batch to its longest text, so embedding in

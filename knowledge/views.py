@@ -14,10 +14,10 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from bots.access import get_bot_for_user
 
-from . import services
+from . import reembedding, services
 from .access import get_faq_entry_for_user, get_source_for_user
 from .forms import FaqEntryForm, SourceForm
-from .models import FaqEntry, Source
+from .models import FaqEntry, Reembedding, Source
 
 PAGE = "knowledge/knowledge.html"
 FAQ_LIMIT = 200
@@ -54,6 +54,7 @@ def _page_context(bot, **extra) -> dict:
         "source_form": SourceForm(),
         "faq_form": FaqEntryForm(),
         **_faq_context(bot, ""),
+        "reembedding": Reembedding.objects.filter(bot=bot).first(),
     }
     context.update(extra)
     return context
@@ -231,4 +232,32 @@ def faq_bulk_delete(request, bot_id: int):
             )
         )
     messages.success(request, f"Deleted {count} entr{'y' if count == 1 else 'ies'}.")
+    return redirect("knowledge:page", bot_id=bot.pk)
+
+
+@login_required
+@require_GET
+def reembedding_panel(request, bot_id: int):
+    """The polled embedding-model switch card; 286 (stop polling) once the switch has ended."""
+    bot = get_bot_for_user(request.user, bot_id)
+    if not request.htmx:
+        return redirect("knowledge:page", bot_id=bot.pk)
+    job = Reembedding.objects.filter(bot=bot).first()
+    context = {"bot": bot, "reembedding": job, "just_finished": True}
+    response = render(request, f"{PAGE}#reembed-panel", context)
+    if job is None or not job.is_active:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@login_required
+@require_POST
+def reembedding_retry(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    if reembedding.reembedding_retry(bot=bot) is None:
+        messages.info(request, "There is no failed switch of embedding model to retry.")
+    bot.refresh_from_db()
+    if request.htmx:
+        context = {"bot": bot, "reembedding": Reembedding.objects.filter(bot=bot).first()}
+        return render(request, f"{PAGE}#reembed-panel", context)
     return redirect("knowledge:page", bot_id=bot.pk)

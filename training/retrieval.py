@@ -32,16 +32,16 @@ import secrets
 import time
 from datetime import timedelta
 
-import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 import providers
 from bots.models import Bot
+from knowledge.reembedding import embed_chunks, swap_vectors
 from providers.local import TUNED_SEPARATOR, train_embedding_model, tuned_weights_name
 
 from .models import RetrievalTuning
@@ -76,6 +76,8 @@ def tuning_unavailable_reason(bot: Bot) -> str:
     """Why this bot cannot be tuned now ("" if it can)."""
     from knowledge.models import Chunk, FaqEntry
 
+    if bot.serving_embedding:
+        return "The bot is switching embedding models; tuning can start once that is done."
     if bot.provider != Bot.Provider.LOCAL or (bot.embedding_model or "").strip() not in (
         "",
         providers.get_provider("local").default_embedding_model(),
@@ -156,29 +158,25 @@ def tuning_revert(*, bot_id: int) -> bool:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or bot.retrieval_tuning or not bot.tuned_embedding_model:
         return False
-    model_arg = bot.embedding_model or None
-    chunk_ids, vectors = _embed_chunks(bot, model_arg)
+    chunk_ids, vectors = embed_chunks(
+        bot, providers.get_provider("local"), bot.embedding_model or None
+    )
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot_id)
         if bot.retrieval_tuning or not bot.tuned_embedding_model:
             return False
         bot.tuned_embedding_model = ""
-        _swap_vectors(bot, providers.embedding_model_for_bot(bot), chunk_ids, vectors)
-        _retire_deployed(bot.pk, "Tuning was turned off; the base model answers again.")
+        swap_vectors(bot, providers.embedding_model_for_bot(bot), chunk_ids, vectors)
+        tuned_models_retire(bot.pk, "Tuning was turned off; the base model answers again.")
         Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model="")
     log.info("Bot %s is back on the base embedding model (%d chunks)", bot_id, len(chunk_ids))
     return True
 
 
-def bot_model_changed(*, bot: Bot) -> None:
-    """The owner picked another provider or embedding model: the tuned model no longer applies."""
-    with transaction.atomic():
-        Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model="")
-        _retire_deployed(bot.pk, "The bot's embedding model changed.")
-    bot.tuned_embedding_model = ""
-
-
-def _retire_deployed(bot_id: int, message: str) -> None:
+def tuned_models_retire(bot_id: int, message: str) -> None:
+    """The bot no longer searches its tuned model (replaced, turned off, or knowledge.reembedding
+    switched the bot to another embedding model): mark the deployed tuning replaced and delete
+    its weights after commit."""
     for tuning in RetrievalTuning.objects.filter(
         bot_id=bot_id, status=RetrievalTuning.Status.DEPLOYED
     ):
@@ -308,33 +306,6 @@ def _faq_groups(bot: Bot) -> list[list[str]]:
     ]
 
 
-def _embed_text(chunk: dict) -> str:
-    # Mirrors knowledge.services._specs: FAQ chunks embed their phrasing (the title), document
-    # chunks "title\ntext".
-    return chunk["title"] if chunk["faq_id"] else f"{chunk['title']}\n{chunk['text']}"
-
-
-def _embed_chunks(bot: Bot, model_arg: str | None, on_progress=None) -> tuple[list[int], list]:
-    """(chunk ids, vectors) of every chunk of the bot, embedded with `model_arg`."""
-    from knowledge.models import Chunk
-
-    chunks = list(
-        Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text")
-    )
-    provider = providers.get_provider("local")
-    # Similar lengths batch together: the model pads each batch to its longest text.
-    order = sorted(range(len(chunks)), key=lambda i: len(_embed_text(chunks[i])))
-    vectors: list = [None] * len(chunks)
-    for start in range(0, len(order), EMBED_BATCH):
-        batch = order[start : start + EMBED_BATCH]
-        embedded = provider.embed([_embed_text(chunks[i]) for i in batch], model=model_arg)
-        for i, vector in zip(batch, embedded, strict=True):
-            vectors[i] = vector
-        if on_progress:
-            on_progress(start + len(batch), len(chunks))
-    return [c["pk"] for c in chunks], vectors
-
-
 def _run(tuning: RetrievalTuning, token) -> None:
     bot = tuning.bot
     groups = _faq_groups(bot)
@@ -380,8 +351,9 @@ def _run(tuning: RetrievalTuning, token) -> None:
             progress_done=0,
             progress_total=0,
         )
-        chunk_ids, vectors = _embed_chunks(
+        chunk_ids, vectors = embed_chunks(
             bot,
+            providers.get_provider("local"),
             model_name,
             lambda done, total: _progress(
                 tuning.pk, token, progress_done=done, progress_total=total
@@ -397,46 +369,6 @@ def _run(tuning: RetrievalTuning, token) -> None:
         raise
 
 
-STAGE_SQL = "CREATE TEMP TABLE tuned_vectors (id bigint, embedding vector) ON COMMIT DROP"
-
-
-def _swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> None:
-    """Inside the caller's transaction, holding the bot row: give the listed chunks their new
-    vectors and model name. Chunks this job did not see (a source that finished ingesting
-    meanwhile) carry another model's vectors: their sources are ingested again, after commit,
-    with the bot's model as it is then."""
-    from pgvector.psycopg.vector import register_vector_info
-    from psycopg.types import TypeInfo
-
-    from knowledge.models import Chunk, Source
-    from knowledge.services import source_requeue
-
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
-        raw.execute(STAGE_SQL)
-        with raw.copy("COPY tuned_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "vector"])
-            for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
-                copy.write_row((chunk_id, np.asarray(vector, dtype=np.float32)))
-        raw.execute(
-            "UPDATE knowledge_chunk c SET embedding = t.embedding, embedding_model = %s "
-            "FROM tuned_vectors t WHERE c.id = t.id AND c.bot_id = %s",
-            [full_name, bot.pk],
-        )
-        raw.execute("DROP TABLE tuned_vectors")
-    stale_sources = set(
-        Chunk.objects.filter(bot=bot)
-        .exclude(embedding_model=full_name)
-        .values_list("source_id", flat=True)
-    )
-    Source.objects.filter(bot=bot, chunk_count__gt=0).exclude(pk__in=stale_sources).update(
-        embedding_model=full_name
-    )
-    for source_id in stale_sources:
-        source_requeue(source_id=source_id)
-
-
 def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int], vectors) -> None:
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=tuning.bot_id)
@@ -447,8 +379,8 @@ def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int
         )
         if reason:
             raise Skipped(reason)
-        _swap_vectors(bot, f"local:{model_name}", chunk_ids, vectors)
-        _retire_deployed(bot.pk, f"Replaced by tuning {tuning.pk}.")
+        swap_vectors(bot, f"local:{model_name}", chunk_ids, vectors)
+        tuned_models_retire(bot.pk, f"Replaced by tuning {tuning.pk}.")
         Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model=model_name)
         _finish(
             tuning.pk,

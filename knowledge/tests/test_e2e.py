@@ -114,3 +114,59 @@ def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(
     assert source.attempts == 2 and source.chunk_count == 700
     assert Chunk.objects.filter(source=source).count() == 700
     assert FaqEntry.objects.filter(source=source).count() == 700
+
+
+def test_switching_embedding_model_runs_on_the_worker_while_the_old_vectors_answer(
+    openai_server, celery_worker_process, owner_client, bot, cleanup_files
+):
+    from bots.models import Bot
+    from knowledge.models import Reembedding
+    from knowledge.selectors import search
+
+    csv = "question,answer\nDo you deliver?,Yes within 2 days.\nDo you repair e-bikes?,Yes all brands.\n"
+    owner_client.post(
+        reverse("knowledge:source_add", args=[bot.pk]), {"file": upload("faq.csv", csv)}
+    )
+    source = Source.objects.get(bot=bot)
+    cleanup_files.append(source)
+    wait_for(
+        lambda: Source.objects.get(pk=source.pk).status == Source.Status.READY,
+        120,
+        celery_worker_process,
+        "the source to be ingested",
+    )
+    form = {
+        "name": bot.name,
+        "slug": bot.slug,
+        "greeting": bot.greeting,
+        "instructions": bot.instructions,
+        "mode": bot.mode,
+        "fallback_message": bot.fallback_message,
+        "provider": "openai",
+        "embedding_model": "",
+        "chat_model": "",
+        "direct_threshold": bot.direct_threshold,
+        "answer_threshold": bot.answer_threshold,
+        "primary_colour": bot.primary_colour,
+    }
+    assert owner_client.post(reverse("bots:edit", args=[bot.pk]), form).status_code == 302
+    # Whatever the worker has reached, every search finds the FAQ: old vectors or new ones.
+    assert search(bot=Bot.objects.get(pk=bot.pk), query="Do you deliver?")[0].answer == (
+        "Yes within 2 days."
+    )
+    panel = reverse("knowledge:reembedding", args=[bot.pk])
+    response = wait_for(
+        lambda: (r := owner_client.get(panel, HTTP_HX_REQUEST="true")).status_code == 286 and r,
+        120,
+        celery_worker_process,
+        "the switch to finish",
+    )
+    assert b"2 chunks re-embedded" in response.content
+    job = Reembedding.objects.get(bot=bot)
+    assert job.status == Reembedding.Status.DONE and job.attempts == 1
+    bot.refresh_from_db()
+    assert bot.serving_embedding == ""
+    assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
+        "openai:text-embedding-3-small"
+    }
+    assert search(bot=bot, query="Do you deliver?")[0].answer == "Yes within 2 days."

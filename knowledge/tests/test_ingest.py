@@ -275,22 +275,6 @@ def test_bulk_delete_ignores_other_bots_entries(bot, other_bot):
     assert FaqEntry.objects.filter(pk=theirs.pk).exists()
 
 
-def test_changing_the_embedding_provider_reembeds_every_source(bot, openai_server):
-    source = ingest(add(bot, "faq.csv", FAQ_CSV))
-    assert source.embedding_model == "local:all-MiniLM-L6-v2"
-    bot.provider = "openai"
-    bot.save()
-    services.bot_reembed(bot=bot)
-    source.refresh_from_db()
-    assert source.status == Source.Status.PENDING
-    source = ingest(source)
-    assert source.status == Source.Status.READY, source.error
-    assert source.embedding_model == "openai:text-embedding-3-small"
-    models = set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True))
-    assert models == {"openai:text-embedding-3-small"}
-    assert len(Chunk.objects.filter(bot=bot).first().embedding) == 1536
-
-
 def test_recovery_requeues_stuck_sources_and_fails_them_after_three_attempts(bot):
     from datetime import timedelta
 

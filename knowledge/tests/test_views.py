@@ -251,7 +251,11 @@ def test_anonymous_is_sent_to_login(client, bot):
     assert response.status_code == 302 and "/accounts/login" in response.url
 
 
-def test_changing_the_provider_in_settings_requeues_every_source(owner_client, bot, source):
+def test_changing_the_provider_in_settings_queues_one_switch_and_sources_keep_answering(
+    owner_client, bot, source
+):
+    from knowledge.models import Reembedding
+
     ingest_source.apply(args=[source.pk])
     data = {
         "name": bot.name,
@@ -268,12 +272,18 @@ def test_changing_the_provider_in_settings_requeues_every_source(owner_client, b
         "primary_colour": "#123456",
     }
     owner_client.post(reverse("bots:edit", args=[bot.pk]), data)
-    assert Source.objects.get(pk=source.pk).status == Source.Status.READY  # nothing changed
+    assert not Reembedding.objects.filter(bot=bot).exists()  # the model did not change
     response = owner_client.post(
         reverse("bots:edit", args=[bot.pk]), {**data, "provider": "openai"}, follow=True
     )
-    assert Source.objects.get(pk=source.pk).status == Source.Status.PENDING
-    assert b"every source is being re-embedded" in response.content
+    assert Source.objects.get(pk=source.pk).status == Source.Status.READY
+    job = Reembedding.objects.get(bot=bot)
+    assert job.status == Reembedding.Status.QUEUED
+    assert (job.from_model, job.to_model) == (
+        "local:all-MiniLM-L6-v2",
+        "openai:text-embedding-3-small",
+    )
+    assert b"keeps answering with the previous model" in response.content
 
 
 def test_uploaded_files_are_never_served_as_urls(owner_client, bot):

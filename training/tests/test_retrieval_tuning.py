@@ -321,15 +321,36 @@ def test_the_same_task_delivered_twice_tunes_once(bot):
     assert RetrievalTuning.objects.get(pk=tuning.pk).attempts == 1
 
 
-def test_choosing_another_embedding_model_drops_the_tuned_one(bot):
+def test_choosing_another_embedding_model_replaces_the_tuned_one_once_switched(
+    bot, openai_server, django_capture_on_commit_callbacks
+):
+    from knowledge import reembedding
+
     ingest(bot, ACCOUNT_FAQ)
     tuning = tune(bot)
+    tuned = f"local:{tuning.model_name}"
 
-    bot.provider = Bot.Provider.OPENAI  # what the settings form saved
-    bot.save()
-    retrieval.bot_model_changed(bot=bot)
+    Bot.objects.filter(pk=bot.pk).update(provider=Bot.Provider.OPENAI)  # the settings form
+    job = reembedding.embedding_change(bot=bot, provider_before="local", model_before="")
 
-    assert Bot.objects.get(pk=bot.pk).tuned_embedding_model == ""
-    assert providers.embedding_model_for_bot(bot).startswith("openai:")
+    # The tuned model keeps answering (its weights stay) until the new vectors are in.
+    bot.refresh_from_db()
+    assert bot.tuned_embedding_model == "" and bot.serving_embedding == tuned
+    assert providers.embedding_model_for_bot(bot) == tuned
+    assert selectors.search(bot=bot, query="lock my card")[0].faq_id is not None
+    assert RetrievalTuning.objects.get(pk=tuning.pk).status == RetrievalTuning.Status.DEPLOYED
+    assert "switching embedding models" in retrieval.tuning_unavailable_reason(bot)
+    assert job.from_model == tuned and job.to_model == "openai:text-embedding-3-small"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert reembedding.reembedding_run(reembedding_id=job.pk) == "done"
+
+    bot.refresh_from_db()
+    assert bot.serving_embedding == ""
+    assert providers.embedding_model_for_bot(bot) == "openai:text-embedding-3-small"
+    assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
+        "openai:text-embedding-3-small"
+    }
     tuning.refresh_from_db()
     assert tuning.status == RetrievalTuning.Status.REPLACED
+    assert not default_storage.exists(tuning.weights)

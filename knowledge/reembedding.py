@@ -1,0 +1,350 @@
+"""Switching a bot's knowledge to another embedding model, as one tracked job.
+
+When the owner picks another provider or embedding model, `embedding_change` records the model
+the stored vectors come from as Bot.serving_embedding (searches and ingestions keep using it, see
+providers.embedding_model_for_bot) and queues a Reembedding. The job (queue `ingest`) embeds every
+chunk of the bot with the new model, then, in one transaction holding the bot row, swaps all the
+vectors in and clears serving_embedding. Until that commit the bot answers exactly as before; if
+the new model cannot embed (no API key, a model the service does not have) the job fails with the
+reason and the bot keeps answering with the old one. Searches filter on the model name, so
+vectors of two models never meet in one search.
+
+Retrieval tuning (training.retrieval) swaps vectors the same way, with `embed_chunks` and
+`swap_vectors` from here. A worker killed mid-job is recovered by beat like an ingestion.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+import providers
+from bots.models import Bot
+
+from .models import Chunk, Reembedding, Source
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH = 64
+MAX_ATTEMPTS = 3
+ACTIVE = (Reembedding.Status.QUEUED, Reembedding.Status.RUNNING)
+
+
+class Superseded(Exception):
+    """The job lost its claim (recovered elsewhere, or replaced by a newer change)."""
+
+
+class Skipped(Exception):
+    """The bot's settings changed again while the job ran; the newer job takes over."""
+
+
+# --- Shared with retrieval tuning ------------------------------------------------------------------
+
+
+def embed_text(chunk: dict) -> str:
+    # Mirrors knowledge.services._specs: FAQ chunks embed their phrasing (the title), document
+    # chunks "title\ntext".
+    return chunk["title"] if chunk["faq_id"] else f"{chunk['title']}\n{chunk['text']}"
+
+
+def embed_chunks(
+    bot: Bot, provider, model_arg: str | None, on_progress=None
+) -> tuple[list[int], list]:
+    """(chunk ids, vectors) of every chunk of the bot, embedded by `provider` with `model_arg`."""
+    chunks = list(
+        Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text")
+    )
+    # Similar lengths batch together: the model pads each batch to its longest text.
+    order = sorted(range(len(chunks)), key=lambda i: len(embed_text(chunks[i])))
+    vectors: list = [None] * len(chunks)
+    if on_progress:
+        on_progress(0, len(chunks))
+    for start in range(0, len(order), EMBED_BATCH):
+        batch = order[start : start + EMBED_BATCH]
+        embedded = provider.embed([embed_text(chunks[i]) for i in batch], model=model_arg)
+        for i, vector in zip(batch, embedded, strict=True):
+            vectors[i] = vector
+        if on_progress:
+            on_progress(start + len(batch), len(chunks))
+    return [c["pk"] for c in chunks], vectors
+
+
+STAGE_SQL = "CREATE TEMP TABLE swapped_vectors (id bigint, embedding vector) ON COMMIT DROP"
+
+
+def swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> None:
+    """Inside the caller's transaction, holding the bot row: give the listed chunks their new
+    vectors and model name. Chunks the job did not see (a source that finished ingesting
+    meanwhile) carry another model's vectors: their sources are ingested again, after commit,
+    with the bot's model as it is then."""
+    from pgvector.psycopg.vector import register_vector_info
+    from psycopg.types import TypeInfo
+
+    from .services import source_requeue
+
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
+        raw.execute(STAGE_SQL)
+        with raw.copy(
+            "COPY swapped_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy_:
+            copy_.set_types(["int8", "vector"])
+            for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
+                copy_.write_row((chunk_id, np.asarray(vector, dtype=np.float32)))
+        raw.execute(
+            "UPDATE knowledge_chunk c SET embedding = t.embedding, embedding_model = %s "
+            "FROM swapped_vectors t WHERE c.id = t.id AND c.bot_id = %s",
+            [full_name, bot.pk],
+        )
+        raw.execute("DROP TABLE swapped_vectors")
+    stale_sources = set(
+        Chunk.objects.filter(bot=bot)
+        .exclude(embedding_model=full_name)
+        .values_list("source_id", flat=True)
+    )
+    Source.objects.filter(bot=bot, chunk_count__gt=0).exclude(pk__in=stale_sources).update(
+        embedding_model=full_name
+    )
+    for source_id in stale_sources:
+        source_requeue(source_id=source_id)
+
+
+# --- Asking for a switch ---------------------------------------------------------------------------
+
+
+def embedding_change(*, bot: Bot, provider_before: str, model_before: str) -> Reembedding | None:
+    """The owner saved another provider or embedding model (`*_before`: the settings as they
+    were). Starts the switch of the bot's vectors; returns the queued job, or None when there is
+    nothing to re-embed (no knowledge yet, or back to the model that is still serving)."""
+    from training.retrieval import tuned_models_retire  # training depends on knowledge
+
+    with transaction.atomic():
+        current = Bot.objects.select_for_update().get(pk=bot.pk)
+        if current.serving_embedding:  # a switch is under way: its old vectors still serve
+            serving = current.serving_embedding
+        else:
+            old = copy.copy(current)
+            old.provider, old.embedding_model = provider_before, model_before
+            serving = providers.configured_embedding_model(old)
+        # A tuned model was trained from the previous model; it goes once nothing serves it.
+        current.tuned_embedding_model = ""
+        target = providers.configured_embedding_model(current)
+        now = timezone.now()
+        Reembedding.objects.filter(bot=current, status__in=ACTIVE).update(
+            status=Reembedding.Status.SKIPPED,
+            error="Replaced by a newer change of model.",
+            finished_at=now,
+            updated_at=now,
+        )
+        switching = target != serving and Chunk.objects.filter(bot=current).exists()
+        Bot.objects.filter(pk=current.pk).update(
+            tuned_embedding_model="", serving_embedding=serving if switching else ""
+        )
+        job = None
+        if switching:
+            job = Reembedding.objects.create(bot=current, from_model=serving, to_model=target)
+            _enqueue(job.pk)
+        else:
+            tuned_models_retire(current.pk, "The bot's embedding model changed.")
+    bot.tuned_embedding_model = ""
+    bot.serving_embedding = serving if switching else ""
+    return job
+
+
+def reembedding_retry(*, bot: Bot) -> Reembedding | None:
+    """Try a failed switch again (the owner fixed the API key, say)."""
+    with transaction.atomic():
+        current = Bot.objects.select_for_update().get(pk=bot.pk)
+        last = Reembedding.objects.filter(bot=current).first()
+        if (
+            not current.serving_embedding
+            or last is None
+            or last.status != Reembedding.Status.FAILED
+        ):
+            return None
+        job = Reembedding.objects.create(
+            bot=current,
+            from_model=current.serving_embedding,
+            to_model=providers.configured_embedding_model(current),
+        )
+        _enqueue(job.pk)
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from .tasks import reembed_bot
+
+    reembed_bot.delay_on_commit(job_id)
+
+
+# --- Running one -----------------------------------------------------------------------------------
+
+
+def _stale_cutoff():
+    return timezone.now() - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
+
+
+def _claim(job_id: int):
+    """QUEUED (or RUNNING with no sign of life) -> RUNNING; returns the token or None."""
+    now = timezone.now()
+    claimed = (
+        Reembedding.objects.filter(pk=job_id)
+        .filter(
+            Q(status=Reembedding.Status.QUEUED)
+            | Q(status=Reembedding.Status.RUNNING, updated_at__lt=_stale_cutoff())
+        )
+        .update(
+            status=Reembedding.Status.RUNNING,
+            started_at=now,
+            finished_at=None,
+            attempts=F("attempts") + 1,
+            error="",
+            progress_done=0,
+            progress_total=0,
+            updated_at=now,
+        )
+    )
+    return now if claimed else None
+
+
+def _owned(job_id: int, token):
+    return Reembedding.objects.filter(
+        pk=job_id, status=Reembedding.Status.RUNNING, started_at=token
+    )
+
+
+def _progress(job_id: int, token, **fields) -> None:
+    if not _owned(job_id, token).update(updated_at=timezone.now(), **fields):
+        raise Superseded
+
+
+def _finish(job_id: int, token, status: str, error: str = "", **fields) -> None:
+    now = timezone.now()
+    _owned(job_id, token).update(
+        status=status, error=error[:2000], finished_at=now, updated_at=now, **fields
+    )
+
+
+def reembedding_run(*, reembedding_id: int) -> str:
+    """Run one queued switch; returns its final status ("" if it was not ours to run).
+
+    ProviderUnavailable is re-raised after putting the job back to QUEUED (the task retries with
+    a back-off); other provider errors fail the job, and the old vectors keep serving.
+    """
+    token = _claim(reembedding_id)
+    if token is None:
+        return ""
+    job = Reembedding.objects.select_related("bot").get(pk=reembedding_id)
+    try:
+        _run(job, token)
+    except Superseded:
+        log.info("Re-embedding %s superseded; its work was dropped.", reembedding_id)
+    except Skipped as exc:
+        _finish(reembedding_id, token, Reembedding.Status.SKIPPED, str(exc))
+    except providers.ProviderUnavailable as exc:
+        _owned(reembedding_id, token).update(
+            status=Reembedding.Status.QUEUED,
+            error=f"Waiting for the model service: {exc}"[:2000],
+            updated_at=timezone.now(),
+        )
+        raise
+    except providers.ProviderError as exc:
+        _finish(reembedding_id, token, Reembedding.Status.FAILED, str(exc))
+    except Exception as exc:
+        log.exception("Re-embedding %s failed", reembedding_id)
+        _finish(
+            reembedding_id,
+            token,
+            Reembedding.Status.FAILED,
+            f"Unexpected error while re-embedding ({exc.__class__.__name__}).",
+        )
+        raise
+    return Reembedding.objects.get(pk=reembedding_id).status
+
+
+def reembedding_fail(*, reembedding_id: int, error: str) -> None:
+    """The task gave up retrying: the job fails, the old vectors keep serving."""
+    Reembedding.objects.filter(pk=reembedding_id, status__in=ACTIVE).update(
+        status=Reembedding.Status.FAILED,
+        error=error[:2000],
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
+
+
+def _run(job: Reembedding, token) -> None:
+    from training.retrieval import tuned_models_retire, tuning_request_after_ingest
+
+    provider_name, _, model_arg = job.to_model.partition(":")
+    chunk_ids, vectors = embed_chunks(
+        job.bot,
+        providers.get_provider(provider_name),
+        model_arg,
+        lambda done, total: _progress(job.pk, token, progress_done=done, progress_total=total),
+    )
+    with transaction.atomic():
+        bot = Bot.objects.select_for_update().get(pk=job.bot_id)
+        if not _owned(job.pk, token).select_for_update().exists():
+            raise Superseded
+        if providers.configured_embedding_model(bot) != job.to_model:
+            raise Skipped("The bot's settings changed again; a newer switch follows.")
+        swap_vectors(bot, job.to_model, chunk_ids, vectors)
+        Bot.objects.filter(pk=bot.pk).update(serving_embedding="")
+        tuned_models_retire(bot.pk, "The bot's embedding model changed.")
+        _finish(
+            job.pk,
+            token,
+            Reembedding.Status.DONE,
+            chunks=len(chunk_ids),
+            progress_done=len(chunk_ids),
+            progress_total=len(chunk_ids),
+        )
+        # The new model may be the local one again: tuning (if on) picks the bot up.
+        transaction.on_commit(
+            lambda: tuning_request_after_ingest(bot_id=bot.pk, reason="embedding model changed")
+        )
+    log.info("Bot %s now searches %s (%d chunks)", job.bot_id, job.to_model, len(chunk_ids))
+
+
+# --- Recovery --------------------------------------------------------------------------------------
+
+
+def reembeddings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
+    """Beat: re-queue switches whose worker stopped, or fail them after MAX_ATTEMPTS; re-send
+    queued ones whose message was lost. A switch never stays "re-embedding" for ever."""
+    cutoff = (
+        _stale_cutoff()
+        if stale_seconds is None
+        else timezone.now() - timedelta(seconds=stale_seconds)
+    )
+    stuck = Reembedding.objects.filter(status=Reembedding.Status.RUNNING, updated_at__lt=cutoff)
+    failed = stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=Reembedding.Status.FAILED,
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+        error=f"Re-embedding was interrupted {MAX_ATTEMPTS} times (the worker stopped); the bot "
+        "still answers with its previous model. Try again.",
+    )
+    requeued = []
+    for job_id in stuck.filter(attempts__lt=MAX_ATTEMPTS).values_list("pk", flat=True):
+        # Conditional, so a run that shows life meanwhile keeps its claim.
+        if Reembedding.objects.filter(
+            pk=job_id, status=Reembedding.Status.RUNNING, updated_at__lt=cutoff
+        ).update(status=Reembedding.Status.QUEUED, updated_at=timezone.now()):
+            requeued.append(job_id)
+    lost = list(
+        Reembedding.objects.filter(status=Reembedding.Status.QUEUED, updated_at__lt=cutoff)
+        .exclude(pk__in=requeued)
+        .values_list("pk", flat=True)
+    )
+    for job_id in requeued + lost:
+        _enqueue(job_id)
+    return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}
