@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 EMBED_BATCH = 64
 MAX_ATTEMPTS = 3
 ACTIVE = (Reembedding.Status.QUEUED, Reembedding.Status.RUNNING)
+SHOW_FINISHED_FOR = timedelta(days=1)
 
 
 class Superseded(Exception):
@@ -183,6 +184,16 @@ def _enqueue(job_id: int) -> None:
     from .tasks import reembed_bot
 
     reembed_bot.delay_on_commit(job_id)
+
+
+def reembedding_to_show(bot: Bot) -> Reembedding | None:
+    """The switch the knowledge page shows: one under way or failed (the old model still serves),
+    or one that ended in the last day."""
+    job = Reembedding.objects.filter(bot=bot).first()
+    if job is None:
+        return None
+    recent = job.finished_at and job.finished_at > timezone.now() - SHOW_FINISHED_FOR
+    return job if job.is_active or bot.serving_embedding or recent else None
 
 
 # --- Running one -----------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def _page_context(bot, **extra) -> dict:
         "source_form": SourceForm(),
         "faq_form": FaqEntryForm(),
         **_faq_context(bot, ""),
-        "reembedding": Reembedding.objects.filter(bot=bot).first(),
+        "reembedding": reembedding.reembedding_to_show(bot),
     }
     context.update(extra)
     return context
@@ -243,7 +243,7 @@ def reembedding_panel(request, bot_id: int):
     if not request.htmx:
         return redirect("knowledge:page", bot_id=bot.pk)
     job = Reembedding.objects.filter(bot=bot).first()
-    context = {"bot": bot, "reembedding": job, "just_finished": True}
+    context = {"bot": bot, "reembedding": job}
     response = render(request, f"{PAGE}#reembed-panel", context)
     if job is None or not job.is_active:
         return HttpResponseStopPolling(response.content)

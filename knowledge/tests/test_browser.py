@@ -76,3 +76,58 @@ def test_owner_uploads_a_csv_and_edits_the_faq(
     expect(page.get_by_role("heading", name="No entries match “cargo”")).to_be_visible()
     assert not FaqEntry.objects.filter(source__kind=Source.Kind.MANUAL).exists()
     screenshot(page, "knowledge-04-after-delete")
+
+
+def test_owner_switches_embedding_model_and_the_bot_never_stops_answering(
+    openai_server, browser, asgi_server, celery_worker_process, user, bot, screenshot, tmp_path
+):
+    from knowledge.models import Reembedding
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{asgi_server}/accounts/login/?next=/bots/{bot.pk}/knowledge/")
+    page.locator("input[name=username]").fill(user.email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    csv_path = tmp_path / "shop-faq.csv"
+    csv_path.write_text(CSV)
+    page.get_by_label("A file").set_input_files(str(csv_path))
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator("tr.kn-source .badge.ok")).to_have_text("Ready", timeout=90_000)
+
+    # A model name the service does not have: the switch fails, nothing is lost.
+    page.goto(f"{asgi_server}/bots/{bot.pk}/settings/")
+    page.get_by_label("Provider").select_option("openai")
+    page.get_by_label("Embedding model").fill("text-embedding-9-huge")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.locator("body")).to_contain_text("keeps answering with the previous model")
+    page.goto(f"{asgi_server}/bots/{bot.pk}/knowledge/")
+    card = page.locator("#reembed-panel")
+    expect(card.locator(".badge.bad")).to_have_text("Failed", timeout=60_000)
+    expect(card).to_contain_text("text-embedding-9-huge` does not exist")
+    expect(card).to_contain_text("still answers with local:all-MiniLM-L6-v2")
+    screenshot(page, "knowledge-05-switch-failed")
+
+    chat = browser.new_context(viewport={"width": 420, "height": 800}).new_page()
+    chat.goto(f"{asgi_server}/c/{bot.slug}/")
+    chat.get_by_label("Your question").fill("How long does delivery take?")
+    chat.get_by_role("button", name="Send", exact=True).click()
+    expect(chat.locator("li.chat-msg.from-bot:not(.greeting)").last).to_contain_text(
+        "2-3 working days", timeout=60_000
+    )
+
+    # The owner corrects the model: this time every chunk moves over, then the card says so.
+    page.goto(f"{asgi_server}/bots/{bot.pk}/settings/")
+    page.get_by_label("Embedding model").fill("text-embedding-3-small")
+    page.get_by_role("button", name="Save settings").click()
+    page.goto(f"{asgi_server}/bots/{bot.pk}/knowledge/")
+    expect(card.locator(".badge.ok")).to_have_text("Switched", timeout=60_000)
+    expect(card).to_contain_text("2 chunks re-embedded")
+    screenshot(page, "knowledge-06-switch-done")
+    job = Reembedding.objects.filter(bot=bot).first()
+    assert job.status == Reembedding.Status.DONE and job.to_model == "openai:text-embedding-3-small"
+
+    chat.get_by_label("Your question").fill("Do you repair e-bikes?")
+    chat.get_by_role("button", name="Send", exact=True).click()
+    expect(chat.locator("li.chat-msg.from-bot:not(.greeting)").last).to_contain_text(
+        "Bosch and Shimano", timeout=60_000
+    )
