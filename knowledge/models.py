@@ -4,6 +4,7 @@ from django.db import models
 from django.utils import timezone
 from pgvector.django import VectorField
 
+from askhandle.jobs import TrackedJob
 from bots.models import Bot
 
 
@@ -125,7 +126,7 @@ class Chunk(models.Model):
         return self.title or self.text[:60]
 
 
-class Reembedding(models.Model):
+class Reembedding(TrackedJob):
     """A switch of one bot's knowledge to another embedding model (knowledge.reembedding).
 
     Every chunk is embedded with the new model while the old vectors keep answering; one
@@ -139,6 +140,8 @@ class Reembedding(models.Model):
         SKIPPED = "skipped", "Replaced by a newer change"
         FAILED = "failed", "Failed"
 
+    SUCCEEDED = Status.DONE
+
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="reembeddings")
     from_model = models.CharField(max_length=200)
     to_model = models.CharField(max_length=200)
@@ -146,29 +149,7 @@ class Reembedding(models.Model):
         max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
     )
     error = models.TextField(blank=True)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
     chunks = models.PositiveIntegerField(default=0)  # chunks swapped to the new model
-    attempts = models.PositiveSmallIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True)  # also the run's fencing token
-    finished_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
         return f"{self.bot}: {self.from_model} -> {self.to_model}"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
-
-    @property
-    def progress_percent(self) -> int:
-        if self.status == self.Status.DONE:
-            return 100
-        if not self.progress_total:
-            return 0
-        return min(100, int(100 * self.progress_done / self.progress_total))

@@ -22,10 +22,10 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 import providers
+from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 
 from .models import Chunk, Reembedding, Source
@@ -36,10 +36,12 @@ EMBED_BATCH = 64
 MAX_ATTEMPTS = 3
 ACTIVE = (Reembedding.Status.QUEUED, Reembedding.Status.RUNNING)
 SHOW_FINISHED_FOR = timedelta(days=1)
-
-
-class Superseded(Exception):
-    """The job lost its claim (recovered elsewhere, or replaced by a newer change)."""
+JOBS = ClaimedJobs(
+    Reembedding,
+    waiting=Reembedding.Status.QUEUED,
+    running=Reembedding.Status.RUNNING,
+    failed=Reembedding.Status.FAILED,
+)
 
 
 class Skipped(Exception):
@@ -199,49 +201,8 @@ def reembedding_to_show(bot: Bot) -> Reembedding | None:
 # --- Running one -----------------------------------------------------------------------------------
 
 
-def _stale_cutoff():
-    return timezone.now() - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
-
-
-def _claim(job_id: int):
-    """QUEUED (or RUNNING with no sign of life) -> RUNNING; returns the token or None."""
-    now = timezone.now()
-    claimed = (
-        Reembedding.objects.filter(pk=job_id)
-        .filter(
-            Q(status=Reembedding.Status.QUEUED)
-            | Q(status=Reembedding.Status.RUNNING, updated_at__lt=_stale_cutoff())
-        )
-        .update(
-            status=Reembedding.Status.RUNNING,
-            started_at=now,
-            finished_at=None,
-            attempts=F("attempts") + 1,
-            error="",
-            progress_done=0,
-            progress_total=0,
-            updated_at=now,
-        )
-    )
-    return now if claimed else None
-
-
-def _owned(job_id: int, token):
-    return Reembedding.objects.filter(
-        pk=job_id, status=Reembedding.Status.RUNNING, started_at=token
-    )
-
-
-def _progress(job_id: int, token, **fields) -> None:
-    if not _owned(job_id, token).update(updated_at=timezone.now(), **fields):
-        raise Superseded
-
-
-def _finish(job_id: int, token, status: str, error: str = "", **fields) -> None:
-    now = timezone.now()
-    _owned(job_id, token).update(
-        status=status, error=error[:2000], finished_at=now, updated_at=now, **fields
-    )
+def _stale() -> timedelta:
+    return timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
 
 
 def reembedding_run(*, reembedding_id: int) -> str:
@@ -250,7 +211,7 @@ def reembedding_run(*, reembedding_id: int) -> str:
     ProviderUnavailable is re-raised after putting the job back to QUEUED (the task retries with
     a back-off); other provider errors fail the job, and the old vectors keep serving.
     """
-    token = _claim(reembedding_id)
+    token = JOBS.claim(reembedding_id, stale=_stale())
     if token is None:
         return ""
     job = Reembedding.objects.select_related("bot").get(pk=reembedding_id)
@@ -259,19 +220,19 @@ def reembedding_run(*, reembedding_id: int) -> str:
     except Superseded:
         log.info("Re-embedding %s superseded; its work was dropped.", reembedding_id)
     except Skipped as exc:
-        _finish(reembedding_id, token, Reembedding.Status.SKIPPED, str(exc))
+        JOBS.finish(reembedding_id, token, Reembedding.Status.SKIPPED, str(exc))
     except providers.ProviderUnavailable as exc:
-        _owned(reembedding_id, token).update(
+        JOBS.owned(reembedding_id, token).update(
             status=Reembedding.Status.QUEUED,
             error=f"Waiting for the model service: {exc}"[:2000],
             updated_at=timezone.now(),
         )
         raise
     except providers.ProviderError as exc:
-        _finish(reembedding_id, token, Reembedding.Status.FAILED, str(exc))
+        JOBS.finish(reembedding_id, token, Reembedding.Status.FAILED, str(exc))
     except Exception as exc:
         log.exception("Re-embedding %s failed", reembedding_id)
-        _finish(
+        JOBS.finish(
             reembedding_id,
             token,
             Reembedding.Status.FAILED,
@@ -299,18 +260,18 @@ def _run(job: Reembedding, token) -> None:
         job.bot,
         providers.get_provider(provider_name),
         model_arg,
-        lambda done, total: _progress(job.pk, token, progress_done=done, progress_total=total),
+        lambda done, total: JOBS.progress(job.pk, token, progress_done=done, progress_total=total),
     )
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=job.bot_id)
-        if not _owned(job.pk, token).select_for_update().exists():
+        if not JOBS.owned(job.pk, token).select_for_update().exists():
             raise Superseded
         if providers.configured_embedding_model(bot) != job.to_model:
             raise Skipped("The bot's settings changed again; a newer switch follows.")
         swap_vectors(bot, job.to_model, chunk_ids, vectors)
         Bot.objects.filter(pk=bot.pk).update(serving_embedding="")
         tuned_models_retire(bot.pk, "The bot's embedding model changed.")
-        _finish(
+        JOBS.finish(
             job.pk,
             token,
             Reembedding.Status.DONE,
@@ -331,31 +292,10 @@ def _run(job: Reembedding, token) -> None:
 def reembeddings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     """Beat: re-queue switches whose worker stopped, or fail them after MAX_ATTEMPTS; re-send
     queued ones whose message was lost. A switch never stays "re-embedding" for ever."""
-    cutoff = (
-        _stale_cutoff()
-        if stale_seconds is None
-        else timezone.now() - timedelta(seconds=stale_seconds)
+    return JOBS.recover_stuck(
+        stale=_stale() if stale_seconds is None else timedelta(seconds=stale_seconds),
+        max_attempts=MAX_ATTEMPTS,
+        failure=f"Re-embedding was interrupted {MAX_ATTEMPTS} times (the worker stopped); the "
+        "bot still answers with its previous model. Try again.",
+        enqueue=_enqueue,
     )
-    stuck = Reembedding.objects.filter(status=Reembedding.Status.RUNNING, updated_at__lt=cutoff)
-    failed = stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
-        status=Reembedding.Status.FAILED,
-        finished_at=timezone.now(),
-        updated_at=timezone.now(),
-        error=f"Re-embedding was interrupted {MAX_ATTEMPTS} times (the worker stopped); the bot "
-        "still answers with its previous model. Try again.",
-    )
-    requeued = []
-    for job_id in stuck.filter(attempts__lt=MAX_ATTEMPTS).values_list("pk", flat=True):
-        # Conditional, so a run that shows life meanwhile keeps its claim.
-        if Reembedding.objects.filter(
-            pk=job_id, status=Reembedding.Status.RUNNING, updated_at__lt=cutoff
-        ).update(status=Reembedding.Status.QUEUED, updated_at=timezone.now()):
-            requeued.append(job_id)
-    lost = list(
-        Reembedding.objects.filter(status=Reembedding.Status.QUEUED, updated_at__lt=cutoff)
-        .exclude(pk__in=requeued)
-        .values_list("pk", flat=True)
-    )
-    for job_id in requeued + lost:
-        _enqueue(job_id)
-    return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}

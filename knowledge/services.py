@@ -24,10 +24,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 import providers
+from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 
 from . import chunking, fetching, parsing
@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 EMBED_BATCH = 256  # texts per provider call; progress is written after each batch
 MAX_ATTEMPTS = 3  # claims of one run (worker lost, recovered) before it is declared failed
 MANUAL_NAME = "FAQ editor"
+SOURCES = ClaimedJobs(
+    Source,
+    waiting=Source.Status.PENDING,
+    running=Source.Status.PROCESSING,
+    failed=Source.Status.FAILED,
+)
 FILE_KINDS = (
     Source.Kind.CSV,
     Source.Kind.JSON,
@@ -46,10 +52,6 @@ FILE_KINDS = (
     Source.Kind.PDF,
     Source.Kind.DOCX,
 )
-
-
-class Superseded(Exception):
-    """This run lost its claim (re-ingest requested, or recovered elsewhere): drop its work."""
 
 
 class ModelChanged(Exception):
@@ -295,36 +297,8 @@ class _ChunkSpec:
 
 def _claim(source_id: int):
     """PENDING (or PROCESSING with no sign of life) -> PROCESSING; returns the token or None."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
-    claimed = (
-        Source.objects.filter(pk=source_id)
-        .filter(
-            Q(status=Source.Status.PENDING)
-            | Q(status=Source.Status.PROCESSING, updated_at__lt=stale)
-        )
-        .update(
-            status=Source.Status.PROCESSING,
-            started_at=now,
-            finished_at=None,
-            attempts=F("attempts") + 1,
-            stage="parsing",
-            error="",
-            progress_done=0,
-            progress_total=0,
-            updated_at=now,
-        )
-    )
-    return now if claimed else None
-
-
-def _owned(source_id: int, token):
-    return Source.objects.filter(pk=source_id, status=Source.Status.PROCESSING, started_at=token)
-
-
-def _progress(source_id: int, token, **fields) -> None:
-    if not _owned(source_id, token).update(updated_at=timezone.now(), **fields):
-        raise Superseded
+    stale = timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
+    return SOURCES.claim(source_id, stale=stale, stage="parsing")
 
 
 def source_ingest(*, source_id: int) -> Source | None:
@@ -344,10 +318,10 @@ def source_ingest(*, source_id: int) -> Source | None:
         log.info("Ingestion of source %s superseded; its work was dropped.", source_id)
     except ModelChanged:
         log.info("Source %s: the bot's embedding model changed while embedding; again.", source_id)
-        if _owned(source_id, token).exists():
+        if SOURCES.owned(source_id, token).exists():
             source_requeue(source_id=source_id)
     except providers.ProviderUnavailable:
-        _owned(source_id, token).update(
+        SOURCES.owned(source_id, token).update(
             status=Source.Status.PENDING,
             stage="waiting for the model service",
             updated_at=timezone.now(),
@@ -375,13 +349,7 @@ def _message(exc: Exception) -> str:
 
 
 def _fail(source_id: int, token, error: str) -> None:
-    _owned(source_id, token).update(
-        status=Source.Status.FAILED,
-        error=error[:2000],
-        stage="",
-        finished_at=timezone.now(),
-        updated_at=timezone.now(),
-    )
+    SOURCES.finish(source_id, token, Source.Status.FAILED, error, stage="")
 
 
 def source_fail(*, source_id: int, error: str) -> None:
@@ -457,7 +425,7 @@ def _ingest(source: Source, token) -> None:
     model = providers.embedding_model_for_bot(bot)
     provider = providers.embedding_provider(bot)
     model_arg = providers.embedding_model_arg(bot)
-    _progress(source.pk, token, stage="embedding", progress_total=len(specs))
+    SOURCES.progress(source.pk, token, stage="embedding", progress_total=len(specs))
     # Batches of similar length: the model pads each batch to its longest text, so embedding in
     # length order (as one big call would) instead of file order saved ~25% of the model time.
     order = sorted(range(len(specs)), key=lambda i: len(specs[i].embed_text))
@@ -467,14 +435,14 @@ def _ingest(source: Source, token) -> None:
         embedded = provider.embed([specs[i].embed_text for i in batch], model=model_arg)
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
-        _progress(source.pk, token, progress_done=start + len(batch))
+        SOURCES.progress(source.pk, token, progress_done=start + len(batch))
     embedded_at = time.perf_counter()
-    _progress(source.pk, token, stage="saving")
+    SOURCES.progress(source.pk, token, stage="saving")
     with transaction.atomic():
         # The bot row first (the order training.retrieval's deploy takes too): a tuned model
         # deployed while this source was being embedded means these vectors are another model's.
         current = Bot.objects.select_for_update().get(pk=bot.pk)
-        if not _owned(source.pk, token).select_for_update().exists():
+        if not SOURCES.owned(source.pk, token).select_for_update().exists():
             raise Superseded
         if providers.embedding_model_for_bot(current) != model:
             raise ModelChanged
@@ -502,7 +470,7 @@ def _ingest(source: Source, token) -> None:
             entries = manual_entries
         _copy_chunks(bot, source, specs, vectors, [e.pk for e in entries], model)
         now = timezone.now()
-        _owned(source.pk, token).update(
+        SOURCES.owned(source.pk, token).update(
             status=Source.Status.READY,
             stage="",
             error="",
@@ -592,31 +560,12 @@ def sources_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     stale_seconds = (
         settings.KNOWLEDGE_INGEST_STALE_SECONDS if stale_seconds is None else stale_seconds
     )
-    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
-    stuck = Source.objects.filter(status=Source.Status.PROCESSING, updated_at__lt=cutoff)
-    failed = stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
-        status=Source.Status.FAILED,
-        stage="",
-        finished_at=timezone.now(),
-        updated_at=timezone.now(),
-        error=f"Ingestion was interrupted {MAX_ATTEMPTS} times (the worker stopped). Try re-ingesting, or a smaller file.",
+    return SOURCES.recover_stuck(
+        stale=timedelta(seconds=stale_seconds),
+        max_attempts=MAX_ATTEMPTS,
+        failure=f"Ingestion was interrupted {MAX_ATTEMPTS} times (the worker stopped). Try "
+        "re-ingesting, or a smaller file.",
+        enqueue=_enqueue,
+        failed_fields={"stage": ""},
+        requeued_fields={"stage": "requeued after an interruption"},
     )
-    requeued = []
-    for source_id in stuck.filter(attempts__lt=MAX_ATTEMPTS).values_list("pk", flat=True):
-        # Conditional, so a run that shows life meanwhile keeps its claim.
-        if Source.objects.filter(
-            pk=source_id, status=Source.Status.PROCESSING, updated_at__lt=cutoff
-        ).update(
-            status=Source.Status.PENDING,
-            stage="requeued after an interruption",
-            updated_at=timezone.now(),
-        ):
-            requeued.append(source_id)
-    lost = list(
-        Source.objects.filter(status=Source.Status.PENDING, updated_at__lt=cutoff)
-        .exclude(pk__in=requeued)
-        .values_list("pk", flat=True)
-    )
-    for source_id in requeued + lost:
-        _enqueue(source_id)
-    return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}

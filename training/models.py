@@ -2,12 +2,12 @@
 bot's FAQ phrasings (training.retrieval). Chat-model fine-tuning will live beside it."""
 
 from django.db import models
-from django.utils import timezone
 
+from askhandle.jobs import TrackedJob
 from bots.models import Bot
 
 
-class RetrievalTuning(models.Model):
+class RetrievalTuning(TrackedJob):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
@@ -15,6 +15,8 @@ class RetrievalTuning(models.Model):
         REPLACED = "replaced", "Replaced by a newer tuning"
         SKIPPED = "skipped", "Not needed"
         FAILED = "failed", "Failed"
+
+    SUCCEEDED = Status.DEPLOYED
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="retrieval_tunings")
     status = models.CharField(
@@ -29,30 +31,8 @@ class RetrievalTuning(models.Model):
     entries = models.PositiveIntegerField(default=0)  # FAQ entries trained on
     phrasings = models.PositiveIntegerField(default=0)
     chunks = models.PositiveIntegerField(default=0)  # chunks re-embedded on deploy
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
     losses = models.JSONField(default=list, blank=True)  # mean training loss per epoch
     train_seconds = models.FloatField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
 
     def __str__(self) -> str:
         return f"Retrieval tuning {self.pk} of {self.bot}"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
-
-    @property
-    def progress_percent(self) -> int:
-        if self.status == self.Status.DEPLOYED:
-            return 100
-        if not self.progress_total:
-            return 0
-        return min(100, int(100 * self.progress_done / self.progress_total))

@@ -36,10 +36,10 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 import providers
+from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 from knowledge.reembedding import embed_chunks, swap_vectors
 from providers.local import TUNED_SEPARATOR, train_embedding_model, tuned_weights_name
@@ -52,11 +52,13 @@ MAX_ATTEMPTS = 3
 BATCH_SIZE = 64
 LEARNING_RATE = 5e-5
 MIN_STEPS = 20  # a small FAQ still gets enough updates to move
-EMBED_BATCH = 64
-
-
-class Superseded(Exception):
-    """The tuning lost its claim (re-queued after a stall); another run owns it now."""
+TUNINGS = ClaimedJobs(
+    RetrievalTuning,
+    waiting=RetrievalTuning.Status.QUEUED,
+    running=RetrievalTuning.Status.RUNNING,
+    failed=RetrievalTuning.Status.FAILED,
+    reason_field="message",
+)
 
 
 class Skipped(Exception):
@@ -200,55 +202,30 @@ def _enqueue(tuning_id: int) -> None:
 
 
 def _claim(tuning_id: int):
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.RETRIEVAL_TUNING_STALE_SECONDS)
+    """The run's token, None when the tuning is not ours to run, or "busy" while another tuning
+    of the same bot runs (one at a time per bot: each deploys over the other)."""
+    stale = timedelta(seconds=settings.RETRIEVAL_TUNING_STALE_SECONDS)
     tuning = RetrievalTuning.objects.filter(pk=tuning_id).first()
     if tuning is None:
         return None
     with transaction.atomic():
         _lock_bot(tuning.bot_id)
         busy = RetrievalTuning.objects.filter(
-            bot_id=tuning.bot_id, status=RetrievalTuning.Status.RUNNING, updated_at__gte=stale
+            bot_id=tuning.bot_id,
+            status=RetrievalTuning.Status.RUNNING,
+            updated_at__gte=timezone.now() - stale,
         ).exclude(pk=tuning_id)
         if busy.exists():
             return "busy"
-        claimed = (
-            RetrievalTuning.objects.filter(pk=tuning_id)
-            .filter(
-                Q(status=RetrievalTuning.Status.QUEUED)
-                | Q(status=RetrievalTuning.Status.RUNNING, updated_at__lt=stale)
-            )
-            .update(
-                status=RetrievalTuning.Status.RUNNING,
-                stage="reading the FAQ",
-                started_at=now,
-                finished_at=None,
-                attempts=F("attempts") + 1,
-                message="",
-                progress_done=0,
-                progress_total=0,
-                updated_at=now,
-            )
-        )
-    return now if claimed else None
-
-
-def _owned(tuning_id: int, token):
-    return RetrievalTuning.objects.filter(
-        pk=tuning_id, status=RetrievalTuning.Status.RUNNING, started_at=token
-    )
+        return TUNINGS.claim(tuning_id, stale=stale, stage="reading the FAQ")
 
 
 def _progress(tuning_id: int, token, **fields) -> None:
-    if not _owned(tuning_id, token).update(updated_at=timezone.now(), **fields):
-        raise Superseded
+    TUNINGS.progress(tuning_id, token, **fields)
 
 
 def _finish(tuning_id: int, token, status: str, message: str = "", **fields) -> None:
-    now = timezone.now()
-    _owned(tuning_id, token).update(
-        status=status, stage="", message=message, finished_at=now, updated_at=now, **fields
-    )
+    TUNINGS.finish(tuning_id, token, status, message, stage="", **fields)
 
 
 def tuning_run(*, tuning_id: int) -> str:
@@ -372,7 +349,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
 def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int], vectors) -> None:
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=tuning.bot_id)
-        if not _owned(tuning.pk, token).select_for_update().exists():
+        if not TUNINGS.owned(tuning.pk, token).select_for_update().exists():
             raise Superseded
         reason = tuning_unavailable_reason(bot) or (
             "" if bot.retrieval_tuning else "Tuning was turned off while it ran."
@@ -400,43 +377,24 @@ def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int
 def tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     """Beat: re-queue tunings whose worker stopped (no progress for a while), or fail them after
     MAX_ATTEMPTS; re-send queued ones whose message was lost. Nothing stays "running" for ever."""
-    stale_seconds = (
-        settings.RETRIEVAL_TUNING_STALE_SECONDS if stale_seconds is None else stale_seconds
+    stale = timedelta(
+        seconds=settings.RETRIEVAL_TUNING_STALE_SECONDS if stale_seconds is None else stale_seconds
     )
-    cutoff = timezone.now() - timedelta(seconds=stale_seconds)
-    stuck = RetrievalTuning.objects.filter(
-        status=RetrievalTuning.Status.RUNNING, updated_at__lt=cutoff
+    counts = TUNINGS.recover_stuck(
+        stale=stale,
+        max_attempts=MAX_ATTEMPTS,
+        failure=f"Tuning was interrupted {MAX_ATTEMPTS} times (the worker stopped); the bot "
+        "keeps its current model.",
+        enqueue=_enqueue,
+        failed_fields={"stage": ""},
+        requeued_fields={"stage": "re-queued after an interruption"},
     )
-    failed = stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
-        status=RetrievalTuning.Status.FAILED,
-        stage="",
-        finished_at=timezone.now(),
-        message=f"Tuning was interrupted {MAX_ATTEMPTS} times (the worker stopped); the bot keeps its current model.",
-    )
-    requeued = []
-    for tuning_id in stuck.filter(attempts__lt=MAX_ATTEMPTS).values_list("pk", flat=True):
-        if RetrievalTuning.objects.filter(
-            pk=tuning_id, status=RetrievalTuning.Status.RUNNING, updated_at__lt=cutoff
-        ).update(status=RetrievalTuning.Status.QUEUED, stage="re-queued after an interruption"):
-            requeued.append(tuning_id)
-    lost = list(
-        RetrievalTuning.objects.filter(status=RetrievalTuning.Status.QUEUED, updated_at__lt=cutoff)
-        .exclude(pk__in=requeued)
-        .values_list("pk", flat=True)
-    )
-    for tuning_id in requeued + lost:
-        _enqueue(tuning_id)
     # A revert whose worker stopped: the bot still answers with its tuned model; ask again.
     reverts = list(
-        Bot.objects.filter(retrieval_tuning=False, updated_at__lt=cutoff)
+        Bot.objects.filter(retrieval_tuning=False, updated_at__lt=timezone.now() - stale)
         .exclude(tuned_embedding_model="")
         .values_list("pk", flat=True)
     )
     for bot_id in reverts:
         _enqueue_revert(bot_id)
-    return {
-        "requeued": len(requeued),
-        "failed": failed,
-        "resent": len(lost),
-        "reverts": len(reverts),
-    }
+    return {**counts, "reverts": len(reverts)}

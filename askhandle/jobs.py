@@ -1,0 +1,141 @@
+"""Rows a worker claims: the fencing-token pattern shared by ingestions (knowledge.services),
+embedding-model switches (knowledge.reembedding) and retrieval tunings (training.retrieval).
+
+A run claims its row with one conditional UPDATE (waiting -> running, or running with no sign of
+life for `stale` -> running again) that stamps `started_at`. That stamp is the run's token:
+progress writes and the final transaction apply only while the row still carries it, so a second
+delivery, a recovered run or a newer request never lets two runs both finish. Beat recovers rows
+whose worker died (re-queued, or failed after `max_attempts` claims) and re-sends waiting rows
+whose message was lost, so nothing stays "running" for ever.
+
+The model is a TrackedJob with `status` (QUEUED/RUNNING choices among its own) and a text field
+for the reason (`reason_field`); knowledge.Source predates it and has the same fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class TrackedJob(models.Model):
+    """A background job's row: what ClaimedJobs needs, and its progress for the dashboard."""
+
+    SUCCEEDED: ClassVar[str]  # the status at which the progress bar is full
+
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)  # claims, see ClaimedJobs
+    started_at = models.DateTimeField(null=True, blank=True)  # also the run's fencing token
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-pk"]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ("queued", "running")
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.SUCCEEDED:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_done / self.progress_total))
+
+
+class Superseded(Exception):
+    """The run lost its claim (recovered elsewhere, or replaced by a newer request): drop its work."""
+
+
+@dataclass(frozen=True)
+class ClaimedJobs:
+    model: type[models.Model]
+    waiting: str
+    running: str
+    failed: str
+    reason_field: str = "error"
+
+    def claim(self, pk: int, *, stale: timedelta, **fields) -> datetime | None:
+        """Claim the row for this run; returns its token, or None when it is not ours to run."""
+        now = timezone.now()
+        claimed = (
+            self.model.objects.filter(pk=pk)
+            .filter(Q(status=self.waiting) | Q(status=self.running, updated_at__lt=now - stale))
+            .update(
+                status=self.running,
+                started_at=now,
+                finished_at=None,
+                attempts=F("attempts") + 1,
+                progress_done=0,
+                progress_total=0,
+                updated_at=now,
+                **{self.reason_field: "", **fields},
+            )
+        )
+        return now if claimed else None
+
+    def owned(self, pk: int, token) -> models.QuerySet:
+        """The row while this run still holds it (empty once superseded)."""
+        return self.model.objects.filter(pk=pk, status=self.running, started_at=token)
+
+    def progress(self, pk: int, token, **fields) -> None:
+        """Record progress (and a sign of life); raises Superseded when the claim is lost."""
+        if not self.owned(pk, token).update(updated_at=timezone.now(), **fields):
+            raise Superseded
+
+    def finish(self, pk: int, token, status: str, reason: str = "", **fields) -> int:
+        now = timezone.now()
+        return self.owned(pk, token).update(
+            status=status,
+            finished_at=now,
+            updated_at=now,
+            **{self.reason_field: reason[:2000], **fields},
+        )
+
+    def recover_stuck(
+        self,
+        *,
+        stale: timedelta,
+        max_attempts: int,
+        failure: str,
+        enqueue: Callable[[int], None],
+        failed_fields: dict | None = None,
+        requeued_fields: dict | None = None,
+    ) -> dict:
+        """Beat: re-queue running rows with no sign of life for `stale`, or fail them (with
+        `failure` as the reason) after `max_attempts` claims; re-send waiting rows as old."""
+        now = timezone.now()
+        cutoff = now - stale
+        stuck = self.model.objects.filter(status=self.running, updated_at__lt=cutoff)
+        failed = stuck.filter(attempts__gte=max_attempts).update(
+            status=self.failed,
+            finished_at=now,
+            updated_at=now,
+            **{self.reason_field: failure, **(failed_fields or {})},
+        )
+        requeued = []
+        for pk in stuck.filter(attempts__lt=max_attempts).values_list("pk", flat=True):
+            # Conditional, so a run that shows life meanwhile keeps its claim.
+            if self.model.objects.filter(pk=pk, status=self.running, updated_at__lt=cutoff).update(
+                status=self.waiting, updated_at=now, **(requeued_fields or {})
+            ):
+                requeued.append(pk)
+        lost = list(
+            self.model.objects.filter(status=self.waiting, updated_at__lt=cutoff)
+            .exclude(pk__in=requeued)
+            .values_list("pk", flat=True)
+        )
+        for pk in requeued + lost:
+            enqueue(pk)
+        return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}
