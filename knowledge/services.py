@@ -32,9 +32,11 @@ from bots.models import Bot
 
 from . import chunking, fetching, parsing
 from .models import Chunk, FaqEntry, Source
+from .reembedding import embed_text
 
 log = logging.getLogger(__name__)
 
+TITLE_MAX = 500  # Chunk.title's max_length
 EMBED_BATCH = 256  # texts per provider call; progress is written after each batch
 MAX_ATTEMPTS = 3  # claims of one run (worker lost, recovered) before it is declared failed
 MANUAL_NAME = "FAQ editor"
@@ -402,7 +404,7 @@ def _specs(parsed: parsing.Parsed) -> list[_ChunkSpec]:
         # Question-to-question matching retrieves FAQs best: embed each phrasing alone.
         for phrasing in [faq.question, *faq.alternate_questions]:
             specs.append(
-                _ChunkSpec(title=phrasing[:500], text=text, embed_text=phrasing, faq_index=i)
+                _ChunkSpec(title=phrasing[:TITLE_MAX], text=text, embed_text=phrasing, faq_index=i)
             )
     for piece in chunking.chunk_sections(parsed.sections):
         specs.append(
@@ -416,6 +418,19 @@ def _specs(parsed: parsing.Parsed) -> list[_ChunkSpec]:
     return specs
 
 
+def _known_vectors(source: Source, model: str) -> dict[str, object]:
+    """{embedded text: vector} of the source's current chunks that `model` embedded."""
+    known = {}
+    rows = Chunk.objects.filter(source=source, embedding_model=model).values_list(
+        "faq_id", "title", "text", "embedding"
+    )
+    for faq_id, title, text, vector in rows.iterator(chunk_size=2000):
+        if faq_id and len(title) >= TITLE_MAX:
+            continue  # a truncated phrasing: its full text is unknown
+        known[embed_text({"faq_id": faq_id, "title": title, "text": text})] = vector
+    return known
+
+
 def _ingest(source: Source, token) -> None:
     bot = source.bot
     started = time.perf_counter()
@@ -425,17 +440,26 @@ def _ingest(source: Source, token) -> None:
     model = providers.embedding_model_for_bot(bot)
     provider = providers.embedding_provider(bot)
     model_arg = providers.embedding_model_arg(bot)
-    SOURCES.progress(source.pk, token, stage="embedding", progress_total=len(specs))
+    # Texts this source already has vectors for, from the same model, are not embedded again:
+    # editing one FAQ entry, or re-ingesting an unchanged file, embeds only what changed.
+    known = _known_vectors(source, model)
+    vectors: list = [known.get(spec.embed_text) for spec in specs]
+    reused = sum(vector is not None for vector in vectors)
+    SOURCES.progress(
+        source.pk, token, stage="embedding", progress_total=len(specs), progress_done=reused
+    )
     # Batches of similar length: the model pads each batch to its longest text, so embedding in
     # length order (as one big call would) instead of file order saved ~25% of the model time.
-    order = sorted(range(len(specs)), key=lambda i: len(specs[i].embed_text))
-    vectors: list = [None] * len(specs)
+    order = sorted(
+        (i for i, vector in enumerate(vectors) if vector is None),
+        key=lambda i: len(specs[i].embed_text),
+    )
     for start in range(0, len(order), EMBED_BATCH):
         batch = order[start : start + EMBED_BATCH]
         embedded = provider.embed([specs[i].embed_text for i in batch], model=model_arg)
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
-        SOURCES.progress(source.pk, token, progress_done=start + len(batch))
+        SOURCES.progress(source.pk, token, progress_done=reused + start + len(batch))
     embedded_at = time.perf_counter()
     SOURCES.progress(source.pk, token, stage="saving")
     with transaction.atomic():

@@ -335,3 +335,40 @@ def test_model_service_down_puts_the_source_back_in_the_queue_then_fails_clearly
         assert source.error.startswith("The model service stayed unavailable")
     finally:
         get_provider.cache_clear()
+
+
+def test_editing_one_faq_entry_embeds_only_the_phrasings_that_changed(bot, openai_server):
+    from bots.models import Bot
+
+    Bot.objects.filter(pk=bot.pk).update(provider="openai")
+    bot.refresh_from_db()
+    services.faq_entry_create(
+        bot=bot, question="Do you deliver?", answer="Yes.", alternate_questions=["any delivery?"]
+    )
+    hours = services.faq_entry_create(bot=bot, question="Opening hours?", answer="9 to 18.")
+    source = ingest(Source.objects.get(bot=bot, kind=Source.Kind.MANUAL))
+    assert source.status == Source.Status.READY, source.error
+    embedded = lambda: [text for body in openai_server.bodies for text in body.get("input", [])]  # noqa: E731
+    assert sorted(embedded()) == ["Do you deliver?", "Opening hours?", "any delivery?"]
+    before = {c.title: list(c.embedding) for c in Chunk.objects.filter(bot=bot)}
+
+    openai_server.bodies.clear()
+    services.faq_entry_update(
+        entry=hours,
+        question="When are you open?",
+        answer="9 to 19.",
+        alternate_questions=["Opening hours?"],
+    )
+    source = ingest(source)
+
+    assert source.status == Source.Status.READY and source.chunk_count == 4
+    assert embedded() == ["When are you open?"]  # the rest kept their vectors
+    after = {c.title: list(c.embedding) for c in Chunk.objects.filter(bot=bot)}
+    assert after["Opening hours?"] == before["Opening hours?"]
+    assert after["Do you deliver?"] == before["Do you deliver?"]
+    answers = {c.title: c.text for c in Chunk.objects.filter(bot=bot)}
+    assert answers["Opening hours?"] == "Q: When are you open?\nA: 9 to 19."  # text is new
+
+    openai_server.bodies.clear()
+    assert ingest(services.source_reingest(source=source)).status == Source.Status.READY
+    assert embedded() == []  # nothing changed, nothing embedded
