@@ -273,12 +273,18 @@ def embed_cached(bot: Bot, texts: list[str]) -> np.ndarray:
 
     Vectors are cached (Redis) by model and text, so reloading the page costs no model time.
     """
-    model = providers.embedding_model_for_bot(bot)
-    keys = {t: f"insights:emb:{hashlib.sha1(f'{model}|{t}'.encode()).hexdigest()}" for t in texts}
+    # The base model of the bot's settings, not a tuned or still-serving one (grouping questions
+    # needs no FAQ-specific model), and the cache key names exactly the model that embedded.
+    provider = providers.for_bot(bot)
+    model = bot.embedding_model or provider.default_embedding_model()
+    keys = {
+        t: f"insights:emb:{hashlib.sha1(f'{provider.name}:{model}|{t}'.encode()).hexdigest()}"
+        for t in texts
+    }
     found = cache.get_many(list(keys.values()))
     missing = [t for t in texts if keys[t] not in found]
     if missing:
-        vectors = providers.for_bot(bot).embed(missing, model=bot.embedding_model or None)
+        vectors = provider.embed(missing, model=model)
         new = {keys[t]: list(map(float, v)) for t, v in zip(missing, vectors, strict=True)}
         cache.set_many(new, timeout=EMBEDDING_CACHE_SECONDS)
         found.update(new)

@@ -192,8 +192,8 @@ def reembedding_to_show(bot: Bot) -> Reembedding | None:
     """The switch the knowledge page shows: one under way or failed (the old model still serves),
     or one that ended in the last day."""
     job = Reembedding.objects.filter(bot=bot).first()
-    if job is None:
-        return None
+    if job is None or (job.status == Reembedding.Status.FAILED and not bot.serving_embedding):
+        return None  # a failure the owner has since undone (back to the model that serves)
     recent = job.finished_at and job.finished_at > timezone.now() - SHOW_FINISHED_FOR
     return job if job.is_active or bot.serving_embedding or recent else None
 
@@ -214,7 +214,9 @@ def reembedding_run(*, reembedding_id: int) -> str:
     token = JOBS.claim(reembedding_id, stale=_stale())
     if token is None:
         return ""
-    job = Reembedding.objects.select_related("bot").get(pk=reembedding_id)
+    job = Reembedding.objects.select_related("bot").filter(pk=reembedding_id).first()
+    if job is None:  # its bot was deleted meanwhile
+        return ""
     try:
         _run(job, token)
     except Superseded:
@@ -239,7 +241,9 @@ def reembedding_run(*, reembedding_id: int) -> str:
             f"Unexpected error while re-embedding ({exc.__class__.__name__}).",
         )
         raise
-    return Reembedding.objects.get(pk=reembedding_id).status
+    return (
+        Reembedding.objects.filter(pk=reembedding_id).values_list("status", flat=True).first() or ""
+    )
 
 
 def reembedding_fail(*, reembedding_id: int, error: str) -> None:
@@ -263,9 +267,9 @@ def _run(job: Reembedding, token) -> None:
         lambda done, total: JOBS.progress(job.pk, token, progress_done=done, progress_total=total),
     )
     with transaction.atomic():
-        bot = Bot.objects.select_for_update().get(pk=job.bot_id)
-        if not JOBS.owned(job.pk, token).select_for_update().exists():
-            raise Superseded
+        bot = Bot.objects.select_for_update().filter(pk=job.bot_id).first()
+        if bot is None or not JOBS.owned(job.pk, token).select_for_update().exists():
+            raise Superseded  # the bot was deleted, or another run took the job over
         if providers.configured_embedding_model(bot) != job.to_model:
             raise Skipped("The bot's settings changed again; a newer switch follows.")
         swap_vectors(bot, job.to_model, chunk_ids, vectors)

@@ -269,3 +269,31 @@ def test_a_search_that_read_the_bot_just_before_the_swap_still_answers(bot, open
     hits = search(bot=read_before_swap, query="What are your opening hours?")
     assert hits and hits[0].title == "What are your opening hours?"
     assert openai_server.bodies[-1]["input"] == ["What are your opening hours?"]
+
+
+def test_undoing_a_failed_switch_takes_it_off_the_page(owner_client, bot, openai_server):
+    ingest(add(bot, "faq.csv", FAQ_CSV))
+    run(switch_to_openai(bot, embedding_model="no-such-embedding-model"))
+    undo = reembedding.embedding_change(
+        bot=_with(bot, provider=Bot.Provider.LOCAL, embedding_model=""),
+        provider_before=Bot.Provider.OPENAI,
+        model_before="no-such-embedding-model",
+    )
+    assert undo is None  # the local vectors never left
+    bot.refresh_from_db()
+    assert bot.serving_embedding == "" and reembedding.reembedding_to_show(bot) is None
+    page = owner_client.get(reverse("knowledge:page", args=[bot.pk])).content.decode()
+    assert 'id="reembed-panel"' not in page and "Try again" not in page
+
+
+def test_insights_grouping_never_mixes_vectors_of_two_models(bot, openai_server):
+    from bots.insights import embed_cached
+
+    ingest(add(bot, "faq.csv", FAQ_CSV))
+    assert embed_cached(bot, ["where is my parcel"]).shape == (1, 384)
+    switch_to_openai(bot)  # switching: local vectors still serve the search
+    assert embed_cached(bot, ["where is my parcel", "refund"]).shape == (2, 1536)
+    reembedding.embedding_change(
+        bot=_with(bot, provider=Bot.Provider.LOCAL), provider_before="openai", model_before=""
+    )
+    assert embed_cached(bot, ["where is my parcel", "refund"]).shape == (2, 384)
