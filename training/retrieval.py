@@ -49,6 +49,7 @@ from .models import RetrievalTuning
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+REVERTING = "reverting"  # stage of a deployed tuning while tuning_revert re-embeds with the base
 BATCH_SIZE = 64
 LEARNING_RATE = 5e-5
 MIN_STEPS = 20  # a small FAQ still gets enough updates to move
@@ -160,8 +161,18 @@ def tuning_revert(*, bot_id: int) -> bool:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or bot.retrieval_tuning or not bot.tuned_embedding_model:
         return False
+    # Progress goes on the deployed tuning's row, which the tuning card shows while reverting.
+    deployed = RetrievalTuning.objects.filter(
+        bot_id=bot_id, status=RetrievalTuning.Status.DEPLOYED
+    ).values_list("pk", flat=True)[:1]
+
+    def on_progress(done: int, total: int) -> None:
+        RetrievalTuning.objects.filter(pk__in=list(deployed)).update(
+            stage=REVERTING, progress_done=done, progress_total=total, updated_at=timezone.now()
+        )
+
     chunk_ids, vectors = embed_chunks(
-        bot, providers.get_provider("local"), bot.embedding_model or None
+        bot, providers.get_provider("local"), bot.embedding_model or None, on_progress
     )
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot_id)

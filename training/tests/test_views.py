@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from knowledge import services
+from knowledge.models import Chunk
 from training import retrieval
 from training.models import RetrievalTuning
 
@@ -50,9 +51,21 @@ def test_turning_tuning_off_shows_the_switch_back_until_the_base_model_answers(
 
     html = response.content.decode()
     assert "Switching off" in html and 'hx-trigger="every 2s"' in html
+    assert "Waiting for a worker to re-embed" in html
     faq_bot.refresh_from_db()
     assert faq_bot.retrieval_tuning is False
+    # Half-way, as the worker records it on the deployed tuning's row:
+    RetrievalTuning.objects.filter(pk=tuning.pk).update(
+        stage=retrieval.REVERTING, progress_done=3, progress_total=12
+    )
+    panel = reverse("training:tuning_panel", args=[faq_bot.pk])
+    html = owner_client.get(panel, HTTP_HX_REQUEST="true").content.decode()
+    assert "3 of 12 chunks" in html and 'style="width: 25%"' in html
+
     retrieval.tuning_revert(bot_id=faq_bot.pk)  # what the worker does next
+    tuning.refresh_from_db()
+    chunks = Chunk.objects.filter(bot=faq_bot).count()
+    assert tuning.progress_done == tuning.progress_total == chunks  # it reported as it went
     page = owner_client.get(reverse("knowledge:page", args=[faq_bot.pk])).content.decode()
     assert "Tuning is off" in page and "Switching off" not in page
 
