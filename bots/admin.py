@@ -10,7 +10,26 @@ class BotAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "workspace__name"]
     autocomplete_fields = ["workspace"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["tuned_embedding_model", "serving_embedding", "created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        before = Bot.objects.filter(pk=obj.pk).values("provider", "embedding_model").first()
+        # Only the changed fields: workers write tuned_embedding_model and serving_embedding.
+        if form.changed_data:
+            obj.save(update_fields=[*form.changed_data, "updated_at"])
+        if before and (obj.provider, obj.embedding_model) != (
+            before["provider"],
+            before["embedding_model"],
+        ):
+            from knowledge.reembedding import embedding_change
+
+            embedding_change(
+                bot=obj,
+                provider_before=before["provider"],
+                model_before=before["embedding_model"],
+            )
 
 
 class MessageInline(admin.TabularInline):

@@ -297,3 +297,19 @@ def test_insights_grouping_never_mixes_vectors_of_two_models(bot, openai_server)
         bot=_with(bot, provider=Bot.Provider.LOCAL), provider_before="openai", model_before=""
     )
     assert embed_cached(bot, ["where is my parcel", "refund"]).shape == (2, 384)
+
+
+def test_staff_changing_the_model_in_admin_starts_the_same_switch(admin_client, bot, openai_server):
+    ingest(add(bot, "faq.csv", FAQ_CSV))
+    url = reverse("admin:bots_bot_change", args=[bot.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {name: "" if value is None else value for name, value in data.items()}
+    data["provider"] = "openai"
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    job = Reembedding.objects.get(bot=bot)
+    assert (job.from_model, job.to_model) == (LOCAL, OPENAI)
+    bot.refresh_from_db()
+    assert bot.serving_embedding == LOCAL  # the local vectors keep answering meanwhile
+    assert top_question(bot, "when are you open") == "What are your opening hours?"
