@@ -313,3 +313,16 @@ def test_staff_changing_the_model_in_admin_starts_the_same_switch(admin_client, 
     bot.refresh_from_db()
     assert bot.serving_embedding == LOCAL  # the local vectors keep answering meanwhile
     assert top_question(bot, "when are you open") == "What are your opening hours?"
+
+
+def test_a_switch_undone_before_it_ran_shows_nothing(owner_client, bot, openai_server):
+    ingest(add(bot, "faq.csv", FAQ_CSV))
+    switch_to_openai(bot)
+    reembedding.embedding_change(
+        bot=_with(bot, provider=Bot.Provider.LOCAL), provider_before="openai", model_before=""
+    )
+    page = owner_client.get(reverse("knowledge:page", args=[bot.pk])).content.decode()
+    assert 'id="reembed-panel"' not in page
+    panel = reverse("knowledge:reembedding", args=[bot.pk])
+    response = owner_client.get(panel, HTTP_HX_REQUEST="true")
+    assert response.status_code == 286 and b"reembed-panel" not in response.content
