@@ -72,6 +72,11 @@ def test_the_old_model_answers_until_the_switch_swaps_every_vector(bot, openai_s
     assert {len(c.embedding) for c in Chunk.objects.filter(bot=bot)} == {1536}
     source.refresh_from_db()
     assert source.embedding_model == OPENAI and source.status == Source.Status.READY
+    # The same task delivered again does nothing: no second claim, nothing embedded.
+    sent = len(openai_server.requests)
+    assert reembedding.reembedding_run(reembedding_id=job.pk) == ""
+    job.refresh_from_db()
+    assert job.attempts == 1 and len(openai_server.requests) == sent
     # Queries are embedded by the new model now.
     assert providers.embedding_model_for_bot(bot) == OPENAI
     search(bot=bot, query="when are you open")
