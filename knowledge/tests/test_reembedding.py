@@ -331,3 +331,20 @@ def test_a_switch_undone_before_it_ran_shows_nothing(owner_client, bot, openai_s
     panel = reverse("knowledge:reembedding", args=[bot.pk])
     response = owner_client.get(panel, HTTP_HX_REQUEST="true")
     assert response.status_code == 286 and b"reembed-panel" not in response.content
+
+
+def test_a_model_service_that_is_down_puts_the_switch_back_in_the_queue(bot, openai_server):
+    ingest(add(bot, "faq.csv", FAQ_CSV))
+    job = switch_to_openai(bot)
+    openai_server.fail_next = 3  # the client's own two retries fail too: 503, 503, 503
+    with pytest.raises(providers.ProviderUnavailable):
+        reembedding.reembedding_run(reembedding_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == Reembedding.Status.QUEUED
+    assert job.error.startswith("Waiting for the model service")
+    assert chunk_models(bot) == {LOCAL}  # still answering with the old vectors
+    assert top_question(bot, "when are you open") == "What are your opening hours?"
+
+    # The task's next try (Celery retries it with a back-off) finds the service back.
+    assert reembedding.reembedding_run(reembedding_id=job.pk) == Reembedding.Status.DONE
+    assert chunk_models(bot) == {OPENAI}
