@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from .models import ApiKey, Bot, Conversation, Message
+from .services import bot_update
 
 
 @admin.register(Bot)
@@ -15,21 +16,10 @@ class BotAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             return super().save_model(request, obj, form, change)
-        before = Bot.objects.filter(pk=obj.pk).values("provider", "embedding_model").first()
-        # Only the changed fields: workers write tuned_embedding_model and serving_embedding.
+        # Through the service: only changed fields are written (workers write the model
+        # fields), and a new embedding model starts the tracked switch.
         if form.changed_data:
-            obj.save(update_fields=[*form.changed_data, "updated_at"])
-        if before and (obj.provider, obj.embedding_model) != (
-            before["provider"],
-            before["embedding_model"],
-        ):
-            from knowledge.reembedding import embedding_change
-
-            embedding_change(
-                bot=obj,
-                provider_before=before["provider"],
-                model_before=before["embedding_model"],
-            )
+            bot_update(bot=obj, **{name: form.cleaned_data[name] for name in form.changed_data})
 
 
 class MessageInline(admin.TabularInline):

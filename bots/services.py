@@ -27,11 +27,19 @@ def bot_create(*, workspace: Workspace, name: str, **fields) -> Bot:
 
 
 def bot_update(*, bot: Bot, **fields) -> Bot:
+    """Save the given fields. A new provider or embedding model starts the switch of the bot's
+    vectors (knowledge.reembedding); the old ones keep answering until it is done."""
+    # From the database: a ModelForm has already put the new values on the instance.
+    before = Bot.objects.filter(pk=bot.pk).values_list("provider", "embedding_model").first()
     for key, value in fields.items():
         setattr(bot, key, value)
     bot.full_clean()
     # Only these fields: workers change others (tuned_embedding_model, serving_embedding) meanwhile.
     bot.save(update_fields=[*fields, "updated_at"])
+    if before and before != (bot.provider, bot.embedding_model):
+        from knowledge.reembedding import embedding_change  # knowledge depends on bots
+
+        embedding_change(bot=bot, provider_before=before[0], model_before=before[1])
     return bot
 
 

@@ -46,24 +46,15 @@ def bot_detail(request, bot_id: int):
 def bot_edit(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     form = BotForm(request.POST or None, instance=bot)
-    embedding_before = (bot.provider, bot.embedding_model)  # is_valid() updates the instance
     if request.method == "POST" and form.is_valid():
-        form.save(commit=False)
-        # Only the form's fields: a tuning deploy or an embedding switch may have changed the
-        # bot's model fields (tuned_embedding_model, serving_embedding) since this request read it.
-        bot.save(update_fields=[*form.Meta.fields, "updated_at"])
+        services.bot_update(bot=bot, **form.cleaned_data)
         messages.success(request, "Settings saved.")
-        if (bot.provider, bot.embedding_model) != embedding_before:
-            from knowledge.reembedding import embedding_change
-
-            if embedding_change(
-                bot=bot, provider_before=embedding_before[0], model_before=embedding_before[1]
-            ):
-                messages.info(
-                    request,
-                    "The embedding model changed: the bot's knowledge is being re-embedded. "
-                    "It keeps answering with the previous model until that is done.",
-                )
+        if bot.serving_embedding and {"provider", "embedding_model"} & set(form.changed_data):
+            messages.info(
+                request,
+                "The embedding model changed: the bot's knowledge is being re-embedded. "
+                "It keeps answering with the previous model until that is done.",
+            )
         return redirect("bots:detail", bot_id=bot.pk)
     return render(
         request, "bots/form.html", {"form": form, "bot": bot, "title": f"Settings: {bot.name}"}

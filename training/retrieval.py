@@ -162,12 +162,14 @@ def tuning_revert(*, bot_id: int) -> bool:
     if bot is None or bot.retrieval_tuning or not bot.tuned_embedding_model:
         return False
     # Progress goes on the deployed tuning's row, which the tuning card shows while reverting.
-    deployed = RetrievalTuning.objects.filter(
-        bot_id=bot_id, status=RetrievalTuning.Status.DEPLOYED
-    ).values_list("pk", flat=True)[:1]
+    deployed = list(
+        RetrievalTuning.objects.filter(
+            bot_id=bot_id, status=RetrievalTuning.Status.DEPLOYED
+        ).values_list("pk", flat=True)[:1]
+    )
 
     def on_progress(done: int, total: int) -> None:
-        RetrievalTuning.objects.filter(pk__in=list(deployed)).update(
+        RetrievalTuning.objects.filter(pk__in=deployed).update(
             stage=REVERTING, progress_done=done, progress_total=total, updated_at=timezone.now()
         )
 
@@ -229,10 +231,6 @@ def _claim(tuning_id: int):
         if busy.exists():
             return "busy"
         return TUNINGS.claim(tuning_id, stale=stale, stage="reading the FAQ")
-
-
-def _progress(tuning_id: int, token, **fields) -> None:
-    TUNINGS.progress(tuning_id, token, **fields)
 
 
 def _finish(tuning_id: int, token, status: str, message: str = "", **fields) -> None:
@@ -302,7 +300,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
     # so a process can never load another model's weights under this name.
     key = f"t{tuning.pk}-{secrets.token_hex(4)}"
     model_name = f"{base}{TUNED_SEPARATOR}{key}"
-    _progress(
+    TUNINGS.progress(
         tuning.pk,
         token,
         stage="training",
@@ -319,7 +317,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
         batch_size=BATCH_SIZE,
         learning_rate=LEARNING_RATE,
         min_steps=MIN_STEPS,
-        on_step=lambda done, total: _progress(
+        on_step=lambda done, total: TUNINGS.progress(
             tuning.pk, token, progress_done=done, progress_total=total
         ),
     )
@@ -329,7 +327,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
         default_storage.delete(name)
         raise providers.ProviderError("Could not store the tuned model under its name; try again.")
     try:
-        _progress(
+        TUNINGS.progress(
             tuning.pk,
             token,
             stage="embedding",
@@ -343,11 +341,11 @@ def _run(tuning: RetrievalTuning, token) -> None:
             bot,
             providers.get_provider("local"),
             model_name,
-            lambda done, total: _progress(
+            lambda done, total: TUNINGS.progress(
                 tuning.pk, token, progress_done=done, progress_total=total
             ),
         )
-        _progress(tuning.pk, token, stage="deploying")
+        TUNINGS.progress(tuning.pk, token, stage="deploying")
         _deploy(tuning, token, model_name, chunk_ids, vectors)
     except BaseException:
         if not RetrievalTuning.objects.filter(
