@@ -1,0 +1,480 @@
+"""Answer thresholds fitted to one bot from its own FAQ plus a shipped set of unrelated questions.
+
+A bot answers when the best FAQ entry's score (cosine between the question and the centroid of
+the entry's phrasings, knowledge.selectors) reaches its answer threshold, and answers verbatim
+above its direct threshold. One pair of constants does not fit every bot: the scores' scale
+depends on the FAQ (how close its entries sit) and on the embedding model (base or tuned). So
+each bot gets its own, from three samples of scores computed exactly as search() computes them:
+
+- in scope: held-out phrasings scored against every entry's centroid, their own entry's centroid
+  without them (top-1 right or wrong, and the score). With a tuned model only the phrasings that
+  retrieval tuning kept out of training (holdout_split) are honest samples; with the base model
+  every phrasing of an entry that has two or more can be held out in turn. An FAQ without
+  alternate phrasings gets pseudo-paraphrases of its questions (pseudo_paraphrases);
+- unrelated: the questions in data/unrelated_questions.txt (small talk, world knowledge, other
+  businesses' customer questions), scored against every centroid. Some may be in scope for a
+  bot (a shop's "can I return my order"): the ones that score like the bot's own right answers
+  are trimmed (trim_unrelated);
+- unanswerable but on topic: each entry's held-out phrasings scored against the *other* entries
+  only (leave one entry out), i.e. questions about the business that no entry answers.
+
+fit() turns them into the curve of (answer rate, right-answer rate, refusal rate) per threshold
+and picks the answer threshold that maximises (1 - caution) * good-in-scope + caution *
+refused-out-of-scope, where a good in-scope outcome is a right answer or the refusal of a
+question whose top-1 is wrong. caution 0.5 (the default) weighs both sides equally; the owner's
+"cautious <-> helpful" control moves it, and threshold_for_caution() reads a new value off the
+stored curve without recomputing anything. The direct threshold is where held-out top-1
+precision stays high (DIRECT_MAX_ERROR, estimated conservatively).
+
+Everything above is pure numpy over arrays; calibration_fit(bot) loads the bot's vectors and
+embeds the unrelated set with the bot's serving model (cached per model name).
+Measured in benchmarks/calibration_study.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+UNRELATED_PATH = Path(__file__).resolve().parent / "data" / "unrelated_questions.txt"
+
+DEFAULT_CAUTION = 0.5
+THRESHOLD_STEP = 0.01  # the curve's resolution (101 points from 0 to 1)
+HOLDOUT_MIN_PHRASINGS = 3  # an entry keeps >= 2 phrasings to train on when one is held out
+# Unrelated samples scoring at least the median right in-scope score are probably in scope for
+# this bot; at most this share of the unrelated set is trimmed, so a bot whose own questions
+# score low cannot discard its whole out-of-scope sample.
+TRIM_QUANTILE = 0.5
+TRIM_MAX_SHARE = 0.15
+# Direct (verbatim) answers: the conservative error estimate (wrong + 1) / (answered + 2) of the
+# held-out questions above the threshold stays under this, and unrelated questions pass it at
+# most this often.
+DIRECT_MAX_ERROR = 0.05
+DIRECT_MAX_UNRELATED = 0.01
+# Below this many real held-out phrasings, pseudo-paraphrases of the questions are added.
+MIN_IN_SCOPE_SAMPLES = 20
+PSEUDO_PER_QUESTION = 4
+
+
+# --- Which phrasings calibration holds out ------------------------------------------------------
+
+
+def _stable_key(text: str) -> str:
+    return hashlib.sha1(text.strip().lower().encode("utf-8")).hexdigest()
+
+
+def holdout_split(groups: list[list[str]]) -> tuple[list[list[str]], list[tuple[int, int]]]:
+    """(training groups, held-out (entry, phrasing) indexes): one alternate phrasing of every
+    entry with at least HOLDOUT_MIN_PHRASINGS phrasings is kept out of retrieval tuning, so the
+    tuned model's scores on it are honest calibration samples. The canonical question (index 0)
+    is never held out. The choice depends only on the entry's own texts (a hash), so editing one
+    entry does not reshuffle the others'."""
+    train, held = [], []
+    for gi, group in enumerate(groups):
+        if len(group) >= HOLDOUT_MIN_PHRASINGS:
+            pi = min(range(1, len(group)), key=lambda i: _stable_key(group[i]))
+            held.append((gi, pi))
+            train.append([p for i, p in enumerate(group) if i != pi])
+        else:
+            train.append(list(group))
+    return train, held
+
+
+# --- Score samples ------------------------------------------------------------------------------
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norms == 0, 1.0, norms)
+
+
+def entry_sums(vectors: np.ndarray, labels: np.ndarray, n_entries: int) -> np.ndarray:
+    """Sum of each entry's phrasing vectors (a centroid up to scale: cosine ignores scale)."""
+    sums = np.zeros((n_entries, vectors.shape[1]))
+    np.add.at(sums, labels, np.asarray(vectors, dtype=np.float64))
+    return sums
+
+
+def best_entry(queries: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the best entry, its centroid cosine) for each query."""
+    scores = _unit(queries) @ _unit(sums).T
+    top = scores.argmax(axis=1)
+    return top, scores[np.arange(len(queries)), top]
+
+
+def held_out_samples(
+    vectors: np.ndarray, labels: np.ndarray, held: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each held-out phrasing (indexes `held` into vectors/labels): its best score against
+    every entry's centroid with itself removed from its own entry's centroid, whether that top-1
+    is its own entry, and its best score against the other entries only (leave one entry out: a
+    question on topic that no entry answers). Phrasings that are their entry's only one are
+    skipped (their entry has no centroid left). Returns (scores, correct, other_scores)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    labels = np.asarray(labels)
+    n_entries = int(labels.max()) + 1 if len(labels) else 0
+    sums = entry_sums(vectors, labels, n_entries)
+    counts = np.bincount(labels, minlength=n_entries)
+    held = np.asarray([i for i in held if counts[labels[i]] >= 2], dtype=int)
+    if not len(held):
+        empty = np.zeros(0)
+        return empty, np.zeros(0, dtype=bool), empty
+    q = _unit(vectors[held])
+    scores = q @ _unit(sums).T
+    own = labels[held]
+    rest = sums[own] - vectors[held]
+    rows = np.arange(len(held))
+    scores[rows, own] = np.einsum("ij,ij->i", q, _unit(rest))
+    top = scores.argmax(axis=1)
+    best = scores[rows, top]
+    others = scores.copy()
+    others[rows, own] = -np.inf
+    return best, top == own, others.max(axis=1) if n_entries > 1 else np.full(len(held), -1.0)
+
+
+def unrelated_scores(vectors: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Best centroid score of each unrelated question."""
+    if not len(vectors):
+        return np.zeros(0)
+    return best_entry(np.asarray(vectors), sums)[1]
+
+
+def trim_unrelated(
+    unrelated: np.ndarray,
+    right_in_scope: np.ndarray,
+    *,
+    quantile: float = TRIM_QUANTILE,
+    max_share: float = TRIM_MAX_SHARE,
+) -> np.ndarray:
+    """The unrelated scores without those that score like this bot's right answers (at least the
+    `quantile` of right in-scope scores): they are probably questions this bot should answer.
+    At most `max_share` of the sample is dropped, highest first."""
+    unrelated = np.sort(np.asarray(unrelated, dtype=np.float64))
+    if not len(unrelated) or not len(right_in_scope):
+        return unrelated
+    cut = float(np.quantile(right_in_scope, quantile))
+    above = int((unrelated >= cut).sum())
+    drop = min(above, int(max_share * len(unrelated)))
+    return unrelated[: len(unrelated) - drop]
+
+
+_WORD = re.compile(r"[\w'-]+")
+_STOP = {
+    "a", "an", "the", "i", "my", "me", "you", "your", "we", "our", "is", "are", "do", "does",
+    "can", "to", "of", "for", "in", "on", "it", "be", "how", "what", "when", "where", "why",
+    "which", "who", "and", "or", "with", "at", "this", "that", "there", "if", "will", "would",
+}  # fmt: skip
+_CARRIERS = [
+    "{}",
+    "question about {}",
+    "i need help with {}",
+    "hi, {}?",
+    "can you tell me about {}",
+    "{} please",
+    "what about {}",
+    "help: {}",
+]
+
+
+def pseudo_paraphrases(question: str, n: int = PSEUDO_PER_QUESTION, seed: int = 0) -> list[str]:
+    """Cheap stand-ins for how customers might ask `question` when the FAQ has no alternate
+    phrasings: about a third of the words dropped (never every content word), the rest sometimes
+    reordered, wrapped in a carrier phrase. Deterministic for a (question, seed)."""
+    words = _WORD.findall(question.lower())
+    if not words:
+        return []
+    rng = random.Random(f"{seed}:{question}")
+    content = [i for i, w in enumerate(words) if w not in _STOP] or list(range(len(words)))
+    out = []
+    for k in range(n):
+        keep = [w for w in words if rng.random() > 0.35]
+        kept_content = [w for w in keep if w not in _STOP]
+        if not kept_content:
+            keep.append(words[rng.choice(content)])
+        if k % 2 and len(keep) > 1:
+            rng.shuffle(keep)
+        out.append(rng.choice(_CARRIERS).format(" ".join(keep)))
+    return out
+
+
+# --- Fitting ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Samples:
+    """Scores of one bot's calibration samples (see the module docstring)."""
+
+    in_scores: np.ndarray  # held-out (or pseudo) questions: best centroid score
+    in_correct: np.ndarray  # ... whether that best entry is their own
+    unrelated: np.ndarray  # generic unrelated questions, already trimmed
+    on_topic: np.ndarray  # leave one entry out: on topic, no entry answers them
+
+
+def grid() -> np.ndarray:
+    return np.round(np.arange(0.0, 1.0 + THRESHOLD_STEP / 2, THRESHOLD_STEP), 4)
+
+
+def _refused(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    if not len(scores):
+        return np.full(len(thresholds), np.nan)
+    return (np.asarray(scores)[None, :] < thresholds[:, None]).mean(axis=1)
+
+
+def curve(samples: Samples, thresholds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Rates per answer threshold (answered = score >= threshold):
+    answer: share of in-scope samples answered; right: answered with their own entry;
+    good_in: right, or refused when the top-1 was wrong; refuse_unrelated, refuse_on_topic;
+    refuse_out: the mean of the two refusal rates that have samples."""
+    t = grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    s = np.asarray(samples.in_scores, dtype=np.float64)
+    c = np.asarray(samples.in_correct, dtype=bool)
+    answered = s[None, :] >= t[:, None]
+    n = max(1, len(s))
+    right = (answered & c).sum(axis=1) / n
+    wrong_refused = (~answered & ~c).sum(axis=1) / n
+    unrelated = _refused(samples.unrelated, t)
+    on_topic = _refused(samples.on_topic, t)
+    out = np.nanmean(np.vstack([unrelated, on_topic]), axis=0) if len(t) else np.zeros(0)
+    return {
+        "threshold": t,
+        "answer": answered.sum(axis=1) / n,
+        "right": right,
+        "good_in": right + wrong_refused,
+        "refuse_unrelated": unrelated,
+        "refuse_on_topic": on_topic,
+        "refuse_out": np.nan_to_num(out, nan=0.0),
+    }
+
+
+def answer_threshold(rates: dict[str, np.ndarray], caution: float = DEFAULT_CAUTION) -> float:
+    """The threshold maximising (1 - caution) * good_in + caution * refuse_out on the curve.
+    Ties go to the better balanced sum good_in + refuse_out, then to the middle of the first run
+    of equally good thresholds."""
+    caution = min(1.0, max(0.0, float(caution)))
+    good, refuse = rates["good_in"], np.nan_to_num(rates["refuse_out"], nan=0.0)
+    objective = (1 - caution) * good + caution * refuse
+    best = np.isclose(objective, objective.max())
+    balanced = np.where(best, good + refuse, -np.inf)
+    best = np.flatnonzero(np.isclose(balanced, balanced.max()))
+    run_end = 0
+    while run_end + 1 < len(best) and best[run_end + 1] == best[run_end] + 1:
+        run_end += 1
+    return float(rates["threshold"][best[run_end // 2]])
+
+
+def direct_threshold(samples: Samples, floor: float) -> float:
+    """The lowest threshold >= `floor` above which the held-out questions' top-1 is right with a
+    conservative error estimate (wrong + 1) / (answered + 2) <= DIRECT_MAX_ERROR, and at most
+    DIRECT_MAX_UNRELATED of unrelated questions reach it; 1.0 (never direct) if none."""
+    s = np.asarray(samples.in_scores, dtype=np.float64)
+    c = np.asarray(samples.in_correct, dtype=bool)
+    u = np.asarray(samples.unrelated, dtype=np.float64)
+    for t in grid():
+        if t < floor - 1e-9:
+            continue
+        above = s >= t
+        wrong = int((above & ~c).sum())
+        if (wrong + 1) / (int(above.sum()) + 2) > DIRECT_MAX_ERROR:
+            continue
+        if len(u) and (u >= t).mean() > DIRECT_MAX_UNRELATED:
+            continue
+        return float(t)
+    return 1.0
+
+
+def _at(rates: dict[str, np.ndarray], threshold: float) -> dict[str, float]:
+    i = int(np.argmin(np.abs(rates["threshold"] - threshold)))
+    return {
+        k: round(float(v[i]), 4) for k, v in rates.items() if k != "threshold" and np.isfinite(v[i])
+    }
+
+
+def _in_ten(rate: float) -> str:
+    return f"{max(0, min(10, round(rate * 10)))} in 10"
+
+
+def summary(at: dict[str, float]) -> str:
+    """The owner's plain-words reading of one point of the curve."""
+    return (
+        f"Answers about {_in_ten(at['answer'])} questions like your FAQ's "
+        f"(about {_in_ten(at['right'])} with the right entry), "
+        f"declines about {_in_ten(at['refuse_unrelated'] if 'refuse_unrelated' in at else at['refuse_out'])} "
+        "unrelated ones."
+    )
+
+
+def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:
+    """Thresholds, the curve and plain words for one bot (JSON-ready)."""
+    rates = curve(samples)
+    answer = answer_threshold(rates, caution)
+    direct = direct_threshold(samples, floor=answer)
+    at = _at(rates, answer)
+    preview = []
+    for c in np.round(np.linspace(0, 1, 11), 2):
+        t = answer_threshold(rates, c)
+        point = _at(rates, t)
+        preview.append({"caution": float(c), "threshold": t, **point, "summary": summary(point)})
+    return {
+        "caution": float(caution),
+        "answer_threshold": answer,
+        "direct_threshold": direct,
+        "at_threshold": at,
+        "summary": summary(at),
+        "preview": preview,
+        "curve": {
+            k: [round(float(x), 4) if np.isfinite(x) else None for x in v] for k, v in rates.items()
+        },
+        "samples": {
+            "in_scope": int(len(samples.in_scores)),
+            "unrelated": int(len(samples.unrelated)),
+            "on_topic": int(len(samples.on_topic)),
+        },
+    }
+
+
+def threshold_for_caution(calibration: dict, caution: float) -> float:
+    """A new caution's answer threshold, read off a stored fit()'s curve (instant, no model)."""
+    rates = {k: np.asarray([np.nan if x is None else x for x in v], dtype=np.float64)
+             for k, v in calibration["curve"].items()}  # fmt: skip
+    return answer_threshold(rates, caution)
+
+
+# --- Building the samples from vectors ----------------------------------------------------------
+
+
+def build_samples(
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    held: np.ndarray,
+    unrelated_vectors: np.ndarray,
+    pseudo_vectors: np.ndarray | None = None,
+    pseudo_labels: np.ndarray | None = None,
+    *,
+    trim: bool = True,
+) -> Samples:
+    """Samples from one bot's phrasing vectors (labels: entry index per vector), the indexes of
+    the phrasings to hold out, the unrelated questions' vectors and optionally pseudo-paraphrases
+    (vectors + the entry they paraphrase), scored against the unchanged centroids."""
+    labels = np.asarray(labels)
+    n_entries = int(labels.max()) + 1
+    sums = entry_sums(np.asarray(vectors), labels, n_entries)
+    in_scores, in_correct, on_topic = held_out_samples(vectors, labels, np.asarray(held, int))
+    if pseudo_vectors is not None and len(pseudo_vectors):
+        top, best = best_entry(np.asarray(pseudo_vectors), sums)
+        scores = _unit(pseudo_vectors) @ _unit(sums).T
+        scores[np.arange(len(top)), pseudo_labels] = -np.inf
+        in_scores = np.concatenate([in_scores, best])
+        in_correct = np.concatenate([in_correct, top == np.asarray(pseudo_labels)])
+        if n_entries > 1:
+            on_topic = np.concatenate([on_topic, scores.max(axis=1)])
+    unrelated = unrelated_scores(unrelated_vectors, sums)
+    if trim:
+        unrelated = trim_unrelated(unrelated, in_scores[in_correct])
+    return Samples(in_scores, in_correct, unrelated, on_topic)
+
+
+def load_unrelated() -> list[str]:
+    lines = UNRELATED_PATH.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+# --- One bot ------------------------------------------------------------------------------------
+
+_UNRELATED_CACHE_SIZE = 8
+_unrelated_vectors: dict[str, np.ndarray] = {}  # serving model name -> vectors, oldest first
+
+
+def _unrelated_for(bot, model: str) -> np.ndarray:
+    """The unrelated set embedded with the bot's serving model; a process keeps the last few
+    models' (a tuned model's name is never reused, so the name is a safe key)."""
+    import providers
+
+    if model in _unrelated_vectors:
+        return _unrelated_vectors[model]
+    vectors = np.asarray(providers.embed_for_bot(bot, load_unrelated()), dtype=np.float64)
+    _unrelated_vectors[model] = vectors
+    while len(_unrelated_vectors) > _UNRELATED_CACHE_SIZE:
+        _unrelated_vectors.pop(next(iter(_unrelated_vectors)))
+    return vectors
+
+
+def calibration_fit(bot, caution: float | None = None) -> dict | None:
+    """Fit the bot's thresholds from its FAQ as it is searched now (the stored phrasing vectors of
+    its serving embedding model) and the unrelated set. Returns fit()'s dict plus the model and
+    the method used, or None when the bot has no FAQ entry with vectors.
+
+    Held-out samples: with a tuned model, the phrasings retrieval tuning kept out of training
+    (holdout_split); with the base model, every phrasing of an entry that has two or more.
+    Fewer than MIN_IN_SCOPE_SAMPLES of them: pseudo-paraphrases of every question are added.
+    Embeds the unrelated set (cached per model) and the pseudo-paraphrases; reads, never writes.
+    """
+    import providers
+    from knowledge.models import Chunk, FaqEntry
+
+    model = providers.embedding_model_for_bot(bot)
+    entries = list(
+        FaqEntry.objects.filter(bot=bot)
+        .order_by("pk")
+        .values_list("pk", "question", "alternate_questions")
+    )
+    chunks = (
+        Chunk.objects.filter(bot=bot, embedding_model=model, faq__isnull=False)
+        .order_by("faq_id", "position", "pk")
+        .values_list("faq_id", "title", "embedding")
+    )
+    index = {pk: i for i, (pk, _, _) in enumerate(entries)}
+    vectors, labels, titles = [], [], []
+    for faq_id, title, vector in chunks.iterator(chunk_size=2000):
+        if faq_id in index:
+            vectors.append(np.asarray(vector, dtype=np.float64))
+            labels.append(index[faq_id])
+            titles.append(title)
+    if not vectors:
+        return None
+    vectors_a, labels_a = np.vstack(vectors), np.asarray(labels)
+    # Entries without vectors (mid-ingestion) are dropped; indexes stay dense.
+    present = sorted(set(labels))
+    remap = {old: new for new, old in enumerate(present)}
+    labels_a = np.asarray([remap[x] for x in labels])
+    groups = [[q, *(alts or [])] for _, q, alts in entries]
+    tuned = bool(getattr(bot, "tuned_embedding_model", "")) and not bot.serving_embedding
+    if tuned:
+        # Chunk titles are the phrasings (cut to the title field's length).
+        cut = Chunk._meta.get_field("title").max_length
+        held_texts = {
+            (remap[gi], groups[gi][pi][:cut]) for gi, pi in holdout_split(groups)[1] if gi in remap
+        }
+        held = [i for i, (t, lab) in enumerate(zip(titles, labels_a, strict=True))
+                if (int(lab), t) in held_texts]  # fmt: skip
+        method = "held-out phrasings (kept out of retrieval tuning)"
+    else:
+        counts = np.bincount(labels_a)
+        held = [i for i, lab in enumerate(labels_a) if counts[lab] >= 2]
+        method = "each phrasing held out in turn"
+    pseudo_vectors = pseudo_labels = None
+    if len(held) < MIN_IN_SCOPE_SAMPLES:
+        pairs = [
+            (p, remap[gi])
+            for gi, (_, question, _) in enumerate(entries)
+            if gi in remap
+            for p in pseudo_paraphrases(question)
+        ]
+        pseudo_vectors = np.asarray(providers.embed_for_bot(bot, [p for p, _ in pairs]))
+        pseudo_labels = np.asarray([gi for _, gi in pairs])
+        method += " + pseudo-paraphrases of the questions"
+    samples = build_samples(
+        vectors_a,
+        labels_a,
+        np.asarray(held, dtype=int),
+        _unrelated_for(bot, model),
+        pseudo_vectors,
+        pseudo_labels,
+    )
+    result = fit(samples, DEFAULT_CAUTION if caution is None else caution)
+    return {**result, "model": model, "method": method}

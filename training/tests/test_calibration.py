@@ -1,0 +1,214 @@
+"""Per-bot threshold calibration: the pure method on small arrays worked out by hand, and one fit
+of a real bot (real ingestion, the local model, PostgreSQL)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from training import calibration as cal
+
+# Two entries in 2-D. Entry 0: (1, 0) and (0.8, 0.6); entry 1: (0, 1) and (0.6, 0.8).
+VECTORS = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
+LABELS = np.array([0, 0, 1, 1])
+
+
+def test_holdout_keeps_the_question_and_two_phrasings_to_train_on():
+    groups = [["q1", "a", "b"], ["q2", "c"], ["q3"]]
+    train, held = cal.holdout_split(groups)
+
+    assert len(held) == 1 and held[0][0] == 0 and held[0][1] in (1, 2)
+    assert train[0][0] == "q1" and len(train[0]) == 2
+    assert groups[0][held[0][1]] not in train[0]
+    assert train[1:] == [["q2", "c"], ["q3"]]
+
+
+def test_holdout_choice_of_an_entry_does_not_change_when_other_entries_change():
+    first = cal.holdout_split([["q1", "a", "b", "c"], ["q2", "d", "e"]])[1][0]
+    edited = cal.holdout_split([["q1", "a", "b", "c"], ["q2 changed", "x", "y", "z"]])[1][0]
+    assert first == edited
+
+
+def test_a_held_out_phrasing_is_scored_without_itself_in_its_own_centroid():
+    scores, correct, others = cal.held_out_samples(VECTORS, LABELS, np.array([0, 1]))
+
+    # (1, 0) against its entry's centroid without it, (0.8, 0.6): 0.8. Entry 1's centroid
+    # (0.6, 1.8) / sqrt(3.6): 0.6 / 1.897 = 0.316. Right, 0.8; the other entry 0.316.
+    # (0.8, 0.6) against (1, 0): 0.8; against entry 1: (0.48 + 1.08) / 1.897 = 0.822:
+    # the top-1 is the wrong entry.
+    np.testing.assert_allclose(scores, [0.8, 1.56 / np.sqrt(3.6)], atol=1e-9)
+    assert correct.tolist() == [True, False]
+    np.testing.assert_allclose(others, [0.6 / np.sqrt(3.6), 1.56 / np.sqrt(3.6)], atol=1e-9)
+
+
+def test_an_entry_s_only_phrasing_cannot_be_held_out():
+    scores, correct, _ = cal.held_out_samples(
+        np.vstack([VECTORS, [[0.0, -1.0]]]), np.array([0, 0, 1, 1, 2]), np.array([4])
+    )
+    assert len(scores) == 0 and len(correct) == 0
+
+
+def test_trimming_drops_unrelated_scores_like_right_answers_within_its_cap():
+    unrelated = np.array([0.1] * 8 + [0.7, 0.9])
+    right = np.array([0.6, 0.7, 0.8])  # median 0.7: 0.7 and 0.9 look in scope
+
+    assert cal.trim_unrelated(unrelated, right, max_share=0.15).tolist() == [0.1] * 8 + [0.7]
+    assert cal.trim_unrelated(unrelated, right, max_share=0.5).tolist() == [0.1] * 8
+    assert cal.trim_unrelated(unrelated, np.zeros(0)).tolist() == sorted(unrelated.tolist())
+
+
+SAMPLES = cal.Samples(
+    in_scores=np.array([0.9, 0.8, 0.7, 0.4]),
+    in_correct=np.array([True, True, False, True]),
+    unrelated=np.array([0.2, 0.3, 0.5, 0.6]),
+    on_topic=np.zeros(0),
+)
+
+
+def test_curve_counts_answers_right_answers_and_refusals():
+    rates = cal.curve(SAMPLES, np.array([0.0, 0.45, 0.75, 0.95]))
+
+    assert rates["answer"].tolist() == [1.0, 0.75, 0.5, 0.0]
+    assert rates["right"].tolist() == [0.75, 0.5, 0.5, 0.0]
+    # Refusing the wrong top-1 (0.7) is a good outcome too.
+    assert rates["good_in"].tolist() == [0.75, 0.5, 0.75, 0.25]
+    assert rates["refuse_unrelated"].tolist() == [0.0, 0.5, 1.0, 1.0]
+    assert rates["refuse_out"].tolist() == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_refusal_is_the_mean_of_unrelated_and_on_topic_refusals():
+    samples = cal.Samples(SAMPLES.in_scores, SAMPLES.in_correct, np.array([0.1]), np.array([0.9]))
+    rates = cal.curve(samples, np.array([0.5]))
+    assert rates["refuse_out"].tolist() == [0.5]
+
+
+def test_default_caution_picks_the_middle_of_the_best_band():
+    # good_in + refusal peak for thresholds in (0.7, 0.8]: answer 0.9 and 0.8 (right), refuse
+    # 0.7 (wrong top-1) and every unrelated one: 0.5 * 0.75 + 0.5 * 1.0. The grid points of that
+    # band are 0.71 ... 0.80; the middle one is 0.75.
+    assert cal.answer_threshold(cal.curve(SAMPLES)) == pytest.approx(0.75)
+
+
+def test_a_helpful_owner_gets_a_lower_threshold_than_a_cautious_one():
+    samples = cal.Samples(
+        in_scores=np.array([0.9, 0.8, 0.6, 0.55]),
+        in_correct=np.array([True, True, True, True]),
+        unrelated=np.array([0.2, 0.3, 0.5, 0.58]),
+        on_topic=np.zeros(0),
+    )
+    rates = cal.curve(samples)
+    # caution 0: every right answer counts, the 0.58 unrelated one does not: 0.51 ... 0.55.
+    assert cal.answer_threshold(rates, 0.0) == pytest.approx(0.53)
+    # caution 0.5: answering 0.55 wins 0.25 and costs 0.25 on each side; the tie goes to the
+    # band with the better balance: 0.51-0.55 and 0.59-0.60 tie too, the first one is taken.
+    assert cal.answer_threshold(rates, 0.5) == pytest.approx(0.53)
+    # caution 1: refusals only: every unrelated one refused from 0.59 up; among those the best
+    # balance is 0.59-0.60 (answers 0.6, 0.8, 0.9).
+    assert cal.answer_threshold(rates, 1.0) == pytest.approx(0.59)
+
+
+def test_direct_threshold_needs_enough_right_answers_above_it():
+    right = [0.97] * 20
+    samples = cal.Samples(
+        np.array([*right, 0.85]),
+        np.array([True] * 20 + [False]),
+        np.array([0.1] * 10),
+        np.zeros(0),
+    )
+    # Above 0.85: 20 right, none wrong, (0 + 1) / 22 = 0.045 <= 0.05. At 0.85: 2 / 23 = 0.087.
+    assert cal.direct_threshold(samples, floor=0.5) == pytest.approx(0.86)
+    # Never below the answer threshold.
+    assert cal.direct_threshold(samples, floor=0.88) == pytest.approx(0.88)
+    # Ten right answers are not enough evidence: (0 + 1) / 12 = 0.083. Never direct.
+    few = cal.Samples(np.array([0.9] * 10), np.array([True] * 10), np.array([0.1]), np.zeros(0))
+    assert cal.direct_threshold(few, floor=0.5) == 1.0
+    # An unrelated question scoring 0.95 keeps direct answers above it (1 in 10 > 1 %).
+    loud = cal.Samples(samples.in_scores, samples.in_correct, np.array([0.1] * 9 + [0.95]), [])
+    assert cal.direct_threshold(loud, floor=0.5) == pytest.approx(0.96)
+
+
+def test_fit_is_json_and_a_new_caution_reads_its_threshold_off_the_stored_curve():
+    result = json.loads(json.dumps(cal.fit(SAMPLES)))
+
+    assert result["answer_threshold"] == pytest.approx(0.75)
+    assert result["at_threshold"]["answer"] == 0.5 and result["at_threshold"]["right"] == 0.5
+    assert [p["caution"] for p in result["preview"]] == pytest.approx(np.linspace(0, 1, 11))
+    for caution in (0.0, 0.3, 1.0):
+        direct = cal.answer_threshold(cal.curve(SAMPLES), caution)
+        assert cal.threshold_for_caution(result, caution) == pytest.approx(direct)
+
+
+def test_summary_in_plain_words():
+    at = {"answer": 0.91, "right": 0.86, "refuse_unrelated": 0.78, "refuse_out": 0.7}
+    assert cal.summary(at) == (
+        "Answers about 9 in 10 questions like your FAQ's (about 9 in 10 with the right entry), "
+        "declines about 8 in 10 unrelated ones."
+    )
+
+
+def test_pseudo_paraphrases_are_deterministic_and_keep_a_content_word():
+    question = "How do I freeze my card?"
+    first = cal.pseudo_paraphrases(question, n=6)
+    assert first == cal.pseudo_paraphrases(question, n=6)
+    assert len(first) == 6 and len(set(first)) > 1
+    assert all({"freeze", "card"} & set(p.replace("?", "").split()) for p in first)
+    assert cal.pseudo_paraphrases("", n=3) == []
+
+
+def test_the_unrelated_set_ships_with_hundreds_of_distinct_questions():
+    questions = cal.load_unrelated()
+    assert len(questions) >= 300 and len(set(questions)) == len(questions)
+
+
+# --- A real bot -----------------------------------------------------------------------------------
+
+ACCOUNT_FAQ = [
+    {
+        "question": "How do I freeze my card?",
+        "answer": "Tap Card > Freeze in the app.",
+        "example_questions": ["block my card for now", "I want to lock my card", "pause my card"],
+    },
+    {
+        "question": "I lost my card, what do I do?",
+        "answer": "Report it lost in the app; we send a new one.",
+        "example_questions": ["my card is missing", "someone stole my card", "card got stolen"],
+    },
+    {
+        "question": "When are you open?",
+        "answer": "Monday to Friday, 9 to 5.",
+        "example_questions": ["what are your opening hours", "are you open on saturday"],
+    },
+    {
+        "question": "How much does delivery cost?",
+        "answer": "Delivery is free over 50 EUR, else 4.90 EUR.",
+        "example_questions": ["shipping price", "is delivery free", "what do you charge to ship"],
+    },
+]
+
+
+@pytest.mark.django_db
+def test_calibration_fit_of_a_small_bot(bot, monkeypatch):
+    from knowledge.tests.test_search import ingest_faqs
+
+    assert cal.calibration_fit(bot) is None  # no FAQ yet
+    ingest_faqs(bot, ACCOUNT_FAQ)
+
+    result = cal.calibration_fit(bot)
+    # Base model: all 15 phrasings held out in turn (entries have 3 or 4), fewer than 20, so
+    # 4 pseudo-paraphrases per question join them.
+    assert result["samples"]["in_scope"] == 15 + 4 * 4
+    assert result["model"] == "local:all-MiniLM-L6-v2"
+    assert result["samples"]["unrelated"] >= 0.85 * len(cal.load_unrelated())
+    assert 0.0 < result["answer_threshold"] <= result["direct_threshold"] <= 1.0
+    assert result["summary"].startswith("Answers about ")
+    assert json.loads(json.dumps(result)) == result
+
+    # The unrelated set is embedded once per model.
+    calls = []
+    import providers
+
+    real = providers.embed_for_bot
+    monkeypatch.setattr(providers, "embed_for_bot", lambda b, t: calls.append(len(t)) or real(b, t))
+    again = cal.calibration_fit(bot)
+    assert again["answer_threshold"] == result["answer_threshold"]
+    assert calls == [16]  # only the pseudo-paraphrases
