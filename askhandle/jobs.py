@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import ClassVar
 
+from celery.contrib.django.task import DjangoTask
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -139,3 +140,19 @@ class ClaimedJobs:
         for pk in requeued + lost:
             enqueue(pk)
         return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}
+
+
+class GiveUpTask(DjangoTask):
+    """A task that retries its transient errors with Celery's own back-off, then gives up.
+
+    Declare `autoretry_for=(SomeTransientError,)`, `retry_backoff`, `max_retries` on the task
+    and `give_up=<callable>`: once the retries are spent, Celery fails the task with the last
+    error, and `give_up(*args, error=<readable reason>)` marks its row FAILED so nothing stays
+    queued for ever. Any other error is the job's own to record (ClaimedJobs.finish)."""
+
+    give_up: Callable[..., None] | None = None
+    give_up_message = "The model service stayed unavailable: {error}"
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if self.give_up is not None and isinstance(exc, tuple(self.autoretry_for or ())):
+            self.give_up(*args, error=self.give_up_message.format(error=exc))

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "bots",
     "knowledge",
     "training",
+    "chat",
 ]
 
 MIDDLEWARE = [

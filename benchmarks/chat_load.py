@@ -96,7 +96,7 @@ class ThrowawayDatabase:
 def _seed() -> tuple[str, str]:
     """One bot with the FAQ above (real embeddings) and an API key. Returns (slug, key)."""
     from accounts.services import account_signup
-    from bots.apikeys import api_key_create
+    from chat.apikeys import api_key_create
     from bots.services import bot_create
     from knowledge.services import faq_entries_import, source_ingest
 

@@ -141,7 +141,7 @@ def fmt(x: float) -> str:
 
 def answer_all(bot, questions, external, *, baseline: bool):
     """Every question through the pipeline (precomputed vectors); with the plain-NN baseline."""
-    from bots.answer import answer
+    from chat.answer import answer
     from knowledge import selectors
 
     texts = [q["text"] for q in questions]
@@ -209,7 +209,7 @@ def tune(bot):
 
 
 def run(args) -> dict:
-    from bots.answer import answer
+    from chat.answer import answer
     from knowledge.models import FaqEntry
 
     bot, n_entries, n_chunks, ingest_s = build_bot(

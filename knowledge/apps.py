@@ -3,3 +3,12 @@ from django.apps import AppConfig
 
 class KnowledgeConfig(AppConfig):
     name = "knowledge"
+
+    def ready(self) -> None:
+        from bots.signals import embedding_settings_changed
+
+        from .reembedding import embedding_settings_changed_receiver
+
+        embedding_settings_changed.connect(
+            embedding_settings_changed_receiver, dispatch_uid="knowledge.embedding_change"
+        )

@@ -19,9 +19,8 @@ import copy
 import logging
 from datetime import timedelta
 
-import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 import providers
@@ -29,6 +28,8 @@ from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 
 from .models import Chunk, Reembedding, Source
+from .signals import faq_changed_on_commit, vectors_swapped
+from .staging import as_vector, stage_and_run
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,10 @@ def embed_chunks(
     return [c["pk"] for c in chunks], vectors
 
 
-STAGE_SQL = "CREATE TEMP TABLE swapped_vectors (id bigint, embedding vector) ON COMMIT DROP"
+SWAP_SQL = (
+    "UPDATE knowledge_chunk c SET embedding = t.embedding, embedding_model = %s "
+    "FROM swapped_vectors t WHERE c.id = t.id AND c.bot_id = %s"
+)
 
 
 def swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> None:
@@ -87,27 +91,17 @@ def swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> Non
     vectors and model name. Chunks the job did not see (a source that finished ingesting
     meanwhile) carry another model's vectors: their sources are ingested again, after commit,
     with the bot's model as it is then."""
-    from pgvector.psycopg.vector import register_vector_info
-    from psycopg.types import TypeInfo
-
     from .services import source_requeue
 
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
-        raw.execute(STAGE_SQL)
-        with raw.copy(
-            "COPY swapped_vectors (id, embedding) FROM STDIN WITH (FORMAT BINARY)"
-        ) as copy_:
-            copy_.set_types(["int8", "vector"])
-            for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
-                copy_.write_row((chunk_id, np.asarray(vector, dtype=np.float32)))
-        raw.execute(
-            "UPDATE knowledge_chunk c SET embedding = t.embedding, embedding_model = %s "
-            "FROM swapped_vectors t WHERE c.id = t.id AND c.bot_id = %s",
-            [full_name, bot.pk],
-        )
-        raw.execute("DROP TABLE swapped_vectors")
+    stage_and_run(
+        table="swapped_vectors",
+        columns=[("id", "bigint", "int8"), ("embedding", "vector", "vector")],
+        rows=(
+            (chunk_id, as_vector(vector))
+            for chunk_id, vector in zip(chunk_ids, vectors, strict=True)
+        ),
+        statements=[(SWAP_SQL, [full_name, bot.pk])],
+    )
     stale_sources = set(
         Chunk.objects.filter(bot=bot)
         .exclude(embedding_model=full_name)
@@ -127,8 +121,6 @@ def embedding_change(*, bot: Bot, provider_before: str, model_before: str) -> Re
     """The owner saved another provider or embedding model (`*_before`: the settings as they
     were). Starts the switch of the bot's vectors; returns the queued job, or None when there is
     nothing to re-embed (no knowledge yet, or back to the model that is still serving)."""
-    from training.retrieval import tuned_models_retire  # training depends on knowledge
-
     with transaction.atomic():
         current = Bot.objects.select_for_update().get(pk=bot.pk)
         if current.serving_embedding:  # a switch is under way: its old vectors still serve
@@ -156,10 +148,19 @@ def embedding_change(*, bot: Bot, provider_before: str, model_before: str) -> Re
             job = Reembedding.objects.create(bot=current, from_model=serving, to_model=target)
             _enqueue(job.pk)
         else:
-            tuned_models_retire(current.pk, "The bot's embedding model changed.")
+            vectors_swapped.send(
+                sender=Reembedding, bot_id=current.pk, reason="The bot's embedding model changed."
+            )
     bot.tuned_embedding_model = ""
     bot.serving_embedding = serving if switching else ""
     return job
+
+
+def embedding_settings_changed_receiver(
+    sender, *, bot: Bot, provider_before: str, model_before: str, **kwargs
+) -> None:
+    """bots.signals.embedding_settings_changed: the owner saved another model."""
+    embedding_change(bot=bot, provider_before=provider_before, model_before=model_before)
 
 
 def reembedding_retry(*, bot: Bot) -> Reembedding | None:
@@ -257,8 +258,6 @@ def reembedding_fail(*, reembedding_id: int, error: str) -> None:
 
 
 def _run(job: Reembedding, token) -> None:
-    from training.retrieval import tuned_models_retire, tuning_request_after_ingest
-
     provider_name, _, model_arg = job.to_model.partition(":")
     chunk_ids, vectors = embed_chunks(
         job.bot,
@@ -274,7 +273,9 @@ def _run(job: Reembedding, token) -> None:
             raise Skipped("The bot's settings changed again; a newer switch follows.")
         swap_vectors(bot, job.to_model, chunk_ids, vectors)
         Bot.objects.filter(pk=bot.pk).update(serving_embedding="")
-        tuned_models_retire(bot.pk, "The bot's embedding model changed.")
+        vectors_swapped.send(
+            sender=Reembedding, bot_id=bot.pk, reason="The bot's embedding model changed."
+        )
         JOBS.finish(
             job.pk,
             token,
@@ -284,9 +285,7 @@ def _run(job: Reembedding, token) -> None:
             progress_total=len(chunk_ids),
         )
         # The new model may be the local one again: tuning (if on) picks the bot up.
-        transaction.on_commit(
-            lambda: tuning_request_after_ingest(bot_id=bot.pk, reason="embedding model changed")
-        )
+        faq_changed_on_commit(bot.pk, "embedding model changed")
     log.info("Bot %s now searches %s (%d chunks)", job.bot_id, job.to_model, len(chunk_ids))
 
 

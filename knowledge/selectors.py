@@ -363,6 +363,21 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
         if fresh is not None and providers.embedding_model_for_bot(fresh) != model:
             return search(bot=fresh, query=query, limit=limit)
         return []
+    ranked = _fuse(vector_rows, text_rows, centroid, similarity)
+    return _hits(ranked, similarity, limit)
+
+
+@dataclass
+class _Ranked:
+    best: dict  # result key -> its best-matching chunk id
+    score: dict  # result key -> cosine (FAQ: to the entry's centroid)
+    fused: dict  # result key -> weighted RRF value (ordering only)
+    vector_rank: dict
+    text_rank: dict
+
+
+def _fuse(vector_rows, text_rows, centroid: dict, similarity: dict) -> _Ranked:
+    """One result per FAQ entry or document chunk, scored and fused (weighted RRF)."""
     faq_of = {cid: faq_id for cid, faq_id, _ in [*vector_rows, *text_rows]}
 
     def key(cid: int) -> tuple[str, int]:
@@ -376,7 +391,6 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
         k: centroid.get(k[1], similarity[cid]) if k[0] == "faq" else similarity[cid]
         for k, cid in best.items()
     }
-
     vector_order = sorted({key(cid) for cid, _, _ in vector_rows}, key=lambda k: -score[k])
     text_order = list(dict.fromkeys(key(cid) for cid, _, _ in text_rows))
     fused = dict.fromkeys(best, 0.0)
@@ -384,16 +398,24 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
         fused[k] += VECTOR_WEIGHT / (RRF_K + rank)
     for rank, k in enumerate(text_order, 1):
         fused[k] += TEXT_WEIGHT / (RRF_K + rank)
-    vector_rank = {k: i for i, k in enumerate(vector_order, 1)}
-    text_rank = {k: i for i, k in enumerate(text_order, 1)}
+    return _Ranked(
+        best=best,
+        score=score,
+        fused=fused,
+        vector_rank={k: i for i, k in enumerate(vector_order, 1)},
+        text_rank={k: i for i, k in enumerate(text_order, 1)},
+    )
 
-    top = sorted(best, key=lambda k: (-fused[k], -score[k]))[:limit]
+
+def _hits(ranked: _Ranked, similarity: dict, limit: int) -> list[Hit]:
+    """The top `limit` results with their fields (one statement)."""
+    top = sorted(ranked.best, key=lambda k: (-ranked.fused[k], -ranked.score[k]))[:limit]
     with connection.cursor() as cur:
-        cur.execute(HITS_SQL, [[best[k] for k in top]])
+        cur.execute(HITS_SQL, [[ranked.best[k] for k in top]])
         fields = {row[0]: row[1:] for row in cur.fetchall()}
     hits = []
     for k in top:
-        cid = best[k]
+        cid = ranked.best[k]
         title, text, source_name, source_url, faq_id, question, answer, faq_url, external_id = (
             fields[cid]
         )
@@ -405,11 +427,11 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
                 text=text,
                 answer=answer if faq_id else text,
                 url=(faq_url if faq_id else "") or source_url,
-                score=score[k],
+                score=ranked.score[k],
                 phrasing_score=similarity[cid],
-                text_rank=text_rank.get(k),
-                vector_rank=vector_rank.get(k),
-                fused=fused[k],
+                text_rank=ranked.text_rank.get(k),
+                vector_rank=ranked.vector_rank.get(k),
+                fused=ranked.fused[k],
                 source_name=source_name,
                 faq_external_id=external_id if faq_id else "",
             )

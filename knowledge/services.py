@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,6 +32,8 @@ from bots.models import Bot
 from . import chunking, fetching, parsing
 from .models import Chunk, FaqEntry, Source
 from .reembedding import embed_text
+from .signals import faq_changed_on_commit
+from .staging import as_vector, stage_and_run
 
 log = logging.getLogger(__name__)
 
@@ -182,23 +183,12 @@ def _request_ingest(source_id: int) -> None:
     )
 
 
-def _request_tuning_on_commit(bot_id: int, reason: str) -> None:
-    """The bot's FAQ changed: its tuned retrieval model (training.retrieval) is re-trained."""
-
-    def request():
-        from training.retrieval import tuning_request_after_ingest
-
-        tuning_request_after_ingest(bot_id=bot_id, reason=reason)
-
-    transaction.on_commit(request)
-
-
 def source_delete(*, source: Source) -> None:
     """Delete a source with its FAQ entries and chunks (and the stored file, after commit)."""
     file = source.file
     with transaction.atomic():
         if source.faq_entries.exists():
-            _request_tuning_on_commit(source.bot_id, f"{source.name} deleted")
+            faq_changed_on_commit(source.bot_id, f"{source.name} deleted")
         source.delete()
         if file:
             transaction.on_commit(lambda: file.storage.delete(file.name))
@@ -432,16 +422,31 @@ def _known_vectors(source: Source, model: str) -> dict[str, object]:
 
 
 def _ingest(source: Source, token) -> None:
-    bot = source.bot
     started = time.perf_counter()
     parsed, manual_entries = _load(source)
     parsed_at = time.perf_counter()
     specs = _specs(parsed)
-    model = providers.embedding_model_for_bot(bot)
-    provider = providers.embedding_provider(bot)
-    model_arg = providers.embedding_model_arg(bot)
-    # Texts this source already has vectors for, from the same model, are not embedded again:
-    # editing one FAQ entry, or re-ingesting an unchanged file, embeds only what changed.
+    model = providers.embedding_model_for_bot(source.bot)
+    vectors = _embed(source, token, specs, model)
+    embedded_at = time.perf_counter()
+    SOURCES.progress(source.pk, token, stage="saving")
+    _save(source, token, parsed, manual_entries, specs, vectors, model)
+    log.info(
+        "Source %s: %d chunks; read %.2f s, embedded %.2f s, saved %.2f s",
+        source.pk,
+        len(specs),
+        parsed_at - started,
+        embedded_at - parsed_at,
+        time.perf_counter() - embedded_at,
+    )
+
+
+def _embed(source: Source, token, specs: list[_ChunkSpec], model: str) -> list:
+    """Every spec's vector, with progress. Texts this source already has vectors for, from the
+    same model, are not embedded again: editing one FAQ entry, or re-ingesting an unchanged
+    file, embeds only what changed."""
+    provider = providers.embedding_provider(source.bot)
+    model_arg = providers.embedding_model_arg(source.bot)
     known = _known_vectors(source, model)
     vectors: list = [known.get(spec.embed_text) for spec in specs]
     reused = sum(vector is not None for vector in vectors)
@@ -460,8 +465,12 @@ def _ingest(source: Source, token) -> None:
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
         SOURCES.progress(source.pk, token, progress_done=reused + start + len(batch))
-    embedded_at = time.perf_counter()
-    SOURCES.progress(source.pk, token, stage="saving")
+    return vectors
+
+
+def _save(source: Source, token, parsed, manual_entries, specs, vectors, model: str) -> None:
+    """One transaction replaces the source's FAQ entries and chunks and marks it READY."""
+    bot = source.bot
     with transaction.atomic():
         # The bot row first (the order training.retrieval's deploy takes too): a tuned model
         # deployed while this source was being embedded means these vectors are another model's.
@@ -472,26 +481,7 @@ def _ingest(source: Source, token) -> None:
             raise ModelChanged
         had_faqs = FaqEntry.objects.filter(source=source).exists()
         Chunk.objects.filter(source=source)._raw_delete(connection.alias)  # no cascades from chunks
-        if manual_entries is None:
-            FaqEntry.objects.filter(source=source).delete()
-            entries = FaqEntry.objects.bulk_create(
-                [
-                    FaqEntry(
-                        bot=bot,
-                        source=source,
-                        question=f.question,
-                        answer=f.answer,
-                        category=f.category,
-                        url=f.url,
-                        alternate_questions=f.alternate_questions,
-                        external_id=f.external_id,
-                    )
-                    for f in parsed.faqs
-                ],
-                batch_size=1000,
-            )
-        else:
-            entries = manual_entries
+        entries = manual_entries if manual_entries is not None else _replace_entries(source, parsed)
         _copy_chunks(bot, source, specs, vectors, [e.pk for e in entries], model)
         now = timezone.now()
         SOURCES.owned(source.pk, token).update(
@@ -506,27 +496,41 @@ def _ingest(source: Source, token) -> None:
             updated_at=now,
         )
         if had_faqs or entries:
-            _request_tuning_on_commit(bot.pk, f"{source.name} changed")
-    log.info(
-        "Source %s: %d chunks; read %.2f s, embedded %.2f s, saved %.2f s",
-        source.pk,
-        len(specs),
-        parsed_at - started,
-        embedded_at - parsed_at,
-        time.perf_counter() - embedded_at,
+            faq_changed_on_commit(bot.pk, f"{source.name} changed")
+
+
+def _replace_entries(source: Source, parsed) -> list[FaqEntry]:
+    FaqEntry.objects.filter(source=source).delete()
+    return FaqEntry.objects.bulk_create(
+        [
+            FaqEntry(
+                bot_id=source.bot_id,
+                source=source,
+                question=f.question,
+                answer=f.answer,
+                category=f.category,
+                url=f.url,
+                alternate_questions=f.alternate_questions,
+                external_id=f.external_id,
+            )
+            for f in parsed.faqs
+        ],
+        batch_size=1000,
     )
 
 
-CHUNK_COLUMNS = (
-    "bot_id, source_id, faq_id, position, title, text, embedding, embedding_model, created_at"
-)
-STAGE_SQL = (
-    "CREATE TEMP TABLE knowledge_chunk_stage (bot_id bigint, source_id bigint, faq_id bigint,"
-    " position integer, title varchar(500), text text, embedding vector, embedding_model varchar(200),"
-    " created_at timestamptz) ON COMMIT DROP"
-)
-COPY_SQL = f"COPY knowledge_chunk_stage ({CHUNK_COLUMNS}) FROM STDIN WITH (FORMAT BINARY)"
-COPY_TYPES = ["int8", "int8", "int8", "int4", "varchar", "text", "vector", "varchar", "timestamptz"]
+STAGE_COLUMNS = [
+    ("bot_id", "bigint", "int8"),
+    ("source_id", "bigint", "int8"),
+    ("faq_id", "bigint", "int8"),
+    ("position", "integer", "int4"),
+    ("title", "varchar(500)", "varchar"),
+    ("text", "text", "text"),
+    ("embedding", "vector", "vector"),
+    ("embedding_model", "varchar(200)", "varchar"),
+    ("created_at", "timestamptz", "timestamptz"),
+]
+CHUNK_COLUMNS = ", ".join(name for name, _, _ in STAGE_COLUMNS)
 # The full-text vector (title weight A, text weight B) is computed in the same statement that
 # inserts the rows: a separate UPDATE would write every row twice, and each new row version is
 # inserted into the HNSW and GIN indexes again (measured: saving took about twice as long).
@@ -540,36 +544,29 @@ INSERT_SQL = (
 def _copy_chunks(
     bot, source, specs: list[_ChunkSpec], vectors: list, entry_ids: list[int], model: str
 ) -> None:
-    """Binary COPY into an index-free staging table, then one INSERT ... SELECT: far faster than
-    bulk_create for rows carrying 384+ floats. Must run inside the caller's transaction."""
-    from pgvector.psycopg.vector import register_vector_info
-    from psycopg.types import TypeInfo
-
+    """Stage the rows with a binary COPY, then one INSERT ... SELECT (knowledge.staging). Must
+    run inside the caller's transaction."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        raw = cursor.cursor
-        # Registered on this cursor only, so Django's own vector handling is untouched.
-        register_vector_info(raw, TypeInfo.fetch(raw.connection, "vector"))
-        raw.execute(STAGE_SQL)
-        with raw.copy(COPY_SQL) as copy:
-            copy.set_types(COPY_TYPES)
-            for position, (spec, vector) in enumerate(zip(specs, vectors, strict=True)):
-                faq_id = entry_ids[spec.faq_index] if spec.faq_index is not None else None
-                copy.write_row(
-                    (
-                        bot.pk,
-                        source.pk,
-                        faq_id,
-                        position,
-                        spec.title,
-                        spec.text,
-                        np.asarray(vector, dtype=np.float32),
-                        model,
-                        now,
-                    )
-                )
-        raw.execute(INSERT_SQL)
-        raw.execute("DROP TABLE knowledge_chunk_stage")
+    rows = (
+        (
+            bot.pk,
+            source.pk,
+            entry_ids[spec.faq_index] if spec.faq_index is not None else None,
+            position,
+            spec.title,
+            spec.text,
+            as_vector(vector),
+            model,
+            now,
+        )
+        for position, (spec, vector) in enumerate(zip(specs, vectors, strict=True))
+    )
+    stage_and_run(
+        table="knowledge_chunk_stage",
+        columns=STAGE_COLUMNS,
+        rows=rows,
+        statements=[(INSERT_SQL, [])],
+    )
 
 
 # --- Recovery --------------------------------------------------------------------------------------

@@ -1,27 +1,41 @@
-"""Ingestion tasks (queue `ingest`, routed in settings). Bodies stay thin: the work is in services."""
+"""Ingestion tasks (queue `ingest`, routed in settings). Bodies stay thin: the work is in services.
+
+A model service that is down (ProviderUnavailable) is retried with Celery's exponential back-off
+(10 s, 20 s, 40 s ... with jitter, at most 10 minutes apart); after the last retry the job fails
+with a readable reason (askhandle.jobs.GiveUpTask)."""
 
 from celery import shared_task
 
+from askhandle.jobs import GiveUpTask
 from providers import ProviderUnavailable
 
 from . import reembedding, services
 
-RETRY_BACKOFF_MAX = 600
+RETRY = {
+    "base": GiveUpTask,
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": (ProviderUnavailable,),
+    "retry_backoff": 10,
+    "retry_backoff_max": 600,
+    "max_retries": 5,
+}
 
 
-@shared_task(bind=True, acks_late=True, max_retries=5)
+def _source_give_up(source_id: int, *, error: str) -> None:
+    services.source_fail(source_id=source_id, error=error)
+
+
+def _reembedding_give_up(reembedding_id: int, *, error: str) -> None:
+    reembedding.reembedding_fail(
+        reembedding_id=reembedding_id,
+        error=f"{error}. The bot still answers with its previous model.",
+    )
+
+
+@shared_task(**RETRY, give_up=staticmethod(_source_give_up))
 def ingest_source(self, source_id: int) -> None:
-    try:
-        services.source_ingest(source_id=source_id)
-    except ProviderUnavailable as exc:
-        if self.request.retries >= self.max_retries:
-            services.source_fail(
-                source_id=source_id, error=f"The model service stayed unavailable: {exc}"
-            )
-            return
-        raise self.retry(
-            exc=exc, countdown=min(RETRY_BACKOFF_MAX, 10 * 2**self.request.retries)
-        ) from exc
+    services.source_ingest(source_id=source_id)
 
 
 @shared_task
@@ -29,21 +43,9 @@ def recover_stuck_sources() -> dict:
     return services.sources_recover_stuck()
 
 
-@shared_task(bind=True, acks_late=True, max_retries=5)
+@shared_task(**RETRY, give_up=staticmethod(_reembedding_give_up))
 def reembed_bot(self, reembedding_id: int) -> str:
-    try:
-        return reembedding.reembedding_run(reembedding_id=reembedding_id)
-    except ProviderUnavailable as exc:
-        if self.request.retries >= self.max_retries:
-            reembedding.reembedding_fail(
-                reembedding_id=reembedding_id,
-                error=f"The model service stayed unavailable: {exc}. The bot still answers "
-                "with its previous model.",
-            )
-            return "failed"
-        raise self.retry(
-            exc=exc, countdown=min(RETRY_BACKOFF_MAX, 10 * 2**self.request.retries)
-        ) from exc
+    return reembedding.reembedding_run(reembedding_id=reembedding_id)
 
 
 @shared_task

@@ -45,10 +45,7 @@ def _faq_context(bot, q: str) -> dict:
 
 
 def _page_context(bot, **extra) -> dict:
-    from training.selectors import tuning_panel_context
-
     context = {
-        **tuning_panel_context(bot),
         "bot": bot,
         "sources": bot.sources.order_by("-created_at"),
         "source_form": SourceForm(),

@@ -292,7 +292,7 @@ def test_undoing_a_failed_switch_takes_it_off_the_page(owner_client, bot, openai
 
 
 def test_insights_grouping_never_mixes_vectors_of_two_models(bot, openai_server):
-    from bots.insights import embed_cached
+    from chat.clustering import embed_cached
 
     ingest(add(bot, "faq.csv", FAQ_CSV))
     assert embed_cached(bot, ["where is my parcel"]).shape == (1, 384)

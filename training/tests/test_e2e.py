@@ -6,7 +6,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from bots.answer import answer
+from chat.answer import answer
 from knowledge.tests.factories import upload
 from knowledge.tests.test_e2e import wait_for
 from training.models import RetrievalTuning

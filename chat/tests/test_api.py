@@ -10,9 +10,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from bots.apikeys import api_key_create, api_key_revoke
 from bots.models import ApiKey, Conversation, Message
-from bots.tests.chat_helpers import add_faq
+from chat.apikeys import api_key_create, api_key_revoke
+from chat.tests.chat_helpers import add_faq
 
 QUESTION = "How do I reset my password?"
 ANSWER = "Click **Forgot password** on the login page and follow the email."
@@ -229,7 +229,7 @@ def test_wrong_method_is_405(client, bot):
 @pytest.mark.django_db
 def test_key_is_shown_once_and_stored_hashed(owner_client, bot):
     response = owner_client.post(
-        reverse("bots:api_key_create", args=[bot.pk]), {"name": "Website backend"}
+        reverse("chat:api_key_create", args=[bot.pk]), {"name": "Website backend"}
     )
     assert response.status_code == 200
     raw = re.search(r'id="new-key">(ah_[^<]+)<', response.content.decode()).group(1)
@@ -237,7 +237,7 @@ def test_key_is_shown_once_and_stored_hashed(owner_client, bot):
     assert key.bot == bot and key.name == "Website backend"
     assert key.key_hash == hashlib.sha256(raw.encode()).hexdigest() and raw.startswith(key.prefix)
     assert raw not in json.dumps(list(ApiKey.objects.values()), default=str)
-    page = owner_client.get(reverse("bots:share", args=[bot.pk])).content.decode()
+    page = owner_client.get(reverse("chat:share", args=[bot.pk])).content.decode()
     assert raw not in page and key.prefix in page  # shown once; afterwards only the prefix
 
 
@@ -245,7 +245,7 @@ def test_key_is_shown_once_and_stored_hashed(owner_client, bot):
 def test_revoking_from_the_share_page_returns_the_fragment(owner_client, bot):
     key, raw = api_key_create(bot=bot, name="Old")
     response = owner_client.post(
-        reverse("bots:api_key_revoke", args=[bot.pk, key.pk]), HTTP_HX_REQUEST="true"
+        reverse("chat:api_key_revoke", args=[bot.pk, key.pk]), HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 200
     html = response.content.decode()
@@ -258,12 +258,12 @@ def test_revoking_from_the_share_page_returns_the_fragment(owner_client, bot):
 @pytest.mark.django_db
 def test_key_creation_via_htmx_returns_only_the_fragment(owner_client, bot):
     response = owner_client.post(
-        reverse("bots:api_key_create", args=[bot.pk]), {"name": "X"}, HTTP_HX_REQUEST="true"
+        reverse("chat:api_key_create", args=[bot.pk]), {"name": "X"}, HTTP_HX_REQUEST="true"
     )
     html = response.content.decode()
     assert "<html" not in html and 'id="new-key"' in html
     response = owner_client.post(
-        reverse("bots:api_key_create", args=[bot.pk]), {"name": ""}, HTTP_HX_REQUEST="true"
+        reverse("chat:api_key_create", args=[bot.pk]), {"name": ""}, HTTP_HX_REQUEST="true"
     )
     assert response.status_code == 422 and "This field is required" in response.content.decode()
 
@@ -271,13 +271,13 @@ def test_key_creation_via_htmx_returns_only_the_fragment(owner_client, bot):
 @pytest.mark.django_db
 def test_another_tenant_cannot_create_list_or_revoke_keys(other_client, bot):
     key, _ = api_key_create(bot=bot, name="Mine")
-    assert other_client.get(reverse("bots:share", args=[bot.pk])).status_code == 404
+    assert other_client.get(reverse("chat:share", args=[bot.pk])).status_code == 404
     assert (
-        other_client.post(reverse("bots:api_key_create", args=[bot.pk]), {"name": "x"}).status_code
+        other_client.post(reverse("chat:api_key_create", args=[bot.pk]), {"name": "x"}).status_code
         == 404
     )
     assert (
-        other_client.post(reverse("bots:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
+        other_client.post(reverse("chat:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
     )
     key.refresh_from_db()
     assert key.revoked_at is None and ApiKey.objects.count() == 1
@@ -290,14 +290,14 @@ def test_revoke_url_with_a_key_of_another_bot_is_404(owner_client, bot, workspac
     second = bot_create(workspace=workspace, name="Second", slug="second")
     key, _ = api_key_create(bot=second, name="k")
     assert (
-        owner_client.post(reverse("bots:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
+        owner_client.post(reverse("chat:api_key_revoke", args=[bot.pk, key.pk])).status_code == 404
     )
 
 
 @pytest.mark.django_db
 @pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume")
 def test_streamed_generation_arrives_in_chunks_then_done(client, bot, openai_server):
-    from bots.tests.chat_helpers import add_document_chunk
+    from chat.tests.chat_helpers import add_document_chunk
 
     bot.provider = "openai"
     bot.save()

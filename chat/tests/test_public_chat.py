@@ -8,9 +8,9 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from bots.apikeys import api_key_create
 from bots.models import Conversation, Message
-from bots.tests.chat_helpers import add_document_chunk, add_faq
+from chat.apikeys import api_key_create
+from chat.tests.chat_helpers import add_document_chunk, add_faq
 
 pytestmark = [
     pytest.mark.django_db,

@@ -2,13 +2,14 @@
 on another site and chats through the bubble."""
 
 import http.server
+import re
 import threading
 
 import pytest
 from django.urls import reverse
 
 from askhandle.devtools import free_port
-from bots.tests.chat_helpers import add_faq
+from chat.tests.chat_helpers import add_faq
 
 pytestmark = pytest.mark.django_db
 
@@ -18,9 +19,11 @@ def test_widget_script_is_served_as_javascript(client, db):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/javascript")
     assert response["Access-Control-Allow-Origin"] == "*"
-    body = response.content.decode()
-    assert "data-bot" in body or "dataset.bot" in body
-    assert "?embed=1" not in body  # the frame URL comes from widget.json
+    # The code, not its header comment (which names data-bot too): it reads the slug from its
+    # own <script> tag and builds the bot's chat URL from it.
+    code = re.sub(r"/\*.*?\*/", "", response.content.decode(), flags=re.S)
+    assert "script.dataset.bot" in code and '"/c/" + slug' in code
+    assert "?embed=1" not in code  # the frame URL comes from widget.json
 
 
 def test_widget_config_reports_colour_position_and_whether_the_site_may_embed(client, bot):
@@ -44,7 +47,7 @@ def test_widget_config_reports_colour_position_and_whether_the_site_may_embed(cl
 
 
 def test_share_page_shows_link_snippet_and_settings(owner_client, bot):
-    response = owner_client.get(reverse("bots:share", args=[bot.pk]))
+    response = owner_client.get(reverse("chat:share", args=[bot.pk]))
     assert response.status_code == 200
     html = response.content.decode()
     assert "http://testserver/c/acme/" in html
@@ -58,7 +61,7 @@ def test_share_page_shows_link_snippet_and_settings(owner_client, bot):
 
 def test_saving_widget_settings_changes_the_page_policy(owner_client, client, bot):
     response = owner_client.post(
-        reverse("bots:share", args=[bot.pk]),
+        reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "https://shop.example.com/\n\nhttps://www.example.org",
             "widget_colour": "#00aa00",
@@ -75,7 +78,7 @@ def test_saving_widget_settings_changes_the_page_policy(owner_client, client, bo
 
 def test_invalid_origins_are_refused_with_a_clear_error(owner_client, bot):
     response = owner_client.post(
-        reverse("bots:share", args=[bot.pk]),
+        reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "https://shop.example.com/checkout\nhttps://ok.example",
             "widget_colour": "#00aa00",
@@ -92,9 +95,9 @@ def test_invalid_origins_are_refused_with_a_clear_error(owner_client, bot):
 
 
 def test_another_tenant_gets_404_on_the_share_page(other_client, bot):
-    assert other_client.get(reverse("bots:share", args=[bot.pk])).status_code == 404
+    assert other_client.get(reverse("chat:share", args=[bot.pk])).status_code == 404
     response = other_client.post(
-        reverse("bots:share", args=[bot.pk]),
+        reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "https://evil.example",
             "widget_colour": "#000000",
@@ -107,7 +110,7 @@ def test_another_tenant_gets_404_on_the_share_page(other_client, bot):
 
 
 def test_share_page_needs_login(client, bot):
-    response = client.get(reverse("bots:share", args=[bot.pk]))
+    response = client.get(reverse("chat:share", args=[bot.pk]))
     assert response.status_code == 302 and "/accounts/login" in response.url
 
 
@@ -192,8 +195,13 @@ def test_customer_chats_through_the_widget_on_another_site(
     # A site that is not allowed gets no bubble (and the page's CSP would refuse the frame).
     other = browser.new_page()
     blocked_origin = f"http://localhost:{host_site.server_address[1]}"
-    other.goto(blocked_origin + "/blocked")
-    other.wait_for_load_state("networkidle")
+    # Wait for the widget's own verdict (it fetched widget.json and was told "not allowed"), so
+    # the count below is checked after the script ran, not before.
+    with other.expect_console_message(
+        lambda m: "allowed sites" in m.text and blocked_origin in m.text, timeout=15000
+    ):
+        other.goto(blocked_origin + "/blocked")
+    assert other.evaluate("window.__askhandleWidget") is True
     expect(other.locator("[data-askhandle=bubble]")).to_have_count(0)
 
     from bots.models import Conversation, Message

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -22,11 +23,13 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from bots.models import ApiKey, Bot, Conversation
+
 from . import ratelimit, services
 from .answer import answer_stream
 from .apikeys import api_key_authenticate
 from .markup import stream_json
-from .models import ApiKey, Bot, Conversation
+from .streaming import answer_events
 
 log = logging.getLogger(__name__)
 
@@ -257,18 +260,15 @@ async def _chunks(turn: ApiTurn):
         }
         return f"data: {stream_json(data)}\n\n".encode()
 
-    stream = answer_stream(turn.bot, turn.question, history=turn.history)
-    step = sync_to_async(lambda: next(stream, None))
     yield chunk({"role": "assistant", "content": ""})
     try:
-        while (event := await step()) is not None:
-            kind, value = event
-            if kind == "token":
-                yield chunk({"content": value})
-            elif kind == "done":
-                await sync_to_async(_record)(turn, value)
-                yield chunk({}, "stop", askhandle=_extra(turn, value))
-                break
+        async with aclosing(answer_events(turn.bot, turn.question, history=turn.history)) as events:
+            async for kind, value in events:
+                if kind == "token":
+                    yield chunk({"content": value})
+                else:
+                    await sync_to_async(_record)(turn, value)
+                    yield chunk({}, "stop", askhandle=_extra(turn, value))
     except Exception:
         log.exception("API answer failed for bot %s", turn.bot.pk)
         error = {
@@ -278,8 +278,6 @@ async def _chunks(turn: ApiTurn):
             "code": None,
         }
         yield f"data: {stream_json({'error': error})}\n\n".encode()
-    finally:
-        await sync_to_async(stream.close)()
     yield b"data: [DONE]\n\n"
 
 

@@ -28,7 +28,7 @@ def faq_bot(bot):
 
 
 def url(bot):
-    return reverse("bots:playground", args=[bot.pk])
+    return reverse("chat:playground", args=[bot.pk])
 
 
 def test_page_shows_the_form_and_the_active_tab(owner_client, bot):
@@ -92,7 +92,7 @@ def test_another_tenant_gets_404(other_client, faq_bot, method):
 
 
 def test_missing_bot_gets_404_and_anonymous_is_sent_to_login(client, owner_client, bot):
-    assert owner_client.get(reverse("bots:playground", args=[bot.pk + 1000])).status_code == 404
+    assert owner_client.get(reverse("chat:playground", args=[bot.pk + 1000])).status_code == 404
     owner_client.logout()
     response = client.get(url(bot))
     assert response.status_code == 302 and reverse("accounts:login") in response["Location"]

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from bots import insights
 from bots.models import Conversation, Message
+from chat import clustering, selectors
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +49,7 @@ def test_daily_activity_counts_each_day_and_fills_gaps_with_zero(bot):
     turn(bot, "c", conversation=c)  # same conversation: messages grow, conversations do not
     turn(bot, "d", days_ago=2)
     turn(bot, "too old", days_ago=8)
-    activity = insights.daily_activity(bot=bot, days=7)
+    activity = selectors.daily_activity(bot=bot, days=7)
     today = timezone.localdate()
     assert len(activity["labels"]) == 7 and activity["labels"][-1] == today.isoformat()
     assert activity["conversations"] == [0, 0, 0, 0, 1, 0, 2]
@@ -64,7 +64,7 @@ def test_answer_paths_rating_and_latency_figures(bot):
     turn(bot, "q", path="fallback", latency_ms=50)
     turn(bot, "old", path="fallback", days_ago=40)
 
-    paths = {p["path"]: p for p in insights.answer_paths(bot=bot, days=30)}
+    paths = {p["path"]: p for p in selectors.answer_paths(bot=bot, days=30)}
     assert {k: v["count"] for k, v in paths.items()} == {
         "direct": 5,
         "generated": 2,
@@ -73,7 +73,7 @@ def test_answer_paths_rating_and_latency_figures(bot):
     }
     assert paths["direct"]["percent"] == 62.5 and paths["fallback"]["percent"] == 12.5
 
-    ratings = insights.rating_summary(bot=bot, days=30)
+    ratings = selectors.rating_summary(bot=bot, days=30)
     assert (ratings["up"], ratings["down"], ratings["rated"], ratings["answers"]) == (5, 2, 7, 8)
     assert (ratings["up_percent"], ratings["down_percent"], ratings["rated_percent"]) == (
         71.4,
@@ -81,12 +81,12 @@ def test_answer_paths_rating_and_latency_figures(bot):
         87.5,
     )
 
-    latency = {r["path"]: r for r in insights.latency_by_path(bot=bot, days=30)}
+    latency = {r["path"]: r for r in selectors.latency_by_path(bot=bot, days=30)}
     assert latency["direct"]["p50"] == round(np.percentile([10, 20, 30, 40, 100], 50)) == 30
     assert latency["direct"]["p95"] == round(np.percentile([10, 20, 30, 40, 100], 95)) == 88
     assert (latency["generated"]["p50"], latency["generated"]["p95"]) == (2000, 2900)
     assert latency["fallback"]["count"] == 1 and "error" not in latency
-    assert insights.rating_summary(bot=bot, days=90)["answers"] == 9
+    assert selectors.rating_summary(bot=bot, days=90)["answers"] == 9
 
 
 def test_weak_questions_are_the_customer_questions_behind_fallback_and_thumbs_down(bot):
@@ -94,7 +94,7 @@ def test_weak_questions_are_the_customer_questions_behind_fallback_and_thumbs_do
     turn(bot, "What is your address?", "12 Main St", path="direct", conversation=c)
     turn(bot, "Is it open late?", "Until 5pm", path="generated", rating=-1, conversation=c)
     turn(bot, "Thanks", "You're welcome", path="direct", rating=1, conversation=c)
-    weak = insights.weak_questions(bot=bot, days=30)
+    weak = selectors.weak_questions(bot=bot, days=30)
     assert [(w.text, w.fallback, w.thumbs_down) for w in weak] == [
         ("Is it open late?", False, True),
         ("Do you ship to Mars?", True, False),
@@ -104,8 +104,8 @@ def test_weak_questions_are_the_customer_questions_behind_fallback_and_thumbs_do
 def test_cluster_joins_only_vectors_above_the_threshold():
     vectors = np.array([[1, 0, 0], [0.95, 0.31, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    assert insights.cluster(vectors, threshold=0.9) == [[0, 1], [2], [3]]
-    assert insights.cluster(vectors, threshold=0.99) == [[0], [1], [2], [3]]
+    assert clustering.cluster(vectors, threshold=0.9) == [[0, 1], [2], [3]]
+    assert clustering.cluster(vectors, threshold=0.99) == [[0], [1], [2], [3]]
 
 
 CANADA = [
@@ -138,7 +138,7 @@ def missed(bot):
 
 @pytest.mark.models
 def test_similar_questions_are_grouped_with_real_embeddings_most_frequent_first(bot, missed):
-    groups = insights.question_groups(bot=bot, days=30)
+    groups = clustering.question_groups(bot=bot, days=30)
     assert [set(g.questions) for g in groups] == [set(CANADA), set(SUNDAY), set(PASSWORD)]
     canada, sunday, password = groups
     assert canada.question == "Do you ship to Canada?"  # the most asked phrasing leads its group
@@ -154,7 +154,7 @@ def test_group_answered_by_an_faq_entry_shows_as_resolved_and_sorts_last(bot, mi
     from knowledge.services import faq_entry_create
 
     entry = faq_entry_create(bot=bot, question="do you SHIP to canada", answer="Yes, in 5-7 days.")
-    groups = insights.question_groups(bot=bot, days=30)
+    groups = clustering.question_groups(bot=bot, days=30)
     assert groups[-1].resolved_by == entry and set(groups[-1].questions) == set(CANADA)
     assert [g.resolved_by for g in groups[:-1]] == [None, None]
 
@@ -173,19 +173,19 @@ def test_each_phrasing_is_embedded_once_and_cached(bot, missed):
 
     assert cache.get(cache_key("Do you sell socks?")) is None
     turn(bot, "Do you sell socks?")
-    groups = insights.question_groups(bot=bot, days=30)
+    groups = clustering.question_groups(bot=bot, days=30)
     phrasings = [q for g in groups for q in g.questions]
     cached = cache.get_many([cache_key(q) for q in phrasings])
     assert len(cached) == len(phrasings) == 10
     fresh = providers.for_bot(bot).embed(["Do you sell socks?"])[0]
     assert np.allclose(cached[cache_key("Do you sell socks?")], fresh, atol=1e-5)
-    assert insights.question_groups(bot=bot, days=30)[-1].questions == ["Do you sell socks?"]
+    assert clustering.question_groups(bot=bot, days=30)[-1].questions == ["Do you sell socks?"]
 
 
 def insights_url(bot, **params):
     from urllib.parse import urlencode
 
-    return reverse("bots:insights", args=[bot.pk]) + ("?" + urlencode(params) if params else "")
+    return reverse("chat:insights", args=[bot.pk]) + ("?" + urlencode(params) if params else "")
 
 
 def test_empty_state_without_conversations(owner_client, bot):
@@ -234,7 +234,7 @@ def test_htmx_range_change_returns_only_the_body(owner_client, bot):
 
 @pytest.mark.parametrize(
     "method, name",
-    [("get", "bots:insights"), ("post", "bots:insights_add_answer")],
+    [("get", "chat:insights"), ("post", "chat:insights_add_answer")],
 )
 def test_another_tenant_gets_404(other_client, bot, method, name):
     response = getattr(other_client, method)(
@@ -250,7 +250,7 @@ def test_add_answer_creates_the_faq_entry_with_the_groups_phrasings(owner_client
     from knowledge.models import FaqEntry
 
     response = owner_client.post(
-        reverse("bots:insights_add_answer", args=[bot.pk]),
+        reverse("chat:insights_add_answer", args=[bot.pk]),
         {
             "question": "Do you ship to Canada?",
             "answer": "Yes, in 5-7 business days.",
@@ -275,7 +275,7 @@ def test_add_answer_creates_the_faq_entry_with_the_groups_phrasings(owner_client
 
 def test_add_answer_without_htmx_redirects_back_with_a_message(owner_client, bot):
     response = owner_client.post(
-        reverse("bots:insights_add_answer", args=[bot.pk]),
+        reverse("chat:insights_add_answer", args=[bot.pk]),
         {"question": "Do you ship to Canada?", "answer": "Yes."},
         follow=True,
     )
@@ -287,7 +287,7 @@ def test_add_answer_requires_an_answer(owner_client, bot):
     from knowledge.models import FaqEntry
 
     response = owner_client.post(
-        reverse("bots:insights_add_answer", args=[bot.pk]),
+        reverse("chat:insights_add_answer", args=[bot.pk]),
         {"question": "Do you ship to Canada?", "answer": "  "},
         HTTP_HX_REQUEST="true",
     )
@@ -309,7 +309,7 @@ def test_insights_page_lists_groups_with_add_answer_forms(owner_client, bot, mis
 @pytest.mark.models
 @pytest.mark.django_db(transaction=True)
 def test_added_answer_answers_the_next_customer(celery_worker_process, client, user, bot):
-    from bots.answer import answer
+    from chat.answer import answer
     from knowledge.models import FaqEntry, Source
 
     turn(bot, "Do you ship to Canada?")
@@ -320,7 +320,7 @@ def test_added_answer_answers_the_next_customer(celery_worker_process, client, u
     page = client.get(insights_url(bot)).content.decode()
     assert "2 open of" not in page and "1 open of 1" in page
     client.post(
-        reverse("bots:insights_add_answer", args=[bot.pk]),
+        reverse("chat:insights_add_answer", args=[bot.pk]),
         {
             "question": "Do you ship to Canada?",
             "answer": "Yes! Canada gets 5-7 day delivery.",
@@ -352,7 +352,7 @@ def openai_bot(bot, openai_server):
 def test_questions_are_embedded_with_the_bots_own_provider(openai_bot, openai_server):
     turn(openai_bot, "Do you ship to Canada?")
     turn(openai_bot, "Do you ship to Canada?")
-    groups = insights.question_groups(bot=openai_bot, days=30)
+    groups = clustering.question_groups(bot=openai_bot, days=30)
     assert groups[0].question == "Do you ship to Canada?" and groups[0].count == 2
     embedded = [b for b in openai_server.bodies if "input" in b]  # embedding requests
     assert len(embedded) == 1

@@ -9,7 +9,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
-from .access import get_bot_for_user
+from bots.access import get_bot_for_user
+
 from .answer import answer
 
 PATH_BADGES = {"direct": "ok", "generated": "info", "fallback": "warn", "error": "bad"}
@@ -53,6 +54,6 @@ def playground(request, bot_id: int):
         "badge": PATH_BADGES.get(result.path, "") if result else "",
     }
     if request.htmx:  # htmx swaps only 2xx responses: form errors come back as 200
-        return render(request, "bots/playground.html#panel", context)
+        return render(request, "chat/playground.html#panel", context)
     invalid = form.is_bound and not form.is_valid()
-    return render(request, "bots/playground.html", context, status=422 if invalid else 200)
+    return render(request, "chat/playground.html", context, status=422 if invalid else 200)

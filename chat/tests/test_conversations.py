@@ -67,7 +67,7 @@ def history(bot):
 def list_url(bot, **params):
     from urllib.parse import urlencode
 
-    return reverse("bots:conversations", args=[bot.pk]) + (
+    return reverse("chat:conversations", args=[bot.pk]) + (
         "?" + urlencode(params) if params else ""
     )
 
@@ -176,7 +176,7 @@ def test_conversation_view_shows_transcript_with_paths_sources_rating_latency(
     owner_client, bot, history
 ):
     conversation = history["refund"]
-    response = owner_client.get(reverse("bots:conversation", args=[bot.pk, conversation.public_id]))
+    response = owner_client.get(reverse("chat:conversation", args=[bot.pk, conversation.public_id]))
     body = response.content.decode()
     assert response.status_code == 200
     assert (
@@ -198,9 +198,9 @@ def test_conversation_of_another_bot_in_same_workspace_is_404(
     from bots.services import bot_create
 
     sibling = bot_create(workspace=workspace, name="Second", slug="second")
-    url = reverse("bots:conversation", args=[sibling.pk, history["refund"].public_id])
+    url = reverse("chat:conversation", args=[sibling.pk, history["refund"].public_id])
     assert owner_client.get(url).status_code == 404
-    url = reverse("bots:conversation", args=[bot.pk, uuid.uuid4()])
+    url = reverse("chat:conversation", args=[bot.pk, uuid.uuid4()])
     assert owner_client.get(url).status_code == 404
 
 
@@ -213,7 +213,7 @@ def read_csv(response) -> list[list[str]]:
 
 def test_export_streams_one_row_per_message_of_the_filtered_set(owner_client, bot, history):
     response = owner_client.get(
-        reverse("bots:conversation_export", args=[bot.pk]) + "?unanswered=on"
+        reverse("chat:conversation_export", args=[bot.pk]) + "?unanswered=on"
     )
     assert response["Content-Type"].startswith("text/csv")
     assert 'attachment; filename="acme-conversations-' in response["Content-Disposition"]
@@ -245,7 +245,7 @@ def test_export_streams_one_row_per_message_of_the_filtered_set(owner_client, bo
 
 
 def test_export_without_filters_has_every_message(owner_client, bot, history):
-    rows = read_csv(owner_client.get(reverse("bots:conversation_export", args=[bot.pk])))
+    rows = read_csv(owner_client.get(reverse("chat:conversation_export", args=[bot.pk])))
     assert len(rows) == 1 + 2 + 4 + 2
 
 
@@ -254,7 +254,7 @@ def test_export_without_filters_has_every_message(owner_client, bot, history):
 )
 def test_export_neutralises_formula_cells(owner_client, bot, payload):
     chat(bot, (payload, "Sorry", "fallback", None), handoff_email="")
-    rows = read_csv(owner_client.get(reverse("bots:conversation_export", args=[bot.pk])))
+    rows = read_csv(owner_client.get(reverse("chat:conversation_export", args=[bot.pk])))
     question = rows[1]
     assert question[3] == "'" + payload
     assert not any(cell.startswith(("=", "+", "-", "@", "\t")) for row in rows for cell in row)
@@ -262,16 +262,16 @@ def test_export_neutralises_formula_cells(owner_client, bot, payload):
 
 def test_export_keeps_ordinary_text_unchanged(owner_client, bot):
     chat(bot, ("What's 2+2? It's \"four\", right. Café ☕\nSecond line", "Yes", "direct", 1))
-    rows = read_csv(owner_client.get(reverse("bots:conversation_export", args=[bot.pk])))
+    rows = read_csv(owner_client.get(reverse("chat:conversation_export", args=[bot.pk])))
     assert rows[1][3] == "What's 2+2? It's \"four\", right. Café ☕\nSecond line"
 
 
 @pytest.mark.parametrize(
     "name, extra",
     [
-        ("bots:conversations", {}),
-        ("bots:conversation_export", {}),
-        ("bots:conversation", {"public_id": True}),
+        ("chat:conversations", {}),
+        ("chat:conversation_export", {}),
+        ("chat:conversation", {"public_id": True}),
     ],
 )
 def test_another_tenant_gets_404_on_every_url(other_client, bot, history, name, extra):
@@ -280,11 +280,11 @@ def test_another_tenant_gets_404_on_every_url(other_client, bot, history, name, 
 
 
 def test_missing_bot_is_404(owner_client):
-    assert owner_client.get(reverse("bots:conversations", args=[987654])).status_code == 404
+    assert owner_client.get(reverse("chat:conversations", args=[987654])).status_code == 404
 
 
 def test_anonymous_is_sent_to_login(client, bot):
-    response = client.get(reverse("bots:conversation_export", args=[bot.pk]))
+    response = client.get(reverse("chat:conversation_export", args=[bot.pk]))
     assert response.status_code == 302 and "/accounts/login/" in response.url
 
 
@@ -292,5 +292,5 @@ def test_other_bots_conversations_never_appear(owner_client, bot, other_bot, his
     chat(other_bot, ("Rival secret question", "Rival answer", "direct", 1))
     response = owner_client.get(list_url(bot))
     assert b"Rival secret question" not in response.content
-    rows = read_csv(owner_client.get(reverse("bots:conversation_export", args=[bot.pk])))
+    rows = read_csv(owner_client.get(reverse("chat:conversation_export", args=[bot.pk])))
     assert not any("Rival" in cell for row in rows for cell in row)

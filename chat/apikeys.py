@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from .models import ApiKey, Bot
+from bots.models import ApiKey, Bot
 
 KEY_PREFIX = "ah_"
 SHOWN_PREFIX_CHARS = 10

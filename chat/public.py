@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -31,10 +32,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from bots.models import Bot, Conversation, Message
+
 from . import ratelimit, services
 from .answer import Answer, answer_stream
 from .markup import render_markdown, stream_json
-from .models import Bot, Conversation, Message
+from .streaming import answer_events
 
 log = logging.getLogger(__name__)
 
@@ -332,28 +335,23 @@ def sse(event: str, data) -> bytes:
 
 
 async def _answer_events(turn: Turn):
-    stream = answer_stream(turn.bot, turn.question, history=turn.history)
-    step = sync_to_async(lambda: next(stream, None))
     recorded = False
     yield sse("start", {"conversation": str(turn.conversation.public_id)})
     try:
-        while (event := await step()) is not None:
-            kind, value = event
-            if kind == "token":
-                yield sse("token", {"text": value})
-            elif kind == "done":
-                payload = await sync_to_async(_record_reply)(turn, value)
-                recorded = True
-                yield sse("done", payload)
-                return
-        raise RuntimeError("answer stream ended without an answer")
+        async with aclosing(answer_events(turn.bot, turn.question, history=turn.history)) as events:
+            async for kind, value in events:
+                if kind == "token":
+                    yield sse("token", {"text": value})
+                else:
+                    payload = await sync_to_async(_record_reply)(turn, value)
+                    recorded = True
+                    yield sse("done", payload)
     except Exception:
         log.exception("Answering in conversation %s failed", turn.conversation.public_id)
         payload = await sync_to_async(_record_failure)(turn)
         recorded = True
         yield sse("done", payload)
     finally:
-        await sync_to_async(stream.close)()
         if not recorded:  # the visitor left mid-answer: keep their question for the owner
             await sync_to_async(_record_question_only)(turn)
 

@@ -8,10 +8,11 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import services
-from .access import get_bot_for_user
+from bots import services
+from bots.access import get_bot_for_user
+from bots.models import ORIGIN_RE, Bot
+
 from .apikeys import api_key_create, api_key_revoke
-from .models import ORIGIN_RE, Bot
 
 
 class EmbedForm(forms.ModelForm):
@@ -56,7 +57,7 @@ def _context(request, bot: Bot, **extra) -> dict:
     return {
         "bot": bot,
         "chat_url": site + reverse("chat:page", args=[bot.slug]),
-        "widget_url": site + reverse("widget_js"),
+        "widget_url": site + reverse("chat:widget_js"),
         "api_base": site + "/v1",
         "keys": bot.api_keys.all(),
         "form": EmbedForm(instance=bot),
@@ -79,7 +80,7 @@ def bot_share(request, bot_id: int):
         extra["form"] = form
     context = _context(request, bot, **extra)
     status = 422 if request.method == "POST" and "saved" not in extra else 200
-    template = "bots/share.html#embed" if request.htmx else "bots/share.html"
+    template = "chat/share.html#embed" if request.htmx else "chat/share.html"
     return render(request, template, context, status=status)
 
 
@@ -96,7 +97,7 @@ def bot_api_key_create(request, bot_id: int):
         extra = {"new_key": raw, "new_key_row": key}
         status = 200
     context = _context(request, bot, **extra)
-    template = "bots/share.html#keys" if request.htmx else "bots/share.html"
+    template = "chat/share.html#keys" if request.htmx else "chat/share.html"
     return render(request, template, context, status=status)
 
 
@@ -107,5 +108,5 @@ def bot_api_key_revoke(request, bot_id: int, key_id: int):
     key = get_object_or_404(bot.api_keys, pk=key_id)
     api_key_revoke(key=key)
     context = _context(request, bot, revoked=key)
-    template = "bots/share.html#keys" if request.htmx else "bots/share.html"
+    template = "chat/share.html#keys" if request.htmx else "chat/share.html"
     return render(request, template, context)

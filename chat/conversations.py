@@ -19,8 +19,8 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .access import get_bot_for_user
-from .models import Bot, Conversation, Message
+from bots.access import get_bot_for_user
+from bots.models import Bot, Conversation, Message
 
 PAGE_SIZE = 25
 
@@ -175,7 +175,7 @@ def conversation_list(request, bot_id: int):
         "query": query.urlencode(),
         "has_any": bool(page.paginator.count) or bot.conversations.exists(),
     }
-    template = "bots/conversations.html"
+    template = "chat/conversations.html"
     if request.htmx and request.htmx.target == "conversation-table":
         template += "#table"
     return render(request, template, context)
@@ -198,7 +198,7 @@ def conversation_detail(request, bot_id: int, public_id):
         "up_count": sum(m.rating == 1 for m in answers),
         "down_count": sum(m.rating == -1 for m in answers),
     }
-    return render(request, "bots/conversation.html", context)
+    return render(request, "chat/conversation.html", context)
 
 
 @login_required

@@ -9,9 +9,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from bots import ratelimit
-from bots.apikeys import api_key_create
 from bots.models import Message
+from chat import ratelimit
+from chat.apikeys import api_key_create
 
 pytestmark = pytest.mark.django_db
 

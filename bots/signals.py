@@ -1,0 +1,12 @@
+"""What a bot's settings announce to the apps that come after bots (knowledge, training, chat).
+
+Apps depend one way (accounts -> bots -> knowledge -> training -> chat), so bots never imports
+the apps that react to its changes; they connect receivers in their AppConfig.ready().
+"""
+
+from django.dispatch import Signal
+
+# Sent by bots.services.bot_update, inside the request, after the owner saved another provider
+# or embedding model. kwargs: bot, provider_before, model_before (the settings as they were).
+# knowledge.reembedding starts the switch of the bot's vectors.
+embedding_settings_changed = Signal()

@@ -1,0 +1,19 @@
+"""How training reacts to knowledge (which never imports training): knowledge.signals."""
+
+from django.dispatch import receiver
+
+from knowledge.signals import faq_changed, vectors_swapped
+
+from . import retrieval
+
+
+@receiver(faq_changed, dispatch_uid="training.tune_after_faq_change")
+def tune_after_faq_change(sender, *, bot_id: int, reason: str, **kwargs) -> None:
+    """The bot's FAQ (or its serving model) changed: re-tune its retrieval model, if on."""
+    retrieval.tuning_request_after_ingest(bot_id=bot_id, reason=reason)
+
+
+@receiver(vectors_swapped, dispatch_uid="training.retire_after_swap")
+def retire_after_swap(sender, *, bot_id: int, reason: str, **kwargs) -> None:
+    """Every chunk moved to another model: the tuned model trained from the old one retires."""
+    retrieval.tuned_models_retire(bot_id, reason)

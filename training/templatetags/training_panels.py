@@ -1,0 +1,17 @@
+"""Training's cards on other apps' pages. The knowledge page shows the retrieval-tuning card
+with `{% load training_panels %}{% tuning_panel bot %}`: knowledge (an earlier app) never
+imports training, and the card keeps rendering on the server, so it works without JavaScript."""
+
+from django import template
+from django.template.loader import render_to_string
+
+from ..selectors import tuning_panel_context
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def tuning_panel(context, bot) -> str:
+    return render_to_string(
+        "training/tuning.html#panel", tuning_panel_context(bot), request=context.get("request")
+    )
