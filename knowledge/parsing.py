@@ -139,12 +139,16 @@ def text_kind(text: str, filename: str = "") -> str:
 
 def _looks_like_json(text: str) -> bool:
     try:
-        json.loads(text)
+        load_json(text)
         return True
+    except JsonTooDeep:
+        return True  # JSON all the same; parse_json says what is wrong with it
     except ValueError:
         first = text.splitlines()[0] if text else ""
         try:
-            json.loads(first)
+            load_json(first)
+            return True
+        except JsonTooDeep:
             return True
         except ValueError:
             return False
@@ -248,22 +252,49 @@ def _row_item(cells: list[str], columns: dict[str, int]) -> FaqItem | None:
 
 # --- JSON / JSONL ---------------------------------------------------------------------------------
 
+# An FAQ needs three or four levels. The limit sits far below the depth at which json's C
+# decoder raises RecursionError (about a thousand), so every deep file gets the same message.
+JSON_MAX_DEPTH = 100
+TOO_DEEP = f"the JSON is nested too deeply (more than {JSON_MAX_DEPTH} levels)"
+
+
+class JsonTooDeep(ValueError):
+    """Nested deeper than JSON_MAX_DEPTH."""
+
+
+def load_json(text: str):
+    """json.loads with a nesting limit; raises JsonTooDeep, or ValueError for invalid JSON."""
+    try:
+        data = json.loads(text)
+    except RecursionError as exc:
+        raise JsonTooDeep(TOO_DEEP) from exc
+    # Walked with a stack, not recursion: the decoded value is at most ~1000 levels deep.
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > JSON_MAX_DEPTH:
+            raise JsonTooDeep(TOO_DEEP)
+        stack.extend((child, depth + 1) for child in value if isinstance(child, dict | list))
+    return data
+
 
 def parse_json(text: str) -> Parsed:
     result = Parsed()
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     try:
-        data = json.loads(text)
-        records = _json_records(data)
+        records = _json_records(load_json(text))
         numbered = [(i + 1, record, f"Item {i + 1}") for i, record in enumerate(records)]
+    except JsonTooDeep:
+        if len(lines) == 1 or not _is_json_line(lines[0][1]):
+            # One document (on one line, or pretty-printed over several), not JSON Lines.
+            raise ParseError(f"{TOO_DEEP[0].upper()}{TOO_DEEP[1:]}.") from None
+        numbered = _json_lines(lines, result)
     except ValueError:
-        numbered = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                numbered.append((n, json.loads(line), f"Line {n}"))
-            except ValueError:
-                result.warnings.append(f"Line {n}: not valid JSON; skipped.")
+        numbered = _json_lines(lines, result)
     for _n, record, where in numbered:
         item = _json_item(record)
         if item is None:
@@ -271,11 +302,37 @@ def parse_json(text: str) -> Parsed:
         else:
             result.faqs.append(item)
     if not result.faqs:
+        problems = f" {result.warnings[0]}" if result.warnings else ""
+        if len(result.warnings) > 1:
+            problems += f" ({len(result.warnings) - 1} more skipped.)"
         raise ParseError(
-            "No question/answer entries found. Use a JSON list or JSON Lines of objects with "
-            '"question" and "answer".'
+            f"No question/answer entries found.{problems} Use a JSON list or JSON Lines of "
+            'objects with "question" and "answer".'
         )
     return result
+
+
+def _is_json_line(line: str) -> bool:
+    """Whether one line is a JSON value on its own (too deep counts: it is still JSON Lines)."""
+    try:
+        load_json(line)
+    except JsonTooDeep:
+        return True
+    except ValueError:
+        return False
+    return True
+
+
+def _json_lines(lines: list[tuple[int, str]], result: Parsed) -> list[tuple[int, object, str]]:
+    numbered: list[tuple[int, object, str]] = []
+    for n, line in lines:
+        try:
+            numbered.append((n, load_json(line), f"Line {n}"))
+        except JsonTooDeep:
+            result.warnings.append(f"Line {n}: {TOO_DEEP}; skipped.")
+        except ValueError:
+            result.warnings.append(f"Line {n}: not valid JSON; skipped.")
+    return numbered
 
 
 def _json_records(data) -> list:
@@ -349,7 +406,9 @@ def blocks_to_parsed(blocks: list[tuple[str, str]], default_title: str) -> Parse
 
 def _extract_qa_lines(body: str, faqs: list[FaqItem]) -> str:
     """Pull "Q: ... / A: ..." pairs out of a block; return the remaining text."""
-    if not re.search(r"^\s*(?:\*\*)?(Q|Question)\s*[:.)]", body, re.I | re.M):
+    # [ \t]*, not \s*: \s also matches newlines, and from every line start of a long run of blank
+    # lines the search would rescan the whole run (quadratic; 40,000 blank lines took 47 s).
+    if not re.search(r"^[ \t]*(?:\*\*)?(Q|Question)[ \t]*[:.)]", body, re.I | re.M):
         return body
     rest: list[str] = []
     question: list[str] | None = None
@@ -378,7 +437,13 @@ def _extract_qa_lines(body: str, faqs: list[FaqItem]) -> str:
     return "\n".join(rest)
 
 
-HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# The closing #s are stripped in Python: a lazy group followed by `\s*#*\s*$` backtracks
+# cubically on a heading line padded with spaces (1,000 spaces took 2 s).
+HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+
+
+def _heading_text(match: re.Match) -> str:
+    return match.group(2).rstrip().rstrip("#").rstrip()
 
 
 def parse_markdown(text: str, filename: str) -> Parsed:
@@ -391,7 +456,7 @@ def parse_markdown(text: str, filename: str) -> Parsed:
         match = None if in_code else HEADING.match(line)
         if match:
             blocks.append((heading, "\n".join(lines)))
-            heading, lines = match.group(2), []
+            heading, lines = _heading_text(match), []
         else:
             lines.append(line)
     blocks.append((heading, "\n".join(lines)))
@@ -422,6 +487,10 @@ def parse_pdf(data: bytes, filename: str) -> Parsed:
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise ParseError(
+            f"This PDF cannot be read ({exc.__class__.__name__}); it may be damaged."
+        ) from exc
+    except Exception as exc:  # pypdf raises more types (IndexError, AttributeError...) on damage
         raise ParseError(
             f"This PDF cannot be read ({exc.__class__.__name__}); it may be damaged."
         ) from exc

@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source
@@ -110,6 +111,38 @@ def test_json_without_entries_fails(bot):
     assert (
         source.status == Source.Status.FAILED and "No question/answer entries found" in source.error
     )
+
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.django_db  # no commit: the upload view's ingest task is not published
+def test_deeply_nested_json_upload_is_accepted_then_fails_with_a_clear_message(owner_client, bot):
+    response = owner_client.post(
+        reverse("knowledge:source_add", args=[bot.pk]), {"file": upload("deep.json", DEEP_JSON)}
+    )
+    assert response.status_code == 302  # was a 500 (RecursionError while detecting the type)
+    source = ingest(Source.objects.get(bot=bot))
+    assert source.kind == Source.Kind.JSON and source.status == Source.Status.FAILED
+    assert source.error == "The JSON is nested too deeply (more than 100 levels)."
+
+
+def test_deeply_nested_jsonl_line_is_skipped_with_its_line_number(bot):
+    good = '{"question": "Do you deliver?", "answer": "Yes, daily."}'
+    source = ingest(add(bot, "faq.jsonl", f"{good}\n\n{DEEP_JSON}\n"))
+    assert source.status == Source.Status.READY, source.error
+    assert list(FaqEntry.objects.filter(source=source).values_list("answer", flat=True)) == [
+        "Yes, daily."
+    ]
+    assert source.warnings == [
+        "Line 3: the JSON is nested too deeply (more than 100 levels); skipped."
+    ]
+
+
+def test_jsonl_of_only_deep_lines_fails_naming_the_line(bot):
+    source = ingest(add(bot, "faq.jsonl", f"{DEEP_JSON}\n{DEEP_JSON}\n"))
+    assert source.status == Source.Status.FAILED
+    assert "Line 1: the JSON is nested too deeply (more than 100 levels)" in source.error
 
 
 def test_docx_zip_bomb_is_refused_before_reading(bot):
