@@ -55,8 +55,11 @@ def groups_of(kb: list[dict], question_only: bool = False) -> list[list[str]]:
 class Models:
     """The base model and tuned copies, trained once and cached under `cache`."""
 
-    def __init__(self, cache: Path):
+    def __init__(self, cache: Path, runs: int = 3):
         self.cache = cache
+        self.runs = runs
+        # Tuned weights are cached by name: a soup of another size gets another name.
+        self.suffix = "" if runs == 3 else f"-r{runs}"
         cache.mkdir(parents=True, exist_ok=True)
         self.loaded: dict[str, object] = {}
 
@@ -88,7 +91,7 @@ class Models:
         weights, losses = train_embedding_model(
             groups,
             epochs=settings.RETRIEVAL_TUNING_EPOCHS,
-            runs=3,  # the worker's default (settings.RETRIEVAL_TUNING_RUNS outside tests)
+            runs=self.runs,  # the worker's default is 3 (settings.RETRIEVAL_TUNING_RUNS)
             batch_size=retrieval.BATCH_SIZE,
             learning_rate=retrieval.LEARNING_RATE,
             min_steps=retrieval.MIN_STEPS,
@@ -121,6 +124,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, action="append")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/askhandle_calib"))
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="seeded runs averaged per tuning (the worker: 3)"
+    )
     parser.add_argument("--base-only", action="store_true", help="skip the tuned setups")
     args = parser.parse_args(argv)
     setup_django()
@@ -128,7 +134,7 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(2)
-    models = Models(args.cache)
+    models = Models(args.cache, args.runs)
     results: list[dict] = []
     for data in args.data or [DEFAULT_DATA]:
         if args.train_only:
@@ -136,8 +142,8 @@ def main(argv=None) -> None:
 
             kb = read_jsonl(data / "kb.jsonl")
             groups = groups_of(kb)
-            models.get(f"{data.name}-all", groups)
-            models.get(f"{data.name}-holdout", holdout_split(groups)[0])
+            models.get(f"{data.name}-all{models.suffix}", groups)
+            models.get(f"{data.name}-holdout{models.suffix}", holdout_split(groups)[0])
             continue
         results += study(data, models, base_only=args.base_only)
     if results:
@@ -209,12 +215,14 @@ def study(data: Path, models: Models, *, base_only: bool = False) -> list[dict]:
     setups = [
         # name, model, KB texts, labels, held-out indexes, pseudo-paraphrases
         ("base", "base", texts, labels, loo, []),
-        ("tuned (all phrasings; LOO samples seen in training)", f"{data.name}-all",
+        ("tuned (all phrasings; LOO samples seen in training)", f"{data.name}-all{models.suffix}",
          texts, labels, loo, []),
-        ("tuned (holdout)", f"{data.name}-holdout", texts, labels, held, []),
+        ("tuned (holdout)", f"{data.name}-holdout{models.suffix}", texts, labels, held, []),
         ("question only (base; pseudo-paraphrases)", "base", q_texts, q_labels,
          np.zeros(0, int), pseudo),
     ]  # fmt: skip
+    if base_only:
+        setups = [s for s in setups if s[1] == "base"]
     results = []
     print(
         f"\n=== {data.name}: {len(kb)} entries, {len(texts)} phrasings, "
@@ -222,7 +230,7 @@ def study(data: Path, models: Models, *, base_only: bool = False) -> list[dict]:
         flush=True,
     )
     for name, model, kb_texts, kb_labels, held_idx, pseudo_pairs in setups:
-        train = train_groups if model.endswith("-holdout") else groups
+        train = train_groups if "-holdout" in model else groups
         started = time.perf_counter()
         kb_vectors = models.embed(model, kb_texts, train)
         unrelated_vectors = models.embed(model, unrelated, train)
