@@ -43,17 +43,54 @@ class Fetched:
     body: bytes
 
 
+# Translation and tunnelling schemes carry an IPv4 address inside the IPv6 one, and a relay or
+# the host's own stack may deliver to it: [2002:7f00:1::1] (6to4) is 127.0.0.1. The IPv6 address
+# alone looks global, so the embedded IPv4 address is checked as well.
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the last 32 bits
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: a private prefix
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT, RFC 2765
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries: mapped, compatible, 6to4, Teredo, NAT64."""
+    found = []
+    if ip.ipv4_mapped:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour:
+        found.append(ip.sixtofour)
+    if ip.teredo:
+        found.extend(ip.teredo)  # (server, client); the client is de-obfuscated already
+    if (
+        ip in NAT64_WELL_KNOWN
+        or ip in IPV4_TRANSLATED
+        or (ip in IPV4_COMPATIBLE and int(ip) > 1)  # not :: or ::1
+    ):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
 def _allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     for network in settings.KNOWLEDGE_URL_ALLOWED_NETWORKS:
         if ip in ipaddress.ip_network(network, strict=False):
             return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        if not all(_allowed(inner) for inner in embedded_ipv4(ip)):
+            return False
+        if ip in NAT64_LOCAL_USE and not settings.KNOWLEDGE_URL_ALLOW_PRIVATE:
+            return False
     if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
         return False
     if settings.KNOWLEDGE_URL_ALLOW_PRIVATE:
         return True
     return ip.is_global and not (ip.is_loopback or ip.is_link_local or ip.is_private)
+
+
+def _describe(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    inner = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
+    return f"{ip}, which carries {', '.join(map(str, inner))}" if inner else str(ip)
 
 
 def check_url(url: str) -> tuple[str, int, str]:
@@ -81,7 +118,7 @@ def check_url(url: str) -> tuple[str, int, str]:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if not _allowed(ip):
             raise FetchError(
-                f"{host} points to a private or local network address ({ip}); only public "
+                f"{host} points to a private or local network address ({_describe(ip)}); only public "
                 "web pages can be imported."
             )
         addresses.append(str(ip))

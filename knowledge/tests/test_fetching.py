@@ -74,6 +74,56 @@ def test_default_refuses_private_loopback_and_link_local(url):
 
 
 @pytest.mark.parametrize(
+    "url, inner",
+    [
+        ("http://[2002:7f00:1::1]/", "127.0.0.1"),  # 6to4
+        ("http://[2002:a9fe:a9fe::1]/latest/meta-data/", "169.254.169.254"),  # 6to4, metadata
+        ("http://[2002:c0a8:1::1]:8080/", "192.168.0.1"),  # 6to4
+        ("http://[64:ff9b::7f00:1]/", "127.0.0.1"),  # NAT64 well-known prefix
+        ("http://[64:ff9b::a00:1]/", "10.0.0.1"),  # NAT64
+        ("http://[64:ff9b::169.254.169.254]/", "169.254.169.254"),  # NAT64, dotted
+        ("http://[::ffff:10.0.0.1]/", "10.0.0.1"),  # IPv4-mapped
+        ("http://[::127.0.0.1]/", "127.0.0.1"),  # IPv4-compatible
+        ("http://[::ffff:0:7f00:1]/", "127.0.0.1"),  # IPv4-translated (SIIT)
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "127.0.0.1"),  # Teredo client
+    ],
+)
+def test_ipv6_addresses_carrying_a_private_ipv4_are_refused(url, inner):
+    with pytest.raises(fetching.FetchError, match="private or local network address") as caught:
+        fetching.check_url(url)
+    assert inner in caught.value.messages[0].partition("which carries ")[2]
+
+
+def test_local_use_nat64_prefix_is_refused():
+    with pytest.raises(fetching.FetchError, match="private or local network address"):
+        fetching.check_url("http://[64:ff9b:1::808:808]/")
+
+
+def test_6to4_address_carrying_a_public_ipv4_is_allowed():
+    assert fetching.check_url("http://[2002:808:808::1]/") == (
+        "2002:808:808::1",
+        80,
+        "2002:808:808::1",
+    )
+
+
+def test_embedded_private_ipv4_follows_the_allowed_networks(settings):
+    settings.KNOWLEDGE_URL_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    assert fetching.check_url("http://[2002:7f00:1::1]/")[2] == "2002:7f00:1::1"
+    with pytest.raises(fetching.FetchError, match="carries 127.0.0.2"):
+        fetching.check_url("http://[2002:7f00:2::1]/")
+
+
+def test_redirect_to_a_6to4_loopback_is_refused_without_connecting(settings):
+    settings.KNOWLEDGE_URL_ALLOWED_NETWORKS = ["127.0.0.1/32"]  # only the first hop is allowed
+    location = "http://[2002:7f00:2::1]/"  # 127.0.0.2
+    with Server(routes={"/go": (302, {"Location": location}, b"")}) as outer:
+        with pytest.raises(fetching.FetchError, match="carries 127.0.0.2"):
+            fetching.fetch(outer.url + "/go")
+    assert outer.hits == ["/go"]
+
+
+@pytest.mark.parametrize(
     "url", ["ftp://example.com/x", "file:///etc/passwd", "http://user:pw@example.com/", "http://"]
 )
 def test_refuses_other_schemes_and_credentials(url):
