@@ -9,7 +9,7 @@ whose worker died (re-queued, or failed after `max_attempts` claims) and re-send
 whose message was lost, so nothing stays "running" for ever.
 
 The model is a TrackedJob with `status` (QUEUED/RUNNING choices among its own) and a text field
-for the reason (`reason_field`); knowledge.Source predates it and has the same fields.
+for the reason (`reason_field`); knowledge.Source is one too, with its own status names.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class TrackedJob(models.Model):
     """A background job's row: what ClaimedJobs needs, and its progress for the dashboard."""
 
     SUCCEEDED: ClassVar[str]  # the status at which the progress bar is full
+    ACTIVE: ClassVar[tuple[str, ...]] = ("queued", "running")  # waiting or running
 
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
@@ -44,7 +45,7 @@ class TrackedJob(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in ("queued", "running")
+        return self.status in self.ACTIVE
 
     @property
     def progress_percent(self) -> int:

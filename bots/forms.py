@@ -15,6 +15,7 @@ class BotForm(forms.ModelForm):
             "fallback_message",
             "provider",
             "chat_model",
+            "generation",
             "embedding_model",
             "direct_threshold",
             "answer_threshold",
@@ -25,6 +26,14 @@ class BotForm(forms.ModelForm):
             "fallback_message": forms.Textarea(attrs={"rows": 2}),
             "primary_colour": forms.TextInput(attrs={"type": "color"}),
         }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A form posted without it (an older page, a script) keeps the bot's current policy.
+        self.fields["generation"].required = False
+
+    def clean_generation(self) -> str:
+        return self.cleaned_data.get("generation") or self.instance.generation
 
     def clean(self):
         cleaned = super().clean()

@@ -41,7 +41,12 @@ class AddAnswerForm(forms.Form):
 
 def insights_context(bot: Bot, days: int) -> dict:
     paths = answer_paths(bot=bot, days=days)
-    answered_paths = (Message.Path.DIRECT, Message.Path.GENERATED)
+    answered_paths = (
+        Message.Path.DIRECT,
+        Message.Path.BEST_MATCH,
+        Message.Path.EXTRACTIVE,
+        Message.Path.GENERATED,
+    )
     activity = daily_activity(bot=bot, days=days)
     context = {
         "bot": bot,

@@ -10,10 +10,18 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
 from bots.access import get_bot_for_user
+from bots.models import Message
 
 from .answer import answer
 
-PATH_BADGES = {"direct": "ok", "generated": "info", "fallback": "warn", "error": "bad"}
+PATH_BADGES = {
+    "direct": "ok",
+    "best_match": "ok",
+    "extractive": "ok",
+    "generated": "info",
+    "fallback": "warn",
+    "error": "bad",
+}
 
 
 class PlaygroundForm(forms.Form):
@@ -52,6 +60,7 @@ def playground(request, bot_id: int):
         else [],
         "question": form.cleaned_data.get("question") if form.is_bound and form.is_valid() else "",
         "badge": PATH_BADGES.get(result.path, "") if result else "",
+        "path_label": Message.Path(result.path).label if result else "",
     }
     if request.htmx:  # htmx swaps only 2xx responses: form errors come back as 200
         return render(request, "chat/playground.html#panel", context)

@@ -122,6 +122,7 @@ def message_view(message: Message) -> dict:
         ],
         "rating": message.rating,
         "path": message.path,
+        "related": [q for q in (message.related or []) if isinstance(q, str)][:3],
     }
 
 
@@ -311,10 +312,15 @@ def _reply_payload(turn: Turn, message: Message) -> dict:
     view = message_view(message)
     return {
         "conversation": str(turn.conversation.public_id),
-        "message": {k: view[k] for k in ("id", "text", "html", "sources", "path")},
+        "message": {k: view[k] for k in ("id", "text", "html", "sources", "path", "related")},
         "fragment": render_to_string(
             "chat/page.html#message",
-            {"m": view, "chat": public_profile(turn.bot)},
+            {
+                "m": view,
+                "chat": public_profile(turn.bot),
+                "conversation_id": str(turn.conversation.public_id),
+                "embed": turn.request.POST.get("embed") == "1",
+            },
             request=turn.request,
         ),
     }

@@ -24,6 +24,8 @@ MAX_QUESTIONS = 500
 
 PATH_COLOURS = {
     Message.Path.DIRECT: "#059669",
+    Message.Path.BEST_MATCH: "#0d9488",
+    Message.Path.EXTRACTIVE: "#0891b2",
     Message.Path.GENERATED: "#4f46e5",
     Message.Path.FALLBACK: "#d97706",
     Message.Path.ERROR: "#dc2626",

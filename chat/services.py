@@ -21,6 +21,7 @@ def _message(conversation: Conversation, role: str, text: str, answer=None) -> M
         message.score = answer.score
         message.latency_ms = answer.latency_ms
         message.sources = [source.as_dict() for source in answer.sources]
+        message.related = list(answer.related)
     return message
 
 

@@ -8,8 +8,9 @@ from askhandle.jobs import TrackedJob
 from bots.models import Bot
 
 
-class Source(models.Model):
-    """Something an owner taught a bot: an uploaded file, a web page, or the in-dashboard FAQ."""
+class Source(TrackedJob):
+    """Something an owner taught a bot: an uploaded file, a web page, or the in-dashboard FAQ.
+    Its ingestion is a tracked job (askhandle.jobs): progress, attempts, the claim's token."""
 
     class Kind(models.TextChoices):
         CSV = "csv", "FAQ CSV"
@@ -38,29 +39,18 @@ class Source(models.Model):
     stage = models.CharField(max_length=32, blank=True)  # parsing, embedding, saving
     error = models.TextField(blank=True)
     warnings = models.JSONField(default=list, blank=True)  # e.g. malformed CSV rows with lines
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
     chunk_count = models.PositiveIntegerField(default=0)
     embedding_model = models.CharField(max_length=200, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+
+    SUCCEEDED = Status.READY
+    ACTIVE = (Status.PENDING, Status.PROCESSING)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return self.name
-
-    @property
-    def progress_percent(self) -> int:
-        if self.status == self.Status.READY:
-            return 100
-        if not self.progress_total:
-            return 0
-        return min(100, int(100 * self.progress_done / self.progress_total))
 
     @property
     def is_final(self) -> bool:

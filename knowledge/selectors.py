@@ -75,6 +75,7 @@ class Hit:
     fused: float = 0.0  # ranking value only; not comparable across queries
     source_name: str = ""
     faq_external_id: str = ""
+    question: str = ""  # the FAQ entry's own question (title is the phrasing that matched)
 
 
 @lru_cache(maxsize=max(1, settings.QUERY_EMBED_CACHE_SIZE))
@@ -434,6 +435,7 @@ def _hits(ranked: _Ranked, similarity: dict, limit: int) -> list[Hit]:
                 fused=ranked.fused[k],
                 source_name=source_name,
                 faq_external_id=external_id if faq_id else "",
+                question=question if faq_id else "",
             )
         )
     return hits

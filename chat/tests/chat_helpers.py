@@ -37,8 +37,12 @@ def add_faq(bot, question: str, answer: str, url: str = ""):
     return entry
 
 
-def add_document_chunk(bot, text: str, title: str = "Shipping policy", url: str = ""):
-    """A READY document chunk (not an FAQ): a close match is answered by generation, not verbatim."""
+def add_document_chunk(
+    bot, text: str, title: str = "Shipping policy", url: str = "", embed_as: str | None = None
+):
+    """A READY document chunk (not an FAQ): a close match is quoted, or written from by a bot
+    that may generate. `embed_as`: the text whose embedding the chunk gets (default `text`), so
+    a question embedded by the stub server's hash vectors can find a passage that answers it."""
     import providers
     from knowledge.models import Chunk, Source
 
@@ -50,7 +54,7 @@ def add_document_chunk(bot, text: str, title: str = "Shipping policy", url: str 
         status=Source.Status.READY,
         chunk_count=1,
     )
-    vector = providers.for_bot(bot).embed([text], model=bot.embedding_model or None)[0]
+    vector = providers.for_bot(bot).embed([embed_as or text], model=bot.embedding_model or None)[0]
     return Chunk.objects.create(
         bot=bot,
         source=source,

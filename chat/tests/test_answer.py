@@ -59,12 +59,33 @@ def test_empty_knowledge_falls_back_without_error(bot):
     assert result.retrieved == [] and result.score is None
 
 
-def test_generate_false_decides_without_writing(faq_bot):
-    faq_bot.direct_threshold, faq_bot.answer_threshold = 0.99, 0.2
-    result = answer(faq_bot, "is it possible to send back shoes that do not fit", generate=False)
-    assert result.path == Message.Path.GENERATED and result.text == ""
-    assert result.sources and result.sources[0].title
-    assert result.retrieved[0]["score"] >= 0.2
+def test_middle_band_answers_with_the_best_matchs_curated_answer_framed_as_such(faq_bot):
+    # Every entry counts as relevant here, so the other one is offered as related.
+    faq_bot.direct_threshold, faq_bot.answer_threshold = 0.99, -1.0
+    assert not faq_bot.may_generate  # local models: the policy never lets the 135M model write
+    events = list(answer_stream(faq_bot, "is it possible to send back shoes that do not fit"))
+    kind, result = events[-1]
+    assert result.path == Message.Path.BEST_MATCH and result.policy == "curated"
+    returns = SHOP_FAQ[1]
+    assert result.text == (
+        f"Here is what I found about “{returns['question']}”:\n\n{returns['answer']}"
+    )
+    assert [v for k, v in events if k == "token"] == [result.text]
+    assert result.sources[0].faq_id == result.retrieved[0]["faq_id"]
+    # The other entry is offered as a question to ask next, once.
+    assert result.related == [SHOP_FAQ[0]["question"]]
+    assert result.grounding is None and result.answered
+
+
+def test_a_document_passage_is_quoted_by_its_most_relevant_sentences(bot):
+    bot.answer_threshold = 0.2
+    ingest(services.source_add(bot=bot, upload=upload("manual.md", MANUAL), enqueue=False))
+    result = answer(bot, "How long is the warranty on the frame?")
+    assert result.path == Message.Path.EXTRACTIVE
+    assert result.text.startswith("From “Warranty”:")
+    assert "lifetime warranty" in result.text
+    assert "deliver" not in result.text  # only the passage that answers, not the whole manual
+    assert result.sources[0].title == "Warranty" and "quote_ms" in result.timings
 
 
 def test_embedding_failure_gives_fallback_with_error_path(faq_bot):
@@ -84,17 +105,68 @@ def openai_bot(bot, openai_server):
 
 
 def test_generation_is_grounded_in_retrieved_chunks_and_cites_them(openai_bot, openai_server):
+    openai_server.replies.append(
+        "Every frame has a lifetime warranty [1]. Components are covered for two years [1]."
+    )
+    assert openai_bot.may_generate and openai_bot.generation == "auto"
     events = list(answer_stream(openai_bot, "How long is the warranty?"))
     kind, result = events[-1]
     assert kind == "done" and result.path == Message.Path.GENERATED
-    assert result.text == "Stub answer to: How long is the warranty?"
-    assert "".join(v for k, v in events if k == "token").strip() == result.text
+    assert result.text == (
+        "Every frame has a lifetime warranty [1]. Components are covered for two years [1]."
+    )
+    tokens = [v for k, v in events if k == "token"]
+    assert len(tokens) == 2 and "".join(tokens) == result.text  # sentence by sentence
+    assert result.grounding["passed"] and result.grounding["checked"] == 2
     chat = [b for b in openai_server.bodies if "messages" in b][-1]
     system = chat["messages"][0]["content"]
     assert "lifetime warranty" in system and "Cite the entries" in system
     assert chat["messages"][-1] == {"role": "user", "content": "How long is the warranty?"}
     assert {s.title for s in result.sources} <= {r["title"] for r in result.retrieved}
     assert result.sources and "generate_ms" in result.timings
+
+
+def test_an_invented_number_is_never_shown_the_passage_is_quoted_instead(
+    openai_bot, openai_server
+):
+    openai_server.replies.append("Every frame has a warranty of 5 years. Call us to claim it.")
+    events = list(answer_stream(openai_bot, "How long is the warranty?"))
+    kind, result = events[-1]
+    shown = "".join(v for k, v in events if k == "token")
+    assert "5 years" not in shown and result.path == Message.Path.EXTRACTIVE
+    assert shown == result.text and result.text.startswith("From “")
+    assert result.grounding["passed"] is False and result.grounding["checked"] == 0
+    assert "5" in result.grounding["reason"] and "5 years" in result.grounding["sentence"]
+
+
+def test_a_claim_the_knowledge_does_not_make_is_not_shown(openai_bot, openai_server):
+    openai_server.replies.append(
+        "Frames have a lifetime warranty [1]. We also rent electric scooters with free helmets."
+    )
+    events = list(answer_stream(openai_bot, "How long is the warranty?"))
+    kind, result = events[-1]
+    shown = "".join(v for k, v in events if k == "token")
+    # The first sentence was checked and streamed; the second failed, and the answer ends there.
+    assert shown == result.text == "Frames have a lifetime warranty [1]."
+    assert result.path == Message.Path.GENERATED
+    assert result.grounding["passed"] is False and result.grounding["checked"] == 1
+    assert "scooters" in result.grounding["sentence"]
+    assert "no sentence of the knowledge says this" in result.grounding["reason"]
+
+
+def test_generate_false_decides_without_writing(openai_bot, openai_server):
+    result = answer(openai_bot, "How long is the warranty?", generate=False)
+    assert result.path == Message.Path.GENERATED and result.text == ""
+    assert result.sources and result.sources[0].title
+    assert not [b for b in openai_server.bodies if "messages" in b]  # no chat call
+
+
+def test_the_owner_can_switch_generation_on_for_local_models_and_off_for_openai(bot):
+    assert not bot.may_generate  # local + automatic
+    bot.generation = "on"
+    assert bot.may_generate
+    bot.provider, bot.generation = "openai", "off"
+    assert not bot.may_generate
 
 
 def test_history_is_passed_to_the_model(openai_bot, openai_server):

@@ -302,7 +302,14 @@ def test_streamed_generation_arrives_in_chunks_then_done(client, bot, openai_ser
     bot.provider = "openai"
     bot.save()
     add_document_chunk(
-        bot, "What is the warranty?", title="Warranty", url="https://example.com/warranty"
+        bot,
+        "Every bicycle frame has a lifetime warranty. Components are covered for two years.",
+        title="Warranty",
+        url="https://example.com/warranty",
+        embed_as="What is the warranty?",
+    )
+    openai_server.replies.append(
+        "Every frame has a lifetime warranty [1]. Components are covered for two years [1]."
     )
     _, raw = api_key_create(bot=bot, name="k")
     response = completions(
@@ -321,7 +328,10 @@ def test_streamed_generation_arrives_in_chunks_then_done(client, bot, openai_ser
     assert all(c["object"] == "chat.completion.chunk" and c["model"] == "acme" for c in chunks)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert text.strip() == "Stub answer to: What is the warranty?"
-    assert len(chunks) > 4 and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert text.strip() == (
+        "Every frame has a lifetime warranty [1]. Components are covered for two years [1]."
+    )
+    # The role, one chunk per checked sentence, then the stop.
+    assert len(chunks) == 4 and chunks[-1]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["askhandle"]["path"] == "generated"
     assert chunks[-1]["askhandle"]["sources"][0]["url"] == "https://example.com/warranty"

@@ -63,22 +63,25 @@ def test_answer_paths_rating_and_latency_figures(bot):
         turn(bot, "q", "generated answer", path="generated", latency_ms=ms, rating=-1)
     turn(bot, "q", path="fallback", latency_ms=50)
     turn(bot, "old", path="fallback", days_ago=40)
+    turn(bot, "q", "Here is what I found about ...", path="best_match", latency_ms=30)
 
     paths = {p["path"]: p for p in selectors.answer_paths(bot=bot, days=30)}
     assert {k: v["count"] for k, v in paths.items()} == {
         "direct": 5,
+        "best_match": 1,
+        "extractive": 0,
         "generated": 2,
         "fallback": 1,
         "error": 0,
     }
-    assert paths["direct"]["percent"] == 62.5 and paths["fallback"]["percent"] == 12.5
+    assert paths["direct"]["percent"] == 55.6 and paths["fallback"]["percent"] == 11.1
 
     ratings = selectors.rating_summary(bot=bot, days=30)
-    assert (ratings["up"], ratings["down"], ratings["rated"], ratings["answers"]) == (5, 2, 7, 8)
+    assert (ratings["up"], ratings["down"], ratings["rated"], ratings["answers"]) == (5, 2, 7, 9)
     assert (ratings["up_percent"], ratings["down_percent"], ratings["rated_percent"]) == (
         71.4,
         28.6,
-        87.5,
+        77.8,
     )
 
     latency = {r["path"]: r for r in selectors.latency_by_path(bot=bot, days=30)}
@@ -86,7 +89,8 @@ def test_answer_paths_rating_and_latency_figures(bot):
     assert latency["direct"]["p95"] == round(np.percentile([10, 20, 30, 40, 100], 95)) == 88
     assert (latency["generated"]["p50"], latency["generated"]["p95"]) == (2000, 2900)
     assert latency["fallback"]["count"] == 1 and "error" not in latency
-    assert selectors.rating_summary(bot=bot, days=90)["answers"] == 9
+    assert latency["best_match"]["count"] == 1
+    assert selectors.rating_summary(bot=bot, days=90)["answers"] == 10
 
 
 def test_weak_questions_are_the_customer_questions_behind_fallback_and_thumbs_down(bot):

@@ -44,7 +44,7 @@ def test_asking_shows_answer_path_scores_sources_and_time(owner_client, faq_bot)
     response = owner_client.post(url(faq_bot), {"question": "When do you open?", "generate": "on"})
     html = response.content.decode()
     assert response.status_code == 200 and "<html" in html
-    assert '<span class="badge ok"' in html and "Direct</span>" in html
+    assert '<span class="badge ok"' in html and "Direct FAQ answer</span>" in html
     assert "We are open 9:00-18:00 Monday to Saturday." in html
     assert 'href="https://example.com/hours"' in html  # citation
     assert 'class="table pg-chunks"' in html and 'class="progress done"' in html
@@ -63,12 +63,40 @@ def test_htmx_request_gets_only_the_fragment(owner_client, faq_bot):
     assert "width: -" not in html  # negative similarities draw an empty bar
 
 
+def test_a_likely_match_shows_the_best_match_path_and_the_policy(owner_client, faq_bot):
+    faq_bot.direct_threshold, faq_bot.answer_threshold = 0.99, 0.3
+    faq_bot.save()
+    response = owner_client.post(url(faq_bot), {"question": "what time do you open on sunday"})
+    html = response.content.decode()
+    assert '<span class="badge ok"' in html and "Best-matching FAQ answer</span>" in html
+    assert "Here is what I found about" in html and "between 0.30 and 0.99" in html
+    assert "Answer policy: <strong>your own words</strong>" in html
+    assert 'name="generate" value="on"' in html  # no "write with the model" box to tick
+
+
 def test_generation_off_shows_what_would_be_generated(owner_client, faq_bot):
+    faq_bot.generation = "on"  # the owner let the chat model write (bot.may_generate)
     faq_bot.direct_threshold, faq_bot.answer_threshold = 0.99, 0.3
     faq_bot.save()
     response = owner_client.post(url(faq_bot), {"question": "what time do you open on sunday"})
     html = response.content.decode()
     assert '<span class="badge info"' in html and "(generation off)" in html
+
+
+def test_a_failed_grounding_check_shows_its_verdict_and_why(owner_client, bot, openai_server):
+    from chat.tests.chat_helpers import add_document_chunk
+
+    bot.provider = "openai"
+    bot.save()
+    question = "what time do you open on sunday"
+    add_document_chunk(bot, "We are open 9:00-18:00 Monday to Saturday.", embed_as=question)
+    openai_server.replies.append("We are open 24 hours a day, every day of the year.")
+    response = owner_client.post(url(bot), {"question": question, "generate": "on"})
+    html = response.content.decode()
+    assert 'id="pg-grounding"' in html and '<span class="badge bad">Failed</span>' in html
+    assert "24 is not in the knowledge it cites" in html
+    assert "Nothing the model wrote was shown" in html
+    assert "24 hours a day" not in html.split('id="pg-grounding"')[0]  # not in the answer shown
 
 
 def test_empty_knowledge_says_so(owner_client, bot):

@@ -346,9 +346,17 @@ def generating_bot(bot, openai_server):
     return bot
 
 
-def test_generated_answer_streams_word_by_word_and_is_sanitized(client, generating_bot):
+def test_generated_answer_streams_sentence_by_sentence_and_is_sanitized(
+    client, generating_bot, openai_server
+):
     question = 'Tell me <script>alert("gen")</script> about shipping'
-    add_document_chunk(generating_bot, question, url="https://example.com/policy")
+    policy = (
+        'We ship <script>alert("gen")</script> every order within two working days. Parcels '
+        "travel with a tracked courier service. Deliveries abroad take about one week longer."
+    )
+    add_document_chunk(generating_bot, policy, url="https://example.com/policy", embed_as=question)
+    # A model that copies the passage, script and all: each sentence is grounded, so it streams.
+    openai_server.replies.append(policy)
     response = ask(client, generating_bot.slug, question)
     raw = b"".join(response).decode()
     assert "<script" not in raw
@@ -357,13 +365,12 @@ def test_generated_answer_streams_word_by_word_and_is_sanitized(client, generati
         for block in raw.strip().split("\n\n")
     ]
     tokens = [d["text"] for k, d in stream if k == "token"]
-    assert len(tokens) > 3  # several events, not one blob
+    assert len(tokens) == 3  # one event per checked sentence, not one blob
     done = stream[-1][1]["message"]
     assert done["path"] == "generated" and done["text"] == "".join(tokens).strip()
-    assert done["text"].startswith("Stub answer to:")
     # The model echoed the script: the sanitizer drops it, content and all; the words stay.
     assert "<script" not in done["html"] and "alert" not in done["html"]
-    assert "Tell me" in done["html"] and "about shipping" in done["html"]
+    assert "We ship" in done["html"] and "tracked courier" in done["html"]
     assert done["sources"] == [{"title": "Shipping policy", "url": "https://example.com/policy"}]
     assert Message.objects.get(role="assistant").path == "generated"
 

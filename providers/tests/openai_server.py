@@ -111,7 +111,8 @@ class Handler(BaseHTTPRequestHandler):
         ):
             return self._error(400, "Invalid 'messages'.", "invalid_request_error")
         last = messages[-1]["content"]
-        reply = f"Stub answer to: {last}"
+        # A test scripts what the model says next (server.replies), else it echoes the question.
+        reply = self.server.replies.pop(0) if self.server.replies else f"Stub answer to: {last}"
         words = reply.split(" ")
         if body.get("max_tokens"):
             words = words[: int(body["max_tokens"])]
@@ -210,6 +211,7 @@ class OpenAIStubServer(ThreadingHTTPServer):
         self.requests: list[str] = []
         self.bodies: list[dict] = []
         self.fail_next = 0
+        self.replies: list[str] = []
 
     @property
     def base_url(self) -> str:

@@ -159,9 +159,16 @@
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
   });
 
-  // Ratings and hand-off: post in place, keep the page.
+  // Ratings and hand-off: post in place, keep the page. A related question is asked like a
+  // typed one (streamed), from the main form.
   document.addEventListener("submit", async (e) => {
     const el = e.target;
+    if (el.closest(".chat-related")) {
+      e.preventDefault();
+      input.value = el.querySelector("input[name=message]").value;
+      form.requestSubmit();
+      return;
+    }
     if (!el.matches(".chat-rate, .chat-handoff")) return;
     e.preventDefault();
     const body = new FormData(el);
