@@ -1,6 +1,10 @@
 from django.contrib import admin
 
+from .forms import AdminLoginForm
 from .models import Membership, Workspace
+
+# The admin login is throttled like the dashboard's (accounts.throttle).
+admin.site.login_form = AdminLoginForm
 
 
 class MembershipInline(admin.TabularInline):

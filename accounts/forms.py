@@ -1,5 +1,9 @@
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AuthenticationForm
+
+from . import throttle
 
 
 class SignupForm(forms.Form):
@@ -9,13 +13,10 @@ class SignupForm(forms.Form):
     email = forms.EmailField()
     password = forms.CharField(widget=forms.PasswordInput, strip=False)
 
+    # No "already exists" error: sign-up must not tell anyone which addresses have an account
+    # (accounts.services.account_signup_request e-mails the address instead).
     def clean_email(self):
-        email = self.cleaned_data["email"].lower()
-        if get_user_model().objects.filter(username__iexact=email).exists():
-            raise forms.ValidationError(
-                "An account with this email already exists. Log in instead."
-            )
-        return email
+        return self.cleaned_data["email"].lower()
 
     def clean(self):
         cleaned = super().clean()
@@ -29,3 +30,36 @@ class SignupForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error("password", exc)
         return cleaned
+
+
+class ThrottledLoginMixin:
+    """Refuses a login while its account or IP is throttled (accounts.throttle), before the
+    password is checked; counts the failures."""
+
+    def clean(self):
+        username = self.cleaned_data.get("username") or ""
+        ip = throttle.client_ip(self.request) if self.request is not None else "unknown"
+        try:
+            throttle.check(username=username, ip=ip)
+        except throttle.LoginThrottled as exc:
+            raise forms.ValidationError(
+                "Too many failed log-in attempts. Try again in %(wait)s.",
+                code="throttled",
+                params={"wait": throttle.wait_text(exc.retry_after)},
+            ) from exc
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError as exc:
+            if getattr(exc, "code", None) == "invalid_login":
+                throttle.failed(username=username, ip=ip)
+            raise
+        throttle.succeeded(username=username)
+        return cleaned
+
+
+class LoginForm(ThrottledLoginMixin, AuthenticationForm):
+    pass
+
+
+class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
+    pass

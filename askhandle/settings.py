@@ -124,6 +124,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Failed logins ("failures/seconds", counted in Redis; accounts.throttle): past this many in the
+# window that the first failure opens, the account or IP waits until the window ends.
+LOGIN_FAILURES_ACCOUNT = os.environ.get("ASKHANDLE_LOGIN_FAILURES_ACCOUNT", "5/900")
+LOGIN_FAILURES_IP = os.environ.get("ASKHANDLE_LOGIN_FAILURES_IP", "20/900")
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bots:list"
 LOGOUT_REDIRECT_URL = "accounts:login"

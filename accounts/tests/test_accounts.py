@@ -9,31 +9,95 @@ from accounts.models import Membership
 pytestmark = pytest.mark.django_db
 
 
-def test_signup_creates_user_and_owned_workspace_and_logs_in(client):
-    response = client.post(
-        reverse("accounts:signup"),
-        {
-            "workspace_name": "Sunny Cafe",
-            "email": "Ann@Example.com",
-            "password": "a-long-pass-phrase-7",
-        },
-    )
-    assert response.status_code == 302 and response.url == reverse("bots:list")
+SIGNUP = {
+    "workspace_name": "Sunny Cafe",
+    "email": "Ann@Example.com",
+    "password": "a-long-pass-phrase-7",
+}
+
+
+def activation_link(message) -> str:
+    return re.search(r"http://testserver(/accounts/activate/\S+/)", message.body).group(1)
+
+
+def test_signup_creates_inactive_user_and_workspace_and_emails_an_activation_link(
+    client, mailoutbox
+):
+    response = client.post(reverse("accounts:signup"), SIGNUP)
+    assert response.status_code == 302 and response.url == reverse("accounts:signup_done")
     user = get_user_model().objects.get(email="ann@example.com")
     membership = Membership.objects.get(user=user)
     assert membership.workspace.name == "Sunny Cafe" and membership.role == "owner"
+    assert not user.is_active  # not logged in until the address is proven
+    assert client.get(reverse("bots:list")).status_code == 302
+    assert b"Check your email" in client.get(response.url).content
+    assert [m.to for m in mailoutbox] == [["ann@example.com"]]
+    assert mailoutbox[0].subject == "Finish creating your AskHandle account"
+
+
+def test_activation_link_activates_and_logs_in_once(client, mailoutbox):
+    client.post(reverse("accounts:signup"), SIGNUP)
+    link = activation_link(mailoutbox[0])
+    page = client.get(link)  # a mail scanner opening the link activates nothing
+    assert page.status_code == 200 and b"Activate and log in" in page.content
+    assert not get_user_model().objects.get(email="ann@example.com").is_active
+    response = client.post(link)
+    assert response.status_code == 302 and response.url == reverse("bots:list")
     assert client.get(reverse("bots:list")).status_code == 200
+    assert get_user_model().objects.get(email="ann@example.com").is_active
+    client.post(reverse("accounts:logout"))
+    assert client.post(link).status_code == 400  # used up
+    assert client.login(username="ann@example.com", password="a-long-pass-phrase-7")
 
 
-def test_signup_rejects_duplicate_email_and_weak_password(client, user):
+def test_wrong_activation_links_are_refused(client, user):
+    assert client.get(reverse("accounts:activate", args=["MQ", "nope-nope"])).status_code == 400
+    assert client.get(reverse("accounts:activate", args=["!!", "x"])).status_code == 400
+
+
+def test_signup_rejects_weak_password(client):
     response = client.post(
         reverse("accounts:signup"),
-        {"workspace_name": "X", "email": "owner@example.com", "password": "123"},
+        {"workspace_name": "X", "email": "new@example.com", "password": "123"},
     )
     assert response.status_code == 200
     form = response.context["form"]
-    assert "already exists" in form.errors["email"][0]
-    assert form.errors["password"]
+    assert form.errors["password"] and "email" not in form.errors
+    assert not get_user_model().objects.filter(email="new@example.com").exists()
+
+
+def test_signup_with_a_registered_email_looks_the_same_and_emails_the_owner(
+    client, user, mailoutbox
+):
+    def signup(email):
+        response = client.post(
+            reverse("accounts:signup"),
+            {"workspace_name": "X", "email": email, "password": "a-long-pass-phrase-7"},
+            follow=True,
+        )
+        page = re.sub(rb'"X-CSRFToken": "\w+"', b"", response.content)  # masked anew each time
+        return response.status_code, response.redirect_chain, page
+
+    assert signup("Owner@Example.com") == signup("stranger@example.com")
+    assert sorted(m.to[0] for m in mailoutbox) == ["owner@example.com", "stranger@example.com"]
+    notice = next(m for m in mailoutbox if m.to == ["owner@example.com"])
+    assert notice.subject == "Someone tried to sign up with your email address"
+    assert "http://testserver/accounts/login/" in notice.body
+    assert "http://testserver/accounts/password-reset/" in notice.body
+    assert "/accounts/activate/" not in notice.body
+    # The existing account is untouched: same password, still one workspace, still active.
+    user.refresh_from_db()
+    assert user.is_active and user.check_password("correct-horse-battery-9")
+    assert list(user.workspaces.values_list("name", flat=True)) == ["Acme Inc"]
+
+
+def test_signup_again_before_activating_resends_the_link(client, mailoutbox):
+    client.post(reverse("accounts:signup"), SIGNUP)
+    client.post(reverse("accounts:signup"), {**SIGNUP, "password": "another-pass-phrase-8"})
+    assert len(mailoutbox) == 2 and all(m.to == ["ann@example.com"] for m in mailoutbox)
+    assert client.post(activation_link(mailoutbox[1])).status_code == 302
+    assert get_user_model().objects.filter(email="ann@example.com").count() == 1
+    assert Membership.objects.filter(user__email="ann@example.com").count() == 1
 
 
 def test_login_and_logout(client, user):
