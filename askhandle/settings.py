@@ -26,6 +26,17 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_proxy_header(name: str) -> tuple[str, str] | None:
+    """ "X-Forwarded-Proto", "HTTP_X_FORWARDED_PROTO" or "NAME=value" -> (META key, value)."""
+    header, _, expected = os.environ.get(name, "").partition("=")
+    header = header.strip().upper().replace("-", "_")
+    if not header:
+        return None
+    if not header.startswith("HTTP_"):
+        header = f"HTTP_{header}"
+    return header, expected.strip() or "https"
+
+
 DEBUG = env_bool("DJANGO_DEBUG", True)
 if DEBUG:
     SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-insecure-key-change-me-in-production")
@@ -164,8 +175,22 @@ EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 
+# --- HTTPS. Production (DEBUG off) with an https:// ASKHANDLE_SITE_URL redirects to HTTPS and sends
+# HSTS by default; a plain-HTTP production-like run (`docker compose up` on localhost) does not,
+# since the redirect would go to a port that speaks no TLS. Each can be set on its own.
+SERVED_OVER_HTTPS = not DEBUG and SITE_URL.startswith("https://")
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", SERVED_OVER_HTTPS)
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "31536000" if SERVED_OVER_HTTPS else "0")
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+# Behind a TLS-terminating proxy, the header it sets for HTTPS requests: "HTTP_X_FORWARDED_PROTO"
+# (meaning "https") or "NAME=value". Without it the SSL redirect loops. Set it ONLY when the proxy
+# always sets or strips that header, or clients could claim HTTPS themselves.
+SECURE_PROXY_SSL_HEADER = env_proxy_header("DJANGO_SECURE_PROXY_SSL_HEADER")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
