@@ -126,9 +126,7 @@ def test_generation_is_grounded_in_retrieved_chunks_and_cites_them(openai_bot, o
     assert result.sources and "generate_ms" in result.timings
 
 
-def test_an_invented_number_is_never_shown_the_passage_is_quoted_instead(
-    openai_bot, openai_server
-):
+def test_an_invented_number_is_never_shown_the_passage_is_quoted_instead(openai_bot, openai_server):
     openai_server.replies.append("Every frame has a warranty of 5 years. Call us to claim it.")
     events = list(answer_stream(openai_bot, "How long is the warranty?"))
     kind, result = events[-1]
@@ -151,6 +149,17 @@ def test_a_claim_the_knowledge_does_not_make_is_not_shown(openai_bot, openai_ser
     assert result.path == Message.Path.GENERATED
     assert result.grounding["passed"] is False and result.grounding["checked"] == 1
     assert "scooters" in result.grounding["sentence"]
+    assert "most of its words are not in the knowledge" in result.grounding["reason"]
+
+
+def test_a_claim_in_the_knowledges_words_that_it_does_not_make_is_not_shown(
+    openai_bot, openai_server
+):
+    # Its words are all in the manual, its meaning is not: the similarity test catches it.
+    openai_server.replies.append("Bicycles cover the city every week.")
+    events = list(answer_stream(openai_bot, "How long is the warranty?"))
+    kind, result = events[-1]
+    assert result.path != Message.Path.GENERATED and "Bicycles cover" not in result.text
     assert "no sentence of the knowledge says this" in result.grounding["reason"]
 
 
