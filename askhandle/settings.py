@@ -17,7 +17,7 @@ RUN_DIR = Path(os.environ.get("ASKHANDLE_RUN_DIR", BASE_DIR / ".run"))
 
 def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
-    if value is None:
+    if value is None or not value.strip():  # empty, as in a copied .env.example: the default
         return default
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -27,7 +27,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 
 def env_proxy_header(name: str) -> tuple[str, str] | None:
-    """ "X-Forwarded-Proto", "HTTP_X_FORWARDED_PROTO" or "NAME=value" -> (META key, value)."""
+    """(META key, expected value) from X-Forwarded-Proto, HTTP_X_FORWARDED_PROTO or NAME=value."""
     header, _, expected = os.environ.get(name, "").partition("=")
     header = header.strip().upper().replace("-", "_")
     if not header:
@@ -183,7 +183,7 @@ SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", SERVED_OVER_HTTPS)
 SECURE_HSTS_SECONDS = int(
-    os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "31536000" if SERVED_OVER_HTTPS else "0")
+    os.environ.get("DJANGO_SECURE_HSTS_SECONDS") or (31536000 if SERVED_OVER_HTTPS else 0)
 )
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)

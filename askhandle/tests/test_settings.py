@@ -105,6 +105,13 @@ def test_each_https_setting_comes_from_its_own_variable():
     }
 
 
+def test_empty_variables_mean_the_defaults():
+    # `set -a; source .env` of a copied .env.example exports them empty.
+    empty = {name: "" for name in ("DJANGO_SECURE_COOKIES", "DJANGO_SECURE_SSL_REDIRECT",
+                                    "DJANGO_SECURE_HSTS_SECONDS", "DJANGO_SECURE_HSTS_PRELOAD")}  # fmt: skip
+    assert settings_under({**PRODUCTION, **empty}) == settings_under(PRODUCTION)
+
+
 def test_plain_http_production_run_does_not_redirect_or_send_hsts():
     # `docker compose up` on http://localhost:8000: a redirect would go to a port without TLS.
     env = {k: v for k, v in PRODUCTION.items() if not k.startswith(("ASKHANDLE", "DJANGO_SECURE"))}
