@@ -14,15 +14,26 @@ for the reason (`reason_field`); knowledge.Source is one too, with its own statu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from celery.contrib.django.task import DjangoTask
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError
+from redis import RedisError
+
+log = logging.getLogger(__name__)
+
+# What publishing a task raises when the broker (Redis) is unreachable.
+PUBLISH_ERRORS = (OperationalError, RedisError, ConnectionError)
+# updated_at of a waiting row whose message could not be published: older than any `stale`, so
+# beat's next sweep (recover_stuck, every minute) re-sends it once the broker answers again.
+UNSENT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class TrackedJob(models.Model):
@@ -104,6 +115,27 @@ class ClaimedJobs:
             updated_at=now,
             **{self.reason_field: reason[:2000], **fields},
         )
+
+    def send_on_commit(self, task, pk: int) -> None:
+        """Publish `task(pk)` once the current transaction commits (at once outside one).
+
+        A broker that is down must not turn a saved write into an error page, nor make the
+        request wait: publishing fails fast (settings: CELERY_TASK_PUBLISH_RETRY_POLICY), the row
+        stays waiting and is marked UNSENT, and beat's sweep re-sends it when Redis is back."""
+
+        def send() -> None:
+            try:
+                task.delay(pk)
+            except PUBLISH_ERRORS as exc:
+                log.warning(
+                    "Could not queue %s(%s): %s; beat re-sends it when the broker is back.",
+                    task.name,
+                    pk,
+                    exc,
+                )
+                self.model.objects.filter(pk=pk, status=self.waiting).update(updated_at=UNSENT)
+
+        transaction.on_commit(send)
 
     def recover_stuck(
         self,

@@ -221,6 +221,19 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Redis down: a web request that queues a task must not wait on it. Publishing gives up after
+# about half a second (askhandle.jobs.ClaimedJobs.send_on_commit leaves the row waiting for beat
+# to re-send), and no task subscribes to a result on send: the result backend's reconnect loop
+# (20 retries a second apart) was the 19 s a saved FAQ entry waited before its 500.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = 2
+CELERY_TASK_IGNORE_RESULT = True  # a task that is waited on says so (ignore_result=False)
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS["retry_policy"] = {"max_retries": 2, "interval_max": 0.5}
 
 # --- Model providers (see providers/). Local models are the default: no key, no network. ---
 ASKHANDLE_DEFAULT_PROVIDER = os.environ.get("ASKHANDLE_DEFAULT_PROVIDER", "local")

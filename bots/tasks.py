@@ -1,9 +1,13 @@
+import logging
 import socket
 import time
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.core.cache import cache
+from redis import RedisError
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_KEY = "worker-heartbeat"
 HEARTBEAT_STALE_AFTER = 90  # seconds; beat sends one every 30 s
@@ -18,7 +22,13 @@ def worker_heartbeat() -> dict:
 
 
 def heartbeat_status() -> dict:
-    beat = cache.get(HEARTBEAT_KEY)
+    """{"online", "age", "worker"}; "queue_down" when Redis (cache and task queue) is unreachable:
+    the footer says so instead of failing the page it is polled into."""
+    try:
+        beat = cache.get(HEARTBEAT_KEY)
+    except RedisError as exc:
+        log.warning("Worker status: Redis unavailable (%s)", exc)
+        return {"online": False, "age": None, "queue_down": True}
     if not beat:
         return {"online": False, "age": None}
     age = time.time() - beat["at"]

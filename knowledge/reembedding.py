@@ -186,7 +186,7 @@ def reembedding_retry(*, bot: Bot) -> Reembedding | None:
 def _enqueue(job_id: int) -> None:
     from .tasks import reembed_bot
 
-    reembed_bot.delay_on_commit(job_id)
+    JOBS.send_on_commit(reembed_bot, job_id)
 
 
 def reembedding_to_show(bot: Bot) -> Reembedding | None:

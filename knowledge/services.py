@@ -152,7 +152,7 @@ def _check_pdf_opens(data: bytes) -> None:
 def _enqueue(source_id: int) -> None:
     from .tasks import ingest_source
 
-    ingest_source.delay_on_commit(source_id)
+    SOURCES.send_on_commit(ingest_source, source_id)
 
 
 def source_reingest(*, source: Source) -> Source:
