@@ -217,6 +217,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "knowledge.tasks.*": {"queue": "ingest"},
     "training.tasks.*": {"queue": "training"},
+    # Provider fine-tuning calls are short HTTP requests: they must not wait behind a LoRA run.
+    "training.tasks.submit_chat_tuning": {"queue": "default"},
+    "training.tasks.cancel_provider_tuning": {"queue": "default"},
+    "training.tasks.poll_chat_tunings": {"queue": "default"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -261,6 +265,29 @@ TRAINING_TORCH_THREADS = int(
     os.environ.get("ASKHANDLE_TRAINING_THREADS", str(max(1, (os.cpu_count() or 1) - 1)))
 )
 TUNED_MODELS_LOADED = int(os.environ.get("ASKHANDLE_TUNED_MODELS_LOADED", "4"))
+# Chat fine-tuning (training.chat_tuning): LoRA on the local chat model, or a provider's API.
+# A 135M model learns tone in 3 epochs and facts in about 8 (ENVIRONMENT.md: 7 of 9 facts).
+CHAT_TUNING_EPOCHS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_EPOCHS", "8"))
+CHAT_TUNING_BATCH_SIZE = int(os.environ.get("ASKHANDLE_CHAT_TUNING_BATCH_SIZE", "8"))
+CHAT_TUNING_LEARNING_RATE = float(os.environ.get("ASKHANDLE_CHAT_TUNING_LR", "5e-4"))
+CHAT_TUNING_LORA_R = int(os.environ.get("ASKHANDLE_CHAT_TUNING_LORA_R", "16"))
+CHAT_TUNING_MAX_STEPS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_MAX_STEPS", "0"))  # 0: all
+CHAT_TUNING_MAX_TOKENS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_MAX_TOKENS", "512"))
+CHAT_TUNING_MIN_EXAMPLES = int(os.environ.get("ASKHANDLE_CHAT_TUNING_MIN_EXAMPLES", "10"))
+CHAT_TUNING_CHECKPOINT_STEPS = int(
+    os.environ.get("ASKHANDLE_CHAT_TUNING_CHECKPOINT_STEPS", "10")
+)
+# Every step is a sign of life (7 s at batch 8 on 2 cores); the first one waits for the model
+# to load (a minute the very first time, when the GGUF is dequantized).
+CHAT_TUNING_STALE_SECONDS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_STALE_SECONDS", "300"))
+# The estimate's seconds per step until a local run has finished on this machine (measured:
+# batch 8 of short Q/A pairs, 2 cores, ../shared/ENVIRONMENT.md).
+CHAT_TUNING_SECONDS_PER_STEP = float(
+    os.environ.get("ASKHANDLE_CHAT_TUNING_SECONDS_PER_STEP", "7.4")
+)
+OPENAI_FINE_TUNING_MODEL = os.environ.get("OPENAI_FINE_TUNING_MODEL", "gpt-4o-mini-2024-07-18")
+# USD per million trained tokens (gpt-4o-mini's published training price), for the estimate.
+OPENAI_FINE_TUNING_PRICE_PER_MTOK = float(os.environ.get("OPENAI_FINE_TUNING_PRICE", "3.0"))
 # Query embeddings remembered per process (repeated customer questions skip the model); 0 = off.
 QUERY_EMBED_CACHE_SIZE = int(os.environ.get("ASKHANDLE_QUERY_EMBED_CACHE", "4096"))
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
@@ -314,4 +341,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
     "training-recover-stuck": {"task": "training.tasks.recover_stuck_tunings", "schedule": 60.0},
+    "training-recover-chat-tunings": {
+        "task": "training.tasks.recover_stuck_chat_tunings",
+        "schedule": 60.0,
+    },
+    "training-poll-chat-tunings": {"task": "training.tasks.poll_chat_tunings", "schedule": 30.0},
 }

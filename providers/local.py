@@ -348,20 +348,37 @@ class LocalProvider:
     def chat_stream(
         self, messages, *, model=None, max_tokens=256, temperature=0.0
     ) -> Iterator[str]:
-        self._check_model(model, CHAT_MODEL)
+        """Stream the base model's answer, or a fine-tuned one's ('<base>~<key>', see
+        tuned_chat_model_name): its adapter is loaded over the same base model."""
+        base_name, _, tuned = (model or "").partition(TUNED_SEPARATOR)
+        self._check_model(base_name or None, CHAT_MODEL)
         import torch
         from transformers import TextIteratorStreamer
 
         tokenizer, lm = load_chat_model()
+        if tuned:
+            with _generate_lock:  # load it here, so a missing adapter raises to the caller
+                _activate_adapter(tuned)
         inputs = self._inputs(tokenizer, messages)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(
             inputs, streamer=streamer, **self._generate_kwargs(tokenizer, max_tokens, temperature)
         )
+        failure: list[BaseException] = []
 
         def run():
-            with torch.inference_mode():
-                lm.generate(**kwargs)
+            try:
+                with _generate_lock, torch.inference_mode():
+                    if tuned:
+                        _activate_adapter(tuned).generate(**kwargs)
+                    elif _peft is not None:  # adapters are injected into the base: switch off
+                        with _peft.disable_adapter():
+                            lm.generate(**kwargs)
+                    else:
+                        lm.generate(**kwargs)
+            except BaseException as exc:  # end the stream, re-raise in the caller's thread
+                failure.append(exc)
+                streamer.end()
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
@@ -371,3 +388,266 @@ class LocalProvider:
                     yield piece
         finally:
             thread.join()
+        if failure:
+            raise ProviderError(f"The local chat model failed: {failure[0]}") from failure[0]
+
+
+# --- Fine-tuned chat models (LoRA adapters over the one base model) ------------------------------
+# A tuned chat model is named '<base>~<key>' (e.g. 'SmolLM2-135M-Instruct~c12-ab12cd34'); its
+# adapter files are in Django's default storage under chat_adapter_dir(key), so every web and
+# worker process loads the same adapter. training.chat_tuning trains and deploys them. A process
+# wraps its one base model in a PeftModel on the first tuned request and keeps the last
+# settings.TUNED_MODELS_LOADED adapters loaded beside each other (a 135M model's LoRA is ~2-20 MB);
+# generation takes _generate_lock because the active adapter is the wrapped model's state.
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+_generate_lock = threading.Lock()
+_peft = None  # PeftModel over _chat's model, once an adapter was asked for
+_adapters: OrderedDict = OrderedDict()  # key -> adapter name in _peft, least recently used first
+_tokenizer = None
+
+
+def chat_adapter_dir(key: str) -> str:
+    return f"chat-adapters/{key}"
+
+
+def tuned_chat_model_name(key: str) -> str:
+    return f"{CHAT_MODEL}{TUNED_SEPARATOR}{key}"
+
+
+def ensure_chat_model_dir() -> Path:
+    """The float copy of the chat model, dequantized from the GGUF once (ENVIRONMENT.md: a model
+    loaded from GGUF keeps a quantizer that makes training and saving raise)."""
+    target = chat_model_dir()
+    if not (target / "config.json").exists():
+        with _lock:
+            if not (target / "config.json").exists():
+                _prepare_torch()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _convert_gguf(target)
+    return target
+
+
+def chat_tokenizer():
+    """The chat model's tokenizer (and chat template), loaded once per process."""
+    global _tokenizer
+    if _tokenizer is None:
+        from transformers import AutoTokenizer
+
+        _tokenizer = AutoTokenizer.from_pretrained(ensure_chat_model_dir())
+    return _tokenizer
+
+
+def encode_chat_example(tokenizer, messages: Sequence[dict], max_length: int):
+    """(input ids, labels) of one conversation; only the last (assistant) turn is learned."""
+    full = tokenizer.apply_chat_template(list(messages), tokenize=True)["input_ids"]
+    prompt = tokenizer.apply_chat_template(
+        list(messages[:-1]), tokenize=True, add_generation_prompt=True
+    )["input_ids"]
+    labels = [-100] * len(prompt) + full[len(prompt) :]
+    return full[:max_length], labels[:max_length]
+
+
+def chat_batches(n: int, *, batch_size: int, epochs: int, seed: int) -> list[list[int]]:
+    """Example indexes of every step: a seeded shuffle per epoch, so a resumed run replays the
+    same order and can skip the steps its checkpoint already has."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(epochs):
+        order = list(range(n))
+        rng.shuffle(order)
+        out += [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return out
+
+
+def collate_chat(encoded: list, indexes: list[int], pad_id: int):
+    torch = _prepare_torch()
+    rows = [encoded[i] for i in indexes]
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (ids, lab) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        labels[r, : len(lab)] = torch.tensor(lab)
+        mask[r, : len(ids)] = 1
+    return input_ids, labels, mask
+
+
+def lora_model(*, r: int, alpha: int, device: str):
+    """A fresh trainable LoRA model over a fresh copy of the float chat model."""
+    torch = _prepare_torch()
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(ensure_chat_model_dir(), dtype=torch.float32)
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(base, config).to(device)
+
+
+def training_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _adapter_bytes(model) -> dict[str, bytes]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        return {name: (Path(tmp) / name).read_bytes() for name in ADAPTER_FILES}
+
+
+def train_chat_adapter(
+    conversations: Sequence[Sequence[dict]],
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    max_steps: int | None = None,
+    r: int = 16,
+    alpha: int = 32,
+    max_length: int = 512,
+    seed: int = 0,
+    resume: tuple[int, dict[str, bytes]] | None = None,
+    on_step=None,
+    on_checkpoint=None,
+    checkpoint_every: int = 10,
+) -> dict:
+    """LoRA fine-tuning of the local chat model on chat conversations (system/user/assistant;
+    the assistant's answer is the target). Runs on the GPU when torch sees one, else on
+    settings.TRAINING_TORCH_THREADS CPU threads.
+
+    on_step(step, total, loss) is called after every step; returning True stops the run
+    (cancelled) without saving. on_checkpoint(step, files) receives the adapter files every
+    `checkpoint_every` steps; resume=(step, files) starts from such a checkpoint and skips the
+    steps it has (same seeded order; the optimizer state starts afresh).
+    Returns {"files": {name: bytes} or None when stopped, "losses": [[step, loss]], "steps",
+    "seconds", "stopped", "device"}.
+    """
+    import time
+
+    torch = _prepare_torch()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, settings.TRAINING_TORCH_THREADS))
+    try:
+        torch.manual_seed(seed)
+        device = training_device()
+        tokenizer = chat_tokenizer()
+        encoded = [encode_chat_example(tokenizer, c, max_length) for c in conversations]
+        if not encoded:
+            raise ProviderError("Nothing to train on.")
+        steps = chat_batches(len(encoded), batch_size=batch_size, epochs=epochs, seed=seed)
+        if max_steps:
+            steps = steps[:max_steps]
+        model = lora_model(r=r, alpha=alpha, device=device)
+        start = 0
+        if resume:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load as load_safetensors
+
+            start, files = resume
+            set_peft_model_state_dict(model, load_safetensors(files["adapter_model.safetensors"]))
+        model.train()
+        optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad], lr=learning_rate
+        )
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        losses: list[list[float]] = []
+        started = time.perf_counter()
+        for step in range(start, len(steps)):
+            input_ids, labels, mask = collate_chat(encoded, steps[step], pad)
+            out = model(
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
+                labels=labels.to(device),
+            )
+            optimizer.zero_grad()
+            out.loss.backward()
+            optimizer.step()
+            loss = round(float(out.loss.item()), 4)
+            losses.append([step + 1, loss])
+            if on_step and on_step(step + 1, len(steps), loss):
+                return {
+                    "files": None,
+                    "losses": losses,
+                    "steps": step + 1,
+                    "seconds": time.perf_counter() - started,
+                    "stopped": True,
+                    "device": device,
+                }
+            if on_checkpoint and (step + 1) % checkpoint_every == 0 and step + 1 < len(steps):
+                on_checkpoint(step + 1, _adapter_bytes(model))
+        return {
+            "files": _adapter_bytes(model),
+            "losses": losses,
+            "steps": len(steps),
+            "seconds": time.perf_counter() - started,
+            "stopped": False,
+            "device": device,
+        }
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _adapter_local_dir(key: str) -> Path:
+    """The adapter's files copied from storage to this machine's model cache (once)."""
+    from django.core.files.storage import default_storage
+
+    target = Path(settings.LOCAL_MODEL_CACHE) / "chat-adapters" / key
+    if all((target / name).exists() for name in ADAPTER_FILES):
+        return target
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        for name in ADAPTER_FILES:
+            with default_storage.open(f"{chat_adapter_dir(key)}/{name}", "rb") as handle:
+                (tmp / name).write_bytes(handle.read())
+    except (FileNotFoundError, OSError) as exc:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ProviderError(f"The fine-tuned chat model {key!r} is missing from storage.") from exc
+    try:
+        tmp.rename(target)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)  # another process copied it first
+    return target
+
+
+def _adapter_name(key: str) -> str:
+    return "a_" + "".join(c if c.isalnum() else "_" for c in key)
+
+
+def _activate_adapter(key: str):
+    """The PeftModel with adapter `key` active (call holding _generate_lock)."""
+    global _peft
+    from peft import PeftModel
+
+    _, base = load_chat_model()
+    name = _adapter_name(key)
+    if key not in _adapters:
+        path = _adapter_local_dir(key)
+        if _peft is None:
+            _peft = PeftModel.from_pretrained(base, path, adapter_name=name)
+        else:
+            _peft.load_adapter(path, adapter_name=name)
+        _peft.eval()
+        _adapters[key] = name
+        while len(_adapters) > max(1, settings.TUNED_MODELS_LOADED):
+            _, old = _adapters.popitem(last=False)
+            _peft.delete_adapter(old)
+    _adapters.move_to_end(key)
+    _peft.set_adapter(name)
+    return _peft
+
+
+def loaded_chat_adapters() -> list[str]:
+    return list(_adapters)

@@ -103,3 +103,72 @@ class OpenAICompatibleProvider:
                     yield event.choices[0].delta.content
         except openai.OpenAIError as exc:
             raise _translate(exc) from exc
+
+    # --- Fine-tuning (files + fine_tuning.jobs): training.chat_tuning submits, beat polls ------
+
+    @property
+    def _ft_client(self) -> openai.OpenAI:
+        # No client-side retries: a beat poll comes again in seconds, and a submission retries
+        # through Celery's back-off, so no worker sleeps on a 429.
+        return self.client.with_options(max_retries=0)
+
+    def fine_tune_submit(
+        self, *, jsonl: bytes, filename: str, model: str, hyperparameters: dict, suffix: str
+    ) -> dict:
+        """Upload the training file and create the job; returns {"file_id", "job"}."""
+        try:
+            uploaded = self._ft_client.files.create(file=(filename, jsonl), purpose="fine-tune")
+            job = self._ft_client.fine_tuning.jobs.create(
+                training_file=uploaded.id,
+                model=model,
+                **({"suffix": suffix[:18]} if suffix else {}),
+                method={"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
+            )
+        except openai.OpenAIError as exc:
+            raise _translate_fine_tuning(exc) from exc
+        return {"file_id": uploaded.id, "job": job.model_dump()}
+
+    def fine_tune_status(self, job_id: str, *, after: str | None = None) -> dict:
+        """The job and its events newer than `after` (oldest first)."""
+        try:
+            job = self._ft_client.fine_tuning.jobs.retrieve(job_id)
+            kwargs = {"limit": 100, **({"after": after} if after else {})}
+            events = self._ft_client.fine_tuning.jobs.list_events(job_id, **kwargs)
+        except openai.OpenAIError as exc:
+            raise _translate_fine_tuning(exc) from exc
+        return {
+            "job": job.model_dump(),
+            "events": sorted(
+                (e.model_dump() for e in events.data), key=lambda e: (e["created_at"], e["id"])
+            ),
+        }
+
+    def fine_tune_cancel(self, job_id: str) -> dict:
+        try:
+            return self._ft_client.fine_tuning.jobs.cancel(job_id).model_dump()
+        except openai.OpenAIError as exc:
+            raise _translate_fine_tuning(exc) from exc
+
+
+class FineTuningRefused(ProviderError):
+    """The provider does not let this account fine-tune (no access, or no new jobs)."""
+
+
+REFUSED_HINT = (
+    "OpenAI closed self-serve fine-tuning to new accounts in 2026 and plans to stop new jobs in "
+    "January 2027. Use the local backend (no API key), or an OpenAI-compatible fine-tuning "
+    "service (OPENAI_BASE_URL)."
+)
+
+
+def _translate_fine_tuning(exc: Exception) -> ProviderError:
+    if isinstance(exc, openai.PermissionDeniedError) or (
+        isinstance(exc, openai.APIStatusError)
+        and exc.status_code in (400, 404)
+        and "fine-tun" in str(exc.message).lower()
+        and any(w in str(exc.message).lower() for w in ("not available", "access", "not allowed"))
+    ):
+        return FineTuningRefused(
+            f"The provider refused fine-tuning for this account: {exc.message} {REFUSED_HINT}"
+        )
+    return _translate(exc)

@@ -5,4 +5,4 @@ class TrainingConfig(AppConfig):
     name = "training"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  connects to knowledge's signals
+        from . import chat_tuning, receivers  # noqa: F401  connect their signal receivers

@@ -1,5 +1,6 @@
 """Model training jobs. RetrievalTuning: a per-bot fine-tune of the local embedding model on the
-bot's FAQ phrasings (training.retrieval). Chat-model fine-tuning will live beside it."""
+bot's FAQ phrasings (training.retrieval). ChatTuning: a fine-tuned chat model of the bot, one row
+per run and version (training.chat_tuning)."""
 
 from django.db import models
 
@@ -36,3 +37,91 @@ class RetrievalTuning(TrackedJob):
 
     def __str__(self) -> str:
         return f"Retrieval tuning {self.pk} of {self.bot}"
+
+
+class ChatTuning(TrackedJob):
+    """One fine-tuning run of a bot's chat model, and the version it produced.
+
+    Local runs train a LoRA adapter on SmolLM2 (providers.local) whose files live in Django's
+    default storage under `adapter`; OpenAI-compatible runs are a provider job (`provider_job_id`)
+    whose result is `fine_tuned_model`. At most one run per bot is DEPLOYED: the model its
+    fine-tuned and both modes answer with (training.chat_tuning.deployed_chat_model)."""
+
+    class Backend(models.TextChoices):
+        LOCAL = "local", "Local (LoRA on SmolLM2, no API key)"
+        OPENAI = "openai", "OpenAI / OpenAI-compatible fine-tuning API"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        READY = "ready", "Ready to deploy"
+        DEPLOYED = "deployed", "Deployed"
+        REPLACED = "replaced", "Replaced by another version"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Mode(models.TextChoices):
+        FINETUNED = "finetuned", "Fine-tuned model alone"
+        BOTH = "both", "Fine-tuned model + retrieval"
+
+    SUCCEEDED = Status.READY
+    DEPLOYABLE = (Status.READY, Status.REPLACED, Status.DEPLOYED)
+    FINAL = (Status.READY, Status.DEPLOYED, Status.REPLACED, Status.FAILED, Status.CANCELLED)
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="chat_tunings")
+    backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.LOCAL)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.FINETUNED)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    stage = models.CharField(max_length=60, blank=True)  # loading the model, training, saving
+    error = models.TextField(blank=True)  # why it failed or was cancelled
+    cancel_requested = models.BooleanField(default=False)  # the training loop checks it each step
+    base_model = models.CharField(max_length=200, blank=True)
+    # Local: the storage folder of the adapter files (adapter_config.json,
+    # adapter_model.safetensors); its last checkpoint is under <adapter>/checkpoint/.
+    adapter = models.CharField(max_length=300, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)  # what providers are asked for
+    training_file = models.CharField(max_length=300, blank=True)  # storage name of the JSONL
+    checkpoint_step = models.PositiveIntegerField(default=0)
+    provider_job_id = models.CharField(max_length=200, blank=True)
+    provider_file_id = models.CharField(max_length=200, blank=True)
+    provider_status = models.CharField(max_length=40, blank=True)
+    fine_tuned_model = models.CharField(max_length=300, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    examples = models.PositiveIntegerField(default=0)
+    held_out = models.JSONField(default=list, blank=True)  # [{"faq_id", "question"}] for evaluation
+    # {"losses": [[step, loss], ...], "seconds_per_step": float, "eta_seconds": int, ...}
+    metrics = models.JSONField(default=dict, blank=True)
+    estimate = models.JSONField(default=dict, blank=True)
+    train_seconds = models.FloatField(null=True, blank=True)
+    deployed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TrackedJob.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot"],
+                condition=models.Q(status="deployed"),
+                name="one_deployed_chat_tuning_per_bot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Fine-tuning run {self.pk} of {self.bot}"
+
+    @property
+    def version(self) -> int:
+        return self.pk
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    @property
+    def losses(self) -> list:
+        return (self.metrics or {}).get("losses", [])
+
+    @property
+    def served_model(self) -> str:
+        """The model id the bot's provider is asked for once this run is deployed."""
+        return self.fine_tuned_model or self.model_name

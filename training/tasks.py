@@ -2,6 +2,9 @@
 
 from celery import shared_task
 
+from askhandle.jobs import GiveUpTask
+from providers import ProviderUnavailable
+
 from . import retrieval
 
 BUSY_RETRY_SECONDS = 30
@@ -23,3 +26,57 @@ def revert_retrieval(bot_id: int) -> bool:
 @shared_task
 def recover_stuck_tunings() -> dict:
     return retrieval.tunings_recover_stuck()
+
+
+# --- Chat fine-tuning (training.chat_tuning) ------------------------------------------------------
+
+
+@shared_task(acks_late=True)
+def train_chat_tuning(run_id: int) -> str:
+    """A local LoRA run; a second delivery finds the row claimed and does nothing."""
+    from . import chat_tuning
+
+    return chat_tuning.chat_tuning_run_local(run_id=run_id)
+
+
+def _give_up_chat_tuning(run_id: int, *, error: str) -> None:
+    from . import chat_tuning
+
+    chat_tuning.chat_tuning_give_up(run_id, error=error)
+
+
+@shared_task(
+    base=GiveUpTask,
+    acks_late=True,
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=10,
+    retry_backoff_max=600,
+    max_retries=5,
+    give_up=_give_up_chat_tuning,
+)
+def submit_chat_tuning(run_id: int) -> str:
+    """Upload the set and create the job at the provider; beat polls it (poll_chat_tunings)."""
+    from . import chat_tuning
+
+    return chat_tuning.chat_tuning_submit(run_id=run_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(ProviderUnavailable,), retry_backoff=10, max_retries=5)
+def cancel_provider_tuning(run_id: int) -> None:
+    from . import chat_tuning
+
+    chat_tuning.chat_tuning_cancel_at_provider(run_id=run_id)
+
+
+@shared_task
+def poll_chat_tunings() -> dict:
+    from . import chat_tuning
+
+    return chat_tuning.chat_tunings_poll()
+
+
+@shared_task
+def recover_stuck_chat_tunings() -> dict:
+    from . import chat_tuning
+
+    return chat_tuning.chat_tunings_recover_stuck()

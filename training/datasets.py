@@ -1,0 +1,398 @@
+"""A bot's chat fine-tuning set: examples built from its knowledge, their validation, the estimate
+of a run, and the JSONL export in the chat fine-tuning format OpenAI's API accepts.
+
+Examples (each a system / user / assistant conversation):
+- "faq": every training phrasing of every FAQ entry (its question and alternates) answered with
+  the entry's curated answer, the bot's persona (Bot.instructions) as system prompt;
+- "refusal": questions from data/unrelated_questions.txt (shipped with training.calibration)
+  answered with the bot's fallback message, so the tuned model learns to decline. Questions the
+  bot's own retrieval would answer (score >= its answer threshold) are left out: for a shop,
+  "can I return my order" is no refusal;
+- for a run of the **both** mode, the same with retrieved context: the question, the chunks
+  knowledge.selectors.search returns for it (the gold entry always among them, the others are
+  distractors) in the system prompt, the curated answer as target (retrieval-augmented
+  fine-tuning: the model learns to copy the right passage). Refusals carry their distractors.
+
+One phrasing of every entry with three or more is held out (training.calibration.holdout_split,
+the same one retrieval tuning holds out): those questions never reach a tuning run and are
+recorded on the run for evaluation.
+
+prompt_messages() is the one prompt format of a tuned model: training writes it here, and
+chat.answer asks the deployed model with it, so what it learned is what it is asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from django.conf import settings
+
+import providers
+from bots.models import Bot
+
+from .calibration import holdout_split, load_unrelated
+
+CONTEXT_CHUNKS = 3  # as chat.answer.CONTEXT_CHUNKS: what a both-mode answer is given
+REFUSAL_SHARE = 0.2  # refusal examples per FAQ example (at least MIN_REFUSALS)
+MIN_REFUSALS = 4
+PREVIEW = 8
+FINETUNED, BOTH = "finetuned", "both"
+ERROR, WARNING = "error", "warning"
+
+
+@dataclass
+class Example:
+    messages: list[dict]
+    kind: str  # faq, refusal, context, context_refusal
+    faq_id: int | None = None
+    tokens: int = 0
+
+    @property
+    def question(self) -> str:
+        return next((m["content"] for m in self.messages if m["role"] == "user"), "")
+
+    @property
+    def target(self) -> str:
+        return self.messages[-1]["content"] if self.messages else ""
+
+    def as_jsonl(self) -> str:
+        return json.dumps({"messages": self.messages}, ensure_ascii=False)
+
+
+@dataclass
+class Issue:
+    level: str  # "error" blocks a launch; "warning" does not
+    code: str
+    message: str
+    examples: list[int] = field(default_factory=list)  # 1-based example numbers
+
+
+@dataclass
+class TrainingSet:
+    mode: str
+    examples: list[Example]
+    held_out: list[dict]
+    issues: list[Issue]
+    entries: int = 0
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.level == ERROR]
+
+    @property
+    def launchable(self) -> bool:
+        return not self.errors
+
+    def jsonl(self) -> str:
+        return "".join(e.as_jsonl() + "\n" for e in self.examples)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = defaultdict(int)
+        for e in self.examples:
+            out[e.kind] += 1
+        return dict(out)
+
+    def preview(self, n: int = PREVIEW) -> list[Example]:
+        """A few examples of every kind, for the owner to read before launching."""
+        by_kind: dict[str, list[Example]] = defaultdict(list)
+        for e in self.examples:
+            if len(by_kind[e.kind]) < max(1, n // 2):
+                by_kind[e.kind].append(e)
+        return [e for group in by_kind.values() for e in group][:n]
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "issues": [asdict(i) for i in self.issues]}
+
+
+# --- The prompt a tuned model is trained on and asked with ------------------------------------
+
+
+def system_prompt(bot: Bot, context: Sequence[tuple[str, str]] | None = None) -> str:
+    persona = (bot.instructions or "").strip()
+    if context is None:
+        return persona
+    knowledge = "\n\n".join(f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(context, 1))
+    return (
+        f"{persona}\n\nAnswer the customer's question using only the numbered knowledge below. "
+        f"If the knowledge does not contain the answer, reply exactly: {bot.fallback_message}"
+        f"\n\nKnowledge:\n{knowledge}"
+    ).strip()
+
+
+def prompt_messages(
+    bot: Bot, question: str, *, context: Sequence[tuple[str, str]] | None = None, history=()
+) -> list[providers.ChatMessage]:
+    """The messages a tuned model sees: persona (with the retrieved context in both mode), the
+    last turns of the conversation, the question."""
+    messages: list[providers.ChatMessage] = []
+    system = system_prompt(bot, context)
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages += [{"role": m["role"], "content": m["content"]} for m in history][-6:]
+    messages.append({"role": "user", "content": question})
+    return messages
+
+
+def hit_context(hits) -> list[tuple[str, str]]:
+    """(title, text) of knowledge.selectors hits, as prompt_messages takes them."""
+    return [(h.question or h.title, h.text) for h in hits]
+
+
+# --- Building -------------------------------------------------------------------------------------
+
+
+def _stable_rng(bot: Bot, salt: str) -> random.Random:
+    return random.Random(int(hashlib.sha1(f"{bot.pk}:{salt}".encode()).hexdigest()[:8], 16))
+
+
+def _entries(bot: Bot) -> list:
+    from knowledge.models import FaqEntry
+
+    return list(FaqEntry.objects.filter(bot=bot).order_by("pk"))
+
+
+def _refusal_questions(bot: Bot, n: int) -> list[str]:
+    """`n` unrelated questions this bot's retrieval would not answer (deterministic per bot)."""
+    from knowledge import selectors
+
+    pool = load_unrelated()
+    _stable_rng(bot, "refusals").shuffle(pool)
+    candidates = pool[: n * 2]
+    if not candidates:
+        return []
+    vectors = selectors.embed_queries(bot, candidates)
+    out = []
+    for question, vector in zip(candidates, vectors, strict=True):
+        hits = selectors.search(bot=bot, query=question, limit=1, vector=vector)
+        if not hits or hits[0].score < bot.answer_threshold:
+            out.append(question)
+        if len(out) == n:
+            break
+    return out
+
+
+def _contexts(bot: Bot, questions: list[str], gold: list) -> list[list[tuple[str, str]]]:
+    """The top CONTEXT_CHUNKS chunks retrieval gives each question, the gold entry (an FaqEntry,
+    or None for a refusal) always among them at a seeded position."""
+    from knowledge import selectors
+
+    vectors = selectors.embed_queries(bot, questions) if questions else []
+    rng = _stable_rng(bot, "contexts")
+    out = []
+    for question, vector, entry in zip(questions, vectors, gold, strict=True):
+        hits = selectors.search(bot=bot, query=question, limit=CONTEXT_CHUNKS + 1, vector=vector)
+        if entry is not None:
+            hits = [h for h in hits if h.faq_id != entry.pk][: CONTEXT_CHUNKS - 1]
+            context = hit_context(hits)
+            context.insert(
+                rng.randint(0, len(context)),
+                (entry.question, f"Q: {entry.question}\nA: {entry.answer}"),
+            )
+        else:
+            context = hit_context(hits[:CONTEXT_CHUNKS])
+        out.append(context)
+    return out
+
+
+def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> TrainingSet:
+    """The bot's training set for a run of `mode`, validated (see validate()). Reads the FAQ and,
+    for refusals and both mode, runs the bot's retrieval (embeds the questions)."""
+    entries = _entries(bot)
+    groups = [[e.question, *(e.alternate_questions or [])] for e in entries]
+    train_groups, held = holdout_split(groups)
+    held_out = [
+        {"faq_id": entries[gi].pk, "question": groups[gi][pi], "answer": entries[gi].answer}
+        for gi, pi in held
+    ]
+    pairs = [(entry, q) for entry, group in zip(entries, train_groups, strict=True) for q in group]
+    refusals = (
+        _refusal_questions(bot, max(MIN_REFUSALS, math.ceil(REFUSAL_SHARE * len(pairs))))
+        if pairs
+        else []
+    )
+    examples: list[Example] = []
+    if mode == BOTH:
+        questions = [q for _, q in pairs] + refusals
+        golds = [e for e, _ in pairs] + [None] * len(refusals)
+        for question, entry, context in zip(
+            questions, golds, _contexts(bot, questions, golds), strict=True
+        ):
+            target = entry.answer if entry else bot.fallback_message
+            examples.append(
+                Example(
+                    prompt_messages(bot, question, context=context)
+                    + [{"role": "assistant", "content": target}],
+                    "context" if entry else "context_refusal",
+                    entry.pk if entry else None,
+                )
+            )
+    else:
+        for entry, question in pairs:
+            examples.append(
+                Example(
+                    prompt_messages(bot, question)
+                    + [{"role": "assistant", "content": entry.answer}],
+                    "faq",
+                    entry.pk,
+                )
+            )
+        for question in refusals:
+            examples.append(
+                Example(
+                    prompt_messages(bot, question)
+                    + [{"role": "assistant", "content": bot.fallback_message}],
+                    "refusal",
+                )
+            )
+    count_tokens(examples, backend)
+    issues = validate(examples, entries=len(entries), backend=backend)
+    return TrainingSet(mode, examples, held_out, issues, entries=len(entries))
+
+
+def count_tokens(examples: list[Example], backend: str) -> None:
+    """Each example's length in the target model's tokens: the local model's own tokenizer and
+    chat template; for an OpenAI model (no tokenizer here) about 4 characters a token."""
+    if backend == "local":
+        from providers.local import chat_tokenizer
+
+        tokenizer = chat_tokenizer()
+        for e in examples:
+            e.tokens = len(tokenizer.apply_chat_template(e.messages, tokenize=True)["input_ids"])
+    else:
+        for e in examples:
+            e.tokens = sum(4 + math.ceil(len(m["content"]) / 4) for m in e.messages) + 3
+
+
+# --- Validation -----------------------------------------------------------------------------------
+
+
+def max_tokens(backend: str) -> int:
+    return settings.CHAT_TUNING_MAX_TOKENS if backend == "local" else 65536
+
+
+def validate(examples: list[Example], *, entries: int, backend: str = "local") -> list[Issue]:
+    """Everything wrong with a training set, each issue naming its examples (1-based). Errors
+    block a launch; warnings are shown."""
+    issues: list[Issue] = []
+    if entries == 0:
+        issues.append(
+            Issue(
+                ERROR,
+                "no_knowledge",
+                "This bot has no FAQ entries yet. Add questions and answers on the Knowledge tab; "
+                "a chat model is tuned on them.",
+            )
+        )
+    if len(examples) < settings.CHAT_TUNING_MIN_EXAMPLES:
+        issues.append(
+            Issue(
+                ERROR,
+                "too_few",
+                f"{len(examples)} example{'s' if len(examples) != 1 else ''}: fine-tuning needs at "
+                f"least {settings.CHAT_TUNING_MIN_EXAMPLES}. Add FAQ entries, or other phrasings "
+                "of their questions.",
+            )
+        )
+    empty = [
+        i
+        for i, e in enumerate(examples, 1)
+        if not e.question.strip() or not e.target.strip() or any(not m["role"] for m in e.messages)
+    ]
+    if empty:
+        issues.append(
+            Issue(ERROR, "empty", "Empty question or answer: fill it in on the FAQ.", empty)
+        )
+    seen: dict[str, int] = {}
+    duplicates = []
+    answers: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, e in enumerate(examples, 1):
+        key = e.as_jsonl()
+        if key in seen:
+            duplicates.append(i)
+        else:
+            seen[key] = i
+        context = e.messages[0]["content"] if e.kind.startswith("context") else ""
+        answers[" ".join(e.question.lower().split()) + "\0" + context][e.target.strip()].append(i)
+    if duplicates:
+        issues.append(
+            Issue(
+                WARNING,
+                "duplicates",
+                f"{len(duplicates)} duplicate example(s): the same question and answer appear "
+                "twice (they are trained on twice).",
+                duplicates,
+            )
+        )
+    conflicting = sorted(
+        i
+        for targets in answers.values()
+        if len(targets) > 1
+        for ids in targets.values()
+        for i in ids
+    )
+    if conflicting:
+        issues.append(
+            Issue(
+                ERROR,
+                "conflicting",
+                "The same question has different answers in different FAQ entries: keep the "
+                "question in one entry.",
+                conflicting,
+            )
+        )
+    limit = max_tokens(backend)
+    long = [i for i, e in enumerate(examples, 1) if e.tokens > limit]
+    if long:
+        issues.append(
+            Issue(
+                ERROR,
+                "too_long",
+                f"{len(long)} example(s) are longer than {limit} tokens of the model: shorten "
+                "those answers (or split the entry).",
+                long,
+            )
+        )
+    return issues
+
+
+# --- Estimate -------------------------------------------------------------------------------------
+
+
+def estimate(
+    training_set: TrainingSet, *, backend: str, epochs: int, batch_size: int, measured=None
+) -> dict:
+    """Examples, tokens x epochs, steps, time on this machine and the provider's cost.
+
+    `measured` is (seconds per step, mean tokens per example) of the last local run that
+    finished here; the time scales it by this set's mean length. Without one, the figure
+    measured on a 2-core machine (settings.CHAT_TUNING_SECONDS_PER_STEP at 40 tokens an
+    example) stands in."""
+    n = len(training_set.examples)
+    tokens = sum(e.tokens for e in training_set.examples)
+    steps = math.ceil(n / max(1, batch_size)) * epochs if n else 0
+    out = {
+        "examples": n,
+        "tokens": tokens,
+        "epochs": epochs,
+        "trained_tokens": tokens * epochs,
+        "steps": steps,
+        "kinds": training_set.counts(),
+    }
+    if backend == "local":
+        per_step, per_example = measured or (settings.CHAT_TUNING_SECONDS_PER_STEP, 40.0)
+        mean = tokens / n if n else 0
+        seconds = steps * per_step * max(0.25, mean / max(1.0, per_example))
+        out.update(seconds=round(seconds), measured=bool(measured), cost_usd=0.0)
+    else:
+        out.update(
+            seconds=None,
+            cost_usd=round(tokens * epochs / 1e6 * settings.OPENAI_FINE_TUNING_PRICE_PER_MTOK, 4),
+            tokens_approximate=True,
+        )
+    return out
