@@ -13,6 +13,7 @@ def get_source_for_user(user, bot_id: int, source_id: int) -> tuple:
 
 
 def get_faq_entry_for_user(user, bot_id: int, entry_id: int) -> tuple:
-    """Only FAQ-editor entries: entries from files are replaced whenever their file is re-read."""
+    """Any entry of the user's bot, hand-written or imported (an edit marks an imported source
+    as edited, so re-reading its file never undoes it: knowledge.services.faq_entry_update)."""
     bot = get_bot_for_user(user, bot_id)
-    return bot, get_object_or_404(FaqEntry, pk=entry_id, bot=bot, source__kind=Source.Kind.MANUAL)
+    return bot, get_object_or_404(FaqEntry, pk=entry_id, bot=bot)

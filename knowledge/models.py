@@ -41,6 +41,9 @@ class Source(TrackedJob):
     warnings = models.JSONField(default=list, blank=True)  # e.g. malformed CSV rows with lines
     chunk_count = models.PositiveIntegerField(default=0)
     embedding_model = models.CharField(max_length=200, blank=True)
+    # The owner edited or deleted entries of this imported FAQ in the dashboard: from then on
+    # its entries in the database are what it says (a re-ingest keeps the edits), not the file.
+    entries_edited = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     SUCCEEDED = Status.READY
@@ -143,3 +146,27 @@ class Reembedding(TrackedJob):
 
     def __str__(self) -> str:
         return f"{self.bot}: {self.from_model} -> {self.to_model}"
+
+
+class StagedVector(models.Model):
+    """A vector an unfinished run has embedded (an ingestion or a model switch), saved after each
+    batch so that the run taking over after a crash resumes from the last saved batch instead
+    of from zero (knowledge.resume). Deleted when the run ends."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, null=True, related_name="+")
+    reembedding = models.ForeignKey(
+        Reembedding, on_delete=models.CASCADE, null=True, related_name="+"
+    )
+    embedding_model = models.CharField(max_length=200)
+    digest = models.CharField(max_length=64)  # sha256 of the embedded text
+    embedding = VectorField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["source", "embedding_model"]),
+            models.Index(fields=["reembedding", "embedding_model"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.embedding_model} {self.digest[:12]}"

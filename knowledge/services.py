@@ -32,6 +32,7 @@ from bots.models import Bot
 from . import chunking, fetching, parsing
 from .models import Chunk, FaqEntry, Source
 from .reembedding import embed_text
+from .resume import Staged, digest
 from .signals import faq_changed_on_commit
 from .staging import as_vector, stage_and_run
 
@@ -245,8 +246,12 @@ def faq_entry_update(
     url: str = "",
     alternate_questions=(),
 ) -> FaqEntry:
+    """Edit any entry of the bot, hand-written or imported, and re-ingest its source. An imported
+    source then keeps its entries from the database (Source.entries_edited): re-ingesting it
+    keeps the edit instead of reading the file again."""
     with transaction.atomic():
         _request_ingest(entry.source_id)
+        _mark_edited(entry.source_id)
         entry.question, entry.answer = question.strip(), answer.strip()
         entry.category, entry.url = category.strip(), url.strip()
         entry.alternate_questions = _clean_alternates(alternate_questions)
@@ -257,15 +262,28 @@ def faq_entry_update(
 
 
 def faq_entries_delete(*, bot: Bot, ids: Iterable[int]) -> int:
-    """Delete editor entries of this bot (others' ids are ignored); returns how many."""
-    source = manual_source(bot=bot)
+    """Delete entries of this bot, from any of its sources (other bots' ids are ignored), and
+    re-ingest each source they came from; returns how many were deleted."""
+    ids = list(ids)
+    source_ids = sorted(
+        set(FaqEntry.objects.filter(bot=bot, pk__in=ids).values_list("source_id", flat=True))
+    )
+    deleted = 0
     with transaction.atomic():
-        _request_ingest(source.pk)
+        for source_id in source_ids:  # in id order: two deletions never wait on each other
+            _request_ingest(source_id)
+            _mark_edited(source_id)
         _total, per_model = FaqEntry.objects.filter(
-            bot=bot, source=source, pk__in=list(ids)
+            bot=bot, source_id__in=source_ids, pk__in=ids
         ).delete()
-        _enqueue(source.pk)
-    return per_model.get(FaqEntry._meta.label, 0)
+        deleted = per_model.get(FaqEntry._meta.label, 0)
+        for source_id in source_ids:
+            _enqueue(source_id)
+    return deleted
+
+
+def _mark_edited(source_id: int) -> None:
+    Source.objects.filter(pk=source_id).exclude(kind=Source.Kind.MANUAL).update(entries_edited=True)
 
 
 def faq_entries_import(*, bot: Bot, name: str, entries: list[dict], enqueue: bool = True) -> Source:
@@ -288,9 +306,11 @@ class _ChunkSpec:
 
 
 def _claim(source_id: int):
-    """PENDING (or PROCESSING with no sign of life) -> PROCESSING; returns the token or None."""
-    stale = timedelta(seconds=settings.KNOWLEDGE_INGEST_STALE_SECONDS)
-    return SOURCES.claim(source_id, stale=stale, stage="parsing")
+    """PENDING (or PROCESSING with no heartbeat for DEAD_AFTER) -> PROCESSING; returns the token
+    or None. A delivery that finds a live run looks again once that run would count as dead."""
+    from .tasks import ingest_source
+
+    return SOURCES.claim(source_id, recheck=ingest_source, stage="parsing")
 
 
 def source_ingest(*, source_id: int) -> Source | None:
@@ -305,7 +325,8 @@ def source_ingest(*, source_id: int) -> Source | None:
         return Source.objects.filter(pk=source_id).first()
     source = Source.objects.select_related("bot").get(pk=source_id)
     try:
-        _ingest(source, token)
+        with SOURCES.heartbeat(source_id, token):
+            _ingest(source, token)
     except Superseded:
         log.info("Ingestion of source %s superseded; its work was dropped.", source_id)
     except ModelChanged:
@@ -341,7 +362,8 @@ def _message(exc: Exception) -> str:
 
 
 def _fail(source_id: int, token, error: str) -> None:
-    SOURCES.finish(source_id, token, Source.Status.FAILED, error, stage="")
+    if SOURCES.finish(source_id, token, Source.Status.FAILED, error, stage=""):
+        Staged(bot_id=0, model="", source_id=source_id).clear()
 
 
 def source_fail(*, source_id: int, error: str) -> None:
@@ -356,8 +378,9 @@ def source_fail(*, source_id: int, error: str) -> None:
 
 
 def _load(source: Source) -> tuple[parsing.Parsed, list[FaqEntry] | None]:
-    """What a source says: (parsed content, existing entries for the FAQ editor)."""
-    if source.kind == Source.Kind.MANUAL:
+    """What a source says: (parsed content, existing entries when the database is the truth:
+    the FAQ editor's own source, or an imported FAQ the owner edited in the dashboard)."""
+    if source.kind == Source.Kind.MANUAL or source.entries_edited:
         entries = list(FaqEntry.objects.filter(source=source).order_by("pk"))
         faqs = [
             parsing.FaqItem(e.question, e.answer, e.category, e.url, list(e.alternate_questions))
@@ -444,11 +467,18 @@ def _ingest(source: Source, token) -> None:
 def _embed(source: Source, token, specs: list[_ChunkSpec], model: str) -> list:
     """Every spec's vector, with progress. Texts this source already has vectors for, from the
     same model, are not embedded again: editing one FAQ entry, or re-ingesting an unchanged
-    file, embeds only what changed."""
+    file, embeds only what changed. Each batch is staged once embedded (knowledge.resume): a
+    run that takes over from a killed worker resumes from the last saved batch."""
     provider = providers.embedding_provider(source.bot)
     model_arg = providers.embedding_model_arg(source.bot)
     known = _known_vectors(source, model)
+    staged = Staged(bot_id=source.bot_id, model=model, source_id=source.pk)
+    earlier = staged.vectors()
     vectors: list = [known.get(spec.embed_text) for spec in specs]
+    if earlier:
+        for i, spec in enumerate(specs):
+            if vectors[i] is None:
+                vectors[i] = earlier.get(digest(spec.embed_text))
     reused = sum(vector is not None for vector in vectors)
     SOURCES.progress(
         source.pk, token, stage="embedding", progress_total=len(specs), progress_done=reused
@@ -461,9 +491,11 @@ def _embed(source: Source, token, specs: list[_ChunkSpec], model: str) -> list:
     )
     for start in range(0, len(order), EMBED_BATCH):
         batch = order[start : start + EMBED_BATCH]
-        embedded = provider.embed([specs[i].embed_text for i in batch], model=model_arg)
+        texts = [specs[i].embed_text for i in batch]
+        embedded = provider.embed(texts, model=model_arg)
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
+        staged.save(texts, embedded)
         SOURCES.progress(source.pk, token, progress_done=reused + start + len(batch))
     return vectors
 
@@ -483,6 +515,7 @@ def _save(source: Source, token, parsed, manual_entries, specs, vectors, model: 
         Chunk.objects.filter(source=source)._raw_delete(connection.alias)  # no cascades from chunks
         entries = manual_entries if manual_entries is not None else _replace_entries(source, parsed)
         _copy_chunks(bot, source, specs, vectors, [e.pk for e in entries], model)
+        Staged(bot_id=bot.pk, model=model, source_id=source.pk).clear()
         now = timezone.now()
         SOURCES.owned(source.pk, token).update(
             status=Source.Status.READY,
@@ -570,6 +603,16 @@ def _copy_chunks(
 
 
 # --- Recovery --------------------------------------------------------------------------------------
+
+
+def sources_resend_running() -> int:
+    """A worker starts: send every PROCESSING source again. A live run elsewhere keeps it (the
+    delivery looks again later); one a crashed worker left is taken over as soon as its heartbeat
+    counts as dead, not at beat's next sweep. Returns how many were sent."""
+    ids = SOURCES.running_ids()
+    for source_id in ids:
+        _enqueue(source_id)
+    return len(ids)
 
 
 def sources_recover_stuck(*, stale_seconds: int | None = None) -> dict:

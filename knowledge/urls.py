@@ -10,6 +10,7 @@ urlpatterns = [
     path("sources/<int:source_id>/", views.source_row, name="source_row"),
     path("sources/<int:source_id>/reingest/", views.source_reingest, name="source_reingest"),
     path("sources/<int:source_id>/delete/", views.source_delete, name="source_delete"),
+    path("sources/<int:source_id>/chunks/", views.source_chunks, name="source_chunks"),
     path("reembedding/", views.reembedding_panel, name="reembedding"),
     path("reembedding/retry/", views.reembedding_retry, name="reembedding_retry"),
     path("faq/", views.faq_list, name="faq_list"),

@@ -3,9 +3,12 @@
 One URL serves a page and its htmx fragment; every lookup goes through the access helpers.
 """
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
@@ -24,8 +27,19 @@ FAQ_LIMIT = 200
 CHANGED = "knowledge-changed"  # htmx event: the sources table reloads itself
 
 
-def _faq_context(bot, q: str) -> dict:
-    entries = FaqEntry.objects.filter(bot=bot, source__kind=Source.Kind.MANUAL)
+def _faq_context(bot, q: str, source_id: str = "") -> dict:
+    """Every FAQ entry the bot answers from, hand-written or imported (CSV, JSON, web page),
+    optionally from one source only, searched by `q`."""
+    entries = FaqEntry.objects.filter(bot=bot).select_related("source")
+    sources = list(
+        Source.objects.filter(bot=bot, faq_entries__isnull=False)
+        .distinct()
+        .order_by("name")
+        .values_list("pk", "name")
+    )
+    source_pk = int(source_id) if str(source_id).isdigit() else None
+    if source_pk:
+        entries = entries.filter(source_id=source_pk)
     total = entries.count()
     if q:
         entries = entries.filter(
@@ -41,6 +55,8 @@ def _faq_context(bot, q: str) -> dict:
         "faq_matched": matched,
         "faq_limit": FAQ_LIMIT,
         "q": q,
+        "faq_sources": sources if len(sources) > 1 else [],
+        "faq_source": source_pk,
     }
 
 
@@ -68,7 +84,24 @@ def knowledge_page(request, bot_id: int):
             {"bot": bot, "sources": bot.sources.order_by("-created_at")},
         )
     q = request.GET.get("q", "").strip()
-    return render(request, PAGE, _page_context(bot, **_faq_context(bot, q)))
+    return render(
+        request, PAGE, _page_context(bot, **_faq_context(bot, q, request.GET.get("source", "")))
+    )
+
+
+CHUNKS_PER_PAGE = 50
+
+
+@login_required
+@require_GET
+def source_chunks(request, bot_id: int, source_id: int):
+    """What the bot answers from in one source: its chunks, in order, as they were stored."""
+    bot, source = get_source_for_user(request.user, bot_id, source_id)
+    chunks = source.chunks.order_by("position", "pk").only(
+        "pk", "position", "title", "text", "faq_id", "embedding_model"
+    )
+    page = Paginator(chunks, CHUNKS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "knowledge/chunks.html", {"bot": bot, "source": source, "page": page})
 
 
 @login_required
@@ -140,10 +173,12 @@ def source_delete(request, bot_id: int, source_id: int):
 def faq_list(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     q = request.GET.get("q", "").strip()
+    source = request.GET.get("source", "")
     if not request.htmx:
         url = redirect("knowledge:page", bot_id=bot.pk).url
-        return redirect(f"{url}?q={q}#faq" if q else f"{url}#faq")
-    return render(request, f"{PAGE}#faq-table", {"bot": bot, **_faq_context(bot, q)})
+        query = urlencode({k: v for k, v in (("q", q), ("source", source)) if v})
+        return redirect(f"{url}?{query}#faq" if query else f"{url}#faq")
+    return render(request, f"{PAGE}#faq-table", {"bot": bot, **_faq_context(bot, q, source)})
 
 
 def _changed(response):
