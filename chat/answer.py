@@ -38,6 +38,8 @@ import numpy as np
 
 import providers
 from bots.models import Bot, Message
+from training.chat_tuning import deployed_chat_model
+from training.datasets import hit_context, prompt_messages
 
 from . import grounding
 
@@ -154,6 +156,15 @@ def answer_stream(
         yield from run.fallback(Message.Path.ERROR)
         return
     best = hits[0] if hits else None
+    # Fine-tuned and both modes with a deployed tuned model (training.chat_tuning): it writes.
+    tuned = deployed_chat_model(bot) if generate else None
+    if tuned:
+        relevant = [h for h in hits[:CONTEXT_CHUNKS] if h.score >= bot.answer_threshold]
+        if bot.mode == Bot.Mode.BOTH and not relevant:
+            yield from run.fallback(score=best.score if best else None)
+        else:
+            yield from _generated(run, question, hits, relevant, history, tuned=tuned)
+        return
     if best and best.faq_id and best.score >= bot.direct_threshold:
         yield ("token", best.answer)
         yield run.done(best.answer, Message.Path.DIRECT, [cite(best)], best.score)
@@ -250,15 +261,28 @@ def quote(question: str, passage: str) -> str:
 # --- Written answers: the chat model, checked sentence by sentence -------------------------------
 
 
-def _generated(run: _Run, question: str, hits: list, relevant: list, history) -> Iterator:
-    """The chat model's answer, streamed sentence by sentence as each passes the check."""
-    written = _Written(run.bot.fallback_message, [h.text for h in relevant])
+def _generated(
+    run: _Run, question: str, hits: list, relevant: list, history, tuned=None
+) -> Iterator:
+    """The chat model's answer, streamed sentence by sentence as each passes the check.
+
+    tuned=(provider, model): the bot's deployed fine-tuned model writes, prompted as it was
+    trained (training.datasets.prompt_messages): with the relevant chunks in both mode, with the
+    question alone in fine-tuned mode. Its sentences are checked against the retrieved chunks
+    all the same (the top ones when none is relevant: then a failing answer gets the fallback)."""
+    if tuned:
+        context = hit_context(relevant) if run.bot.mode == Bot.Mode.BOTH else None
+        messages = prompt_messages(run.bot, question, context=context, history=history)
+        provider, model = providers.get_provider(tuned[0]), tuned[1]
+        run.policy = f"tuned ({run.bot.mode})"
+    else:
+        messages = build_prompt(run.bot, question, relevant, history)
+        provider, model = providers.for_bot(run.bot), run.bot.chat_model or None
+    checked = relevant or hits[:CONTEXT_CHUNKS]
+    score = checked[0].score if checked else None
+    written = _Written(run.bot.fallback_message, [h.text for h in checked])
     t = time.perf_counter()
-    stream = providers.for_bot(run.bot).chat_stream(
-        build_prompt(run.bot, question, relevant, history),
-        model=run.bot.chat_model or None,
-        max_tokens=GENERATION_MAX_TOKENS,
-    )
+    stream = provider.chat_stream(messages, model=model, max_tokens=GENERATION_MAX_TOKENS)
     try:
         for piece in stream:
             yield from written.feed(piece)
@@ -270,22 +294,24 @@ def _generated(run: _Run, question: str, hits: list, relevant: list, history) ->
         log.exception("Generation failed for bot %s", run.bot.pk)
         run.timings["generate_ms"] = run.since(t)
         if not written.sent:
-            yield from run.fallback(Message.Path.ERROR, relevant[0].score)
+            yield from run.fallback(Message.Path.ERROR, score)
             return
     finally:
         stream.close()
     run.timings["generate_ms"] = run.since(t)
     verdict = written.checker.verdict.as_dict()
     if written.declined:  # the model said the fallback message, as the prompt asks
-        yield from run.fallback(score=relevant[0].score)
-    elif not written.sent:  # nothing it wrote passed the check: the owner's words instead
+        yield from run.fallback(score=score)
+    elif not written.sent and relevant:  # nothing it wrote passed: the owner's words instead
         yield from _curated(run, question, hits, relevant, grounding=verdict)
+    elif not written.sent:
+        yield from run.fallback(score=score)
     else:  # only checked sentences were sent; a later one that failed ended the answer there
         yield run.done(
             written.text,
             Message.Path.GENERATED,
-            [cite(h) for h in relevant],
-            relevant[0].score,
+            [cite(h) for h in checked],
+            score,
             grounding=verdict,
         )
 

@@ -88,11 +88,20 @@ def _limit(request, key: ApiKey) -> HttpResponse | None:
 
 
 def _model_card(bot: Bot) -> dict:
+    """The bot as a model; `root` names the chat model that writes its answers: its deployed
+    fine-tuned model (training.chat_tuning), else its provider's chat model."""
+    import providers
+    from training.chat_tuning import deployed_chat_model
+
+    tuned = deployed_chat_model(bot)
+    chat_model = bot.chat_model or providers.for_bot(bot).default_chat_model()
     return {
         "id": bot.slug,
         "object": "model",
         "created": int(bot.created_at.timestamp()),
         "owned_by": "askhandle",
+        "root": tuned[1] if tuned else chat_model,
+        "askhandle": {"mode": bot.mode, "fine_tuned": bool(tuned)},
     }
 
 
