@@ -1,6 +1,8 @@
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.shortcuts import get_object_or_404
 
-from .models import Workspace
+from .models import Membership, Workspace
 
 
 def workspaces_for_user(user):
@@ -18,3 +20,38 @@ def current_workspace(request) -> Workspace:
     if workspace is None:
         raise Http404("You are not a member of any workspace.")
     return workspace
+
+
+def current_membership(request) -> Membership:
+    """The user's membership in the current workspace (its role says what they may do)."""
+    workspace = current_workspace(request)
+    membership = Membership.objects.get(workspace=workspace, user=request.user)
+    membership.workspace = workspace
+    return membership
+
+
+def require_owner(request) -> Membership:
+    """The current membership if it is an owner's; members get 403 (they can see the page)."""
+    membership = current_membership(request)
+    if membership.role != Membership.Role.OWNER:
+        raise PermissionDenied("Only the workspace's owners can do this.")
+    return membership
+
+
+def is_owner(user, workspace: Workspace) -> bool:
+    return Membership.objects.filter(
+        workspace=workspace, user=user, role=Membership.Role.OWNER
+    ).exists()
+
+
+def select_workspace(request, workspace_id: int) -> Workspace:
+    """Make one of the user's workspaces the current one; 404 for any other."""
+    workspace = get_object_or_404(workspaces_for_user(request.user), pk=workspace_id)
+    request.session["workspace_id"] = workspace.pk
+    return workspace
+
+
+def get_member_in_workspace(workspace: Workspace, membership_id: int) -> Membership:
+    return get_object_or_404(
+        Membership.objects.select_related("user"), pk=membership_id, workspace=workspace
+    )

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from .forms import AdminLoginForm
-from .models import Membership, Workspace
+from .models import Invitation, Membership, Workspace
 
 # The admin login is throttled like the dashboard's (accounts.throttle).
 admin.site.login_form = AdminLoginForm
@@ -35,3 +35,11 @@ class MembershipAdmin(admin.ModelAdmin):
     list_filter = ["role"]
     search_fields = ["user__email", "workspace__name"]
     autocomplete_fields = ["user", "workspace"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "workspace", "role", "created_at", "expires_at", "accepted_at"]
+    list_filter = ["role"]
+    search_fields = ["email", "workspace__name"]
+    readonly_fields = ["token_hash", "accepted_by"]

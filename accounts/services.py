@@ -1,15 +1,22 @@
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
-from .models import Membership, Workspace
+from .models import Invitation, Membership, Workspace
 
 
 @transaction.atomic
@@ -111,3 +118,121 @@ def workspace_create(*, name: str, owner) -> Workspace:
     workspace = Workspace.objects.create(name=name)
     Membership.objects.create(workspace=workspace, user=owner, role=Membership.Role.OWNER)
     return workspace
+
+
+# --- Team: invitations and memberships ---
+
+
+class TeamError(Exception):
+    """A team change that is not allowed (e.g. the last owner leaving); the message says why."""
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invitation_create(
+    *, workspace: Workspace, email: str, role: str, invited_by, base_url: str
+) -> Invitation:
+    """Invite an address to the workspace and e-mail it a single-use link that expires after
+    settings.INVITATION_DAYS. Inviting the same address again replaces its open invitation
+    (the old link stops working). Raises ValidationError for an address already a member."""
+    email = get_user_model().objects.normalize_email(email).strip().lower()
+    if workspace.memberships.filter(user__email__iexact=email).exists():
+        raise ValidationError(f"{email} is already a member of {workspace.name}.")
+    if role not in Membership.Role.values:
+        raise ValidationError("Choose a role: owner or member.")
+    token = secrets.token_urlsafe(32)
+    with transaction.atomic():
+        Invitation.objects.filter(
+            workspace=workspace, email__iexact=email, accepted_at__isnull=True
+        ).delete()
+        invitation = Invitation.objects.create(
+            workspace=workspace,
+            email=email,
+            role=role,
+            token_hash=_token_hash(token),
+            invited_by=invited_by,
+            expires_at=timezone.now() + timedelta(days=settings.INVITATION_DAYS),
+        )
+    context = {
+        "email": email,
+        "workspace": workspace.name,
+        "inviter": getattr(invited_by, "email", ""),
+        "days": settings.INVITATION_DAYS,
+        "accept_url": base_url + reverse("accounts:invitation", args=[token]),
+    }
+    subject = render_to_string("accounts/invitation_subject.txt", context).strip()
+    send_mail(subject, render_to_string("accounts/invitation_email.txt", context), None, [email])
+    return invitation
+
+
+def invitation_for_token(token: str) -> Invitation | None:
+    """The invitation a link names, if it is still usable (not accepted, not expired)."""
+    invitation = (
+        Invitation.objects.select_related("workspace").filter(token_hash=_token_hash(token)).first()
+    )
+    return invitation if invitation and invitation.is_usable else None
+
+
+def invitation_accept(*, invitation: Invitation, user) -> Membership:
+    """Make `user` a member with the invited role. The link works once: the invitation is
+    claimed with a conditional UPDATE, so two clicks at once cannot both join."""
+    if user.email.lower() != invitation.email.lower():
+        raise TeamError(f"This invitation is for {invitation.email}.")
+    with transaction.atomic():
+        claimed = Invitation.objects.filter(
+            pk=invitation.pk, accepted_at__isnull=True, expires_at__gt=timezone.now()
+        ).update(accepted_at=timezone.now(), accepted_by=user)
+        if not claimed:
+            raise TeamError("This invitation has already been used or has expired.")
+        membership, _ = Membership.objects.get_or_create(
+            workspace=invitation.workspace, user=user, defaults={"role": invitation.role}
+        )
+    return membership
+
+
+def invitation_accept_new_account(*, invitation: Invitation, password: str) -> AbstractBaseUser:
+    """Create the invited address's account (active: the e-mailed link proves the address) and
+    accept the invitation with it. The account gets no workspace of its own."""
+    User = get_user_model()
+    with transaction.atomic():
+        user = User.objects.create_user(
+            username=invitation.email, email=invitation.email, password=password
+        )
+        invitation_accept(invitation=invitation, user=user)
+    return user
+
+
+def invitation_revoke(*, invitation: Invitation) -> None:
+    invitation.delete()
+
+
+def _other_owners(membership: Membership):
+    return Membership.objects.filter(
+        workspace=membership.workspace, role=Membership.Role.OWNER
+    ).exclude(pk=membership.pk)
+
+
+@transaction.atomic
+def membership_set_role(*, membership: Membership, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise ValidationError("Choose a role: owner or member.")
+    # Lock the workspace's owners: two owners demoting each other at once would leave none.
+    list(Membership.objects.select_for_update().filter(workspace=membership.workspace))
+    if role != Membership.Role.OWNER and not _other_owners(membership).exists():
+        raise TeamError("A workspace needs at least one owner: make someone else owner first.")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Remove a member (or let one leave). The last owner cannot go."""
+    list(Membership.objects.select_for_update().filter(workspace=membership.workspace))
+    if membership.role == Membership.Role.OWNER and not _other_owners(membership).exists():
+        raise TeamError(
+            "A workspace needs at least one owner: make someone else owner before leaving."
+        )
+    membership.delete()

@@ -10,6 +10,17 @@ urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("signup/sent/", views.signup_done, name="signup_done"),
     path("activate/<uidb64>/<token>/", views.activate, name="activate"),
+    path("team/", views.team, name="team"),
+    path(
+        "team/invitations/<int:invitation_id>/revoke/",
+        views.invitation_revoke,
+        name="invitation_revoke",
+    ),
+    path("team/members/<int:membership_id>/role/", views.member_role, name="member_role"),
+    path("team/members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
+    path("team/leave/", views.leave, name="leave"),
+    path("workspace/switch/", views.workspace_switch, name="workspace_switch"),
+    path("invitation/<str:token>/", views.invitation, name="invitation"),
     path(
         "login/",
         auth_views.LoginView.as_view(

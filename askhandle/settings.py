@@ -93,6 +93,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.workspaces",
             ],
         },
     }
@@ -174,6 +175,8 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Team invitations (accounts.services.invitation_create): days a link stays valid.
+INVITATION_DAYS = int(os.environ.get("ASKHANDLE_INVITATION_DAYS") or "7")
 
 # --- HTTPS. Production (DEBUG off) with an https:// ASKHANDLE_SITE_URL redirects to HTTPS and sends
 # HSTS by default; a plain-HTTP production-like run (`docker compose up` on localhost) does not,

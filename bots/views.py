@@ -1,11 +1,11 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import current_workspace
+from accounts.access import current_workspace, is_owner
 
 from . import services
 from .access import bots_for_user, get_bot_for_user
@@ -36,9 +36,12 @@ def bot_create(request):
 @login_required
 def bot_detail(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
-    return render(
-        request, "bots/detail.html", {"bot": bot, "inline_fields": BotFieldForm.INLINE_FIELDS}
-    )
+    context = {
+        "bot": bot,
+        "inline_fields": BotFieldForm.INLINE_FIELDS,
+        "is_owner": is_owner(request.user, bot.workspace),
+    }
+    return render(request, "bots/detail.html", context)
 
 
 @login_required
@@ -91,6 +94,8 @@ def bot_field(request, bot_id: int, field: str):
 @require_POST
 def bot_delete(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
+    if not is_owner(request.user, bot.workspace):
+        raise PermissionDenied("Only the workspace's owners can delete a bot.")
     name = bot.name
     services.bot_delete(bot=bot)
     messages.success(request, f"Deleted “{name}” and all its knowledge and conversations.")
