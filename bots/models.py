@@ -104,6 +104,23 @@ class Bot(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Similarity below which the bot gives its fallback message.",
     )
+    # Fitted to this bot by training.calibration from its own FAQ and a shipped set of unrelated
+    # questions, after every FAQ change, tuning deploy or model switch: the curve that `caution`
+    # moves along, the thresholds it gives and the owner's plain-words figures ({} until then).
+    calibration = models.JSONField(default=dict, blank=True, editable=False)
+    caution = models.FloatField(
+        default=0.25,  # training.calibration.DEFAULT_CAUTION
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=(
+            "From helpful (0: answers more questions, now and then with the wrong entry) to "
+            "cautious (1: declines more, answers only when sure)."
+        ),
+    )
+    thresholds_auto = models.BooleanField(
+        "fit thresholds automatically",
+        default=True,
+        help_text="Off: the direct and answer thresholds stay as you set them.",
+    )
     primary_colour = models.CharField(max_length=7, default="#4f46e5", validators=[hex_colour])
     # Share & embed (public chat page, widget).
     allowed_origins = models.TextField(

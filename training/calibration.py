@@ -309,12 +309,18 @@ def _in_ten(rate: float) -> str:
 
 def summary(at: dict[str, float]) -> str:
     """The owner's plain-words reading of one point of the curve."""
-    return (
+    unrelated = at.get("refuse_unrelated", at.get("refuse_out", 0.0))
+    text = (
         f"Answers about {_in_ten(at['answer'])} questions like your FAQ's "
         f"(about {_in_ten(at['right'])} with the right entry), "
-        f"declines about {_in_ten(at['refuse_unrelated'] if 'refuse_unrelated' in at else at['refuse_out'])} "
-        "unrelated ones."
+        f"declines about {_in_ten(unrelated)} unrelated ones"
     )
+    if "refuse_on_topic" in at:
+        text += (
+            f" and about {_in_ten(at['refuse_on_topic'])} questions on your topic "
+            "that no entry answers"
+        )
+    return text + "."
 
 
 def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:

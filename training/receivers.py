@@ -4,13 +4,19 @@ from django.dispatch import receiver
 
 from knowledge.signals import faq_changed, vectors_swapped
 
-from . import retrieval
+from . import calibration, retrieval
 
 
 @receiver(faq_changed, dispatch_uid="training.tune_after_faq_change")
 def tune_after_faq_change(sender, *, bot_id: int, reason: str, **kwargs) -> None:
     """The bot's FAQ (or its serving model) changed: re-tune its retrieval model, if on."""
     retrieval.tuning_request_after_ingest(bot_id=bot_id, reason=reason)
+
+
+@receiver(faq_changed, dispatch_uid="training.calibrate_after_faq_change")
+def calibrate_after_faq_change(sender, *, bot_id: int, **kwargs) -> None:
+    """Fit the bot's thresholds to its new FAQ (or model) now; a tuning deploy refits them."""
+    calibration.calibration_request(bot_id)
 
 
 @receiver(vectors_swapped, dispatch_uid="training.retire_after_swap")

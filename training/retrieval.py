@@ -44,6 +44,7 @@ from bots.models import Bot
 from knowledge.reembedding import embed_chunks, swap_vectors
 from providers.local import TUNED_SEPARATOR, train_embedding_model, tuned_weights_name
 
+from .calibration import calibration_request, holdout_split
 from .models import RetrievalTuning
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ def tuning_revert(*, bot_id: int) -> bool:
         bot.tuned_embedding_model = ""
         swap_vectors(bot, providers.embedding_model_for_bot(bot), chunk_ids, vectors)
         tuned_models_retire(bot.pk, "Tuning was turned off; the base model answers again.")
+        calibration_request(bot.pk)
         Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model="")
     log.info("Bot %s is back on the base embedding model (%d chunks)", bot_id, len(chunk_ids))
     return True
@@ -310,8 +312,10 @@ def _run(tuning: RetrievalTuning, token) -> None:
         phrasings=sum(len(g) for g in groups),
     )
     started = time.perf_counter()
+    # One phrasing of each entry with 3 or more stays out of training: the calibration
+    # (training.calibration) scores the tuned model on exactly those, honest unseen questions.
     weights, losses = train_embedding_model(
-        groups,
+        holdout_split(groups)[0],
         epochs=settings.RETRIEVAL_TUNING_EPOCHS,
         runs=settings.RETRIEVAL_TUNING_RUNS,
         batch_size=BATCH_SIZE,
@@ -367,6 +371,7 @@ def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int
             raise Skipped(reason)
         swap_vectors(bot, f"local:{model_name}", chunk_ids, vectors)
         tuned_models_retire(bot.pk, f"Replaced by tuning {tuning.pk}.")
+        calibration_request(bot.pk)  # the scores moved: refit the thresholds
         Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model=model_name)
         _finish(
             tuning.pk,

@@ -5,7 +5,7 @@ from celery import shared_task
 from askhandle.jobs import GiveUpTask
 from providers import ProviderUnavailable
 
-from . import retrieval
+from . import calibration, retrieval
 
 BUSY_RETRY_SECONDS = 30
 
@@ -26,6 +26,18 @@ def revert_retrieval(bot_id: int) -> bool:
 @shared_task
 def recover_stuck_tunings() -> dict:
     return retrieval.tunings_recover_stuck()
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=10,
+    retry_backoff_max=600,
+    max_retries=5,
+)
+def calibrate_bot(bot_id: int) -> bool:
+    """Fit the bot's thresholds (training.calibration); a repeat stores the same fit."""
+    return calibration.calibration_run(bot_id=bot_id) is not None
 
 
 # --- Chat fine-tuning (training.chat_tuning) ------------------------------------------------------

@@ -145,6 +145,10 @@ def test_summary_in_plain_words():
         "Answers about 9 in 10 questions like your FAQ's (about 9 in 10 with the right entry), "
         "declines about 8 in 10 unrelated ones."
     )
+    assert cal.summary({**at, "refuse_on_topic": 0.44}).endswith(
+        "declines about 8 in 10 unrelated ones and about 4 in 10 questions on your topic that "
+        "no entry answers."
+    )
 
 
 def test_pseudo_paraphrases_are_deterministic_and_keep_a_content_word():
