@@ -21,6 +21,9 @@ from django.views.decorators.http import require_GET
 
 from bots.access import get_bot_for_user
 from bots.models import Bot, Conversation, Message
+from knowledge.models import FaqEntry
+
+from .models import LabelledQuestion
 
 PAGE_SIZE = 25
 
@@ -197,6 +200,13 @@ def conversation_detail(request, bot_id: int, public_id):
         "fallback_count": sum(m.path == Message.Path.FALLBACK for m in answers),
         "up_count": sum(m.rating == 1 for m in answers),
         "down_count": sum(m.rating == -1 for m in answers),
+        # Labelling a customer question for the mode comparison (chat.compare.label_question).
+        "faq_choices": list(
+            FaqEntry.objects.filter(bot=bot)
+            .order_by("question")
+            .values_list("pk", "question")[:500]
+        ),
+        "labelled": set(LabelledQuestion.objects.filter(bot=bot).values_list("text", flat=True)),
     }
     return render(request, "chat/conversation.html", context)
 

@@ -4,7 +4,7 @@ conversation, insights, test and share pages under a bot (/bots/<id>/...)."""
 
 from django.urls import include, path
 
-from . import api, conversations, insights, playground, public, share
+from . import api, compare, conversations, insights, playground, public, share
 
 app_name = "chat"
 
@@ -30,6 +30,15 @@ dashboard_patterns = [
     path("share/keys/", share.bot_api_key_create, name="api_key_create"),
     path("share/keys/<int:key_id>/revoke/", share.bot_api_key_revoke, name="api_key_revoke"),
     path("test/", playground.playground, name="playground"),
+    path("start/", start.start, name="start"),
+    path("compare/", compare.compare, name="compare"),
+    path("compare/questions/", compare.upload_questions, name="compare_upload"),
+    path("compare/mode/", compare.switch_mode, name="mode_switch"),
+    path("compare/<int:evaluation_id>/", compare.evaluation_panel, name="evaluation"),
+    path(
+        "compare/<int:evaluation_id>/cancel/", compare.evaluation_cancel, name="evaluation_cancel"
+    ),
+    path("conversations/<uuid:public_id>/label/", compare.label_question, name="label_question"),
 ]
 
 urlpatterns = [
