@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 SERVICES = set -a && $(PY) scripts/services.py up && source .run/services.env && set +a
 
-.PHONY: install run test test-fast bench bench-faq services-up services-down system-deps lint clean
+.PHONY: install run test test-fast bench bench-faq bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
 
 install: $(STAMP)
 
@@ -50,6 +50,18 @@ DATA ?= ../shared/data/faq_bench/clinc150
 SPLIT ?= test
 bench-faq: install
 	$(SERVICES) && $(PY) -m benchmarks.faq_bench --data "$(DATA)" --split "$(SPLIT)"
+
+# RAG vs fine-tuned vs both with the Compare page's own code (a KB subset: see the script).
+bench-compare: install
+	$(SERVICES) && $(PY) -m benchmarks.compare_bench --data "$(DATA)" --split "$(SPLIT)"
+
+# What a customer reads on the demo bot: 35 realistic questions and 10 unrelated ones.
+bench-demo: install
+	$(SERVICES) && $(PY) -m benchmarks.demo_customer
+
+# The grounding check's support threshold, on hand-written supported/unsupported sentences.
+bench-grounding: install
+	$(SERVICES) && $(PY) -m benchmarks.grounding_calibration
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -12,6 +12,13 @@ import time
 BENCHMARKS = [
     # (module, argv)
     ("benchmarks.faq_bench", ["--split", "test"]),
+    (
+        "benchmarks.faq_bench",
+        ["--split", "test", "--data", "../shared/data/faq_bench/banking77_oos"],
+    ),
+    ("benchmarks.demo_customer", []),
+    ("benchmarks.grounding_calibration", []),
+    ("benchmarks.compare_bench", []),
     ("benchmarks.ingest_throughput", []),
     ("benchmarks.retrieval_latency", []),
     ("benchmarks.chat_load", []),
