@@ -120,7 +120,7 @@ def faq_answers() -> dict[str, str]:
         return {row["question"]: row["answer"] for row in csv.DictReader(handle)}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     import os
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "askhandle.settings")
