@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import RetrievalTuning
+from .models import ChatTuning, RetrievalTuning
 
 
 @admin.register(RetrievalTuning)
@@ -19,3 +19,12 @@ class RetrievalTuningAdmin(admin.ModelAdmin):
     search_fields = ["bot__name", "model_name", "message"]
     autocomplete_fields = ["bot"]
     readonly_fields = [f.name for f in RetrievalTuning._meta.fields if f.name not in ("id", "bot")]
+
+
+@admin.register(ChatTuning)
+class ChatTuningAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "bot", "backend", "mode", "status", "examples", "created_at"]
+    list_filter = ["status", "backend", "mode", "created_at"]
+    search_fields = ["bot__name", "model_name", "fine_tuned_model", "provider_job_id", "error"]
+    autocomplete_fields = ["bot"]
+    readonly_fields = [f.name for f in ChatTuning._meta.fields if f.name not in ("id", "bot")]

@@ -8,4 +8,11 @@ urlpatterns = [
     path("retrieval/", views.tuning_panel, name="tuning_panel"),
     path("retrieval/start/", views.tuning_start, name="tuning_start"),
     path("retrieval/off/", views.tuning_off, name="tuning_off"),
+    path("fine-tuning/", views.chat_tuning_page, name="chat_tuning"),
+    path("fine-tuning/training-set.jsonl", views.chat_tuning_download, name="chat_tuning_download"),
+    path("fine-tuning/launch/", views.chat_tuning_launch, name="chat_tuning_launch"),
+    path("fine-tuning/base/", views.chat_tuning_undeploy, name="chat_tuning_undeploy"),
+    path("fine-tuning/<int:run_id>/", views.chat_tuning_run, name="chat_tuning_run"),
+    path("fine-tuning/<int:run_id>/cancel/", views.chat_tuning_cancel, name="chat_tuning_cancel"),
+    path("fine-tuning/<int:run_id>/deploy/", views.chat_tuning_deploy, name="chat_tuning_deploy"),
 ]

@@ -1,15 +1,21 @@
 """Training dashboard pieces. The retrieval-tuning card lives on the knowledge page; these views
-serve its htmx fragment (polled while a job runs) and its two buttons."""
+serve its htmx fragment (polled while a job runs) and its two buttons. The Fine-tuning page (a
+bot tab) builds and checks a chat training set, launches, watches, cancels, deploys and rolls
+back runs; training.chat_tuning holds the logic."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
 from bots.access import get_bot_for_user
 
-from . import retrieval
-from .selectors import tuning_panel_context
+from . import chat_tuning, retrieval
+from .models import ChatTuning
+from .selectors import chat_tuning_context, loss_chart, tuning_panel_context
 
 PANEL = "training/tuning.html#panel"
 
@@ -56,3 +62,126 @@ def tuning_off(request, bot_id: int):
             request, "Retrieval tuning is off; your knowledge is re-embedded with the base model."
         )
     return _panel_or_page(request, bot)
+
+
+# --- Fine-tuning page -----------------------------------------------------------------------------
+
+CHAT_PAGE = "training/chat_tuning.html"
+
+
+def _run_for_user(user, bot_id: int, run_id: int) -> tuple:
+    bot = get_bot_for_user(user, bot_id)
+    return bot, get_object_or_404(ChatTuning, pk=run_id, bot=bot)
+
+
+def _choice(value: str, choices, default: str) -> str:
+    return value if value in dict(choices) else default
+
+
+def _build_args(request, bot) -> tuple[str, str]:
+    source = request.POST if request.method == "POST" else request.GET
+    default_mode = bot.mode if bot.mode in dict(ChatTuning.Mode.choices) else "finetuned"
+    return (
+        _choice(source.get("mode", ""), ChatTuning.Mode.choices, default_mode),
+        _choice(source.get("backend", ""), ChatTuning.Backend.choices, "local"),
+    )
+
+
+@login_required
+@require_GET
+def chat_tuning_page(request, bot_id: int):
+    """The page; ?build=1 builds the training set and shows its issues, estimate and preview."""
+    bot = get_bot_for_user(request.user, bot_id)
+    context = chat_tuning_context(bot)
+    mode, backend = _build_args(request, bot)
+    context.update(mode=mode, backend=backend)
+    if request.GET.get("build"):
+        context["preview"] = chat_tuning.training_set_preview(bot=bot, mode=mode, backend=backend)
+        context["unavailable"] = chat_tuning.backend_unavailable_reason(backend)
+    if context["run"]:
+        context["chart"] = loss_chart(context["run"])
+    if request.htmx and request.GET.get("build"):
+        return render(request, f"{CHAT_PAGE}#build", context)
+    return render(request, CHAT_PAGE, context)
+
+
+@login_required
+@require_GET
+def chat_tuning_run(request, bot_id: int, run_id: int):
+    """The run's live card (polled while it is active; 286 stops the polling once final)."""
+    bot, run = _run_for_user(request.user, bot_id, run_id)
+    if not request.htmx:
+        return redirect("training:chat_tuning", bot_id=bot.pk)
+    response = render(
+        request, f"{CHAT_PAGE}#run", {"bot": bot, "run": run, "chart": loss_chart(run)}
+    )
+    if run.is_final:
+        stop = HttpResponseStopPolling(response.content)
+        stop["HX-Refresh"] = "true"  # the versions table and "Answering now" change too
+        return stop
+    return response
+
+
+@login_required
+@require_GET
+def chat_tuning_download(request, bot_id: int):
+    """The training set as JSONL, in the chat fine-tuning format OpenAI's API accepts."""
+    bot = get_bot_for_user(request.user, bot_id)
+    mode, backend = _build_args(request, bot)
+    preview = chat_tuning.training_set_preview(bot=bot, mode=mode, backend=backend)
+    response = HttpResponse(preview["set"].jsonl(), content_type="application/jsonl")
+    response["Content-Disposition"] = f'attachment; filename="{bot.slug}-{mode}-training.jsonl"'
+    return response
+
+
+@login_required
+@require_POST
+def chat_tuning_launch(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    mode, backend = _build_args(request, bot)
+    try:
+        run = chat_tuning.chat_tuning_launch(bot=bot, mode=mode, backend=backend)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"Fine-tuning run {run.pk} queued.")
+    return redirect("training:chat_tuning", bot_id=bot.pk)
+
+
+@login_required
+@require_POST
+def chat_tuning_cancel(request, bot_id: int, run_id: int):
+    bot, run = _run_for_user(request.user, bot_id, run_id)
+    run = chat_tuning.chat_tuning_cancel(run=run)
+    if request.htmx:
+        return render(
+            request, f"{CHAT_PAGE}#run", {"bot": bot, "run": run, "chart": loss_chart(run)}
+        )
+    messages.success(request, f"Run {run.pk}: cancelling.")
+    return redirect("training:chat_tuning", bot_id=bot.pk)
+
+
+@login_required
+@require_POST
+def chat_tuning_deploy(request, bot_id: int, run_id: int):
+    bot, run = _run_for_user(request.user, bot_id, run_id)
+    try:
+        run = chat_tuning.chat_tuning_deploy(run=run)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            f"Run {run.pk} deployed: {bot.name} answers with it ({run.get_mode_display()}).",
+        )
+    return redirect("training:chat_tuning", bot_id=bot.pk)
+
+
+@login_required
+@require_POST
+def chat_tuning_undeploy(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    chat_tuning.chat_tuning_undeploy(bot=bot)
+    messages.success(request, f"{bot.name} answers with the base model and retrieval again.")
+    return redirect("training:chat_tuning", bot_id=bot.pk)
