@@ -10,6 +10,7 @@ class BotForm(forms.ModelForm):
             "name",
             "slug",
             "greeting",
+            "language",
             "instructions",
             "mode",
             "fallback_message",
@@ -31,6 +32,10 @@ class BotForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # A form posted without it (an older page, a script) keeps the bot's current policy.
         self.fields["generation"].required = False
+        self.fields["language"].required = False
+
+    def clean_language(self) -> str:
+        return self.cleaned_data.get("language") or self.instance.language
 
     def clean_generation(self) -> str:
         return self.cleaned_data.get("generation") or self.instance.generation

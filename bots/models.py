@@ -6,6 +6,14 @@ from django.db import models
 
 from accounts.models import Workspace
 
+# The chat page's own words are translated into these (locale/); settings.LANGUAGES names them.
+LANGUAGE_CHOICES = [
+    ("en", "English"),
+    ("nl", "Nederlands"),
+    ("de", "Deutsch"),
+    ("fr", "Français"),
+    ("es", "Español"),
+]
 hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5.")
 # scheme://host[:port] and nothing else: no path, spaces or semicolons can reach a header.
 ORIGIN_RE = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
@@ -34,6 +42,15 @@ class Bot(models.Model):
         help_text="Public address of the chat page: /c/<slug>/. Letters, numbers and hyphens.",
     )
     greeting = models.CharField(max_length=300, default="Hi! How can I help you today?")
+    language = models.CharField(
+        max_length=8,
+        choices=LANGUAGE_CHOICES,
+        default="en",
+        help_text=(
+            "The language of the chat page and widget's own words (buttons, notices, footer). "
+            "Write the greeting and answers in it too."
+        ),
+    )
     instructions = models.TextField(
         blank=True,
         default="You are a friendly, concise customer-support assistant.",
@@ -61,7 +78,7 @@ class Bot(models.Model):
             "knowledge? Every written sentence is checked against your knowledge before a "
             "customer sees it (chat.grounding). The local 135M model got 22 of 22 test answers "
             "wrong, so Automatic lets only OpenAI-compatible models write; local bots answer with "
-            "your curated answer (\"Here is what I found about ...\") or quote your documents."
+            'your curated answer ("Here is what I found about ...") or quote your documents.'
         ),
     )
     chat_model = models.CharField(

@@ -13,6 +13,7 @@ from bots.access import get_bot_for_user
 from bots.models import Message
 
 from .answer import answer
+from .overview import suggested_questions
 
 PATH_BADGES = {
     "direct": "ok",
@@ -61,6 +62,7 @@ def playground(request, bot_id: int):
         "question": form.cleaned_data.get("question") if form.is_bound and form.is_valid() else "",
         "badge": PATH_BADGES.get(result.path, "") if result else "",
         "path_label": Message.Path(result.path).label if result else "",
+        "suggested": suggested_questions(bot),
     }
     if request.htmx:  # htmx swaps only 2xx responses: form errors come back as 200
         return render(request, "chat/playground.html#panel", context)

@@ -4,7 +4,7 @@ conversation, insights, test and share pages under a bot (/bots/<id>/...)."""
 
 from django.urls import include, path
 
-from . import api, compare, conversations, insights, playground, public, share
+from . import api, compare, conversations, insights, playground, public, share, start
 
 app_name = "chat"
 
