@@ -64,7 +64,7 @@ def _give_up_chat_tuning(run_id: int, *, error: str) -> None:
     retry_backoff=10,
     retry_backoff_max=600,
     max_retries=5,
-    give_up=_give_up_chat_tuning,
+    give_up=staticmethod(_give_up_chat_tuning),
 )
 def submit_chat_tuning(run_id: int) -> str:
     """Upload the set and create the job at the provider; beat polls it (poll_chat_tunings)."""
