@@ -103,7 +103,16 @@ def build_prompt(bot: Bot, question: str, hits: list, history=()) -> list[provid
 
 
 def cite(hit) -> Source:
-    return Source(hit.title, hit.url, hit.chunk_id, hit.faq_id, round(hit.score, 4), hit.text[:300])
+    """A source as the customer sees it: an FAQ entry by its own question (not the phrasing
+    that happened to match), a passage by its title."""
+    return Source(
+        hit.question or hit.title,
+        hit.url,
+        hit.chunk_id,
+        hit.faq_id,
+        round(hit.score, 4),
+        hit.text[:300],
+    )
 
 
 class _Run:
