@@ -48,12 +48,9 @@ def prepare(bot, *, tuning: bool):
         job = retrieval.tuning_request(bot=bot, reason="benchmark", force=True)
         if job is not None:
             retrieval.tuning_run(tuning_id=job.pk)
-    try:
-        from training import calibration
-    except ImportError:  # an older tree without per-bot calibration
-        calibration = None
-    if calibration is not None and hasattr(calibration, "bot_calibrate"):
-        calibration.bot_calibrate(bot_id=bot.pk)
+    from training.calibration import calibration_run
+
+    calibration_run(bot_id=bot.pk)
     bot.refresh_from_db()
     return bot
 

@@ -125,7 +125,27 @@ def build_bot(data: Path, answer_threshold, direct_threshold, *, phrasings: bool
     source = source_ingest(source_id=source.pk)
     if source.status != Source.Status.READY:
         raise SystemExit(f"Ingestion failed: {source.error}")
+    if answer_threshold is None and direct_threshold is None:
+        bot = calibrate(bot)
     return bot, len(entries), source.chunk_count, time.perf_counter() - started
+
+
+def calibrate(bot):
+    """Fit the bot's thresholds to its own FAQ, as the worker does after every FAQ change or
+    tuning deploy (training.calibration); thresholds given on the command line stay as given."""
+    from training.calibration import calibration_run
+
+    started = time.perf_counter()
+    fit = calibration_run(bot_id=bot.pk)
+    bot.refresh_from_db()
+    summary = (fit or {}).get("summary", "no FAQ phrasings to fit")
+    print(
+        f"Calibrated in {time.perf_counter() - started:.1f} s: direct >= "
+        f"{bot.direct_threshold:.3f}, answer >= {bot.answer_threshold:.3f}, caution "
+        f"{bot.caution:.2f} ({summary})",
+        flush=True,
+    )
+    return bot
 
 
 def nearest_phrasing(bot, vector) -> tuple[int | None, float]:
@@ -298,6 +318,8 @@ def run(args) -> dict:
         tuned_bot = tune(bot)
         if tuned_bot is not None:
             bot, tuned = tuned_bot, True
+            if args.answer_threshold is None and args.direct_threshold is None:
+                bot = calibrate(bot)
             print("Tuned embedding model (the default for a local FAQ bot):", flush=True)
             rows, _, paths, throughput = answer_all(bot, questions, external, baseline=False)
     latencies, first_token = measure_latency(bot, texts, args.latency_sample)

@@ -29,6 +29,12 @@ def throwaway_database(prefix: str = "askhandle_bench"):
     # No tuning jobs sent to the shared Redis for a worker of the real installation to find:
     # benchmarks that tune (faq_bench) run the job themselves.
     settings.RETRIEVAL_TUNING_AUTO = False
+    # Tasks the benchmark's own changes send (a calibration after a tuning deploy, say) run here,
+    # inline, against this database: on the shared broker a real worker would pick them up and
+    # apply them to the real installation's rows with the same ids.
+    from celery import current_app
+
+    current_app.conf.task_always_eager = True
 
     name = f"{prefix}_{os.getpid()}"
     connection.settings_dict.setdefault("TEST", {})
