@@ -2,7 +2,11 @@
 embedding-model switches (knowledge.reembedding) and retrieval tunings (training.retrieval).
 
 A run claims its row with one conditional UPDATE (waiting -> running, or running with no sign of
-life for `stale` -> running again) that stamps `started_at`. That stamp is the run's token:
+life for `stale`, DEAD_AFTER by default -> running again) that stamps `started_at`. While it runs,
+`heartbeat()` stamps `updated_at` every HEARTBEAT_SECONDS from a thread, so a live run never looks
+dead (inside a long model call or training step) and a killed one does within DEAD_AFTER. A
+delivery that finds the row held by a live run looks again when that owner would count as dead
+(`claim(recheck=...)`): Celery's immediate redelivery after a killed worker takes over then. That stamp is the run's token:
 progress writes and the final transaction apply only while the row still carries it, so a second
 delivery, a recovered run or a newer request never lets two runs both finish. Beat recovers rows
 whose worker died (re-queued, or failed after `max_attempts` claims) and re-sends waiting rows
@@ -15,13 +19,15 @@ for the reason (`reason_field`); knowledge.Source is one too, with its own statu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
 from celery.contrib.django.task import DjangoTask
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -34,6 +40,10 @@ PUBLISH_ERRORS = (OperationalError, RedisError, ConnectionError)
 # updated_at of a waiting row whose message could not be published: older than any `stale`, so
 # beat's next sweep (recover_stuck, every minute) re-sends it once the broker answers again.
 UNSENT = datetime(2000, 1, 1, tzinfo=UTC)
+# A running row's heartbeat period, and the silence after which its owner is presumed dead. Three
+# missed beats: a busy database or a paused process does not lose a live run its claim.
+HEARTBEAT_SECONDS = 10.0
+DEAD_AFTER = timedelta(seconds=30)
 
 
 class TrackedJob(models.Model):
@@ -79,8 +89,15 @@ class ClaimedJobs:
     failed: str
     reason_field: str = "error"
 
-    def claim(self, pk: int, *, stale: timedelta, **fields) -> datetime | None:
-        """Claim the row for this run; returns its token, or None when it is not ours to run."""
+    def claim(
+        self, pk: int, *, stale: timedelta = DEAD_AFTER, recheck=None, **fields
+    ) -> datetime | None:
+        """Claim the row for this run; returns its token, or None when it is not ours to run.
+
+        `recheck` (the task that runs these rows): when a live run holds the row, the task is sent
+        again for the moment that run would count as dead. Celery redelivers a killed worker's
+        task at once, while the dead run's last heartbeat is still fresh; the recheck is what
+        takes over then. While the owner lives, each recheck just schedules the next."""
         now = timezone.now()
         claimed = (
             self.model.objects.filter(pk=pk)
@@ -96,7 +113,58 @@ class ClaimedJobs:
                 **{self.reason_field: "", **fields},
             )
         )
-        return now if claimed else None
+        if claimed:
+            return now
+        if recheck is not None:
+            self._recheck_later(recheck, pk, stale)
+        return None
+
+    def _recheck_later(self, task, pk: int, stale: timedelta) -> None:
+        last = (
+            self.model.objects.filter(pk=pk, status=self.running)
+            .values_list("updated_at", flat=True)
+            .first()
+        )
+        if last is None:
+            return  # finished, failed or deleted: nothing to take over
+        countdown = max(1.0, (last + stale - timezone.now()).total_seconds() + 1)
+        try:
+            task.apply_async((pk,), countdown=countdown)
+        except PUBLISH_ERRORS as exc:  # beat's sweep recovers the row instead
+            log.warning("Could not schedule a recheck of %s(%s): %s", task.name, pk, exc)
+
+    @contextmanager
+    def heartbeat(self, pk: int, token, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+        """While the block runs, a thread stamps the row's `updated_at` every `every` seconds (on
+        its own database connection). It stops when the run loses its claim; a row locked by the
+        run's own final transaction counts as alive without waiting for the lock."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            try:
+                while not stop.wait(every) and self._beat(pk, token):
+                    pass
+            except Exception:
+                log.exception("Heartbeat of %s %s stopped", self.model.__name__, pk)
+            finally:
+                connections.close_all()  # this thread's connections only
+
+        thread = threading.Thread(
+            target=beat, name=f"heartbeat-{self.model.__name__}-{pk}", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=every)
+
+    def _beat(self, pk: int, token) -> bool:
+        with transaction.atomic():
+            if self.owned(pk, token).select_for_update(skip_locked=True).exists():
+                self.model.objects.filter(pk=pk).update(updated_at=timezone.now())
+                return True
+        return self.owned(pk, token).exists()
 
     def owned(self, pk: int, token) -> models.QuerySet:
         """The row while this run still holds it (empty once superseded)."""
@@ -146,12 +214,15 @@ class ClaimedJobs:
         enqueue: Callable[[int], None],
         failed_fields: dict | None = None,
         requeued_fields: dict | None = None,
+        dead_after: timedelta = DEAD_AFTER,
     ) -> dict:
-        """Beat: re-queue running rows with no sign of life for `stale`, or fail them (with
-        `failure` as the reason) after `max_attempts` claims; re-send waiting rows as old."""
+        """Beat: re-queue running rows with no heartbeat for `dead_after` (or `stale`, if
+        shorter), or fail them (with `failure` as the reason) after `max_attempts` claims;
+        re-send waiting rows older than `stale` (their message was lost, or never sent)."""
         now = timezone.now()
         cutoff = now - stale
-        stuck = self.model.objects.filter(status=self.running, updated_at__lt=cutoff)
+        dead = now - min(stale, dead_after)
+        stuck = self.model.objects.filter(status=self.running, updated_at__lt=dead)
         failed = stuck.filter(attempts__gte=max_attempts).update(
             status=self.failed,
             finished_at=now,
@@ -161,7 +232,7 @@ class ClaimedJobs:
         requeued = []
         for pk in stuck.filter(attempts__lt=max_attempts).values_list("pk", flat=True):
             # Conditional, so a run that shows life meanwhile keeps its claim.
-            if self.model.objects.filter(pk=pk, status=self.running, updated_at__lt=cutoff).update(
+            if self.model.objects.filter(pk=pk, status=self.running, updated_at__lt=dead).update(
                 status=self.waiting, updated_at=now, **(requeued_fields or {})
             ):
                 requeued.append(pk)
@@ -173,6 +244,9 @@ class ClaimedJobs:
         for pk in requeued + lost:
             enqueue(pk)
         return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}
+
+    def running_ids(self) -> list[int]:
+        return list(self.model.objects.filter(status=self.running).values_list("pk", flat=True))
 
 
 class GiveUpTask(DjangoTask):

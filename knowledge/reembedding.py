@@ -28,6 +28,7 @@ from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 
 from .models import Chunk, Reembedding, Source
+from .resume import Staged, digest
 from .signals import faq_changed_on_commit, vectors_swapped
 from .staging import as_vector, stage_and_run
 
@@ -59,24 +60,35 @@ def embed_text(chunk: dict) -> str:
 
 
 def embed_chunks(
-    bot: Bot, provider, model_arg: str | None, on_progress=None
+    bot: Bot, provider, model_arg: str | None, on_progress=None, staged=None
 ) -> tuple[list[int], list]:
-    """(chunk ids, vectors) of every chunk of the bot, embedded by `provider` with `model_arg`."""
+    """(chunk ids, vectors) of every chunk of the bot, embedded by `provider` with `model_arg`.
+
+    `staged` (a knowledge.resume.Staged): vectors an interrupted run of the job already embedded
+    are reused, and each new batch is staged, so a run taking over resumes where it stopped."""
     chunks = list(
         Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text")
     )
+    earlier = staged.vectors() if staged is not None else {}
+    vectors: list = [earlier.get(digest(embed_text(c))) for c in chunks]
+    reused = sum(vector is not None for vector in vectors)
     # Similar lengths batch together: the model pads each batch to its longest text.
-    order = sorted(range(len(chunks)), key=lambda i: len(embed_text(chunks[i])))
-    vectors: list = [None] * len(chunks)
+    order = sorted(
+        (i for i in range(len(chunks)) if vectors[i] is None),
+        key=lambda i: len(embed_text(chunks[i])),
+    )
     if on_progress:
-        on_progress(0, len(chunks))
+        on_progress(reused, len(chunks))
     for start in range(0, len(order), EMBED_BATCH):
         batch = order[start : start + EMBED_BATCH]
-        embedded = provider.embed([embed_text(chunks[i]) for i in batch], model=model_arg)
+        texts = [embed_text(chunks[i]) for i in batch]
+        embedded = provider.embed(texts, model=model_arg)
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
+        if staged is not None:
+            staged.save(texts, embedded)
         if on_progress:
-            on_progress(start + len(batch), len(chunks))
+            on_progress(reused + start + len(batch), len(chunks))
     return [c["pk"] for c in chunks], vectors
 
 
@@ -212,14 +224,17 @@ def reembedding_run(*, reembedding_id: int) -> str:
     ProviderUnavailable is re-raised after putting the job back to QUEUED (the task retries with
     a back-off); other provider errors fail the job, and the old vectors keep serving.
     """
-    token = JOBS.claim(reembedding_id, stale=_stale())
+    from .tasks import reembed_bot
+
+    token = JOBS.claim(reembedding_id, recheck=reembed_bot)
     if token is None:
         return ""
     job = Reembedding.objects.select_related("bot").filter(pk=reembedding_id).first()
     if job is None:  # its bot was deleted meanwhile
         return ""
     try:
-        _run(job, token)
+        with JOBS.heartbeat(reembedding_id, token):
+            _run(job, token)
     except Superseded:
         log.info("Re-embedding %s superseded; its work was dropped.", reembedding_id)
     except Skipped as exc:
@@ -242,9 +257,12 @@ def reembedding_run(*, reembedding_id: int) -> str:
             f"Unexpected error while re-embedding ({exc.__class__.__name__}).",
         )
         raise
-    return (
+    status = (
         Reembedding.objects.filter(pk=reembedding_id).values_list("status", flat=True).first() or ""
     )
+    if status in (Reembedding.Status.FAILED, Reembedding.Status.SKIPPED):
+        Staged(bot_id=job.bot_id, model="", reembedding_id=reembedding_id).clear()
+    return status
 
 
 def reembedding_fail(*, reembedding_id: int, error: str) -> None:
@@ -259,11 +277,13 @@ def reembedding_fail(*, reembedding_id: int, error: str) -> None:
 
 def _run(job: Reembedding, token) -> None:
     provider_name, _, model_arg = job.to_model.partition(":")
+    staged = Staged(bot_id=job.bot_id, model=job.to_model, reembedding_id=job.pk)
     chunk_ids, vectors = embed_chunks(
         job.bot,
         providers.get_provider(provider_name),
         model_arg,
         lambda done, total: JOBS.progress(job.pk, token, progress_done=done, progress_total=total),
+        staged=staged,
     )
     with transaction.atomic():
         bot = Bot.objects.select_for_update().filter(pk=job.bot_id).first()
@@ -272,6 +292,7 @@ def _run(job: Reembedding, token) -> None:
         if providers.configured_embedding_model(bot) != job.to_model:
             raise Skipped("The bot's settings changed again; a newer switch follows.")
         swap_vectors(bot, job.to_model, chunk_ids, vectors)
+        staged.clear()
         Bot.objects.filter(pk=bot.pk).update(serving_embedding="")
         vectors_swapped.send(
             sender=Reembedding, bot_id=bot.pk, reason="The bot's embedding model changed."
@@ -290,6 +311,14 @@ def _run(job: Reembedding, token) -> None:
 
 
 # --- Recovery --------------------------------------------------------------------------------------
+
+
+def reembeddings_resend_running() -> int:
+    """A worker starts: send running switches again (see knowledge.services.sources_resend_running)."""
+    ids = JOBS.running_ids()
+    for job_id in ids:
+        _enqueue(job_id)
+    return len(ids)
 
 
 def reembeddings_recover_stuck(*, stale_seconds: int | None = None) -> dict:

@@ -4,12 +4,18 @@ A model service that is down (ProviderUnavailable) is retried with Celery's expo
 (10 s, 20 s, 40 s ... with jitter, at most 10 minutes apart); after the last retry the job fails
 with a readable reason (askhandle.jobs.GiveUpTask)."""
 
+import logging
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.db import connections
 
 from askhandle.jobs import GiveUpTask
 from providers import ProviderUnavailable
 
 from . import reembedding, services
+
+log = logging.getLogger(__name__)
 
 RETRY = {
     "base": GiveUpTask,
@@ -51,3 +57,19 @@ def reembed_bot(self, reembedding_id: int) -> str:
 @shared_task
 def recover_stuck_reembeddings() -> dict:
     return reembedding.reembeddings_recover_stuck()
+
+
+@worker_ready.connect
+def _take_over_after_start(sender=None, **kwargs) -> None:
+    # A worker (re)started after a crash: the dead worker's message is only redelivered after the
+    # broker's visibility timeout (an hour), so its runs are sent again now, and taken over as
+    # soon as their heartbeat counts as dead (ClaimedJobs.claim's recheck).
+    try:
+        sent = services.sources_resend_running() + reembedding.reembeddings_resend_running()
+    except Exception:  # the worker must start even if the database is not up yet: beat sweeps
+        log.exception("Could not look for interrupted runs at start")
+        return
+    finally:
+        connections.close_all()  # the pool's forked children must not share this connection
+    if sent:
+        log.info("Worker start: sent %d interrupted run(s) again.", sent)

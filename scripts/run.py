@@ -1,7 +1,9 @@
 """`make run`: services, migrations, demo data, then web + worker + beat until Ctrl-C.
 
 Everything started here is stopped on Ctrl-C (SIGINT) or SIGTERM, services included
-(unless DATABASE_URL / REDIS_URL point at servers we did not start).
+(unless DATABASE_URL / REDIS_URL point at servers we did not start). A worker or beat that exits
+(killed, out of memory) is started again and the log says so; the web server exiting, or a child
+that keeps exiting (RESTARTS_MAX within RESTART_WINDOW seconds), stops the whole stack.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import services  # noqa: E402
 PY = sys.executable
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
+RESTARTED = ("worker", "beat")  # the web server exiting is a configuration error: stop
+RESTARTS_MAX = 5
+RESTART_WINDOW = 60.0
 
 
 def main() -> int:
@@ -71,9 +76,12 @@ def main() -> int:
             str(services.RUN / "celerybeat-schedule"),
         ],
     }
-    children = {
-        name: subprocess.Popen(cmd, env=env, start_new_session=True) for name, cmd in procs.items()
-    }
+
+    def start(name: str) -> subprocess.Popen:
+        return subprocess.Popen(procs[name], env=env, start_new_session=True)
+
+    children = {name: start(name) for name in procs}
+    restarts: dict[str, list[float]] = {name: [] for name in procs}
     # One-off, in the background: the first generated answer would otherwise wait ~1 minute
     # for the local chat model's one-time conversion. Not supervised: it simply ends.
     prepare = subprocess.Popen([*manage, "prepare_models"], env=env, start_new_session=True)
@@ -96,8 +104,24 @@ def main() -> int:
     )
     code = 0
     while not stopping:
-        for name, proc in children.items():
-            if proc.poll() is not None:
+        for name, proc in list(children.items()):
+            if proc.poll() is None or stopping:
+                continue
+            now = time.monotonic()
+            recent = [t for t in restarts[name] if now - t < RESTART_WINDOW]
+            if name in RESTARTED and len(recent) < RESTARTS_MAX:
+                restarts[name] = [*recent, now]
+                print(
+                    f"[run] {name} exited with {proc.returncode}; restarting it "
+                    f"({len(recent) + 1} in the last {RESTART_WINDOW:.0f} s).",
+                    flush=True,
+                )
+                try:  # what is left of its process group (a killed worker's pool children)
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                children[name] = start(name)
+            else:
                 print(f"[run] {name} exited with {proc.returncode}; stopping the rest.", flush=True)
                 stopping, code = True, 1
         time.sleep(0.5)

@@ -39,7 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import providers
-from askhandle.jobs import ClaimedJobs, Superseded
+from askhandle.jobs import DEAD_AFTER, ClaimedJobs, Superseded
 from bots.models import Bot
 from knowledge.reembedding import embed_chunks, swap_vectors
 from providers.local import TUNED_SEPARATOR, train_embedding_model, tuned_weights_name
@@ -210,7 +210,7 @@ def _delete_weights_on_commit(name: str) -> None:
 def _enqueue(tuning_id: int) -> None:
     from .tasks import tune_retrieval
 
-    tune_retrieval.delay_on_commit(tuning_id)
+    TUNINGS.send_on_commit(tune_retrieval, tuning_id)
 
 
 # --- Running one -----------------------------------------------------------------------------------
@@ -219,7 +219,9 @@ def _enqueue(tuning_id: int) -> None:
 def _claim(tuning_id: int):
     """The run's token, None when the tuning is not ours to run, or "busy" while another tuning
     of the same bot runs (one at a time per bot: each deploys over the other)."""
-    stale = timedelta(seconds=settings.RETRIEVAL_TUNING_STALE_SECONDS)
+    from .tasks import tune_retrieval
+
+    stale = DEAD_AFTER  # a running tuning's heartbeat (TUNINGS.heartbeat) beats every 10 s
     tuning = RetrievalTuning.objects.filter(pk=tuning_id).first()
     if tuning is None:
         return None
@@ -232,7 +234,9 @@ def _claim(tuning_id: int):
         ).exclude(pk=tuning_id)
         if busy.exists():
             return "busy"
-        return TUNINGS.claim(tuning_id, stale=stale, stage="reading the FAQ")
+        return TUNINGS.claim(
+            tuning_id, stale=stale, recheck=tune_retrieval, stage="reading the FAQ"
+        )
 
 
 def _finish(tuning_id: int, token, status: str, message: str = "", **fields) -> None:
@@ -262,7 +266,8 @@ def tuning_run(*, tuning_id: int) -> str:
         if reason:
             _finish(tuning_id, token, RetrievalTuning.Status.SKIPPED, reason)
         else:
-            _run(tuning, token)
+            with TUNINGS.heartbeat(tuning_id, token):
+                _run(tuning, token)
     except Superseded:
         log.info("Retrieval tuning %s superseded; its work was dropped.", tuning_id)
     except Skipped as exc:

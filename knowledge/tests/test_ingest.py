@@ -303,7 +303,11 @@ def test_a_stale_claim_can_be_taken_over(bot, settings):
     source = add(bot, "faq.csv", FAQ_CSV)
     first = services._claim(source.pk)
     assert services._claim(source.pk) is None  # fresh claim: a duplicate delivery backs off
-    settings.KNOWLEDGE_INGEST_STALE_SECONDS = 0
+    from django.utils import timezone
+
+    from askhandle.jobs import DEAD_AFTER  # the first run's heartbeat went quiet this long
+
+    Source.objects.filter(pk=source.pk).update(updated_at=timezone.now() - DEAD_AFTER)
     second = services._claim(source.pk)
     assert second is not None and second != first
     with pytest.raises(services.Superseded):
