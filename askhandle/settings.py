@@ -144,7 +144,18 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bots:list"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# The public chat page speaks its bot's language (Bot.language, chat.public); the dashboard's
+# strings are marked for translation too. Catalogues: locale/<lang>/LC_MESSAGES/django.po,
+# compiled by `make install` (scripts/compile_messages.py).
+LANGUAGES = [
+    ("en", "English"),
+    ("nl", "Nederlands"),
+    ("de", "Deutsch"),
+    ("fr", "Français"),
+    ("es", "Español"),
+]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -28,6 +28,9 @@ from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_POST
@@ -36,6 +39,7 @@ from bots.models import Bot, Conversation, Message
 
 from . import ratelimit, services
 from .answer import Answer, answer_stream
+from .i18n import chat_strings, in_bot_language
 from .markup import render_markdown, stream_json
 from .streaming import answer_events
 
@@ -44,7 +48,9 @@ log = logging.getLogger(__name__)
 COOKIE_SALT = "askhandle.chat.conversation"
 COOKIE_MAX_AGE = timedelta(days=90)
 HISTORY_TURNS = 6
-ERROR_TEXT = "Sorry, something went wrong while answering. Please try again in a moment."
+ERROR_TEXT = gettext_noop(
+    "Sorry, something went wrong while answering. Please try again in a moment."
+)
 
 
 def cookie_name(bot: Bot) -> str:
@@ -135,6 +141,7 @@ def _page_context(request, bot: Bot, conversation: Conversation | None, **extra)
         "embed": (request.GET.get("embed") or request.POST.get("embed")) == "1",
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         "handoff_done": bool(conversation and conversation.handoff_requested_at),
+        "chat_strings": chat_strings(),
         **extra,
     }
 
@@ -203,12 +210,14 @@ def count_first_message(request, bot: Bot, conversation: Conversation) -> None:
 
 
 def rate_limited_text(exc: ratelimit.RateLimited) -> str:
-    who = (
-        "This assistant is getting a lot of questions"
-        if exc.scope == "bot"
-        else "You're sending messages quickly"
-    )
-    return f"{who}. Please wait {exc.retry_after} seconds and try again."
+    if exc.scope == "bot":
+        text = _(
+            "This assistant is getting a lot of questions. "
+            "Please wait %(seconds)s seconds and try again."
+        )
+    else:
+        text = _("You're sending messages quickly. Please wait %(seconds)s seconds and try again.")
+    return text % {"seconds": exc.retry_after}
 
 
 # --- views ---
@@ -217,6 +226,7 @@ def rate_limited_text(exc: ratelimit.RateLimited) -> str:
 @require_GET
 @never_cache
 @xframe_options_exempt  # framing is governed by the CSP frame-ancestors set in frame_policy()
+@in_bot_language
 def chat_page(request, slug: str):
     bot = public_bot(slug)
     response = _page(
@@ -265,13 +275,14 @@ def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
     conversation = visitor_conversation(request, bot)
     question = (request.POST.get("message") or "").strip()
     if not question:
-        return _error(request, bot, conversation, "Type a question first.", 400)
+        return _error(request, bot, conversation, _("Type a question first."), 400)
     if len(question) > settings.CHAT_MAX_MESSAGE_CHARS:
         return _error(
             request,
             bot,
             conversation,
-            f"Your message is {len(question)} characters long; the limit is {settings.CHAT_MAX_MESSAGE_CHARS}. Please shorten it.",
+            _("Your message is %(n)s characters long; the limit is %(max)s. Please shorten it.")
+            % {"n": len(question), "max": settings.CHAT_MAX_MESSAGE_CHARS},
             400,
         )
     try:
@@ -299,7 +310,8 @@ def _record_reply(turn: Turn, answer) -> dict:
 
 
 def _record_failure(turn: Turn) -> dict:
-    return _record_reply(turn, Answer(text=ERROR_TEXT, path=Message.Path.ERROR))
+    with translation.override(turn.bot.language):
+        return _record_reply(turn, Answer(text=_(ERROR_TEXT), path=Message.Path.ERROR))
 
 
 def _record_question_only(turn: Turn) -> None:
@@ -310,10 +322,9 @@ def _record_question_only(turn: Turn) -> None:
 
 def _reply_payload(turn: Turn, message: Message) -> dict:
     view = message_view(message)
-    return {
-        "conversation": str(turn.conversation.public_id),
-        "message": {k: view[k] for k in ("id", "text", "html", "sources", "path", "related")},
-        "fragment": render_to_string(
+    # Streamed replies are rendered after the view (and its in_bot_language) has returned.
+    with translation.override(turn.bot.language):
+        fragment = render_to_string(
             "chat/page.html#message",
             {
                 "m": view,
@@ -322,7 +333,11 @@ def _reply_payload(turn: Turn, message: Message) -> dict:
                 "embed": turn.request.POST.get("embed") == "1",
             },
             request=turn.request,
-        ),
+        )
+    return {
+        "conversation": str(turn.conversation.public_id),
+        "message": {k: view[k] for k in ("id", "text", "html", "sources", "path", "related")},
+        "fragment": fragment,
     }
 
 
@@ -363,6 +378,7 @@ async def _answer_events(turn: Turn):
 
 
 @require_POST
+@in_bot_language
 async def chat_ask(request, slug: str):
     """One customer question. Streams SSE (Accept: text/event-stream), answers JSON
     (Accept: application/json), or redirects back to the page (a plain form post, no JS)."""
@@ -386,17 +402,18 @@ async def chat_ask(request, slug: str):
 
 
 @require_POST
+@in_bot_language
 def chat_rate(request, slug: str, message_id: int):
     bot = public_bot(slug)
     conversation = visitor_conversation(request, bot)
     if conversation is None:
-        return _error(request, bot, None, "That conversation has ended.", 404)
+        return _error(request, bot, None, _("That conversation has ended."), 404)
     message = get_object_or_404(
         Message, pk=message_id, conversation=conversation, role=Message.Role.BOT
     )
     value = {"up": 1, "down": -1}.get(request.POST.get("value", ""))
     if value is None:
-        return _error(request, bot, conversation, "Choose thumbs up or thumbs down.", 400)
+        return _error(request, bot, conversation, _("Choose thumbs up or thumbs down."), 400)
     services.message_rate(message=message, rating=value)
     if _wants(request) == "html":
         return redirect(_page_url(bot, request) + f"#m{message.pk}")
@@ -404,6 +421,7 @@ def chat_rate(request, slug: str, message_id: int):
 
 
 @require_POST
+@in_bot_language
 def chat_handoff(request, slug: str):
     bot = public_bot(slug)
     conversation = visitor_conversation(request, bot)
@@ -424,7 +442,11 @@ def chat_handoff(request, slug: str):
         services.conversation_handoff(conversation=conversation, email=email)
     except ValidationError:
         return _error(
-            request, bot, conversation, "Please enter a valid email address so we can reply.", 400
+            request,
+            bot,
+            conversation,
+            _("Please enter a valid email address so we can reply."),
+            400,
         )
     if _wants(request) == "html":
         response = redirect(_page_url(bot, request, handoff="sent"))
@@ -436,6 +458,7 @@ def chat_handoff(request, slug: str):
 
 
 @require_GET
+@in_bot_language
 def widget_config(request, slug: str):
     """Public settings for widget.js, fetched cross-origin from the customer's site."""
     bot = public_bot(slug)
@@ -446,6 +469,8 @@ def widget_config(request, slug: str):
             "name": profile["name"],
             "colour": profile["widget_colour"],
             "position": profile["widget_position"],
+            "label": _("Chat with %(name)s") % {"name": profile["name"]},
+            "lang": translation.get_language(),
             "url": request.build_absolute_uri(reverse("chat:page", args=[bot.slug])) + "?embed=1",
             # The page refuses other framers (CSP); telling the widget avoids an empty frame.
             "allowed": not origin

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the test suite uses: chromium (Playwright browser tests; Playwright's own
 # browser download cannot work offline) and docker-compose 1.x (validates docker-compose.yml
-# offline). Installed only when missing.
+# offline), gettext (msgfmt, for locale/). Installed only when missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v msgfmt >/dev/null || need+=(gettext)  # compiles locale/ (scripts/compile_messages.py)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

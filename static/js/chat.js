@@ -12,6 +12,14 @@
   const button = form.querySelector("button[type=submit]");
   const maxChars = parseInt(app.dataset.maxChars, 10) || 1000;
   const storeKey = "askhandle:" + app.dataset.slug;
+  // The page's own words in the bot's language (chat.i18n.chat_strings, via json_script).
+  let strings = {};
+  try { strings = JSON.parse(document.getElementById("chat-i18n").textContent); } catch (e) {}
+  function t(key, fallback, values) {
+    let text = strings[key] || fallback;
+    Object.keys(values || {}).forEach((k) => { text = text.split("%(" + k + ")s").join(values[k]); });
+    return text;
+  }
 
   function csrf() {
     const field = document.querySelector("input[name=csrfmiddlewaretoken]");
@@ -47,8 +55,8 @@
   const embedded = document.body.classList.contains("embedded");
   function showError(response, text) {
     if (response.status === 403 && embedded) {
-      showNotice("Your browser blocks this chat inside the page.", false,
-        { href: location.pathname, text: "Open the chat in a new window" });
+      showNotice(t("blocked", "Your browser blocks this chat inside the page."), false,
+        { href: location.pathname, text: t("openWindow", "Open the chat in a new window") });
     } else {
       showNotice(text);
     }
@@ -79,8 +87,8 @@
       const data = await response.json();
       if (data.error) return data.error;
     } catch (e) {}
-    if (response.status === 403) return "This chat session expired. Please reload the page.";
-    return "Sorry, something went wrong. Please try again.";
+    if (response.status === 403) return t("expired", "This chat session expired. Please reload the page.");
+    return t("wrong", "Sorry, something went wrong. Please try again.");
   }
 
   // Parse a text/event-stream body: blocks separated by a blank line, "event:" and "data:" lines.
@@ -111,7 +119,7 @@
     const text = input.value.trim();
     if (!text) return;
     if (text.length > maxChars) {
-      showNotice("Your message is " + text.length + " characters long; the limit is " + maxChars + ".");
+      showNotice(t("tooLong", "Your message is %(n)s characters long; the limit is %(max)s.", { n: text.length, max: maxChars }));
       return;
     }
     showNotice("");
@@ -148,7 +156,7 @@
       });
     } catch (err) {
       target.classList.remove("typing");
-      showNotice("The connection dropped. Please try again.");
+      showNotice(t("dropped", "The connection dropped. Please try again."));
     } finally {
       button.disabled = false;
       input.focus();
@@ -188,7 +196,7 @@
     } else {
       store(data.conversation);
       el.closest("details").open = false;
-      showNotice("Thanks! We've passed your conversation to the team; they'll reply by email.", true);
+      showNotice(t("handoffThanks", "Thanks! We've passed your conversation to the team; they'll reply by email."), true);
     }
   });
 

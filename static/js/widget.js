@@ -24,7 +24,7 @@
 
     var button = document.createElement("button");
     button.type = "button";
-    button.setAttribute("aria-label", "Chat with " + config.name);
+    button.setAttribute("aria-label", config.label || "Chat with " + config.name);
     button.setAttribute("aria-expanded", "false");
     button.setAttribute("data-askhandle", "bubble");
     button.innerHTML = '<svg width="28" height="28" viewBox="0 0 24 24" fill="none" aria-hidden="true"><path d="M4 5.5A2.5 2.5 0 0 1 6.5 3h11A2.5 2.5 0 0 1 20 5.5v8a2.5 2.5 0 0 1-2.5 2.5H10l-4.2 3.6c-.5.4-1.3.1-1.3-.6V16A2.5 2.5 0 0 1 4 13.5z" fill="#fff"/></svg>';
