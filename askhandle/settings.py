@@ -330,6 +330,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Public chat, widget and API limits (rate limits are "count/seconds", counted in Redis). ---
 CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("ASKHANDLE_CHAT_MAX_MESSAGE_CHARS", "1000"))
+# /v1: the conversation a client sends (history and question, ~4 characters a token) is trimmed
+# to this, oldest turns first; six 2,000-character turns made one local answer 6x slower.
+CHAT_MAX_CONTEXT_TOKENS = int(os.environ.get("ASKHANDLE_CHAT_MAX_CONTEXT_TOKENS", "1500"))
 RATE_LIMITS_ENABLED = env_bool("ASKHANDLE_RATE_LIMITS", True)  # 0 lifts them (load benchmarks)
 RATE_LIMIT_VISITOR = os.environ.get(
 # Prices (USD per million tokens) the mode comparison (chat.evaluation) uses for a provider's

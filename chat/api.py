@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -34,6 +35,10 @@ from .streaming import answer_events
 log = logging.getLogger(__name__)
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
+# A request body larger than this is refused before it is read into JSON. Clients send the whole
+# conversation on every call and it is trimmed to CHAT_MAX_CONTEXT_TOKENS, so this only needs to
+# pass long histories, not megabytes (5 MB bodies were accepted and parsed).
+MAX_BODY_BYTES = 512 * 1024
 
 
 def openai_error(
@@ -156,7 +161,47 @@ class ApiTurn:
     conversation: Conversation | None = None
 
 
+def estimate_tokens(text: str) -> int:
+    """About four characters per token for the BPE tokenizers chat models use: no tokenizer is
+    loaded on the request path, and a cap needs an upper estimate, not an exact count."""
+    return len(text) // 4 + 1
+
+
+def trim_history(history: list[dict], question: str, budget: int) -> list[dict]:
+    """The most recent messages that fit `budget` tokens together with the question; older
+    ones are dropped first, so the model always sees the turns right before the question."""
+    left = budget - estimate_tokens(question)
+    kept: list[dict] = []
+    for message in reversed(history):
+        left -= estimate_tokens(message["content"])
+        if left < 0:
+            break
+        kept.append(message)
+    return kept[::-1]
+
+
+def _too_large(request) -> HttpResponse | None:
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    size = int(declared) if declared.isdigit() else None
+    if size is None:
+        try:
+            size = len(request.body)
+        except RequestDataTooBig:
+            size = MAX_BODY_BYTES + 1
+    if size <= MAX_BODY_BYTES:
+        return None
+    return openai_error(
+        413,
+        f"The request body is {size} bytes; the limit is {MAX_BODY_BYTES}. Send fewer or "
+        "shorter messages: only the most recent turns are used anyway.",
+        code="request_too_large",
+        param="messages",
+    )
+
+
 def _parse(request, key: ApiKey) -> ApiTurn | HttpResponse:
+    if too_large := _too_large(request):
+        return too_large
     try:
         body = json.loads(request.body or b"")
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -200,6 +245,7 @@ def _parse(request, key: ApiKey) -> ApiTurn | HttpResponse:
     if not isinstance(stream, bool):
         return openai_error(400, "'stream' must be a boolean.", param="stream")
     history = [{"role": r, "content": t} for r, t in turns[:-1] if r in ("user", "assistant")]
+    history = trim_history(history, question, settings.CHAT_MAX_CONTEXT_TOKENS)
     return ApiTurn(key.bot, model, question, history, stream)
 
 
