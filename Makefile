@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 SERVICES = set -a && $(PY) scripts/services.py up && source .run/services.env && set +a
 
-.PHONY: install run test test-fast bench bench-faq bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
+.PHONY: install run test test-fast bench bench-faq bench-tune bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
 
 # The chat page's translations: locale/*.po -> .mo (committed too; this refreshes edited ones).
 install: $(STAMP)
@@ -52,6 +52,11 @@ DATA ?= ../shared/data/faq_bench/clinc150
 SPLIT ?= test
 bench-faq: install
 	$(SERVICES) && $(PY) -m benchmarks.faq_bench --data "$(DATA)" --split "$(SPLIT)"
+
+# Local chat fine-tuning (LoRA) on a fixed CLINC150 subset beside a bare peft loop, then rag /
+# tuned / both answers; last line one JSON object (benchmarks/chat_tuning_bench.py).
+bench-tune: install
+	$(SERVICES) && $(PY) -m benchmarks.chat_tuning_bench
 
 # RAG vs fine-tuned vs both with the Compare page's own code (a KB subset: see the script).
 bench-compare: install

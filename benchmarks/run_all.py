@@ -18,6 +18,7 @@ BENCHMARKS = [
     ),
     ("benchmarks.demo_customer", []),
     ("benchmarks.grounding_calibration", []),
+    ("benchmarks.chat_tuning_bench", []),
     ("benchmarks.compare_bench", []),
     ("benchmarks.ingest_throughput", []),
     ("benchmarks.retrieval_latency", []),
