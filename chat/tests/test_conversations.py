@@ -186,7 +186,7 @@ def test_conversation_view_shows_transcript_with_paths_sources_rating_latency(
     )
     assert "Generated from knowledge" in body and "Fallback (unanswered)" in body
     assert "Shipping FAQ" in body and 'href="https://acme.test/shipping"' in body
-    assert "▼ Not helpful" in body and "120 ms" in body
+    assert "</svg>\n Not helpful" in body and "120 ms" in body
     # The transcript must not leak into base.html's flash-message list.
     assert 'class="messages"' not in body
     assert "jane@customer.test" in body
