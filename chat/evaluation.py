@@ -85,7 +85,7 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
                 "origin": labelled.get_origin_display().lower(),
             }
         )
-    pool = [q.strip() for q in UNRELATED_FILE.read_text("utf-8").splitlines() if q.strip()]
+    pool = must_decline_pool()
     for text in random.Random(bot.pk).sample(pool, min(unrelated, len(pool))):
         questions.append({"text": text, "gold": None, "origin": "unrelated"})
     seen, unique = set(), []
@@ -94,6 +94,22 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
             seen.add(q["text"].lower())
             unique.append(q)
     return unique[:MAX_QUESTIONS]
+
+
+def must_decline_pool() -> list[str]:
+    """The shipped unrelated questions a support bot of any business should decline: small talk
+    and world knowledge, without the file's section of other businesses' customer questions
+    ("what is your phone number" is in scope for most bots)."""
+    pool, skipping = [], False
+    for line in UNRELATED_FILE.read_text("utf-8").splitlines():
+        text = line.strip()
+        if text.startswith("# --- Other businesses"):
+            skipping = True
+        elif text.startswith("# --- end of other businesses"):
+            skipping = False
+        elif text and not text.startswith("#") and not skipping:
+            pool.append(text)
+    return pool
 
 
 def available_modes(bot: Bot) -> dict[str, str]:

@@ -259,3 +259,10 @@ def test_another_tenant_gets_404_on_an_evaluation(other_client, faq_bot):
         assert getattr(other_client, method)(url).status_code == 404
     evaluation.refresh_from_db()
     assert evaluation.status == Evaluation.Status.QUEUED
+
+
+def test_must_decline_questions_leave_out_other_businesses_customer_questions():
+    pool = ev.must_decline_pool()
+    assert "what is the capital of australia" in [q.lower() for q in pool] or len(pool) > 300
+    assert "what is your phone number" not in pool and "how much is a bike service" not in pool
+    assert not any(q.startswith("#") for q in pool)
