@@ -25,7 +25,6 @@ import copy
 import random
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -38,7 +37,6 @@ from bots.models import Bot, Message
 from .models import Evaluation, LabelledQuestion
 
 MODES = (Bot.Mode.RAG, Bot.Mode.FINETUNED, Bot.Mode.BOTH)
-UNRELATED_FILE = Path(settings.BASE_DIR) / "training" / "data" / "unrelated_questions.txt"
 UNRELATED_SAMPLE = 40
 MAX_QUESTIONS = 400  # a comparison stays a few minutes even on a slow chat model
 BOOTSTRAP_SAMPLES = 2000
@@ -97,19 +95,10 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
 
 
 def must_decline_pool() -> list[str]:
-    """The shipped unrelated questions a support bot of any business should decline: small talk
-    and world knowledge, without the file's section of other businesses' customer questions
-    ("what is your phone number" is in scope for most bots)."""
-    pool, skipping = [], False
-    for line in UNRELATED_FILE.read_text("utf-8").splitlines():
-        text = line.strip()
-        if text.startswith("# --- Other businesses"):
-            skipping = True
-        elif text.startswith("# --- end of other businesses"):
-            skipping = False
-        elif text and not text.startswith("#") and not skipping:
-            pool.append(text)
-    return pool
+    """Unrelated questions any business's bot should decline (training.unrelated)."""
+    from training.unrelated import must_decline
+
+    return must_decline()
 
 
 def available_modes(bot: Bot) -> dict[str, str]:
