@@ -4,6 +4,8 @@ from .models import Bot
 
 
 class BotForm(forms.ModelForm):
+    THRESHOLDS = ("direct_threshold", "answer_threshold")
+
     class Meta:
         model = Bot
         fields = [
@@ -33,6 +35,10 @@ class BotForm(forms.ModelForm):
         # A form posted without it (an older page, a script) keeps the bot's current policy.
         self.fields["generation"].required = False
         self.fields["language"].required = False
+        # The thresholds are set on the Settings page's calibration card (training); a form
+        # posted without them keeps the bot's, one posted with other values sets them by hand.
+        for name in self.THRESHOLDS:
+            self.fields[name].required = False
 
     def clean_language(self) -> str:
         return self.cleaned_data.get("language") or self.instance.language
@@ -40,8 +46,21 @@ class BotForm(forms.ModelForm):
     def clean_generation(self) -> str:
         return self.cleaned_data.get("generation") or self.instance.generation
 
+    def clean_direct_threshold(self) -> float:
+        value = self.cleaned_data.get("direct_threshold")
+        return self.instance.direct_threshold if value is None else value
+
+    def clean_answer_threshold(self) -> float:
+        value = self.cleaned_data.get("answer_threshold")
+        return self.instance.answer_threshold if value is None else value
+
     def clean(self):
         cleaned = super().clean()
+        if any(
+            name in cleaned and cleaned[name] != getattr(self.instance, name)
+            for name in self.THRESHOLDS
+        ):
+            cleaned["thresholds_auto"] = False  # hand-set numbers: calibration leaves them
         direct, answer = cleaned.get("direct_threshold"), cleaned.get("answer_threshold")
         if direct is not None and answer is not None and answer > direct:
             self.add_error("answer_threshold", "Must not be above the direct-answer threshold.")

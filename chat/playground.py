@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from bots.access import get_bot_for_user
 from bots.models import Message
+from training.selectors import calibration_note
 
 from .answer import answer
 from .overview import suggested_questions
@@ -63,6 +64,7 @@ def playground(request, bot_id: int):
         "badge": PATH_BADGES.get(result.path, "") if result else "",
         "path_label": Message.Path(result.path).label if result else "",
         "suggested": suggested_questions(bot),
+        "calibration_note": calibration_note(bot) if result else "",
     }
     if request.htmx:  # htmx swaps only 2xx responses: form errors come back as 200
         return render(request, "chat/playground.html#panel", context)

@@ -58,7 +58,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 UNRELATED_PATH = Path(__file__).resolve().parent / "data" / "unrelated_questions.txt"
 
@@ -545,6 +547,8 @@ def calibration_run(*, bot_id: int) -> dict | None:
     if bot is None:
         return None
     result = calibration_fit(bot)
+    if result is not None:
+        result["fitted_at"] = timezone.now().isoformat()
     with transaction.atomic():
         bot = Bot.objects.select_for_update().filter(pk=bot_id).first()
         if bot is None:
@@ -616,4 +620,24 @@ def thresholds_auto_set(*, bot, auto: bool):
     bot.thresholds_auto = auto
     if auto:
         return caution_apply(bot=bot, caution=bot.caution)
+    return bot
+
+
+def thresholds_hand_set(*, bot, direct: float, answer: float):
+    """The owner's own thresholds (the advanced section): stored as given and automatic fitting
+    switched off, so the next calibration keeps them. Raises ValidationError when the answer
+    threshold is above the direct one or either is outside 0..1. Returns the bot."""
+    from bots.models import Bot
+
+    direct, answer = float(direct), float(answer)
+    if not (0.0 <= answer <= 1.0 and 0.0 <= direct <= 1.0):
+        raise ValidationError("Thresholds are similarities between 0 and 1.")
+    if answer > direct:
+        raise ValidationError(
+            {"answer_threshold": "Must not be above the direct-answer threshold."}
+        )
+    fields = {"direct_threshold": direct, "answer_threshold": answer, "thresholds_auto": False}
+    Bot.objects.filter(pk=bot.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(bot, name, value)
     return bot

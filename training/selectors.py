@@ -43,3 +43,54 @@ def chat_tuning_context(bot: Bot) -> dict:
 
 def loss_chart(run) -> dict:
     return {"steps": [s for s, _ in run.losses], "losses": [loss for _, loss in run.losses]}
+
+
+def _fitted_on(calibration: dict) -> str:
+    from datetime import datetime
+
+    from django.utils import formats, timezone
+
+    try:
+        when = datetime.fromisoformat(calibration.get("fitted_at", ""))
+    except ValueError:
+        return ""
+    return formats.date_format(timezone.localtime(when), "DATE_FORMAT")
+
+
+def calibration_panel_context(bot: Bot, caution: float | None = None) -> dict:
+    """What the Settings page's "cautious <-> helpful" card shows: the stored fit's headline for
+    the bot's caution (or `caution`, the slider's unsaved position: read off the stored curve,
+    no model call), its numbers for the advanced section, and when it was fitted."""
+    from .calibration import caution_preview
+
+    calibration = bot.calibration or {}
+    value = bot.caution if caution is None else min(1.0, max(0.0, float(caution)))
+    point = caution_preview(calibration, value)
+    return {
+        "bot": bot,
+        "fitted": bool(point),
+        "caution": value,
+        "point": point,
+        "rates": point.get("at_threshold", {}),
+        "samples": calibration.get("samples", {}),
+        "method": calibration.get("method", ""),
+        "fitted_on": _fitted_on(calibration),
+    }
+
+
+def calibration_note(bot: Bot) -> str:
+    """One line on where the bot's thresholds come from (the Test page)."""
+    if not bot.thresholds_auto:
+        return (
+            f"Thresholds set by hand: answers from similarity {bot.answer_threshold:.2f}, "
+            f"word for word from {bot.direct_threshold:.2f}."
+        )
+    context = calibration_panel_context(bot)
+    point, on = context["point"], context["fitted_on"]
+    if not point:
+        return "Not fitted yet: add FAQ entries with other phrasings of their questions."
+    sentence = point["summary"][0].lower() + point["summary"][1:].rstrip(".")
+    return (
+        f"Thresholds fitted to your FAQ{f' on {on}' if on else ''}: {sentence}; "
+        f"caution {point['caution']:.2f}."
+    )

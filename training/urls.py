@@ -15,4 +15,8 @@ urlpatterns = [
     path("fine-tuning/<int:run_id>/", views.chat_tuning_run, name="chat_tuning_run"),
     path("fine-tuning/<int:run_id>/cancel/", views.chat_tuning_cancel, name="chat_tuning_cancel"),
     path("fine-tuning/<int:run_id>/deploy/", views.chat_tuning_deploy, name="chat_tuning_deploy"),
+    path("calibration/preview/", views.calibration_preview, name="calibration_preview"),
+    path("calibration/caution/", views.calibration_caution, name="calibration_caution"),
+    path("calibration/thresholds/", views.calibration_thresholds, name="calibration_thresholds"),
+    path("calibration/auto/", views.calibration_auto, name="calibration_auto"),
 ]

@@ -8,14 +8,21 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from bots.access import get_bot_for_user
 
-from . import chat_tuning, retrieval
+from . import calibration, chat_tuning, retrieval
+from .forms import CautionForm, ThresholdsForm
 from .models import ChatTuning
-from .selectors import chat_tuning_context, loss_chart, tuning_panel_context
+from .selectors import (
+    calibration_panel_context,
+    chat_tuning_context,
+    loss_chart,
+    tuning_panel_context,
+)
 
 PANEL = "training/tuning.html#panel"
 
@@ -185,3 +192,81 @@ def chat_tuning_undeploy(request, bot_id: int):
     chat_tuning.chat_tuning_undeploy(bot=bot)
     messages.success(request, f"{bot.name} answers with the base model and retrieval again.")
     return redirect("training:chat_tuning", bot_id=bot.pk)
+
+
+# --- Calibration card (on the bot's Settings page) -----------------------------------------------
+
+CALIBRATION = "training/calibration.html"
+
+
+def _calibration_card(request, bot, *, form=None, status=200):
+    """The card for htmx, else back to the Settings page (the card renders there too)."""
+    if request.htmx:
+        context = calibration_panel_context(bot)
+        context["thresholds_form"] = form
+        return render(request, f"{CALIBRATION}#panel", context, status=status)
+    return redirect(reverse("bots:edit", args=[bot.pk]) + "#calibration")
+
+
+@login_required
+@require_GET
+def calibration_preview(request, bot_id: int):
+    """The slider's live preview: plain words and rates for an unsaved caution, read off the
+    stored curve (no model call, no write)."""
+    bot = get_bot_for_user(request.user, bot_id)
+    form = CautionForm(request.GET)
+    if not request.htmx:
+        return redirect(reverse("bots:edit", args=[bot.pk]) + "#calibration")
+    caution = form.cleaned_data["caution"] if form.is_valid() else None
+    return render(
+        request, f"{CALIBRATION}#preview", calibration_panel_context(bot, caution=caution)
+    )
+
+
+@login_required
+@require_POST
+def calibration_caution(request, bot_id: int):
+    bot = get_bot_for_user(request.user, bot_id)
+    form = CautionForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("The caution is a number from 0 to 1.", status=400)
+    calibration.caution_apply(bot=bot, caution=form.cleaned_data["caution"])
+    if not request.htmx:
+        messages.success(request, "Caution saved.")
+    return _calibration_card(request, bot)
+
+
+@login_required
+@require_POST
+def calibration_thresholds(request, bot_id: int):
+    """Hand-set thresholds (the advanced section): automatic fitting goes off."""
+    bot = get_bot_for_user(request.user, bot_id)
+    form = ThresholdsForm(request.POST)
+    if form.is_valid():
+        try:
+            calibration.thresholds_hand_set(
+                bot=bot,
+                direct=form.cleaned_data["direct_threshold"],
+                answer=form.cleaned_data["answer_threshold"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+    if not form.is_valid():
+        if request.htmx:  # htmx swaps only 2xx responses
+            return _calibration_card(request, bot, form=form)
+        messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
+        return _calibration_card(request, bot)
+    if not request.htmx:
+        messages.success(request, "Thresholds saved; they stay as you set them.")
+    return _calibration_card(request, bot)
+
+
+@login_required
+@require_POST
+def calibration_auto(request, bot_id: int):
+    """Back to fitted thresholds (those of the stored fit for the bot's caution, at once)."""
+    bot = get_bot_for_user(request.user, bot_id)
+    calibration.thresholds_auto_set(bot=bot, auto=True)
+    if not request.htmx:
+        messages.success(request, "Thresholds are fitted to your FAQ again.")
+    return _calibration_card(request, bot)

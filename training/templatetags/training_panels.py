@@ -1,11 +1,12 @@
 """Training's cards on other apps' pages. The knowledge page shows the retrieval-tuning card
 with `{% load training_panels %}{% tuning_panel bot %}`: knowledge (an earlier app) never
-imports training, and the card keeps rendering on the server, so it works without JavaScript."""
+imports training, and the card keeps rendering on the server, so it works without JavaScript.
+The bot's Settings page shows the calibration card the same way (`{% calibration_panel bot %}`)."""
 
 from django import template
 from django.template.loader import render_to_string
 
-from ..selectors import tuning_panel_context
+from ..selectors import calibration_panel_context, tuning_panel_context
 
 register = template.Library()
 
@@ -14,4 +15,13 @@ register = template.Library()
 def tuning_panel(context, bot) -> str:
     return render_to_string(
         "training/tuning.html#panel", tuning_panel_context(bot), request=context.get("request")
+    )
+
+
+@register.simple_tag(takes_context=True)
+def calibration_panel(context, bot) -> str:
+    return render_to_string(
+        "training/calibration.html#panel",
+        calibration_panel_context(bot),
+        request=context.get("request"),
     )

@@ -234,10 +234,11 @@ def test_calibrate_bot_stores_the_fit_and_a_new_caution_moves_the_thresholds_at_
     assert (bot.answer_threshold, bot.direct_threshold) == cal.thresholds_for_caution(
         fitted, bot.caution
     )
-    # A second delivery stores the same fit.
+    assert fitted["fitted_at"]  # the Test page and the Settings card say when
+    # A second delivery stores the same fit (only its date moves).
     assert calibrate_bot.apply(args=[bot.pk]).get() is True
     bot.refresh_from_db()
-    assert bot.calibration == fitted
+    assert {**bot.calibration, "fitted_at": ""} == {**fitted, "fitted_at": ""}
 
     # The slider: the preview and the saved value agree, and neither needs the model.
     helpful, cautious = cal.caution_preview(fitted, 0.0), cal.caution_preview(fitted, 1.0)

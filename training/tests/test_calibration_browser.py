@@ -1,0 +1,57 @@
+"""The Settings page's cautious <-> helpful card in Debian's chromium: the live preview follows
+the slider, saving moves the thresholds, hand-set numbers switch fitting off."""
+
+import pytest
+from playwright.sync_api import expect
+
+from bots.models import Bot
+from training import calibration as cal
+
+from .test_calibration_views import synthetic_fit
+
+pytestmark = [pytest.mark.browser]
+PASSWORD = "correct-horse-battery-9"  # conftest.make_user
+
+
+def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, screenshot):
+    fitted = synthetic_fit()
+    answer, direct = cal.thresholds_for_caution(fitted, bot.caution)
+    Bot.objects.filter(pk=bot.pk).update(
+        calibration=fitted, answer_threshold=answer, direct_threshold=direct
+    )
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{asgi_server}/accounts/login/?next=/bots/{bot.pk}/settings/")
+    page.locator("input[name=username]").fill(user.email)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    card = page.locator("#calibration")
+    expect(card).to_contain_text(fitted["summary"])
+
+    page.locator("#id_caution").fill("1")  # fires "input": the preview comes from the server
+    cautious = cal.caution_preview(fitted, 1.0)
+    expect(card.locator("#calibration-preview")).to_contain_text(cautious["summary"])
+    expect(card).to_contain_text("not saved yet")
+    page.locator("#id_caution").fill("0.6")
+    expect(card).to_contain_text(cal.caution_preview(fitted, 0.6)["summary"])
+    card.locator("details summary").click()
+    card.scroll_into_view_if_needed()
+    screenshot(page, "calibration-01-preview")
+
+    card.get_by_role("button", name="Save").click()
+    expect(card).not_to_contain_text("not saved yet")
+    bot.refresh_from_db()
+    assert bot.caution == 0.6
+    assert (bot.answer_threshold, bot.direct_threshold) == cal.thresholds_for_caution(fitted, 0.6)
+
+    card.locator("details summary").click()
+    card.locator("input[name=answer_threshold]").fill("0.4")
+    card.get_by_role("button", name="Set by hand").click()
+    expect(card.locator(".badge")).to_have_text("Set by hand")
+    card.locator("details summary").click()
+    screenshot(page, "calibration-02-by-hand")
+    card.get_by_role("button", name="Fit to my FAQ again").click()
+    expect(card.locator(".badge")).to_have_text("Fitted to your FAQ")
+    bot.refresh_from_db()
+    assert (
+        bot.thresholds_auto and bot.answer_threshold == cal.thresholds_for_caution(fitted, 0.6)[0]
+    )
