@@ -306,6 +306,17 @@ OPENAI_FINE_TUNING_MODEL = os.environ.get("OPENAI_FINE_TUNING_MODEL", "gpt-4o-mi
 OPENAI_FINE_TUNING_PRICE_PER_MTOK = float(os.environ.get("OPENAI_FINE_TUNING_PRICE", "3.0"))
 # Query embeddings remembered per process (repeated customer questions skip the model); 0 = off.
 QUERY_EMBED_CACHE_SIZE = int(os.environ.get("ASKHANDLE_QUERY_EMBED_CACHE", "4096"))
+# Public chat and /v1 do their synchronous work (ORM, answer steps, model calls) in one bounded
+# thread pool per web process (chat.workers); requests beyond ANSWER_THREADS + ANSWER_QUEUE get
+# 503 with Retry-After instead of piling up. 0 runs that work on Django's thread-sensitive
+# executor (the in-process test client: its views must share the test's transaction).
+ANSWER_THREADS = int(os.environ.get("ASKHANDLE_ANSWER_THREADS", "0" if TESTING else "16"))
+ANSWER_QUEUE = int(os.environ.get("ASKHANDLE_ANSWER_QUEUE", "200"))
+# Concurrent questions are embedded together (providers.batching): a batch waits this long for
+# company, holds at most EMBED_BATCH_MAX texts, and at most EMBED_QUEUE_MAX wait (then 503).
+EMBED_BATCH_WAIT_MS = float(os.environ.get("ASKHANDLE_EMBED_BATCH_WAIT_MS", "3"))
+EMBED_BATCH_MAX = int(os.environ.get("ASKHANDLE_EMBED_BATCH_MAX", "32"))
+EMBED_QUEUE_MAX = int(os.environ.get("ASKHANDLE_EMBED_QUEUE_MAX", "256"))
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or None
 OPENAI_CHAT_MODEL = os.environ.get("OPENAI_CHAT_MODEL", "gpt-4o-mini")

@@ -15,22 +15,23 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from bots.models import ApiKey, Bot, Conversation
+from providers import Overloaded
 
-from . import ratelimit, services
+from . import ratelimit, services, workers
 from .answer import answer_stream
 from .apikeys import api_key_authenticate
 from .markup import stream_json
-from .streaming import answer_events
+from .streaming import answer_events, query_vector
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class ApiTurn:
     history: list[dict]
     stream: bool
     conversation: Conversation | None = None
+    vector: list[float] | None = None  # the question's embedding (chat.streaming.query_vector)
 
 
 def estimate_tokens(text: str) -> int:
@@ -278,7 +280,9 @@ def _record(turn: ApiTurn, answer) -> None:
 
 
 def _complete(turn: ApiTurn) -> dict:
-    for kind, value in answer_stream(turn.bot, turn.question, history=turn.history):
+    for kind, value in answer_stream(
+        turn.bot, turn.question, history=turn.history, vector=turn.vector
+    ):
         if kind == "done":
             _record(turn, value)
             return {
@@ -299,7 +303,15 @@ def _complete(turn: ApiTurn) -> dict:
     raise RuntimeError("answer stream ended without an answer")
 
 
-async def _chunks(turn: ApiTurn):
+async def _chunks(turn: ApiTurn, ticket: workers.Ticket):
+    try:
+        async for piece in _chunks_of(turn):
+            yield piece
+    finally:
+        ticket.release()
+
+
+async def _chunks_of(turn: ApiTurn):
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion.chunk",
@@ -317,12 +329,14 @@ async def _chunks(turn: ApiTurn):
 
     yield chunk({"role": "assistant", "content": ""})
     try:
-        async with aclosing(answer_events(turn.bot, turn.question, history=turn.history)) as events:
+        async with aclosing(
+            answer_events(turn.bot, turn.question, history=turn.history, vector=turn.vector)
+        ) as events:
             async for kind, value in events:
                 if kind == "token":
                     yield chunk({"content": value})
                 else:
-                    await sync_to_async(_record)(turn, value)
+                    await workers.run(_record, turn, value)
                     yield chunk({}, "stop", askhandle=_extra(turn, value))
     except Exception:
         log.exception("API answer failed for bot %s", turn.bot.pk)
@@ -336,20 +350,54 @@ async def _chunks(turn: ApiTurn):
     yield b"data: [DONE]\n\n"
 
 
+def _prepare_and_embed(request) -> ApiTurn | HttpResponse:
+    """_prepare, then the question's embedding (batched); Overloaded propagates."""
+    turn = _prepare(request)
+    if isinstance(turn, ApiTurn):
+        turn.vector = query_vector(turn.bot, turn.question)
+    return turn
+
+
+def _busy(exc: Overloaded):
+    # OpenAI's own overload answer: clients retry 503s after Retry-After.
+    return openai_error(
+        503,
+        "The server is overloaded. Please retry after a short wait.",
+        type_="server_error",
+        code="overloaded",
+        retry_after=exc.retry_after,
+    )
+
+
 @csrf_exempt
 async def chat_completions(request):
     if request.method != "POST":
         return openai_error(405, f"Method {request.method} not allowed; use POST.")
-    turn = await sync_to_async(_prepare)(request)
-    if isinstance(turn, HttpResponse):
-        return turn
-    if turn.stream:
-        response = StreamingHttpResponse(_chunks(turn), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
     try:
-        return JsonResponse(await sync_to_async(_complete)(turn))
-    except Exception:
-        log.exception("API answer failed for bot %s", turn.bot.pk)
-        return openai_error(500, "The answer failed; please retry.", type_="server_error")
+        ticket = workers.admit()
+    except Overloaded as exc:
+        return _busy(exc)
+    streaming = False
+    try:
+        try:
+            turn = await workers.run(_prepare_and_embed, request)
+        except Overloaded as exc:
+            return _busy(exc)
+        if isinstance(turn, HttpResponse):
+            return turn
+        if turn.stream:
+            chunks = _chunks(turn, ticket)
+            weakref.finalize(chunks, ticket.release)  # a stream that never starts
+            streaming = True
+            response = StreamingHttpResponse(chunks, content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            return response
+        try:
+            return JsonResponse(await workers.run(_complete, turn))
+        except Exception:
+            log.exception("API answer failed for bot %s", turn.bot.pk)
+            return openai_error(500, "The answer failed; please retry.", type_="server_error")
+    finally:
+        if not streaming:
+            ticket.release()

@@ -5,21 +5,22 @@ Nothing here is tenant-scoped: a bot's slug is public. Templates get a `chat` di
 fields only (name, greeting, colour), never the Bot, so owner data cannot reach a page by accident.
 
 Answers stream as server-sent events from an async view (ASGI). The answer pipeline is sync (ORM,
-model calls), so each step runs through sync_to_async in the request's own thread: the event loop
-stays free, and in tests the steps share the test's database connection.
+model calls), so each piece runs on the bounded answer pool (chat.workers): the event loop stays
+free, a slow answer never holds a thread another request needs, and beyond the pool's queue a
+question gets 503 with Retry-After.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from urllib.parse import urlencode
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -36,12 +37,13 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from bots.models import Bot, Conversation, Message
+from providers import Overloaded
 
-from . import ratelimit, services
+from . import ratelimit, services, workers
 from .answer import Answer, answer_stream
 from .i18n import chat_strings, in_bot_language
 from .markup import render_markdown, stream_json
-from .streaming import answer_events
+from .streaming import answer_events, query_vector
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +269,7 @@ class Turn:
     question: str
     history: list[dict]
     new_conversation: bool
+    vector: list[float] | None = None  # the question's embedding (chat.streaming.query_vector)
 
 
 def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
@@ -343,7 +346,9 @@ def _reply_payload(turn: Turn, message: Message) -> dict:
 
 def _answer_whole(turn: Turn) -> dict:
     try:
-        for kind, value in answer_stream(turn.bot, turn.question, history=turn.history):
+        for kind, value in answer_stream(
+            turn.bot, turn.question, history=turn.history, vector=turn.vector
+        ):
             if kind == "done":
                 return _record_reply(turn, value)
     except Exception:
@@ -355,47 +360,88 @@ def sse(event: str, data) -> bytes:
     return f"event: {event}\ndata: {stream_json(data)}\n\n".encode()
 
 
-async def _answer_events(turn: Turn):
+async def _answer_events(turn: Turn, ticket: workers.Ticket):
     recorded = False
-    yield sse("start", {"conversation": str(turn.conversation.public_id)})
     try:
-        async with aclosing(answer_events(turn.bot, turn.question, history=turn.history)) as events:
+        yield sse("start", {"conversation": str(turn.conversation.public_id)})
+        async with aclosing(
+            answer_events(turn.bot, turn.question, history=turn.history, vector=turn.vector)
+        ) as events:
             async for kind, value in events:
                 if kind == "token":
                     yield sse("token", {"text": value})
                 else:
-                    payload = await sync_to_async(_record_reply)(turn, value)
+                    payload = await workers.run(_record_reply, turn, value)
                     recorded = True
                     yield sse("done", payload)
     except Exception:
         log.exception("Answering in conversation %s failed", turn.conversation.public_id)
-        payload = await sync_to_async(_record_failure)(turn)
+        payload = await workers.run(_record_failure, turn)
         recorded = True
         yield sse("done", payload)
     finally:
-        if not recorded:  # the visitor left mid-answer: keep their question for the owner
-            await sync_to_async(_record_question_only)(turn)
+        try:
+            if not recorded:  # the visitor left mid-answer: keep their question for the owner
+                await workers.run(_record_question_only, turn)
+        finally:
+            ticket.release()
+
+
+def _prepare_and_embed(request, slug: str) -> Turn | HttpResponse:
+    """_prepare_turn, then the question's embedding (batched); Overloaded propagates."""
+    turn = _prepare_turn(request, slug)
+    if isinstance(turn, Turn):
+        turn.vector = query_vector(turn.bot, turn.question)
+    return turn
+
+
+def _busy(request, exc: Overloaded):
+    """503 with Retry-After: the answer queue or the embedding queue is full."""
+    if _wants(request) == "html":
+        response = HttpResponse(workers.OVERLOADED_TEXT, status=503, content_type="text/plain")
+    else:
+        response = JsonResponse(
+            {"error": workers.OVERLOADED_TEXT, "retry_after": exc.retry_after}, status=503
+        )
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @require_POST
 @in_bot_language
 async def chat_ask(request, slug: str):
     """One customer question. Streams SSE (Accept: text/event-stream), answers JSON
-    (Accept: application/json), or redirects back to the page (a plain form post, no JS)."""
-    turn = await sync_to_async(_prepare_turn)(request, slug)
-    if isinstance(turn, HttpResponse):
-        return turn
-    wants = _wants(request)
-    if wants == "sse":
-        response = StreamingHttpResponse(_answer_events(turn), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold tokens back
-    elif wants == "json":
-        response = JsonResponse(await sync_to_async(_answer_whole)(turn))
-    else:
-        await sync_to_async(_answer_whole)(turn)
-        response = redirect(_page_url(turn.bot, request) + "#end", permanent=False)
-        response.status_code = 303
+    (Accept: application/json), or redirects back to the page (a plain form post, no JS).
+    503 with Retry-After when this server already has all the questions it can queue."""
+    try:
+        ticket = workers.admit()
+    except Overloaded as exc:
+        return _busy(request, exc)
+    streaming = False
+    try:
+        try:
+            turn = await workers.run(_prepare_and_embed, request, slug)
+        except Overloaded as exc:
+            return _busy(request, exc)
+        if isinstance(turn, HttpResponse):
+            return turn
+        wants = _wants(request)
+        if wants == "sse":
+            events = _answer_events(turn, ticket)
+            weakref.finalize(events, ticket.release)  # a stream that never starts
+            streaming = True
+            response = StreamingHttpResponse(events, content_type="text/event-stream")
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold tokens back
+        elif wants == "json":
+            response = JsonResponse(await workers.run(_answer_whole, turn))
+        else:
+            await workers.run(_answer_whole, turn)
+            response = redirect(_page_url(turn.bot, request) + "#end", permanent=False)
+            response.status_code = 303
+    finally:
+        if not streaming:
+            ticket.release()
     if turn.new_conversation:
         remember_conversation(request, response, turn.bot, turn.conversation)
     return response

@@ -80,16 +80,19 @@ class Hit:
 
 @lru_cache(maxsize=max(1, settings.QUERY_EMBED_CACHE_SIZE))
 def _embed_cached(provider: str, model: str, query: str) -> tuple[float, ...]:
-    return tuple(providers.get_provider(provider).embed([query], model=model or None)[0])
+    from providers.batching import embed_query as batched
+
+    return tuple(batched(provider, model or None, query))
 
 
 def embed_query(bot, query: str) -> list[float]:
     """The query's embedding with the bot's active embedding model (a tuned one when the bot has
     it). Customers ask the same questions again and again, so each web or worker process keeps
     the last QUERY_EMBED_CACHE_SIZE of them (0 turns the cache off); the key includes the model,
-    so a newly deployed tuned model never sees vectors of the old one."""
+    so a newly deployed tuned model never sees vectors of the old one. Concurrent questions are
+    embedded together (providers.batching); raises providers.Overloaded when too many wait."""
     if not settings.QUERY_EMBED_CACHE_SIZE:
-        return providers.embed_for_bot(bot, [query])[0]
+        return providers.embed_query(bot, query)
     provider = providers.embedding_provider(bot).name
     return list(_embed_cached(provider, providers.embedding_model_arg(bot) or "", query))
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 from functools import cache
 
 from .base import ChatMessage, Provider, ProviderError, ProviderUnavailable
+from .batching import Overloaded
 
 __all__ = [
     "ChatMessage",
     "Provider",
     "ProviderError",
     "ProviderUnavailable",
+    "Overloaded",
+    "embed_query",
     "get_provider",
     "for_bot",
     "embedding_model_for_bot",
@@ -92,6 +95,15 @@ def embedding_model_for_bot(bot) -> str:
 def embed_for_bot(bot, texts) -> list[list[float]]:
     """Unit vectors for `texts` from the bot's active embedding model."""
     return embedding_provider(bot).embed(list(texts), model=embedding_model_arg(bot))
+
+
+def embed_query(bot, text: str) -> list[float]:
+    """One question's unit vector from the bot's active embedding model, embedded in a
+    micro-batch with other questions waiting in this process (providers.batching). Raises
+    Overloaded when too many are waiting."""
+    from .batching import embed_query as batched
+
+    return batched(embedding_provider(bot).name, embedding_model_arg(bot), text)
 
 
 def warm_up_in_background() -> None:

@@ -156,7 +156,10 @@ class Handler(BaseHTTPRequestHandler):
                         }
                     ],
                 }
+                if i and self.server.chunk_delay:  # a slow model: the first word comes at once
+                    time.sleep(self.server.chunk_delay)
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
             done = {
                 "id": "chatcmpl-stub",
                 "object": "chat.completion.chunk",
@@ -489,6 +492,8 @@ class OpenAIStubServer(ThreadingHTTPServer):
         self.fine_tuning_refused = False
         self.fine_tuning_fail_next: list[int] = []
         self.fine_tuning_steps = 3
+        # Seconds between streamed words (0: all at once), for tests of a slow model.
+        self.chunk_delay = 0.0
 
     @property
     def base_url(self) -> str:

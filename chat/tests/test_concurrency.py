@@ -1,0 +1,186 @@
+"""Under load: a slow answer holds nobody else up, questions are embedded in micro-batches, and a
+full queue answers 503 with Retry-After (never an unbounded pile-up)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from chat.apikeys import api_key_create
+from chat.tests.chat_helpers import add_document_chunk, add_faq
+
+WARRANTY = "Every bicycle frame has a lifetime warranty. Components are covered for two years."
+REPLY = "Every frame has a lifetime warranty [1]. Components are covered for two years [1]."
+
+
+def _slow_stream(base: str, key: str, out: dict) -> None:
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=60)
+    started = time.perf_counter()
+    try:
+        with client.chat.completions.create(
+            model="acme",
+            stream=True,
+            messages=[{"role": "user", "content": "What is the warranty?"}],
+        ) as stream:
+            out["text"] = "".join(chunk.choices[0].delta.content or "" for chunk in stream)
+    except Exception as exc:  # shown by the waiting test
+        out["error"] = repr(exc)
+        raise
+    out["seconds"] = time.perf_counter() - started
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dashboard_and_other_customers_answer_while_a_slow_answer_streams(
+    openai_server, asgi_server, bot, user
+):
+    bot.provider = "openai"
+    bot.save()
+    add_document_chunk(bot, WARRANTY, title="Warranty", embed_as="What is the warranty?")
+    add_faq(bot, "How do I reset my password?", "Click Forgot password.")
+    _, key = api_key_create(bot=bot, name="k")
+    openai_server.replies.append(REPLY)
+    openai_server.chunk_delay = 0.5  # 13 words: about 6 s of writing
+    browser = Client()
+    browser.force_login(user)
+    session = browser.cookies[settings.SESSION_COOKIE_NAME].value
+
+    slow: dict = {}
+    writer = threading.Thread(target=_slow_stream, args=(asgi_server, key, slow))
+    writer.start()
+    deadline = time.monotonic() + 30
+    while not any(p.endswith("/chat/completions") for p in openai_server.requests):
+        assert time.monotonic() < deadline and writer.is_alive(), f"no slow answer: {slow}"
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the model's writing
+
+    with httpx.Client(base_url=asgi_server, timeout=30) as http:
+        http.cookies.set(settings.SESSION_COOKIE_NAME, session)
+        for url in ("/bots/", f"/bots/{bot.pk}/"):
+            started = time.perf_counter()
+            page = http.get(url)
+            elapsed = time.perf_counter() - started
+            assert page.status_code == 200 and "Acme Help" in page.text
+            assert elapsed < 2, f"{url} took {elapsed:.1f} s behind a slow answer"
+        started = time.perf_counter()
+        direct = http.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "model": "acme",
+                "messages": [{"role": "user", "content": "How do I reset my password?"}],
+            },
+        )
+        elapsed = time.perf_counter() - started
+        assert direct.status_code == 200 and direct.json()["askhandle"]["path"] == "direct"
+        assert elapsed < 2, f"another customer's answer took {elapsed:.1f} s"
+    assert writer.is_alive(), "the slow answer was over before the other requests were timed"
+
+    writer.join(timeout=60)
+    assert slow["text"].strip() == REPLY and slow["seconds"] >= 5
+
+
+@pytest.fixture
+def server_with(transactional_db, tmp_path):
+    """start(**env): uvicorn on the test database with extra settings; stopped after the test."""
+    from askhandle.devtools import start_uvicorn, stop_process
+    from conftest import child_env
+
+    procs = []
+
+    def start(**env):
+        proc, base = start_uvicorn({**child_env(), **env}, tmp_path / f"uvicorn{len(procs)}.log")
+        procs.append(proc)
+        return base
+
+    yield start
+    for proc in procs:
+        stop_process(proc)
+
+
+def _ask_api(http: httpx.Client, key: str, question: str) -> httpx.Response:
+    return http.post(
+        "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"model": "acme", "messages": [{"role": "user", "content": question}]},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_questions_are_embedded_in_one_call(openai_server, server_with, bot):
+    bot.provider = "openai"
+    bot.save()
+    add_faq(bot, "How do I reset my password?", "Click Forgot password.")
+    add_faq(bot, "Do you ship abroad?", "Yes, to 40 countries.")
+    _, key = api_key_create(bot=bot, name="k")
+    base = server_with(ASKHANDLE_EMBED_BATCH_WAIT_MS="500", ASKHANDLE_QUERY_EMBED_CACHE="0")
+    openai_server.bodies.clear()
+
+    replies: dict = {}
+
+    def ask(question):
+        with httpx.Client(base_url=base, timeout=30) as http:
+            replies[question] = _ask_api(http, key, question)
+
+    askers = [
+        threading.Thread(target=ask, args=(q,))
+        for q in ("How do I reset my password?", "Do you ship abroad?")
+    ]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join(timeout=60)
+
+    assert {q: r.json()["choices"][0]["message"]["content"] for q, r in replies.items()} == {
+        "How do I reset my password?": "Click Forgot password.",
+        "Do you ship abroad?": "Yes, to 40 countries.",
+    }
+    embeddings = [b for b in openai_server.bodies if "input" in b]
+    assert [sorted(b["input"]) for b in embeddings] == [
+        ["Do you ship abroad?", "How do I reset my password?"]
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_answer_queue_gets_503_with_retry_after(openai_server, server_with, bot):
+    bot.provider = "openai"
+    bot.save()
+    add_document_chunk(bot, WARRANTY, title="Warranty", embed_as="What is the warranty?")
+    add_faq(bot, "How do I reset my password?", "Click Forgot password.")
+    _, key = api_key_create(bot=bot, name="k")
+    base = server_with(ASKHANDLE_ANSWER_THREADS="1", ASKHANDLE_ANSWER_QUEUE="0")
+    openai_server.replies.append(REPLY)
+    openai_server.chunk_delay = 0.3
+
+    slow: dict = {}
+    writer = threading.Thread(target=_slow_stream, args=(base, key, slow))
+    writer.start()
+    deadline = time.monotonic() + 30
+    while not any(p.endswith("/chat/completions") for p in openai_server.requests):
+        assert time.monotonic() < deadline and writer.is_alive(), f"no slow answer: {slow}"
+        time.sleep(0.05)
+
+    with httpx.Client(base_url=base, timeout=30) as http:
+        busy = _ask_api(http, key, "How do I reset my password?")
+        assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
+        assert busy.json()["error"]["type"] == "server_error"
+        assert busy.json()["error"]["code"] == "overloaded"
+
+        page = http.get("/c/acme/")
+        token = page.text.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+        headers = {"X-CSRFToken": token, "Referer": base + "/c/acme/", "Accept": "application/json"}
+        public = http.post("/c/acme/ask/", data={"message": "Hi"}, headers=headers)
+        assert public.status_code == 503 and int(public.headers["Retry-After"]) >= 1
+        assert "busy" in public.json()["error"] and public.json()["retry_after"] >= 1
+        assert writer.is_alive()
+
+        writer.join(timeout=60)
+        assert slow["text"].strip() == REPLY
+        # The slow answer's place is free again: the queue never stays full.
+        again = _ask_api(http, key, "How do I reset my password?")
+        assert again.status_code == 200 and again.json()["askhandle"]["path"] == "direct"

@@ -1,0 +1,102 @@
+"""Where the public chat and /v1 do their synchronous work: one bounded thread pool per process.
+
+The answer pipeline is synchronous (ORM reads and writes, each step of chat.answer.answer_stream,
+calls to a local model or a provider over HTTP). Async views hand each piece to this pool with
+`await run(fn, ...)`, so the event loop stays free and the number of threads (and of database
+connections: one per pool thread at most) stays ANSWER_THREADS whatever the load. Django's own
+request threads (the dashboard's sync views) never run an answer.
+
+Admission: a request `admit()`s before its first piece and releases when it ends. Beyond
+ANSWER_THREADS + ANSWER_QUEUE requests in progress, `admit()` raises providers.Overloaded and the
+views answer 503 with Retry-After: a burst waits in a bounded queue or is told to come back,
+never piles up without bound.
+
+Database connections: a pool thread is not a Django request thread, so request_started /
+request_finished never clean its connection. Each piece of work starts and ends with
+close_old_connections(), which applies CONN_MAX_AGE and drops broken connections exactly as
+Django does around a request.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from providers import Overloaded
+
+_pool: ThreadPoolExecutor | None = None
+_lock = threading.Lock()
+_in_progress = 0
+
+
+def pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(
+                    max_workers=max(1, settings.ANSWER_THREADS), thread_name_prefix="answer"
+                )
+    return _pool
+
+
+def _with_fresh_connection(fn):
+    def call(*args, **kwargs):
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return call
+
+
+async def run(fn, *args, **kwargs):
+    """fn(*args, **kwargs) on a pool thread; the caller's coroutine waits without blocking.
+
+    ANSWER_THREADS = 0 (the in-process test client) runs it on Django's thread-sensitive
+    executor instead, so it shares the test's database connection and transaction."""
+    if settings.ANSWER_THREADS <= 0:
+        return await sync_to_async(fn)(*args, **kwargs)
+    return await sync_to_async(
+        _with_fresh_connection(fn), thread_sensitive=False, executor=pool()
+    )(*args, **kwargs)
+
+
+def in_progress() -> int:
+    return _in_progress
+
+
+class Ticket:
+    """One admitted request's place; release() is idempotent and thread-safe."""
+
+    def __init__(self) -> None:
+        self._released = False
+
+    def release(self) -> None:
+        global _in_progress
+        with _lock:
+            if not self._released:
+                self._released = True
+                _in_progress -= 1
+
+
+def admit() -> Ticket:
+    """A place for one request among ANSWER_THREADS + ANSWER_QUEUE; raises Overloaded when
+    none is left. Release it when the request ends (a stream: when its iterator finishes, with
+    `weakref.finalize` on the iterator for a stream that never started)."""
+    global _in_progress
+    with _lock:
+        if _in_progress >= max(1, settings.ANSWER_THREADS) + max(0, settings.ANSWER_QUEUE):
+            raise Overloaded(
+                f"{_in_progress} answers are in progress on this server; try again shortly."
+            )
+        _in_progress += 1
+    return Ticket()
+
+
+OVERLOADED_TEXT = "This assistant is very busy right now. Please try again in a moment."
