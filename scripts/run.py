@@ -22,6 +22,15 @@ import services  # noqa: E402
 PY = sys.executable
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
+
+
+def web_workers() -> int:
+    """uvicorn worker processes: WEB_CONCURRENCY, else one per CPU core. Each loads its own
+    models on first use (about 0.7 GB with MiniLM; each logs its resident memory then)."""
+    value = os.environ.get("WEB_CONCURRENCY", "").strip()
+    return max(1, int(value)) if value else max(1, os.cpu_count() or 1)
+
+
 RESTARTED = ("worker", "beat")  # the web server exiting is a configuration error: stop
 RESTARTS_MAX = 5
 RESTART_WINDOW = 60.0
@@ -47,6 +56,8 @@ def main() -> int:
             HOST,
             "--port",
             PORT,
+            "--workers",
+            str(web_workers()),
             "--no-access-log",
         ],
         "worker": [
@@ -96,7 +107,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
 
     print(
-        f"\n  AskHandle is running at http://{HOST}:{PORT}/  (set up in {time.monotonic() - t0:.0f} s)\n"
+        f"\n  AskHandle is running at http://{HOST}:{PORT}/  (set up in {time.monotonic() - t0:.0f} s, "
+        f"{web_workers()} web workers: WEB_CONCURRENCY)\n"
         "  Demo login: demo@askhandle.local / demo-password-123\n"
         f"  Demo bot's public chat: http://{HOST}:{PORT}/c/demo/\n"
         "  Admin: same login at /admin/.   Press Ctrl-C to stop everything.\n",
