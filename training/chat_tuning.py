@@ -433,6 +433,11 @@ def chat_tuning_submit(*, run_id: int) -> str:
         provider_job_id=job["id"],
         provider_status=job.get("status") or "",
     )
+    if ChatTuning.objects.filter(pk=run.pk, cancel_requested=True).exists():
+        # The owner cancelled while the file was uploading: cancel the job just created.
+        from .tasks import cancel_provider_tuning
+
+        cancel_provider_tuning.delay(run.pk)
     return ChatTuning.Status.RUNNING
 
 
