@@ -466,9 +466,41 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
     Embeds the unrelated set (cached per model) and the pseudo-paraphrases; reads, never writes.
     """
     import providers
-    from knowledge.models import Chunk, FaqEntry
 
     model = providers.embedding_model_for_bot(bot)
+    loaded = _phrasing_vectors(bot, model)
+    if loaded is None:
+        return None
+    entries, groups, vectors, labels, titles, remap = loaded
+    held, method = _held_out(bot, groups, titles, labels, remap)
+    pseudo_vectors = pseudo_labels = None
+    if len(held) < MIN_IN_SCOPE_SAMPLES:
+        pairs = [
+            (p, remap[gi])
+            for gi, (_, question, _) in enumerate(entries)
+            if gi in remap
+            for p in pseudo_paraphrases(question)
+        ]
+        pseudo_vectors = np.asarray(providers.embed_for_bot(bot, [p for p, _ in pairs]))
+        pseudo_labels = np.asarray([gi for _, gi in pairs])
+        method += " + pseudo-paraphrases of the questions"
+    samples = build_samples(
+        vectors,
+        labels,
+        np.asarray(held, dtype=int),
+        _unrelated_for(bot, model),
+        pseudo_vectors,
+        pseudo_labels,
+    )
+    result = fit(samples, DEFAULT_CAUTION if caution is None else caution)
+    return {**result, "model": model, "method": method}
+
+
+def _phrasing_vectors(bot, model: str):
+    """The bot's FAQ entries, their phrasing groups, and the stored phrasing vectors of `model`
+    with dense entry labels and chunk titles; None when no entry has vectors yet."""
+    from knowledge.models import Chunk, FaqEntry
+
     entries = list(
         FaqEntry.objects.filter(bot=bot)
         .order_by("pk")
@@ -488,12 +520,17 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
             titles.append(title)
     if not vectors:
         return None
-    vectors_a, labels_a = np.vstack(vectors), np.asarray(labels)
     # Entries without vectors (mid-ingestion) are dropped; indexes stay dense.
-    present = sorted(set(labels))
-    remap = {old: new for new, old in enumerate(present)}
-    labels_a = np.asarray([remap[x] for x in labels])
+    remap = {old: new for new, old in enumerate(sorted(set(labels)))}
     groups = [[q, *(alts or [])] for _, q, alts in entries]
+    dense = np.asarray([remap[x] for x in labels])
+    return entries, groups, np.vstack(vectors), dense, titles, remap
+
+
+def _held_out(bot, groups, titles, labels, remap) -> tuple[list[int], str]:
+    """Indexes of the in-scope samples among the phrasing vectors, and how they were chosen."""
+    from knowledge.models import Chunk
+
     tuned = bool(getattr(bot, "tuned_embedding_model", "")) and not bot.serving_embedding
     if tuned:
         # Chunk titles are the phrasings (cut to the title field's length).
@@ -501,34 +538,14 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
         held_texts = {
             (remap[gi], groups[gi][pi][:cut]) for gi, pi in holdout_split(groups)[1] if gi in remap
         }
-        held = [i for i, (t, lab) in enumerate(zip(titles, labels_a, strict=True))
-                if (int(lab), t) in held_texts]  # fmt: skip
-        method = "held-out phrasings (kept out of retrieval tuning)"
-    else:
-        counts = np.bincount(labels_a)
-        held = [i for i, lab in enumerate(labels_a) if counts[lab] >= 2]
-        method = "each phrasing held out in turn"
-    pseudo_vectors = pseudo_labels = None
-    if len(held) < MIN_IN_SCOPE_SAMPLES:
-        pairs = [
-            (p, remap[gi])
-            for gi, (_, question, _) in enumerate(entries)
-            if gi in remap
-            for p in pseudo_paraphrases(question)
+        held = [
+            i
+            for i, (t, lab) in enumerate(zip(titles, labels, strict=True))
+            if (int(lab), t) in held_texts
         ]
-        pseudo_vectors = np.asarray(providers.embed_for_bot(bot, [p for p, _ in pairs]))
-        pseudo_labels = np.asarray([gi for _, gi in pairs])
-        method += " + pseudo-paraphrases of the questions"
-    samples = build_samples(
-        vectors_a,
-        labels_a,
-        np.asarray(held, dtype=int),
-        _unrelated_for(bot, model),
-        pseudo_vectors,
-        pseudo_labels,
-    )
-    result = fit(samples, DEFAULT_CAUTION if caution is None else caution)
-    return {**result, "model": model, "method": method}
+        return held, "held-out phrasings (kept out of retrieval tuning)"
+    counts = np.bincount(labels)
+    return [i for i, lab in enumerate(labels) if counts[lab] >= 2], "each phrasing held out in turn"
 
 
 # --- Storing it on the bot ----------------------------------------------------------------------
