@@ -31,6 +31,10 @@ class Staged:
         """{digest: vector} of what an earlier run of this job embedded."""
         return dict(self.rows.values_list("digest", "embedding").iterator(chunk_size=2000))
 
+    def digests(self) -> set[str]:
+        """The digests of what an earlier run (or slice) of this job embedded."""
+        return set(self.rows.values_list("digest", flat=True).iterator(chunk_size=5000))
+
     def save(self, texts: Sequence[str], vectors: Sequence) -> None:
         StagedVector.objects.bulk_create(
             StagedVector(

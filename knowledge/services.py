@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 import providers
@@ -62,6 +63,10 @@ class ModelChanged(Exception):
     """The bot's embedding model changed (a tuned model was deployed) while this run embedded."""
 
 
+class YieldTurn(Exception):
+    """This run used its time slice and has more to embed: it goes to the back of the queue."""
+
+
 # --- Adding sources ------------------------------------------------------------------------------
 
 
@@ -87,6 +92,7 @@ def source_add(
     """
     if kind == Source.Kind.MANUAL:
         return manual_source(bot=bot)
+    _check_source_limit(bot)
     if url:
         fetching.check_url(url)  # resolves and refuses private addresses; does not connect
         source = Source(bot=bot, kind=Source.Kind.URL, name=(name or url)[:255], url=url.strip())
@@ -103,6 +109,15 @@ def source_add(
     if enqueue:
         _enqueue(source.pk)
     return source
+
+
+def _check_source_limit(bot: Bot) -> None:
+    limit = settings.KNOWLEDGE_MAX_SOURCES_PER_BOT
+    if Source.objects.filter(bot=bot).count() >= limit:
+        raise ValidationError(
+            f"This bot already has {limit:,} sources, the limit per bot. Delete one, or "
+            "combine files, before adding another."
+        )
 
 
 def _read_upload(upload) -> bytes:
@@ -313,9 +328,15 @@ def _claim(source_id: int):
     return SOURCES.claim(source_id, recheck=ingest_source, stage="parsing")
 
 
-def source_ingest(*, source_id: int) -> Source | None:
+def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
     """Parse, chunk, embed and store one source. Safe to call twice: a second call while the first
     runs (or after it finished) does nothing. Returns the source as it ends (None if deleted).
+
+    With `slice_seconds` (the task passes KNOWLEDGE_INGEST_SLICE_SECONDS), a run that has embedded
+    that long with more to go stages what it has, puts the source back to PENDING and sends its
+    task again: it goes to the back of the `ingest` queue, so another tenant's small edit queued
+    meanwhile runs before the next slice of a large file (finding 5). The next slice re-reads
+    the file and embeds only what is not staged yet (knowledge.resume).
 
     ProviderUnavailable is re-raised after putting the source back to PENDING (the task retries).
     Other errors mark the source FAILED; its previous chunks stay until a successful replace.
@@ -326,7 +347,16 @@ def source_ingest(*, source_id: int) -> Source | None:
     source = Source.objects.select_related("bot").get(pk=source_id)
     try:
         with SOURCES.heartbeat(source_id, token):
-            _ingest(source, token)
+            _ingest(source, token, slice_seconds=slice_seconds)
+    except YieldTurn:
+        # A slice is not an attempt: only crashes count towards MAX_ATTEMPTS.
+        if SOURCES.owned(source_id, token).update(
+            status=Source.Status.PENDING,
+            attempts=F("attempts") - 1,
+            stage="waiting its turn",
+            updated_at=timezone.now(),
+        ):
+            _enqueue(source_id)
     except Superseded:
         log.info("Ingestion of source %s superseded; its work was dropped.", source_id)
     except ModelChanged:
@@ -444,13 +474,32 @@ def _known_vectors(source: Source, model: str) -> dict[str, object]:
     return known
 
 
-def _ingest(source: Source, token) -> None:
+def _check_size_limits(source: Source, parsed, specs: list[_ChunkSpec]) -> None:
+    """Per-bot limits, checked before anything is embedded: one tenant's huge file fails in
+    seconds with the limit named, instead of holding the shared ingestion queue for an hour."""
+    rows = settings.KNOWLEDGE_MAX_ROWS_PER_UPLOAD
+    if source.kind != Source.Kind.MANUAL and len(parsed.faqs) > rows:
+        raise ValidationError(
+            f"This file has {len(parsed.faqs):,} FAQ rows; the limit is {rows:,} rows per "
+            "upload. Split it into smaller files."
+        )
+    chunks = settings.KNOWLEDGE_MAX_CHUNKS_PER_BOT
+    others = Chunk.objects.filter(bot_id=source.bot_id).exclude(source=source).count()
+    if others + len(specs) > chunks:
+        raise ValidationError(
+            f"This source would give the bot {others + len(specs):,} chunks; the limit is "
+            f"{chunks:,} chunks per bot. Remove sources or split the bot."
+        )
+
+
+def _ingest(source: Source, token, *, slice_seconds: float = 0) -> None:
     started = time.perf_counter()
     parsed, manual_entries = _load(source)
     parsed_at = time.perf_counter()
     specs = _specs(parsed)
+    _check_size_limits(source, parsed, specs)
     model = providers.embedding_model_for_bot(source.bot)
-    vectors = _embed(source, token, specs, model)
+    vectors = _embed(source, token, specs, model, slice_seconds=slice_seconds)
     embedded_at = time.perf_counter()
     SOURCES.progress(source.pk, token, stage="saving")
     _save(source, token, parsed, manual_entries, specs, vectors, model)
@@ -464,7 +513,7 @@ def _ingest(source: Source, token) -> None:
     )
 
 
-def _embed(source: Source, token, specs: list[_ChunkSpec], model: str) -> list:
+def _embed(source: Source, token, specs: list[_ChunkSpec], model: str, *, slice_seconds=0) -> list:
     """Every spec's vector, with progress. Texts this source already has vectors for, from the
     same model, are not embedded again: editing one FAQ entry, or re-ingesting an unchanged
     file, embeds only what changed. Each batch is staged once embedded (knowledge.resume): a
@@ -473,23 +522,26 @@ def _embed(source: Source, token, specs: list[_ChunkSpec], model: str) -> list:
     model_arg = providers.embedding_model_arg(source.bot)
     known = _known_vectors(source, model)
     staged = Staged(bot_id=source.bot_id, model=model, source_id=source.pk)
-    earlier = staged.vectors()
+    # Only the digests until the last slice: loading every staged vector at each slice of a
+    # large file would read it all again and again.
+    earlier = staged.digests()
     vectors: list = [known.get(spec.embed_text) for spec in specs]
-    if earlier:
-        for i, spec in enumerate(specs):
-            if vectors[i] is None:
-                vectors[i] = earlier.get(digest(spec.embed_text))
-    reused = sum(vector is not None for vector in vectors)
+    todo = [
+        i
+        for i, vector in enumerate(vectors)
+        if vector is None and digest(specs[i].embed_text) not in earlier
+    ]
+    reused = len(specs) - len(todo)
     SOURCES.progress(
         source.pk, token, stage="embedding", progress_total=len(specs), progress_done=reused
     )
     # Batches of similar length: the model pads each batch to its longest text, so embedding in
     # length order (as one big call would) instead of file order saved ~25% of the model time.
-    order = sorted(
-        (i for i, vector in enumerate(vectors) if vector is None),
-        key=lambda i: len(specs[i].embed_text),
-    )
+    order = sorted(todo, key=lambda i: len(specs[i].embed_text))
+    deadline = time.monotonic() + slice_seconds
     for start in range(0, len(order), EMBED_BATCH):
+        if slice_seconds and start and time.monotonic() > deadline:
+            raise YieldTurn
         batch = order[start : start + EMBED_BATCH]
         texts = [specs[i].embed_text for i in batch]
         embedded = provider.embed(texts, model=model_arg)
@@ -497,6 +549,11 @@ def _embed(source: Source, token, specs: list[_ChunkSpec], model: str) -> list:
             vectors[i] = vector
         staged.save(texts, embedded)
         SOURCES.progress(source.pk, token, progress_done=reused + start + len(batch))
+    if any(vector is None for vector in vectors):
+        staged_vectors = staged.vectors()
+        for i, spec in enumerate(specs):
+            if vectors[i] is None:
+                vectors[i] = staged_vectors[digest(spec.embed_text)]
     return vectors
 
 
@@ -605,11 +662,13 @@ def _copy_chunks(
 # --- Recovery --------------------------------------------------------------------------------------
 
 
-def sources_resend_running() -> int:
-    """A worker starts: send every PROCESSING source again. A live run elsewhere keeps it (the
-    delivery looks again later); one a crashed worker left is taken over as soon as its heartbeat
-    counts as dead, not at beat's next sweep. Returns how many were sent."""
-    ids = SOURCES.running_ids()
+def sources_resend_unfinished() -> int:
+    """A worker starts: send every PENDING and PROCESSING source again. A crashed worker took
+    their messages down with it (the one it ran, and the one it had reserved: a source between
+    two time slices), and the broker gives them back only after its visibility timeout. A live
+    run elsewhere keeps its source (the delivery looks again later); one the crashed worker left
+    is taken over as soon as its heartbeat counts as dead. Returns how many were sent."""
+    ids = SOURCES.unfinished_ids()
     for source_id in ids:
         _enqueue(source_id)
     return len(ids)

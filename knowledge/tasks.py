@@ -8,6 +8,7 @@ import logging
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 from django.db import connections
 
 from askhandle.jobs import GiveUpTask
@@ -41,7 +42,9 @@ def _reembedding_give_up(reembedding_id: int, *, error: str) -> None:
 
 @shared_task(**RETRY, give_up=staticmethod(_source_give_up))
 def ingest_source(self, source_id: int) -> None:
-    services.source_ingest(source_id=source_id)
+    services.source_ingest(
+        source_id=source_id, slice_seconds=settings.KNOWLEDGE_INGEST_SLICE_SECONDS
+    )
 
 
 @shared_task
@@ -61,11 +64,11 @@ def recover_stuck_reembeddings() -> dict:
 
 @worker_ready.connect
 def _take_over_after_start(sender=None, **kwargs) -> None:
-    # A worker (re)started after a crash: the dead worker's message is only redelivered after the
-    # broker's visibility timeout (an hour), so its runs are sent again now, and taken over as
-    # soon as their heartbeat counts as dead (ClaimedJobs.claim's recheck).
+    # A worker (re)started after a crash: the dead worker's messages are only redelivered after
+    # the broker's visibility timeout (an hour), so unfinished runs are sent again now, and taken
+    # over as soon as their heartbeat counts as dead (ClaimedJobs.claim's recheck).
     try:
-        sent = services.sources_resend_running() + reembedding.reembeddings_resend_running()
+        sent = services.sources_resend_unfinished() + reembedding.reembeddings_resend_unfinished()
     except Exception:  # the worker must start even if the database is not up yet: beat sweeps
         log.exception("Could not look for interrupted runs at start")
         return
