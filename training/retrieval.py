@@ -316,25 +316,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
         entries=len(groups),
         phrasings=sum(len(g) for g in groups),
     )
-    started = time.perf_counter()
-    # One phrasing of each entry with 3 or more stays out of training: the calibration
-    # (training.calibration) scores the tuned model on exactly those, honest unseen questions.
-    weights, losses = train_embedding_model(
-        holdout_split(groups)[0],
-        epochs=settings.RETRIEVAL_TUNING_EPOCHS,
-        runs=settings.RETRIEVAL_TUNING_RUNS,
-        batch_size=BATCH_SIZE,
-        learning_rate=LEARNING_RATE,
-        min_steps=MIN_STEPS,
-        on_step=lambda done, total: TUNINGS.progress(
-            tuning.pk, token, progress_done=done, progress_total=total
-        ),
-    )
-    train_seconds = time.perf_counter() - started
-    name = default_storage.save(tuned_weights_name(key), ContentFile(weights))
-    if name != tuned_weights_name(key):  # the storage renamed it: providers could not find it
-        default_storage.delete(name)
-        raise providers.ProviderError("Could not store the tuned model under its name; try again.")
+    name, losses, train_seconds = _train_and_store(tuning, token, groups, key)
     try:
         TUNINGS.progress(
             tuning.pk,
@@ -362,6 +344,30 @@ def _run(tuning: RetrievalTuning, token) -> None:
         ).exists():
             default_storage.delete(name)
         raise
+
+
+def _train_and_store(tuning: RetrievalTuning, token, groups, key: str):
+    """Train the tuned weights and store them under the key's name: (name, losses, seconds)."""
+    started = time.perf_counter()
+    # One phrasing of each entry with 3 or more stays out of training: the calibration
+    # (training.calibration) scores the tuned model on exactly those, honest unseen questions.
+    weights, losses = train_embedding_model(
+        holdout_split(groups)[0],
+        epochs=settings.RETRIEVAL_TUNING_EPOCHS,
+        runs=settings.RETRIEVAL_TUNING_RUNS,
+        batch_size=BATCH_SIZE,
+        learning_rate=LEARNING_RATE,
+        min_steps=MIN_STEPS,
+        on_step=lambda done, total: TUNINGS.progress(
+            tuning.pk, token, progress_done=done, progress_total=total
+        ),
+    )
+    train_seconds = time.perf_counter() - started
+    name = default_storage.save(tuned_weights_name(key), ContentFile(weights))
+    if name != tuned_weights_name(key):  # the storage renamed it: providers could not find it
+        default_storage.delete(name)
+        raise providers.ProviderError("Could not store the tuned model under its name; try again.")
+    return name, losses, train_seconds
 
 
 def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int], vectors) -> None:
