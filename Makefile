@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 SERVICES = set -a && $(PY) scripts/services.py up && source .run/services.env && set +a
 
-.PHONY: install run test test-fast bench bench-faq bench-tune bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
+.PHONY: install run test test-fast bench bench-load bench-search bench-faq bench-tune bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
 
 # The chat page's translations: locale/*.po -> .mo (committed too; this refreshes edited ones).
 install: $(STAMP)
@@ -47,6 +47,14 @@ test-fast: install
 
 bench: install
 	$(SERVICES) && $(PY) -m benchmarks.run_all
+
+# Chat under load beside the static floor (50 clients), and search latency per bot size; each
+# ends with one JSON line. ARGS passes options, e.g. ARGS="--table-chunks 1000000".
+bench-load: install
+	$(SERVICES) && $(PY) -m benchmarks.chat_load --concurrency 50 $(ARGS)
+
+bench-search: install
+	$(SERVICES) && $(PY) -m benchmarks.retrieval_latency $(ARGS)
 
 DATA ?= ../shared/data/faq_bench/clinc150
 SPLIT ?= test

@@ -310,7 +310,8 @@ QUERY_EMBED_CACHE_SIZE = int(os.environ.get("ASKHANDLE_QUERY_EMBED_CACHE", "4096
 # thread pool per web process (chat.workers); requests beyond ANSWER_THREADS + ANSWER_QUEUE get
 # 503 with Retry-After instead of piling up. 0 runs that work on Django's thread-sensitive
 # executor (the in-process test client: its views must share the test's transaction).
-ANSWER_THREADS = int(os.environ.get("ASKHANDLE_ANSWER_THREADS", "0" if TESTING else "16"))
+# Fewer threads contend less for the GIL with the embedding batch (benchmarks/chat_load.py).
+ANSWER_THREADS = int(os.environ.get("ASKHANDLE_ANSWER_THREADS", "0" if TESTING else "8"))
 ANSWER_QUEUE = int(os.environ.get("ASKHANDLE_ANSWER_QUEUE", "200"))
 # Concurrent questions are embedded together (providers.batching): a batch waits this long for
 # company, holds at most EMBED_BATCH_MAX texts, and at most EMBED_QUEUE_MAX wait (then 503).
@@ -375,7 +376,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # DEBUG logs every query-embedding batch (size, time): benchmarks/chat_load.py.
+        "providers.batching": {"level": os.environ.get("ASKHANDLE_BATCH_LOG_LEVEL", "INFO")},
+    },
 }
 
 CELERY_BEAT_SCHEDULE = {

@@ -1,6 +1,6 @@
 """Load on the public chat and the OpenAI-compatible API, beside the server's floor.
 
-    python -m benchmarks.chat_load [--concurrency 1,10,50] [--seconds 10] [--requests 400] [--workers 1] [--sse]
+    python -m benchmarks.chat_load [--concurrency 1,10,50] [--seconds 10] [--requests 400] [--workers N] [--sse]
 
 Starts uvicorn (askhandle.asgi) on 127.0.0.1 against a throwaway database holding one bot whose
 FAQ answers every question directly (the direct-FAQ path: no chat model). Closed-loop httpx
@@ -11,12 +11,18 @@ clients then measure requests/s and latency percentiles at each concurrency for:
 Each chat client has its own cookies, so its own conversation. Rate limits are lifted. Every
 answer embeds the question with the local model (all-MiniLM-L6-v2): that cost is in the figures.
 The load generator shares the machine's cores with the server, so figures are a lower bound.
+
+Query embedding under load: the server logs every micro-batch (providers.batching, size and time
+in the model); texts per second of model time during the highest-concurrency chat row, against
+raw MiniLM batch throughput (batches of 32, one torch thread, as the server) measured here in the
+same run while the server is idle: `embed_ratio`. Ends with one JSON line (`make bench-load`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -96,8 +102,8 @@ class ThrowawayDatabase:
 def _seed() -> tuple[str, str]:
     """One bot with the FAQ above (real embeddings) and an API key. Returns (slug, key)."""
     from accounts.services import account_signup
-    from chat.apikeys import api_key_create
     from bots.services import bot_create
+    from chat.apikeys import api_key_create
     from knowledge.services import faq_entries_import, source_ingest
 
     user = account_signup(
@@ -126,10 +132,12 @@ def _start_server(database_url: str, workers: int, log_path: Path) -> tuple[subp
         "DJANGO_DEBUG": "1",
         # Every question pays for its embedding: the figures stay those of uncached questions.
         "ASKHANDLE_QUERY_EMBED_CACHE": "0",
-        # Per-request connections: a persistent one per ASGI request thread would leak (one thread
-        # per request), and PostgreSQL would run out of connection slots at 50 clients.
-        "DATABASE_CONN_MAX_AGE": "0",
-        "LOG_LEVEL": "WARNING",
+        # Per-request connections: Django runs sync code outside the answer pool (sync views,
+        # chat.i18n's language lookup) on a new thread per request, and a persistent connection
+        # per such thread would leak: "too many clients" at 50 clients with CONN_MAX_AGE=60.
+        "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "0"),
+        "LOG_LEVEL": "INFO",  # each worker's memory once its model has loaded
+        "ASKHANDLE_BATCH_LOG_LEVEL": "DEBUG",  # one line per embedding batch: embed_ratio
     }
     return start_uvicorn(env, log_path, timeout=120, extra_args=("--workers", str(workers)))
 
@@ -242,7 +250,9 @@ async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
         for name, make in targets:
             await _run_level(make, 2, 10, 30)  # warm-up: connections, model, caches
             for concurrency in levels:
+                started = time.time()
                 result = await _run_level(make, concurrency, total, seconds)
+                result["window"] = (started, time.time())
                 rows.append((name, concurrency, result))
                 print(
                     f"{name:<16} {concurrency:>4} {result['n']:>6} {result['rps']:>8.1f} "
@@ -256,6 +266,51 @@ async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
     return rows
 
 
+BATCH_LINE = re.compile(r"embed batch texts=(\d+) busy_ms=([\d.]+) at=([\d.]+)")
+
+
+def _embedding_under_load(log: str, window: tuple[float, float]) -> dict:
+    """Texts per second of model time, from the server's batch lines inside `window`."""
+    batches = [
+        (int(n), float(ms))
+        for n, ms, at in BATCH_LINE.findall(log)
+        if window[0] <= float(at) <= window[1]
+    ]
+    texts = sum(n for n, _ in batches)
+    busy_s = sum(ms for _, ms in batches) / 1000
+    return {
+        "texts": texts,
+        "batches": len(batches),
+        "mean_batch": texts / len(batches) if batches else 0.0,
+        "tps": texts / busy_s if busy_s else 0.0,
+    }
+
+
+def _wait_for_models(log_path: Path, workers: int, timeout: float = 180) -> None:
+    """Until every worker has loaded its embedding model: a worker importing torch holds the
+    GIL for seconds, and the floor measured then would be that of a server still starting."""
+    deadline = time.monotonic() + timeout
+    while log_path.read_text().count("Embedding model loaded in process") < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the web workers did not load their models in time")
+        time.sleep(0.5)
+
+
+def _raw_embedding_tps(seconds: float = 4.0) -> float:
+    """MiniLM texts/s in batches of 32 in this process (one torch thread, as the server)."""
+    from providers.local import LocalProvider
+
+    provider = LocalProvider()
+    texts = [q for q, _ in FAQ] * 7
+    texts = [f"{t} ({i})" for i, t in enumerate(texts[:32])]
+    provider.embed(texts)  # load and warm up
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        provider.embed(texts)
+        done += len(texts)
+    return done / (time.perf_counter() - started)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,7 +318,9 @@ def main(argv=None) -> int:
     parser.add_argument("--concurrency", default="1,10,50")
     parser.add_argument("--seconds", type=float, default=10.0, help="time cap per measurement")
     parser.add_argument("--requests", type=int, default=400, help="request cap per measurement")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="uvicorn worker processes"
+    )
     parser.add_argument(
         "--sse", action="store_true", help="read the chat's event stream instead of JSON"
     )
@@ -275,7 +332,10 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     with ThrowawayDatabase() as db, tempfile.TemporaryDirectory() as tmp:
         slug, key = _seed()
+        raw_tps = _raw_embedding_tps()
+        print(f"raw MiniLM batch throughput (batches of 32, this process): {raw_tps:.0f} texts/s")
         proc, base = _start_server(db.url(), args.workers, Path(tmp) / "uvicorn.log")
+        _wait_for_models(Path(tmp) / "uvicorn.log", args.workers)
         try:
             print(
                 f"uvicorn ({args.workers} worker) on {base}, {os.cpu_count()} CPUs; "
@@ -293,7 +353,9 @@ def main(argv=None) -> int:
             stop_process(proc)
             log = (Path(tmp) / "uvicorn.log").read_text()
             if "Traceback" in log:
-                print("server errors (uvicorn log, last lines):\n" + log[-4000:])
+                first = log.index("Traceback")
+                print("server errors (uvicorn log, first one):\n" + log[first : first + 4000])
+            memory = re.findall(r"Embedding model loaded in process \d+: (\d+) MB", log)
     worst = max((r for r in rows if r[0] != "floor /healthz"), key=lambda r: r[1], default=None)
     if worst:
         figures = ", ".join(
@@ -303,6 +365,34 @@ def main(argv=None) -> int:
         )
         print(f"goal p95 < 100 ms at {worst[1]} concurrent (direct answers): {figures}")
     errors = sum(len(r["errors"]) for _, _, r in rows)
+    top = max(levels)
+    at_top = {name.split()[0]: r for name, c, r in rows if c == top}
+    chat = at_top.get("chat", {})
+    embedding = _embedding_under_load(log, chat.get("window", (0, 0)))
+    print(
+        f"query embedding under load ({top} chat clients): {embedding['tps']:.0f} texts/s of model "
+        f"time in {embedding['batches']} batches (mean {embedding['mean_batch']:.1f} texts); "
+        f"raw batch {raw_tps:.0f} texts/s; worker RSS after model load: {', '.join(memory)} MB"
+    )
+    summary = {
+        "clients": top,
+        "workers": args.workers,
+        "floor_rps": round(at_top["floor"]["rps"], 1),
+        "floor_p95_ms": round(at_top["floor"]["p95"], 1),
+        "chat_rps": round(chat["rps"], 1),
+        "chat_p95_ms": round(chat["p95"], 1),
+        "api_rps": round(at_top["api"]["rps"], 1),
+        "api_p95_ms": round(at_top["api"]["p95"], 1),
+        "chat_vs_floor_rps": round(chat["rps"] / at_top["floor"]["rps"], 3),
+        "chat_vs_floor_p95": round(chat["p95"] / at_top["floor"]["p95"], 2),
+        "embed_under_load_tps": round(embedding["tps"], 1),
+        "embed_raw_tps": round(raw_tps, 1),
+        "embed_ratio": round(embedding["tps"] / raw_tps, 3) if raw_tps else None,
+        "embed_mean_batch": round(embedding["mean_batch"], 1),
+        "worker_rss_mb": [int(m) for m in memory],
+        "errors": errors,
+    }
+    print(json.dumps(summary), flush=True)
     return 1 if errors else 0
 
 

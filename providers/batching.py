@@ -109,6 +109,13 @@ class MicroBatcher:
                 continue
             finally:
                 self.stats["busy_s"] += time.perf_counter() - started
+            # One line per batch when this logger is on (benchmarks/chat_load.py reads them).
+            log.debug(
+                "embed batch texts=%d busy_ms=%.2f at=%.3f",
+                len(texts),
+                (time.perf_counter() - started) * 1000,
+                time.time(),
+            )
             self.stats["texts"] += len(texts)
             self.stats["batches"] += 1
             self.stats["largest"] = max(self.stats["largest"], len(texts))
