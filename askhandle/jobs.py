@@ -245,8 +245,10 @@ class ClaimedJobs:
             enqueue(pk)
         return {"requeued": len(requeued), "failed": failed, "resent": len(lost)}
 
-    def running_ids(self) -> list[int]:
-        return list(self.model.objects.filter(status=self.running).values_list("pk", flat=True))
+    def unfinished_ids(self) -> list[int]:
+        """Waiting and running rows, oldest first."""
+        rows = self.model.objects.filter(status__in=(self.waiting, self.running))
+        return list(rows.order_by("pk").values_list("pk", flat=True))
 
 
 class GiveUpTask(DjangoTask):

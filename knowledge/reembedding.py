@@ -313,9 +313,10 @@ def _run(job: Reembedding, token) -> None:
 # --- Recovery --------------------------------------------------------------------------------------
 
 
-def reembeddings_resend_running() -> int:
-    """A worker starts: send running switches again (see knowledge.services.sources_resend_running)."""
-    ids = JOBS.running_ids()
+def reembeddings_resend_unfinished() -> int:
+    """A worker starts: send queued and running switches again (see
+    knowledge.services.sources_resend_unfinished)."""
+    ids = JOBS.unfinished_ids()
     for job_id in ids:
         _enqueue(job_id)
     return len(ids)
