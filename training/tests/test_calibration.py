@@ -120,9 +120,11 @@ def test_direct_threshold_needs_enough_right_answers_above_it():
     assert cal.direct_threshold(samples, floor=0.5) == pytest.approx(0.86)
     # Never below the answer threshold.
     assert cal.direct_threshold(samples, floor=0.88) == pytest.approx(0.88)
-    # Ten right answers are not enough evidence: (0 + 1) / 12 = 0.083. Never direct.
+    # Ten right answers are not enough evidence: (0 + 1) / 12 = 0.083. Only a near-identical
+    # question is answered word for word (the fallback), and never below the answer threshold.
     few = cal.Samples(np.array([0.9] * 10), np.array([True] * 10), np.array([0.1]), np.zeros(0))
-    assert cal.direct_threshold(few, floor=0.5) == 1.0
+    assert cal.direct_threshold(few, floor=0.5) == cal.DIRECT_FALLBACK == 0.9
+    assert cal.direct_threshold(few, floor=0.93) == 0.93
     # An unrelated question scoring 0.95 keeps direct answers above it (1 in 10 > 1 %).
     loud = cal.Samples(samples.in_scores, samples.in_correct, np.array([0.1] * 9 + [0.95]), [])
     assert cal.direct_threshold(loud, floor=0.5) == pytest.approx(0.96)
