@@ -313,6 +313,9 @@ QUERY_EMBED_CACHE_SIZE = int(os.environ.get("ASKHANDLE_QUERY_EMBED_CACHE", "4096
 # Fewer threads contend less for the GIL with the embedding batch (benchmarks/chat_load.py).
 ANSWER_THREADS = int(os.environ.get("ASKHANDLE_ANSWER_THREADS", "0" if TESTING else "8"))
 ANSWER_QUEUE = int(os.environ.get("ASKHANDLE_ANSWER_QUEUE", "200"))
+# Seconds a pool thread keeps its database connection (the pool is bounded, so connections are
+# too, whatever DATABASE_CONN_MAX_AGE says for Django's per-request threads); 0 = per piece.
+ANSWER_CONN_MAX_AGE = int(os.environ.get("ASKHANDLE_ANSWER_CONN_MAX_AGE", "300"))
 # Concurrent questions are embedded together (providers.batching): a batch waits this long for
 # company, holds at most EMBED_BATCH_MAX texts, and at most EMBED_QUEUE_MAX wait (then 503).
 EMBED_BATCH_WAIT_MS = float(os.environ.get("ASKHANDLE_EMBED_BATCH_WAIT_MS", "3"))

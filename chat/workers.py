@@ -12,19 +12,23 @@ views answer 503 with Retry-After: a burst waits in a bounded queue or is told t
 never piles up without bound.
 
 Database connections: a pool thread is not a Django request thread, so request_started /
-request_finished never clean its connection. Each piece of work starts and ends with
-close_old_connections(), which applies CONN_MAX_AGE and drops broken connections exactly as
-Django does around a request.
+request_finished never clean its connection. Each piece of work starts and ends with Django's own
+check (close_if_unusable_or_obsolete: a broken connection, one left outside autocommit or past its
+age is closed), with ANSWER_CONN_MAX_AGE as the age: the pool is bounded, so its threads may keep
+their connections (at most ANSWER_THREADS per process) even where CONN_MAX_AGE is 0 because
+Django's unbounded per-request threads must not. Opening a connection per piece of work was 15 %
+of a web worker's samples under load (py-spy, benchmarks/chat_load.py).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 from providers import Overloaded
 
@@ -44,13 +48,26 @@ def pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def _check_connections() -> None:
+    """Django's end-of-request check on this thread's connections, aged by ANSWER_CONN_MAX_AGE."""
+    for conn in connections.all(initialized_only=True):
+        raw = conn.connection
+        if raw is None:
+            continue
+        if getattr(conn, "_answer_pool_raw", None) is not raw:  # opened since the last check
+            conn._answer_pool_raw = raw
+            conn._answer_pool_close_at = time.monotonic() + max(0, settings.ANSWER_CONN_MAX_AGE)
+        conn.close_at = conn._answer_pool_close_at
+        conn.close_if_unusable_or_obsolete()
+
+
 def _with_fresh_connection(fn):
     def call(*args, **kwargs):
-        close_old_connections()
+        _check_connections()
         try:
             return fn(*args, **kwargs)
         finally:
-            close_old_connections()
+            _check_connections()
 
     return call
 
@@ -62,9 +79,9 @@ async def run(fn, *args, **kwargs):
     executor instead, so it shares the test's database connection and transaction."""
     if settings.ANSWER_THREADS <= 0:
         return await sync_to_async(fn)(*args, **kwargs)
-    return await sync_to_async(
-        _with_fresh_connection(fn), thread_sensitive=False, executor=pool()
-    )(*args, **kwargs)
+    return await sync_to_async(_with_fresh_connection(fn), thread_sensitive=False, executor=pool())(
+        *args, **kwargs
+    )
 
 
 def in_progress() -> int:
