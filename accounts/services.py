@@ -236,3 +236,17 @@ def membership_remove(*, membership: Membership) -> None:
             "A workspace needs at least one owner: make someone else owner before leaving."
         )
     membership.delete()
+
+
+def workspace_delete(*, workspace: Workspace, confirm_name: str) -> None:
+    """Delete a workspace and everything in it: memberships, invitations, bots and, by cascade,
+    their sources, FAQ entries, chunks, conversations, keys and training runs. Files in storage
+    (uploads, tuned weights, adapters, training sets) are deleted after commit by the receivers
+    of the apps that own them (knowledge.receivers, training.receivers, training.chat_tuning).
+    Accounts stay: a member may belong to other workspaces. Raises ValidationError when
+    `confirm_name` is not the workspace's name."""
+    if confirm_name.strip() != workspace.name:
+        raise ValidationError("Type the workspace's name exactly to delete it.")
+    with transaction.atomic():
+        Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+        workspace.delete()

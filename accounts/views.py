@@ -176,6 +176,27 @@ def leave(request):
 
 @login_required
 @require_POST
+def workspace_delete(request):
+    """Owners only: delete the current workspace with all its bots and their data."""
+    membership = require_owner(request)
+    workspace = membership.workspace
+    try:
+        services.workspace_delete(
+            workspace=workspace, confirm_name=request.POST.get("confirm_name", "")
+        )
+    except ValidationError as exc:
+        messages.error(request, _flat(exc))
+        return redirect("accounts:team")
+    request.session.pop("workspace_id", None)
+    messages.success(request, _("%(workspace)s was deleted.") % {"workspace": workspace.name})
+    if not workspaces_for_user(request.user).exists():
+        logout(request)
+        return redirect("accounts:login")
+    return redirect("bots:list")
+
+
+@login_required
+@require_POST
 def workspace_switch(request):
     try:
         workspace_id = int(request.POST.get("workspace", ""))

@@ -7,6 +7,7 @@ class KnowledgeConfig(AppConfig):
     def ready(self) -> None:
         from bots.signals import embedding_settings_changed
 
+        from . import receivers  # noqa: F401  files follow their sources
         from .reembedding import embedding_settings_changed_receiver
 
         embedding_settings_changed.connect(

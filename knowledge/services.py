@@ -200,14 +200,12 @@ def _request_ingest(source_id: int) -> None:
 
 
 def source_delete(*, source: Source) -> None:
-    """Delete a source with its FAQ entries and chunks (and the stored file, after commit)."""
-    file = source.file
+    """Delete a source with its FAQ entries and chunks (and the stored file, after commit:
+    knowledge.receivers, which also covers a source deleted with its bot or workspace)."""
     with transaction.atomic():
         if source.faq_entries.exists():
             faq_changed_on_commit(source.bot_id, f"{source.name} deleted")
         source.delete()
-        if file:
-            transaction.on_commit(lambda: file.storage.delete(file.name))
 
 
 # --- The FAQ editor --------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """How training reacts to knowledge (which never imports training): knowledge.signals."""
 
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from knowledge.signals import faq_changed, vectors_swapped
 
 from . import calibration, retrieval
+from .models import RetrievalTuning
 
 
 @receiver(faq_changed, dispatch_uid="training.tune_after_faq_change")
@@ -23,3 +25,10 @@ def calibrate_after_faq_change(sender, *, bot_id: int, **kwargs) -> None:
 def retire_after_swap(sender, *, bot_id: int, reason: str, **kwargs) -> None:
     """Every chunk moved to another model: the tuned model trained from the old one retires."""
     retrieval.tuned_models_retire(bot_id, reason)
+
+
+@receiver(post_delete, sender=RetrievalTuning, dispatch_uid="training.retrieval_tuning_weights")
+def delete_weights_with_tuning(sender, instance: RetrievalTuning, **kwargs) -> None:
+    """A tuning deleted (with its bot or workspace, by cascade) takes its stored weights with it,
+    after commit: bots and accounts (earlier apps) cannot know about training's files."""
+    retrieval.delete_weights_on_commit(instance.weights)

@@ -199,10 +199,10 @@ def tuned_models_retire(bot_id: int, message: str) -> None:
     ):
         tuning.status, tuning.message = RetrievalTuning.Status.REPLACED, message
         tuning.save(update_fields=["status", "message", "updated_at"])
-        _delete_weights_on_commit(tuning.weights)
+        delete_weights_on_commit(tuning.weights)
 
 
-def _delete_weights_on_commit(name: str) -> None:
+def delete_weights_on_commit(name: str) -> None:
     if name:
         transaction.on_commit(lambda: default_storage.delete(name))
 

@@ -54,6 +54,7 @@ OWN_OR_PUBLIC = {
     "accounts/team/",
     "accounts/team/leave/",
     "accounts/workspace/switch/",
+    "accounts/workspace/delete/",
     "accounts/invitation/<str:token>/",
     "accounts/login/",
     "accounts/logout/",
