@@ -105,7 +105,16 @@ def source_add(
         source.file.save(filename.rsplit("/", 1)[-1][:100], ContentFile(data), save=False)
     else:
         raise ValidationError("Choose a file to upload or enter a web address.")
-    source.save()
+    try:
+        with transaction.atomic():
+            # Two uploads at once must not both pass the source limit: count under the bot's lock.
+            Bot.objects.select_for_update().filter(pk=bot.pk).first()
+            _check_source_limit(bot)
+            source.save()
+    except BaseException:
+        if source.file:
+            source.file.storage.delete(source.file.name)
+        raise
     if enqueue:
         _enqueue(source.pk)
     return source
@@ -481,11 +490,15 @@ def _check_size_limits(source: Source, parsed, specs: list[_ChunkSpec]) -> None:
             f"This file has {len(parsed.faqs):,} FAQ rows; the limit is {rows:,} rows per "
             "upload. Split it into smaller files."
         )
+    _check_chunk_limit(source, len(specs))
+
+
+def _check_chunk_limit(source: Source, count: int) -> None:
     chunks = settings.KNOWLEDGE_MAX_CHUNKS_PER_BOT
     others = Chunk.objects.filter(bot_id=source.bot_id).exclude(source=source).count()
-    if others + len(specs) > chunks:
+    if others + count > chunks:
         raise ValidationError(
-            f"This source would give the bot {others + len(specs):,} chunks; the limit is "
+            f"This source would give the bot {others + count:,} chunks; the limit is "
             f"{chunks:,} chunks per bot. Remove sources or split the bot."
         )
 
@@ -566,6 +579,8 @@ def _save(source: Source, token, parsed, manual_entries, specs, vectors, model: 
             raise Superseded
         if providers.embedding_model_for_bot(current) != model:
             raise ModelChanged
+        # Again under the bot's lock: two sources ingested at once each passed the early check.
+        _check_chunk_limit(source, len(specs))
         had_faqs = FaqEntry.objects.filter(source=source).exists()
         Chunk.objects.filter(source=source)._raw_delete(connection.alias)  # no cascades from chunks
         entries = manual_entries if manual_entries is not None else _replace_entries(source, parsed)
