@@ -231,6 +231,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "knowledge.tasks.*": {"queue": "ingest"},
     "training.tasks.*": {"queue": "training"},
+    # A mode comparison may run a tuned local chat model: never in front of an ingestion.
+    "chat.tasks.run_evaluation": {"queue": "training"},
     # Provider fine-tuning calls are short HTTP requests: they must not wait behind a LoRA run.
     "training.tasks.submit_chat_tuning": {"queue": "default"},
     "training.tasks.cancel_provider_tuning": {"queue": "default"},
@@ -242,8 +244,6 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Redis down: a web request that queues a task must not wait on it. Publishing gives up after
 # about half a second (askhandle.jobs.ClaimedJobs.send_on_commit leaves the row waiting for beat
 # to re-send), and no task subscribes to a result on send: the result backend's reconnect loop
-    # A mode comparison may run a tuned local chat model: never in front of an ingestion.
-    "chat.tasks.run_evaluation": {"queue": "training"},
 # (20 retries a second apart) was the 19 s a saved FAQ entry waited before its 500.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
@@ -326,6 +326,12 @@ OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "") or None
 OPENAI_CHAT_MODEL = os.environ.get("OPENAI_CHAT_MODEL", "gpt-4o-mini")
 OPENAI_EMBEDDING_MODEL = os.environ.get("OPENAI_EMBEDDING_MODEL", "text-embedding-3-small")
 OPENAI_TIMEOUT = float(os.environ.get("OPENAI_TIMEOUT", "60"))
+# Prices (USD per million tokens) the mode comparison (chat.evaluation) uses for a provider's
+# answers; the defaults are gpt-4o-mini's list prices. Local models cost nothing per answer.
+OPENAI_PRICE_INPUT_PER_MTOK = float(os.environ.get("OPENAI_PRICE_INPUT_PER_MTOK", "0.15"))
+OPENAI_PRICE_OUTPUT_PER_MTOK = float(os.environ.get("OPENAI_PRICE_OUTPUT_PER_MTOK", "0.60"))
+# A mode comparison with no sign of life for this long is re-queued by beat (its worker died).
+EVALUATION_STALE_SECONDS = int(os.environ.get("ASKHANDLE_EVALUATION_STALE_SECONDS", "300"))
 
 # --- Knowledge limits ---
 KNOWLEDGE_MAX_UPLOAD_BYTES = int(
@@ -359,12 +365,6 @@ CHAT_MAX_MESSAGE_CHARS = int(os.environ.get("ASKHANDLE_CHAT_MAX_MESSAGE_CHARS", 
 CHAT_MAX_CONTEXT_TOKENS = int(os.environ.get("ASKHANDLE_CHAT_MAX_CONTEXT_TOKENS", "1500"))
 RATE_LIMITS_ENABLED = env_bool("ASKHANDLE_RATE_LIMITS", True)  # 0 lifts them (load benchmarks)
 RATE_LIMIT_VISITOR = os.environ.get(
-# Prices (USD per million tokens) the mode comparison (chat.evaluation) uses for a provider's
-# answers; the defaults are gpt-4o-mini's list prices. Local models cost nothing per answer.
-OPENAI_PRICE_INPUT_PER_MTOK = float(os.environ.get("OPENAI_PRICE_INPUT_PER_MTOK", "0.15"))
-OPENAI_PRICE_OUTPUT_PER_MTOK = float(os.environ.get("OPENAI_PRICE_OUTPUT_PER_MTOK", "0.60"))
-# A mode comparison with no sign of life for this long is re-queued by beat (its worker died).
-EVALUATION_STALE_SECONDS = int(os.environ.get("ASKHANDLE_EVALUATION_STALE_SECONDS", "300"))
     "ASKHANDLE_RATE_LIMIT_VISITOR", "20/60"
 )  # per IP + conversation
 RATE_LIMIT_IP = os.environ.get("ASKHANDLE_RATE_LIMIT_IP", "60/60")  # per IP, any conversation
@@ -399,5 +399,5 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
     "training-poll-chat-tunings": {"task": "training.tasks.poll_chat_tunings", "schedule": 30.0},
-}
     "chat-recover-evaluations": {"task": "chat.tasks.recover_stuck_evaluations", "schedule": 60.0},
+}
