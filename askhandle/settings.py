@@ -108,6 +108,10 @@ DATABASES = {
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})
+# A kept connection is checked (SELECT 1 on its first use in a request or answer-pool piece)
+# before it is reused: after a PostgreSQL restart the first request reconnects instead of
+# failing with "terminating connection due to administrator command" (chat/tests/test_db_restart.py).
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("DATABASE_CONN_HEALTH_CHECKS", True)
 # pytest sets PYTEST_VERSION. Each test run gets its own database and Redis key prefix, so
 # parallel runs (and a running `make run`) on the same servers never see each other's data.
 TESTING = "PYTEST_VERSION" in os.environ
