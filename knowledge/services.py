@@ -22,7 +22,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -376,6 +376,11 @@ def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
             stage="waiting for the model service",
             updated_at=timezone.now(),
         )
+        raise
+    except (OperationalError, InterfaceError):
+        # The database went away (restart, failover): nothing can be recorded now. The task
+        # retries; its claim is taken over once the heartbeat counts as dead.
+        log.warning("Ingestion of source %s lost the database; the task retries.", source_id)
         raise
     except (ValidationError, providers.ProviderError) as exc:
         _fail(source_id, token, _message(exc))

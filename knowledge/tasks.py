@@ -9,7 +9,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
 from askhandle.jobs import GiveUpTask
 from providers import ProviderUnavailable
@@ -22,7 +22,9 @@ RETRY = {
     "base": GiveUpTask,
     "bind": True,
     "acks_late": True,
-    "autoretry_for": (ProviderUnavailable,),
+    # The database went away mid-run (restart, failover): retried with the same back-off; the
+    # run's claim is taken over once its heartbeat counts as dead, resuming from staged batches.
+    "autoretry_for": (ProviderUnavailable, OperationalError, InterfaceError),
     "retry_backoff": 10,
     "retry_backoff_max": 600,
     "max_retries": 5,
