@@ -23,6 +23,7 @@ BENCHMARKS = [
     ("benchmarks.ingest_throughput", []),
     ("benchmarks.retrieval_latency", []),
     ("benchmarks.chat_load", []),
+    ("benchmarks.soak", []),
 ]
 
 
