@@ -218,6 +218,9 @@ class Message(models.Model):
     score = models.FloatField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     rating = models.SmallIntegerField(null=True, blank=True)  # +1 / -1
+    # The owner marked this answer "good for training": training.datasets adds it, with the
+    # customer's question before it, to the chat fine-tuning set.
+    training_approved = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

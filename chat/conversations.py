@@ -15,14 +15,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from bots.access import get_bot_for_user
 from bots.models import Bot, Conversation, Message
 from knowledge.models import FaqEntry
 
+from . import services
 from .models import LabelledQuestion
 
 PAGE_SIZE = 25
@@ -209,6 +210,29 @@ def conversation_detail(request, bot_id: int, public_id):
         "labelled": set(LabelledQuestion.objects.filter(bot=bot).values_list("text", flat=True)),
     }
     return render(request, "chat/conversation.html", context)
+
+
+@login_required
+@require_POST
+def message_training_mark(request, bot_id: int, public_id, message_id: int):
+    """Mark one of the bot's answers good for training ("approved=1") or unmark it; htmx gets
+    the button's fragment, a plain form post goes back to the transcript."""
+    bot = get_bot_for_user(request.user, bot_id)
+    conversation = get_conversation_for_bot(bot, public_id)
+    message = get_object_or_404(
+        Message, pk=message_id, conversation=conversation, role=Message.Role.BOT
+    )
+    message = services.message_training_approve(
+        message=message, approved=request.POST.get("approved") == "1"
+    )
+    if request.htmx:
+        return render(
+            request,
+            "chat/conversation.html#training-mark",
+            {"bot": bot, "conversation": conversation, "m": message},
+        )
+    url = redirect("chat:conversation", bot_id=bot.pk, public_id=conversation.public_id).url
+    return redirect(f"{url}#m{message.pk}")
 
 
 @login_required

@@ -71,6 +71,16 @@ def message_rate(*, message: Message, rating: int) -> Message:
     return message
 
 
+def message_training_approve(*, message: Message, approved: bool = True) -> Message:
+    """Mark (or unmark) one of the bot's answers as good for training: the chat fine-tuning set
+    (training.datasets) takes it with the customer's question before it."""
+    if message.role != Message.Role.BOT:
+        raise ValidationError("Only the bot's answers can be marked for training.")
+    message.training_approved = approved
+    message.save(update_fields=["training_approved"])
+    return message
+
+
 def conversation_handoff(*, conversation: Conversation, email: str) -> Conversation:
     """Mark the conversation as handed to a human and email the workspace owners (on commit).
 

@@ -39,6 +39,11 @@ dashboard_patterns = [
         "compare/<int:evaluation_id>/cancel/", compare.evaluation_cancel, name="evaluation_cancel"
     ),
     path("conversations/<uuid:public_id>/label/", compare.label_question, name="label_question"),
+    path(
+        "conversations/<uuid:public_id>/messages/<int:message_id>/training/",
+        conversations.message_training_mark,
+        name="message_training_mark",
+    ),
 ]
 
 urlpatterns = [

@@ -8,10 +8,17 @@ Examples (each a system / user / assistant conversation):
   answered with the bot's fallback message, so the tuned model learns to decline. Questions the
   bot's own retrieval would answer (score >= its answer threshold) are left out: for a shop,
   "can I return my order" is no refusal;
+- "conversation": every bot answer the owner marked good for training on a conversation's page
+  (Message.training_approved), the customer's question before it as the user turn;
 - for a run of the **both** mode, the same with retrieved context: the question, the chunks
   knowledge.selectors.search returns for it (the gold entry always among them, the others are
   distractors) in the system prompt, the curated answer as target (retrieval-augmented
-  fine-tuning: the model learns to copy the right passage). Refusals carry their distractors.
+  fine-tuning: the model learns to copy the right passage). Refusals carry their distractors;
+  approved conversation answers carry what retrieval returns for their question.
+
+Every example records its origin (faq, refusal, conversation), shown in the preview. An approved
+answer that contradicts an FAQ answer to the same question is an error, like two FAQ entries
+that do; one whose question is a held-out phrasing is left out (it would leak the evaluation).
 
 One phrasing of every entry with three or more is held out (training.calibration.holdout_split,
 the same one retrieval tuning holds out): those questions never reach a tuning run and are
@@ -46,12 +53,26 @@ FINETUNED, BOTH = "finetuned", "both"
 ERROR, WARNING = "error", "warning"
 
 
+ORIGINS = {
+    "faq": "FAQ entry",
+    "refusal": "refusal (unrelated question)",
+    "conversation": "conversation marked good",
+}
+
+
 @dataclass
 class Example:
     messages: list[dict]
-    kind: str  # faq, refusal, context, context_refusal
+    # faq, refusal, conversation; both mode: context, context_refusal, context_conversation
+    kind: str
     faq_id: int | None = None
     tokens: int = 0
+    origin: str = "faq"  # a key of ORIGINS
+    origin_id: int | None = None  # the approved Message's pk
+
+    @property
+    def origin_label(self) -> str:
+        return ORIGINS.get(self.origin, self.origin)
 
     @property
     def question(self) -> str:
@@ -99,12 +120,17 @@ class TrainingSet:
         return dict(out)
 
     def preview(self, n: int = PREVIEW) -> list[Example]:
-        """A few examples of every kind, for the owner to read before launching."""
+        """A few examples of every kind (taken in turn, so a small kind is never crowded out),
+        for the owner to read before launching."""
         by_kind: dict[str, list[Example]] = defaultdict(list)
         for e in self.examples:
-            if len(by_kind[e.kind]) < max(1, n // 2):
-                by_kind[e.kind].append(e)
-        return [e for group in by_kind.values() for e in group][:n]
+            by_kind[e.kind].append(e)
+        out: list[Example] = []
+        for row in range(max((len(g) for g in by_kind.values()), default=0)):
+            out += [group[row] for group in by_kind.values() if row < len(group)]
+            if len(out) >= n:
+                break
+        return out[:n]
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "issues": [asdict(i) for i in self.issues]}
@@ -155,6 +181,32 @@ def _entries(bot: Bot) -> list:
     from knowledge.models import FaqEntry
 
     return list(FaqEntry.objects.filter(bot=bot).order_by("pk"))
+
+
+def _approved_answers(bot: Bot) -> list[tuple[int, str, str]]:
+    """(message pk, the customer's question before it, the answer) of every bot answer the owner
+    marked good for training, oldest first. No question before it gives "" (an "empty" issue)."""
+    from django.db.models import OuterRef, Q, Subquery
+
+    from bots.models import Message
+
+    before = Message.objects.filter(
+        conversation=OuterRef("conversation"), role=Message.Role.USER
+    ).filter(
+        Q(created_at__lt=OuterRef("created_at"))
+        | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk"))
+    )
+    rows = (
+        Message.objects.filter(conversation__bot=bot, role=Message.Role.BOT, training_approved=True)
+        .annotate(question=Subquery(before.order_by("-created_at", "-pk").values("text")[:1]))
+        .order_by("created_at", "pk")
+        .values_list("pk", "question", "text")
+    )
+    return [(pk, question or "", text) for pk, question, text in rows]
+
+
+def _normal(question: str) -> str:
+    return " ".join(question.lower().split())
 
 
 def _refusal_questions(bot: Bot, n: int) -> list[str]:
@@ -211,9 +263,13 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
         for gi, pi in held
     ]
     pairs = [(entry, q) for entry, group in zip(entries, train_groups, strict=True) for q in group]
+    held_questions = {_normal(h["question"]) for h in held_out}
+    approved = [a for a in _approved_answers(bot) if _normal(a[1]) not in held_questions]
     refusals = (
-        _refusal_questions(bot, max(MIN_REFUSALS, math.ceil(REFUSAL_SHARE * len(pairs))))
-        if pairs
+        _refusal_questions(
+            bot, max(MIN_REFUSALS, math.ceil(REFUSAL_SHARE * (len(pairs) + len(approved))))
+        )
+        if pairs or approved
         else []
     )
     examples: list[Example] = []
@@ -230,6 +286,21 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
                     + [{"role": "assistant", "content": target}],
                     "context" if entry else "context_refusal",
                     entry.pk if entry else None,
+                    origin="faq" if entry else "refusal",
+                )
+            )
+        # An approved answer gets what retrieval returns for its question (no gold to insert:
+        # the answer was written from that retrieval).
+        approved_questions = [q for _, q, _ in approved]
+        contexts = _contexts(bot, approved_questions, [None] * len(approved))
+        for (pk, question, answer), context in zip(approved, contexts, strict=True):
+            examples.append(
+                Example(
+                    prompt_messages(bot, question, context=context)
+                    + [{"role": "assistant", "content": answer}],
+                    "context_conversation",
+                    origin="conversation",
+                    origin_id=pk,
                 )
             )
     else:
@@ -248,6 +319,16 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
                     prompt_messages(bot, question)
                     + [{"role": "assistant", "content": bot.fallback_message}],
                     "refusal",
+                    origin="refusal",
+                )
+            )
+        for pk, question, answer in approved:
+            examples.append(
+                Example(
+                    prompt_messages(bot, question) + [{"role": "assistant", "content": answer}],
+                    "conversation",
+                    origin="conversation",
+                    origin_id=pk,
                 )
             )
     count_tokens(examples, backend)
@@ -280,7 +361,7 @@ def validate(examples: list[Example], *, entries: int, backend: str = "local") -
     """Everything wrong with a training set, each issue naming its examples (1-based). Errors
     block a launch; warnings are shown."""
     issues: list[Issue] = []
-    if entries == 0:
+    if entries == 0 and not any(e.origin not in ("faq", "refusal") for e in examples):
         issues.append(
             Issue(
                 ERROR,
@@ -344,6 +425,30 @@ def validate(examples: list[Example], *, entries: int, backend: str = "local") -
                 "The same question has different answers in different FAQ entries: keep the "
                 "question in one entry.",
                 conflicting,
+            )
+        )
+    # An approved answer (or another non-FAQ example) that answers an FAQ question differently:
+    # compared on the question alone, as both mode's contexts differ between the two.
+    faq_targets: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, e in enumerate(examples, 1):
+        if e.origin == "faq":
+            faq_targets[_normal(e.question)][e.target.strip()].append(i)
+    against_faq: set[int] = set()
+    for i, e in enumerate(examples, 1):
+        targets = (
+            faq_targets.get(_normal(e.question)) if e.origin not in ("faq", "refusal") else None
+        )
+        if targets and e.target.strip() not in targets:
+            against_faq.add(i)
+            against_faq.update(j for ids in targets.values() for j in ids)
+    if against_faq:
+        issues.append(
+            Issue(
+                ERROR,
+                "conflicts_faq",
+                "An answer marked good for training answers an FAQ question differently from the "
+                "FAQ: unmark it on its conversation, or change the FAQ answer.",
+                sorted(against_faq),
             )
         )
     limit = max_tokens(backend)
