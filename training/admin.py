@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ChatTuning, RetrievalTuning
+from .models import ChatTuning, DocumentPair, RetrievalTuning
 
 
 @admin.register(RetrievalTuning)
@@ -28,3 +28,10 @@ class ChatTuningAdmin(admin.ModelAdmin):
     search_fields = ["bot__name", "model_name", "fine_tuned_model", "provider_job_id", "error"]
     autocomplete_fields = ["bot"]
     readonly_fields = [f.name for f in ChatTuning._meta.fields if f.name not in ("id", "bot")]
+
+
+@admin.register(DocumentPair)
+class DocumentPairAdmin(admin.ModelAdmin):
+    list_display = ["question", "bot", "status", "heading", "updated_at"]
+    list_filter = ["status"]
+    raw_id_fields = ["bot", "chunk"]

@@ -10,14 +10,17 @@ Examples (each a system / user / assistant conversation):
   "can I return my order" is no refusal;
 - "conversation": every bot answer the owner marked good for training on a conversation's page
   (Message.training_approved), the customer's question before it as the user turn;
+- "document": question/answer pairs drawn from the bot's documents that the owner accepted on
+  the Fine-tuning tab (training.documents, DocumentPair);
 - for a run of the **both** mode, the same with retrieved context: the question, the chunks
   knowledge.selectors.search returns for it (the gold entry always among them, the others are
   distractors) in the system prompt, the curated answer as target (retrieval-augmented
   fine-tuning: the model learns to copy the right passage). Refusals carry their distractors;
-  approved conversation answers carry what retrieval returns for their question.
+  approved conversation answers carry what retrieval returns for their question, document
+  pairs their own chunk among the distractors.
 
-Every example records its origin (faq, refusal, conversation), shown in the preview. An approved
-answer that contradicts an FAQ answer to the same question is an error, like two FAQ entries
+Every example records its origin (faq, refusal, conversation, document), shown in the preview.
+An approved answer or accepted pair that contradicts an FAQ answer to the same question is an error, like two FAQ entries
 that do; one whose question is a held-out phrasing is left out (it would leak the evaluation).
 
 One phrasing of every entry with three or more is held out (training.calibration.holdout_split,
@@ -57,18 +60,20 @@ ORIGINS = {
     "faq": "FAQ entry",
     "refusal": "refusal (unrelated question)",
     "conversation": "conversation marked good",
+    "document": "document (reviewed pair)",
 }
 
 
 @dataclass
 class Example:
     messages: list[dict]
-    # faq, refusal, conversation; both mode: context, context_refusal, context_conversation
+    # faq, refusal, conversation, document; both mode: context, context_refusal,
+    # context_conversation, context_document
     kind: str
     faq_id: int | None = None
     tokens: int = 0
     origin: str = "faq"  # a key of ORIGINS
-    origin_id: int | None = None  # the approved Message's pk
+    origin_id: int | None = None  # the approved Message's or accepted DocumentPair's pk
 
     @property
     def origin_label(self) -> str:
@@ -205,6 +210,16 @@ def _approved_answers(bot: Bot) -> list[tuple[int, str, str]]:
     return [(pk, question or "", text) for pk, question, text in rows]
 
 
+def _accepted_pairs(bot: Bot) -> list:
+    from .models import DocumentPair
+
+    return list(
+        DocumentPair.objects.filter(bot=bot, status=DocumentPair.Status.ACCEPTED)
+        .select_related("chunk")
+        .order_by("pk")
+    )
+
+
 def _normal(question: str) -> str:
     return " ".join(question.lower().split())
 
@@ -230,16 +245,21 @@ def _refusal_questions(bot: Bot, n: int) -> list[str]:
 
 
 def _contexts(bot: Bot, questions: list[str], gold: list) -> list[list[tuple[str, str]]]:
-    """The top CONTEXT_CHUNKS chunks retrieval gives each question, the gold entry (an FaqEntry,
-    or None for a refusal) always among them at a seeded position."""
+    """The top CONTEXT_CHUNKS chunks retrieval gives each question, the gold (an FaqEntry or a
+    document Chunk; None for a refusal) always among them at a seeded position."""
     from knowledge import selectors
+    from knowledge.models import Chunk
 
     vectors = selectors.embed_queries(bot, questions) if questions else []
     rng = _stable_rng(bot, "contexts")
     out = []
     for question, vector, entry in zip(questions, vectors, gold, strict=True):
         hits = selectors.search(bot=bot, query=question, limit=CONTEXT_CHUNKS + 1, vector=vector)
-        if entry is not None:
+        if isinstance(entry, Chunk):
+            hits = [h for h in hits if h.chunk_id != entry.pk][: CONTEXT_CHUNKS - 1]
+            context = hit_context(hits)
+            context.insert(rng.randint(0, len(context)), (entry.title, entry.text))
+        elif entry is not None:
             hits = [h for h in hits if h.faq_id != entry.pk][: CONTEXT_CHUNKS - 1]
             context = hit_context(hits)
             context.insert(
@@ -265,11 +285,11 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
     pairs = [(entry, q) for entry, group in zip(entries, train_groups, strict=True) for q in group]
     held_questions = {_normal(h["question"]) for h in held_out}
     approved = [a for a in _approved_answers(bot) if _normal(a[1]) not in held_questions]
+    documents = [d for d in _accepted_pairs(bot) if _normal(d.question) not in held_questions]
+    extra = len(approved) + len(documents)
     refusals = (
-        _refusal_questions(
-            bot, max(MIN_REFUSALS, math.ceil(REFUSAL_SHARE * (len(pairs) + len(approved))))
-        )
-        if pairs or approved
+        _refusal_questions(bot, max(MIN_REFUSALS, math.ceil(REFUSAL_SHARE * (len(pairs) + extra))))
+        if pairs or extra
         else []
     )
     examples: list[Example] = []
@@ -303,6 +323,17 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
                     origin_id=pk,
                 )
             )
+        contexts = _contexts(bot, [d.question for d in documents], [d.chunk for d in documents])
+        for pair, context in zip(documents, contexts, strict=True):
+            examples.append(
+                Example(
+                    prompt_messages(bot, pair.question, context=context)
+                    + [{"role": "assistant", "content": pair.answer}],
+                    "context_document",
+                    origin="document",
+                    origin_id=pair.pk,
+                )
+            )
     else:
         for entry, question in pairs:
             examples.append(
@@ -329,6 +360,16 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
                     "conversation",
                     origin="conversation",
                     origin_id=pk,
+                )
+            )
+        for pair in documents:
+            examples.append(
+                Example(
+                    prompt_messages(bot, pair.question)
+                    + [{"role": "assistant", "content": pair.answer}],
+                    "document",
+                    origin="document",
+                    origin_id=pair.pk,
                 )
             )
     count_tokens(examples, backend)
@@ -446,8 +487,9 @@ def validate(examples: list[Example], *, entries: int, backend: str = "local") -
             Issue(
                 ERROR,
                 "conflicts_faq",
-                "An answer marked good for training answers an FAQ question differently from the "
-                "FAQ: unmark it on its conversation, or change the FAQ answer.",
+                "An answer marked good for training (or an accepted document pair) answers an FAQ "
+                "question differently from the FAQ: unmark it on its conversation (or reject the "
+                "pair), or change the FAQ answer.",
                 sorted(against_faq),
             )
         )

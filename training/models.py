@@ -125,3 +125,38 @@ class ChatTuning(TrackedJob):
     def served_model(self) -> str:
         """The model id the bot's provider is asked for once this run is deployed."""
         return self.fine_tuned_model or self.model_name
+
+
+class DocumentPair(models.Model):
+    """A question/answer pair drawn from one of the bot's document chunks (training.documents),
+    for the owner to accept (possibly edited) or reject. Only accepted pairs join the chat
+    fine-tuning set. The chunk is kept as the pair's gold context in both mode; re-ingesting the
+    document replaces its chunks, so a reviewed pair outlives its chunk (chunk becomes null)."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="document_pairs")
+    chunk = models.ForeignKey(
+        "knowledge.Chunk",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="document_pairs",
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PROPOSED, db_index=True
+    )
+    question = models.CharField(max_length=500)
+    answer = models.TextField()
+    heading = models.CharField(max_length=500, blank=True)  # the chunk's title it came from
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.question[:60]} ({self.status})"

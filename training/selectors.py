@@ -38,7 +38,29 @@ def chat_tuning_context(bot: Bot) -> dict:
         "deployed": deployed,
         "modes": ChatTuning.Mode.choices,
         "backends": ChatTuning.Backend.choices,
+        **document_pairs_context(bot),
     }
+
+
+def document_pairs_context(bot: Bot) -> dict:
+    """The document pairs card: pairs to review first, then accepted, then rejected."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    from .models import DocumentPair
+
+    order = Case(
+        When(status=DocumentPair.Status.PROPOSED, then=Value(0)),
+        When(status=DocumentPair.Status.ACCEPTED, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    pairs = list(
+        DocumentPair.objects.filter(bot=bot).annotate(order=order).order_by("order", "pk")[:300]
+    )
+    counts = {status: 0 for status in DocumentPair.Status.values}
+    for pair in pairs:
+        counts[pair.status] += 1
+    return {"bot": bot, "pairs": pairs, "pair_counts": counts}
 
 
 def loss_chart(run) -> dict:

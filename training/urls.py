@@ -12,6 +12,16 @@ urlpatterns = [
     path("fine-tuning/training-set.jsonl", views.chat_tuning_download, name="chat_tuning_download"),
     path("fine-tuning/launch/", views.chat_tuning_launch, name="chat_tuning_launch"),
     path("fine-tuning/base/", views.chat_tuning_undeploy, name="chat_tuning_undeploy"),
+    path(
+        "fine-tuning/document-pairs/propose/",
+        views.document_pairs_propose,
+        name="document_pairs_propose",
+    ),
+    path(
+        "fine-tuning/document-pairs/<int:pair_id>/",
+        views.document_pair_review,
+        name="document_pair_review",
+    ),
     path("fine-tuning/<int:run_id>/", views.chat_tuning_run, name="chat_tuning_run"),
     path("fine-tuning/<int:run_id>/cancel/", views.chat_tuning_cancel, name="chat_tuning_cancel"),
     path("fine-tuning/<int:run_id>/deploy/", views.chat_tuning_deploy, name="chat_tuning_deploy"),

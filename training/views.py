@@ -14,12 +14,13 @@ from django_htmx.http import HttpResponseStopPolling
 
 from bots.access import get_bot_for_user
 
-from . import calibration, chat_tuning, retrieval
+from . import calibration, chat_tuning, documents, retrieval
 from .forms import CautionForm, ThresholdsForm
-from .models import ChatTuning
+from .models import ChatTuning, DocumentPair
 from .selectors import (
     calibration_panel_context,
     chat_tuning_context,
+    document_pairs_context,
     loss_chart,
     tuning_panel_context,
 )
@@ -192,6 +193,49 @@ def chat_tuning_undeploy(request, bot_id: int):
     chat_tuning.chat_tuning_undeploy(bot=bot)
     messages.success(request, f"{bot.name} answers with the base model and retrieval again.")
     return redirect("training:chat_tuning", bot_id=bot.pk)
+
+
+# --- Document pairs (on the Fine-tuning page) ---------------------------------------------------
+
+
+def _pairs_page(bot):
+    return redirect(reverse("training:chat_tuning", args=[bot.pk]) + "#ct-pairs")
+
+
+@login_required
+@require_POST
+def document_pairs_propose(request, bot_id: int):
+    """Propose question/answer pairs from the bot's documents again (unreviewed ones are
+    replaced; accepted and rejected ones stay)."""
+    bot = get_bot_for_user(request.user, bot_id)
+    made = documents.document_pairs_propose(bot=bot)
+    if request.htmx:
+        return render(request, f"{CHAT_PAGE}#pairs", document_pairs_context(bot))
+    messages.success(request, f"{made} pair{'s' if made != 1 else ''} proposed from documents.")
+    return _pairs_page(bot)
+
+
+@login_required
+@require_POST
+def document_pair_review(request, bot_id: int, pair_id: int):
+    """Accept (with the edited question and answer) or reject one pair."""
+    bot = get_bot_for_user(request.user, bot_id)
+    pair = get_object_or_404(DocumentPair, pk=pair_id, bot=bot)
+    error = ""
+    try:
+        pair = documents.document_pair_review(
+            pair=pair,
+            accept=request.POST.get("action") == "accept",
+            question=request.POST.get("question"),
+            answer=request.POST.get("answer"),
+        )
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if request.htmx:  # htmx swaps only 2xx responses: the error is shown in the row
+        return render(request, f"{CHAT_PAGE}#pair", {"bot": bot, "pair": pair, "error": error})
+    if error:
+        messages.error(request, error)
+    return _pairs_page(bot)
 
 
 # --- Calibration card (on the bot's Settings page) -----------------------------------------------
