@@ -32,7 +32,7 @@ from accounts.models import Membership, Workspace
 from bots.models import ApiKey, Bot, Conversation, Message
 from chat.models import Evaluation, LabelledQuestion
 from knowledge.models import Chunk, FaqEntry, Source
-from training.models import ChatTuning, RetrievalTuning
+from training.models import ChatTuning, DocumentPair, RetrievalTuning
 
 FORMAT = "askhandle-workspace/1"
 # Parents before children: restore walks this order and remaps each foreign key.
@@ -46,6 +46,7 @@ MODELS: list[type[models.Model]] = [
     ApiKey,
     RetrievalTuning,
     ChatTuning,
+    DocumentPair,
     LabelledQuestion,
     Evaluation,
 ]

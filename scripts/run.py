@@ -39,8 +39,12 @@ RESTART_WINDOW = 60.0
 def main() -> int:
     os.chdir(ROOT)
     t0 = time.monotonic()
-    started_services = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+    # Stop on exit only what this run started: a server already up (another `make run`, or
+    # `make test` beside it) keeps running.
+    external = bool(os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+    already = services.running()
     env = {**os.environ, **services.up(), "PYTHONUNBUFFERED": "1"}
+    started_services = set() if external else {"postgres", "redis"} - already
     env.setdefault("ASKHANDLE_SITE_URL", f"http://{HOST}:{PORT}")
     manage = [PY, "manage.py"]
     subprocess.run([*manage, "migrate", "--no-input"], env=env, check=True)
@@ -149,7 +153,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     if started_services:
-        services.down()
+        services.down(only=started_services)
     print("[run] stopped.", flush=True)
     return code
 

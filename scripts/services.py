@@ -154,6 +154,22 @@ def redis_down() -> None:
         REDIS_PID.unlink(missing_ok=True)
 
 
+def postgres_running() -> bool:
+    pid_file = PGDATA / "postmaster.pid"
+    try:
+        os.kill(int(pid_file.read_text().split()[0]), 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def running() -> set[str]:
+    """The embedded servers that are up already (started by another run)."""
+    return {
+        name for name, up in (("postgres", postgres_running()), ("redis", redis_running())) if up
+    }
+
+
 def up() -> dict[str, str]:
     RUN.mkdir(parents=True, exist_ok=True)
     env = {
@@ -164,10 +180,13 @@ def up() -> dict[str, str]:
     return env
 
 
-def down() -> None:
-    # Only what we started: configured external servers are left alone.
-    redis_down()
-    postgres_down()
+def down(only: set[str] | None = None) -> None:
+    """Stop the embedded servers (`only`: just those). Configured external servers are never
+    touched."""
+    if only is None or "redis" in only:
+        redis_down()
+    if only is None or "postgres" in only:
+        postgres_down()
 
 
 if __name__ == "__main__":
