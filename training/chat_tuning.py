@@ -305,14 +305,7 @@ def _train(run: ChatTuning, token) -> None:
 
     hyper = run.hyperparameters
     conversations = _read_set(run)
-    resume = None
-    losses = [loss for loss in run.losses if loss[0] <= run.checkpoint_step]
-    if run.checkpoint_step:
-        files = _load_files(_checkpoint_dir(run))
-        if files is not None:
-            resume = (run.checkpoint_step, files)
-        else:
-            losses = []
+    resume, losses = _resume_point(run)
     metrics = {
         **run.metrics,
         "losses": losses,
@@ -360,6 +353,22 @@ def _train(run: ChatTuning, token) -> None:
     )
     seconds = time.perf_counter() - started
     metrics.update(device=result["device"], eta_seconds=0)
+    _finish(run, token, result, metrics, seconds, tuned_chat_model_name)
+
+
+def _resume_point(run: ChatTuning):
+    """(step and checkpoint files to resume from, or None; the losses recorded up to it)."""
+    losses = [loss for loss in run.losses if loss[0] <= run.checkpoint_step]
+    if not run.checkpoint_step:
+        return None, losses
+    files = _load_files(_checkpoint_dir(run))
+    if files is None:  # the checkpoint is gone: start again from the base model
+        return None, []
+    return (run.checkpoint_step, files), losses
+
+
+def _finish(run: ChatTuning, token, result: dict, metrics: dict, seconds: float, name_of) -> None:
+    """A stopped run ends CANCELLED; a finished one stores its adapter and is READY."""
     if result["stopped"]:
         RUNS.finish(
             run.pk,
@@ -380,7 +389,7 @@ def _train(run: ChatTuning, token) -> None:
         token,
         ChatTuning.Status.READY,
         stage="",
-        model_name=tuned_chat_model_name(key),
+        model_name=name_of(key),
         metrics=metrics,
         train_seconds=seconds,
         progress_done=result["steps"],
