@@ -401,6 +401,16 @@ def max_tokens(backend: str) -> int:
 def validate(examples: list[Example], *, entries: int, backend: str = "local") -> list[Issue]:
     """Everything wrong with a training set, each issue naming its examples (1-based). Errors
     block a launch; warnings are shown."""
+    return [
+        *_size_issues(examples, entries),
+        *_empty_issues(examples),
+        *_duplicate_issues(examples),
+        *_faq_conflict_issues(examples),
+        *_length_issues(examples, backend),
+    ]
+
+
+def _size_issues(examples: list[Example], entries: int) -> list[Issue]:
     issues: list[Issue] = []
     if entries == 0 and not any(e.origin not in ("faq", "refusal") for e in examples):
         issues.append(
@@ -421,6 +431,11 @@ def validate(examples: list[Example], *, entries: int, backend: str = "local") -
                 "of their questions.",
             )
         )
+    return issues
+
+
+def _empty_issues(examples: list[Example]) -> list[Issue]:
+    issues: list[Issue] = []
     empty = [
         i
         for i, e in enumerate(examples, 1)
@@ -430,6 +445,12 @@ def validate(examples: list[Example], *, entries: int, backend: str = "local") -
         issues.append(
             Issue(ERROR, "empty", "Empty question or answer: fill it in on the FAQ.", empty)
         )
+    return issues
+
+
+def _duplicate_issues(examples: list[Example]) -> list[Issue]:
+    """Duplicates (a warning) and one question with different answers (an error)."""
+    issues: list[Issue] = []
     seen: dict[str, int] = {}
     duplicates = []
     answers: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -468,6 +489,11 @@ def validate(examples: list[Example], *, entries: int, backend: str = "local") -
                 conflicting,
             )
         )
+    return issues
+
+
+def _faq_conflict_issues(examples: list[Example]) -> list[Issue]:
+    issues: list[Issue] = []
     # An approved answer (or another non-FAQ example) that answers an FAQ question differently:
     # compared on the question alone, as both mode's contexts differ between the two.
     faq_targets: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -493,6 +519,11 @@ def validate(examples: list[Example], *, entries: int, backend: str = "local") -
                 sorted(against_faq),
             )
         )
+    return issues
+
+
+def _length_issues(examples: list[Example], backend: str) -> list[Issue]:
+    issues: list[Issue] = []
     limit = max_tokens(backend)
     long = [i for i, e in enumerate(examples, 1) if e.tokens > limit]
     if long:
