@@ -292,89 +292,100 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
         if pairs or extra
         else []
     )
-    examples: list[Example] = []
-    if mode == BOTH:
-        questions = [q for _, q in pairs] + refusals
-        golds = [e for e, _ in pairs] + [None] * len(refusals)
-        for question, entry, context in zip(
-            questions, golds, _contexts(bot, questions, golds), strict=True
-        ):
-            target = entry.answer if entry else bot.fallback_message
-            examples.append(
-                Example(
-                    prompt_messages(bot, question, context=context)
-                    + [{"role": "assistant", "content": target}],
-                    "context" if entry else "context_refusal",
-                    entry.pk if entry else None,
-                    origin="faq" if entry else "refusal",
-                )
-            )
-        # An approved answer gets what retrieval returns for its question (no gold to insert:
-        # the answer was written from that retrieval).
-        approved_questions = [q for _, q, _ in approved]
-        contexts = _contexts(bot, approved_questions, [None] * len(approved))
-        for (pk, question, answer), context in zip(approved, contexts, strict=True):
-            examples.append(
-                Example(
-                    prompt_messages(bot, question, context=context)
-                    + [{"role": "assistant", "content": answer}],
-                    "context_conversation",
-                    origin="conversation",
-                    origin_id=pk,
-                )
-            )
-        contexts = _contexts(bot, [d.question for d in documents], [d.chunk for d in documents])
-        for pair, context in zip(documents, contexts, strict=True):
-            examples.append(
-                Example(
-                    prompt_messages(bot, pair.question, context=context)
-                    + [{"role": "assistant", "content": pair.answer}],
-                    "context_document",
-                    origin="document",
-                    origin_id=pair.pk,
-                )
-            )
-    else:
-        for entry, question in pairs:
-            examples.append(
-                Example(
-                    prompt_messages(bot, question)
-                    + [{"role": "assistant", "content": entry.answer}],
-                    "faq",
-                    entry.pk,
-                )
-            )
-        for question in refusals:
-            examples.append(
-                Example(
-                    prompt_messages(bot, question)
-                    + [{"role": "assistant", "content": bot.fallback_message}],
-                    "refusal",
-                    origin="refusal",
-                )
-            )
-        for pk, question, answer in approved:
-            examples.append(
-                Example(
-                    prompt_messages(bot, question) + [{"role": "assistant", "content": answer}],
-                    "conversation",
-                    origin="conversation",
-                    origin_id=pk,
-                )
-            )
-        for pair in documents:
-            examples.append(
-                Example(
-                    prompt_messages(bot, pair.question)
-                    + [{"role": "assistant", "content": pair.answer}],
-                    "document",
-                    origin="document",
-                    origin_id=pair.pk,
-                )
-            )
+    examples = (_both_examples if mode == BOTH else _plain_examples)(
+        bot, pairs, refusals, approved, documents
+    )
     count_tokens(examples, backend)
     issues = validate(examples, entries=len(entries), backend=backend)
     return TrainingSet(mode, examples, held_out, issues, entries=len(entries))
+
+
+def _both_examples(bot, pairs, refusals, approved, documents) -> list[Example]:
+    """Both mode: every example carries the context retrieval gives its question."""
+    examples: list[Example] = []
+    questions = [q for _, q in pairs] + refusals
+    golds = [e for e, _ in pairs] + [None] * len(refusals)
+    for question, entry, context in zip(
+        questions, golds, _contexts(bot, questions, golds), strict=True
+    ):
+        target = entry.answer if entry else bot.fallback_message
+        examples.append(
+            Example(
+                prompt_messages(bot, question, context=context)
+                + [{"role": "assistant", "content": target}],
+                "context" if entry else "context_refusal",
+                entry.pk if entry else None,
+                origin="faq" if entry else "refusal",
+            )
+        )
+    # An approved answer gets what retrieval returns for its question (no gold to insert:
+    # the answer was written from that retrieval).
+    approved_questions = [q for _, q, _ in approved]
+    contexts = _contexts(bot, approved_questions, [None] * len(approved))
+    for (pk, question, answer), context in zip(approved, contexts, strict=True):
+        examples.append(
+            Example(
+                prompt_messages(bot, question, context=context)
+                + [{"role": "assistant", "content": answer}],
+                "context_conversation",
+                origin="conversation",
+                origin_id=pk,
+            )
+        )
+    contexts = _contexts(bot, [d.question for d in documents], [d.chunk for d in documents])
+    for pair, context in zip(documents, contexts, strict=True):
+        examples.append(
+            Example(
+                prompt_messages(bot, pair.question, context=context)
+                + [{"role": "assistant", "content": pair.answer}],
+                "context_document",
+                origin="document",
+                origin_id=pair.pk,
+            )
+        )
+    return examples
+
+
+def _plain_examples(bot, pairs, refusals, approved, documents) -> list[Example]:
+    """Fine-tuned mode: the question alone, as a customer asks it."""
+    examples: list[Example] = []
+    for entry, question in pairs:
+        examples.append(
+            Example(
+                prompt_messages(bot, question) + [{"role": "assistant", "content": entry.answer}],
+                "faq",
+                entry.pk,
+            )
+        )
+    for question in refusals:
+        examples.append(
+            Example(
+                prompt_messages(bot, question)
+                + [{"role": "assistant", "content": bot.fallback_message}],
+                "refusal",
+                origin="refusal",
+            )
+        )
+    for pk, question, answer in approved:
+        examples.append(
+            Example(
+                prompt_messages(bot, question) + [{"role": "assistant", "content": answer}],
+                "conversation",
+                origin="conversation",
+                origin_id=pk,
+            )
+        )
+    for pair in documents:
+        examples.append(
+            Example(
+                prompt_messages(bot, pair.question)
+                + [{"role": "assistant", "content": pair.answer}],
+                "document",
+                origin="document",
+                origin_id=pair.pk,
+            )
+        )
+    return examples
 
 
 def count_tokens(examples: list[Example], backend: str) -> None:
