@@ -547,8 +547,6 @@ def train_chat_adapter(
     Returns {"files": {name: bytes} or None when stopped, "losses": [[step, loss]], "steps",
     "seconds", "stopped", "device"}.
     """
-    import time
-
     torch = _prepare_torch()
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, settings.TRAINING_TORCH_THREADS))
@@ -570,46 +568,54 @@ def train_chat_adapter(
 
             start, files = resume
             set_peft_model_state_dict(model, load_safetensors(files["adapter_model.safetensors"]))
-        model.train()
-        optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad], lr=learning_rate
-        )
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        losses: list[list[float]] = []
-        started = time.perf_counter()
-        for step in range(start, len(steps)):
-            input_ids, labels, mask = collate_chat(encoded, steps[step], pad)
-            out = model(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
-                labels=labels.to(device),
-            )
-            optimizer.zero_grad()
-            out.loss.backward()
-            optimizer.step()
-            loss = round(float(out.loss.item()), 4)
-            losses.append([step + 1, loss])
-            if on_step and on_step(step + 1, len(steps), loss):
-                return {
-                    "files": None,
-                    "losses": losses,
-                    "steps": step + 1,
-                    "seconds": time.perf_counter() - started,
-                    "stopped": True,
-                    "device": device,
-                }
-            if on_checkpoint and (step + 1) % checkpoint_every == 0 and step + 1 < len(steps):
-                on_checkpoint(step + 1, _adapter_bytes(model))
-        return {
-            "files": _adapter_bytes(model),
-            "losses": losses,
-            "steps": len(steps),
-            "seconds": time.perf_counter() - started,
-            "stopped": False,
-            "device": device,
-        }
+        return _lora_loop(
+            model, encoded, steps, start, pad, device, learning_rate,
+            on_step, on_checkpoint, checkpoint_every,
+        )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+
+
+def _lora_loop(
+    model, encoded, steps, start, pad, device, learning_rate, on_step, on_checkpoint, every
+) -> dict:
+    """The training steps from `start`: train_chat_adapter's result dict."""
+    import time
+
+    torch = _prepare_torch()
+    model.train()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=learning_rate
+    )
+    losses: list[list[float]] = []
+    started = time.perf_counter()
+
+    def result(files, steps_done: int, stopped: bool) -> dict:
+        return {
+            "files": files,
+            "losses": losses,
+            "steps": steps_done,
+            "seconds": time.perf_counter() - started,
+            "stopped": stopped,
+            "device": device,
+        }
+
+    for step in range(start, len(steps)):
+        input_ids, labels, mask = collate_chat(encoded, steps[step], pad)
+        out = model(
+            input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)
+        )
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        loss = round(float(out.loss.item()), 4)
+        losses.append([step + 1, loss])
+        if on_step and on_step(step + 1, len(steps), loss):
+            return result(None, step + 1, stopped=True)
+        if on_checkpoint and (step + 1) % every == 0 and step + 1 < len(steps):
+            on_checkpoint(step + 1, _adapter_bytes(model))
+    return result(_adapter_bytes(model), len(steps), stopped=False)
 
 
 def _adapter_local_dir(key: str) -> Path:
