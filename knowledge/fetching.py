@@ -130,41 +130,10 @@ def check_url(url: str) -> tuple[str, int, str]:
 def fetch(url: str) -> Fetched:
     """GET a public web page with manual, re-checked redirects and size/time limits."""
     deadline = time.monotonic() + settings.KNOWLEDGE_URL_TIMEOUT
-    limit = settings.KNOWLEDGE_URL_MAX_BYTES
     # trust_env=False: no proxy from the environment may bypass the address check.
     with httpx.Client(trust_env=False, follow_redirects=False, verify=True) as client:
         for _hop in range(MAX_REDIRECTS + 1):
-            host, port, ip = check_url(url)
-            parts = urlsplit(url)
-            netloc_ip = f"[{ip}]" if ":" in ip else ip
-            target = urlunsplit(
-                (parts.scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, "")
-            )
-            default_port = port == (443 if parts.scheme == "https" else 80)
-            headers = {
-                "Host": host if default_port else f"{host}:{port}",
-                "User-Agent": USER_AGENT,
-                "Accept": "text/html,application/xhtml+xml,text/plain,text/markdown,application/pdf;q=0.9",
-            }
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise FetchError("The web page took too long to answer.")
-            request = client.build_request(
-                "GET",
-                target,
-                headers=headers,
-                timeout=httpx.Timeout(remaining),
-                # TLS is verified against the real host name while connecting to the checked IP.
-                extensions={"sni_hostname": host} if parts.scheme == "https" else {},
-            )
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                raise FetchError("The web page took too long to answer.") from exc
-            except httpx.HTTPError as exc:
-                raise FetchError(
-                    f"The web page could not be fetched ({exc.__class__.__name__})."
-                ) from exc
+            response = _send_checked(client, url, deadline)
             try:
                 if response.is_redirect:
                     location = response.headers.get("location", "")
@@ -172,37 +141,67 @@ def fetch(url: str) -> Fetched:
                         raise FetchError("The web page redirected without saying where.")
                     url = urljoin(url, location)
                     continue
-                if response.status_code >= 400:
-                    raise FetchError(
-                        f"The web page answered with an error ({response.status_code})."
-                    )
-                content_type = (
-                    response.headers.get("content-type", "").split(";")[0].strip().lower()
-                )
-                if content_type and content_type not in ACCEPTED_TYPES:
-                    raise FetchError(
-                        f"The address serves {content_type}, not a web page, text or PDF document."
-                    )
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    raise FetchError(f"The web page is larger than {limit // (1024 * 1024)} MB.")
-                body = bytearray()
-                try:
-                    for part in response.iter_bytes():
-                        body += part
-                        if len(body) > limit:
-                            raise FetchError(
-                                f"The web page is larger than {limit // (1024 * 1024)} MB."
-                            )
-                        if time.monotonic() > deadline:
-                            raise FetchError("The web page took too long to download.")
-                except httpx.HTTPError as exc:
-                    raise FetchError(
-                        f"The web page download failed ({exc.__class__.__name__})."
-                    ) from exc
-                if not body.strip():
-                    raise FetchError("The web page is empty.")
-                return Fetched(url=url, content_type=content_type, body=bytes(body))
+                return _read_page(response, url, deadline)
             finally:
                 response.close()
     raise FetchError(f"The web page redirected more than {MAX_REDIRECTS} times.")
+
+
+def _send_checked(client: httpx.Client, url: str, deadline: float) -> httpx.Response:
+    """One GET to the address check_url approved (not a fresh DNS answer), streamed."""
+    host, port, ip = check_url(url)
+    parts = urlsplit(url)
+    netloc_ip = f"[{ip}]" if ":" in ip else ip
+    target = urlunsplit((parts.scheme, f"{netloc_ip}:{port}", parts.path or "/", parts.query, ""))
+    default_port = port == (443 if parts.scheme == "https" else 80)
+    headers = {
+        "Host": host if default_port else f"{host}:{port}",
+        "User-Agent": USER_AGENT,
+        "Accept": "text/html,application/xhtml+xml,text/plain,text/markdown,application/pdf;q=0.9",
+    }
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise FetchError("The web page took too long to answer.")
+    request = client.build_request(
+        "GET",
+        target,
+        headers=headers,
+        timeout=httpx.Timeout(remaining),
+        # TLS is verified against the real host name while connecting to the checked IP.
+        extensions={"sni_hostname": host} if parts.scheme == "https" else {},
+    )
+    try:
+        return client.send(request, stream=True)
+    except httpx.TimeoutException as exc:
+        raise FetchError("The web page took too long to answer.") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError(f"The web page could not be fetched ({exc.__class__.__name__}).") from exc
+
+
+def _read_page(response: httpx.Response, url: str, deadline: float) -> Fetched:
+    """The body of a final (non-redirect) answer, within the type, size and time limits."""
+    limit = settings.KNOWLEDGE_URL_MAX_BYTES
+    too_large = f"The web page is larger than {limit // (1024 * 1024)} MB."
+    if response.status_code >= 400:
+        raise FetchError(f"The web page answered with an error ({response.status_code}).")
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in ACCEPTED_TYPES:
+        raise FetchError(
+            f"The address serves {content_type}, not a web page, text or PDF document."
+        )
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise FetchError(too_large)
+    body = bytearray()
+    try:
+        for part in response.iter_bytes():
+            body += part
+            if len(body) > limit:
+                raise FetchError(too_large)
+            if time.monotonic() > deadline:
+                raise FetchError("The web page took too long to download.")
+    except httpx.HTTPError as exc:
+        raise FetchError(f"The web page download failed ({exc.__class__.__name__}).") from exc
+    if not body.strip():
+        raise FetchError("The web page is empty.")
+    return Fetched(url=url, content_type=content_type, body=bytes(body))
