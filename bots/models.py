@@ -76,7 +76,7 @@ class Bot(models.Model):
         help_text=(
             "When no FAQ answer fits word for word, may the chat model write an answer from your "
             "knowledge? Every written sentence is checked against your knowledge before a "
-            "customer sees it (chat.grounding). The local 135M model got 22 of 22 test answers "
+            "customer sees it. The local 135M model got 22 of 22 test answers "
             "wrong, so Automatic lets only OpenAI-compatible models write; local bots answer with "
             'your curated answer ("Here is what I found about ...") or quote your documents.'
         ),

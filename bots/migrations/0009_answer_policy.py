@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='bot',
             name='generation',
-            field=models.CharField(choices=[('auto', 'Automatic: only with an OpenAI-compatible chat model'), ('on', 'Always write answers with the chat model (checked against your knowledge)'), ('off', 'Never: answer only with your own words')], default='auto', help_text='When no FAQ answer fits word for word, may the chat model write an answer from your knowledge? Every written sentence is checked against your knowledge before a customer sees it (chat.grounding). The local 135M model got 22 of 22 test answers wrong, so Automatic lets only OpenAI-compatible models write; local bots answer with your curated answer ("Here is what I found about ...") or quote your documents.', max_length=8, verbose_name='written answers'),
+            field=models.CharField(choices=[('auto', 'Automatic: only with an OpenAI-compatible chat model'), ('on', 'Always write answers with the chat model (checked against your knowledge)'), ('off', 'Never: answer only with your own words')], default='auto', help_text='When no FAQ answer fits word for word, may the chat model write an answer from your knowledge? Every written sentence is checked against your knowledge before a customer sees it. The local 135M model got 22 of 22 test answers wrong, so Automatic lets only OpenAI-compatible models write; local bots answer with your curated answer ("Here is what I found about ...") or quote your documents.', max_length=8, verbose_name='written answers'),
         ),
         migrations.AddField(
             model_name='message',
