@@ -184,7 +184,14 @@ def delivered_right(result, gold: str | None, external: dict, answers: dict) -> 
         return False
     cited = {external.get(s.faq_id) for s in result.sources if s.faq_id}
     if result.path == Message.Path.GENERATED:
-        return gold in cited and bool(result.grounding and result.grounding["passed"])
+        from chat.evaluation import says_what
+
+        gold_pk = next((pk for pk, ext in external.items() if ext == gold), None)
+        return (
+            gold in cited
+            and bool(result.grounding and result.grounding["passed"])
+            and says_what(result.text, answers.get(gold_pk, ""))
+        )
     first = result.sources[0]
     return external.get(first.faq_id) == gold and answers.get(first.faq_id, "\0") in result.text
 

@@ -9,8 +9,9 @@ The question set is the owner's own (question_set):
 Every available mode answers every question through the real pipeline (chat.answer, with its
 policy and grounding check), one question at a time, timed to the first token and to the end.
 A question is answered right when the customer reads the gold entry's answer: its curated text
-(word for word or framed as a best match), or a written answer that passed the grounding check
-and cites it (the same measure as benchmarks/faq_bench.py).
+(word for word or framed as a best match), or a written answer that passed the grounding check,
+cites it, and says only what its curated answer says (each sentence checked against that answer
+alone; the same measure as benchmarks/faq_bench.py).
 
 Figures per mode (mode_metrics): right, wrong, wrongly declined, unrelated correctly declined,
 p50/p95 times, cost per 1,000 answers, one-off training time or cost, freshness (measured from
@@ -241,8 +242,24 @@ def delivered_right(result, gold: int, curated: dict[int, str]) -> bool:
         return False
     if result.path == Message.Path.GENERATED:
         cited = {s.faq_id for s in result.sources}
-        return gold in cited and bool(result.grounding and result.grounding["passed"])
+        return (
+            gold in cited
+            and bool(result.grounding and result.grounding["passed"])
+            and says_what(result.text, curated.get(gold, ""))
+        )
     return result.sources[0].faq_id == gold and curated.get(gold, "\0") in result.text
+
+
+def says_what(text: str, answer: str) -> bool:
+    """Every sentence of a written answer is supported by the gold entry's own curated answer
+    (chat.grounding against that answer alone): grounded in *some* retrieved chunk is not
+    enough to call it the right answer."""
+    from . import grounding
+
+    if not answer:
+        return False
+    checker = grounding.SentenceChecker([answer])
+    return all(checker.check(s) for s in grounding.split_sentences(text))
 
 
 # --- Figures -------------------------------------------------------------------------------------

@@ -266,3 +266,33 @@ def test_must_decline_questions_leave_out_other_businesses_customer_questions():
     assert "what is the capital of australia" in [q.lower() for q in pool] or len(pool) > 300
     assert "what is your phone number" not in pool and "how much is a bike service" not in pool
     assert not any(q.startswith("#") for q in pool)
+
+
+def test_a_written_answer_is_right_only_when_it_says_what_the_gold_entry_says():
+    from chat.answer import Answer, Source
+
+    curated = {
+        1: "Orders ship within two working days. Express delivery arrives the next day.",
+        2: "You can return unused items within 30 days for a full refund.",
+    }
+
+    def written(text):
+        return Answer(
+            text=text,
+            path="generated",
+            sources=[Source("Delivery", "", 10, 1, 0.8, ""), Source("Returns", "", 11, 2, 0.5, "")],
+            grounding={"passed": True},
+        )
+
+    # Grounded in the retrieved chunks and citing the gold entry, but about another entry.
+    assert not ev.delivered_right(
+        written("You can return unused items within 30 days."), 1, curated
+    )
+    assert ev.delivered_right(written("Orders ship within two working days."), 1, curated)
+    # A curated answer framed as a best match counts; another entry's does not.
+    best = Answer(
+        text=f"Here is what I found about “Delivery”:\n\n{curated[1]}",
+        path="best_match",
+        sources=[Source("Delivery", "", 10, 1, 0.7, "")],
+    )
+    assert ev.delivered_right(best, 1, curated) and not ev.delivered_right(best, 2, curated)
