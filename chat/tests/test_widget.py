@@ -173,7 +173,7 @@ def test_customer_chats_through_the_widget_on_another_site(
     expect(frame_el).to_be_visible()
     assert frame_el.get_attribute("src") == asgi_server + "/c/acme/?embed=1"
     frame = page.frame_locator("iframe[data-askhandle=frame]")
-    expect(frame.locator(".chat-title strong")).to_have_text("Acme Help")
+    expect(frame.locator(".chat-title .chat-name")).to_have_text("Acme Help")
     frame.locator("textarea[name=message]").fill("How long does shipping take?")
     frame.locator("textarea[name=message]").press("Enter")
     answer = frame.locator(".chat-msg.from-bot .bubble.md").last
