@@ -165,16 +165,19 @@ def answer_stream(
         yield from run.fallback(Message.Path.ERROR)
         return
     best = hits[0] if hits else None
+    confident = bool(best and best.faq_id and best.score >= bot.direct_threshold)
     # Fine-tuned and both modes with a deployed tuned model (training.chat_tuning): it writes.
+    # In both mode a confident FAQ match still gets the owner's answer word for word: retrieval
+    # found it, and the curated text is what the tuned model was taught to say anyway.
     tuned = deployed_chat_model(bot) if generate else None
-    if tuned:
+    if tuned and not (confident and bot.mode == Bot.Mode.BOTH):
         relevant = [h for h in hits[:CONTEXT_CHUNKS] if h.score >= bot.answer_threshold]
         if bot.mode == Bot.Mode.BOTH and not relevant:
             yield from run.fallback(score=best.score if best else None)
         else:
             yield from _generated(run, question, hits, relevant, history, tuned=tuned)
         return
-    if best and best.faq_id and best.score >= bot.direct_threshold:
+    if confident:
         yield ("token", best.answer)
         yield run.done(best.answer, Message.Path.DIRECT, [cite(best)], best.score)
         return

@@ -61,6 +61,7 @@ def test_finetuned_mode_asks_the_tuned_model_without_retrieved_context(shop, ope
 
 def test_both_mode_gives_the_tuned_model_the_retrieved_chunks(shop, openai_server):
     deploy_provider_model(shop, ChatTuning.Mode.BOTH)
+    shop.direct_threshold = 0.99  # no confident match: the tuned model writes
     openai_server.replies.append("We are open 9:00-18:00 Monday to Saturday.")
 
     result = answer(shop, "When do you open?")
@@ -153,3 +154,18 @@ def test_v1_models_names_the_model_that_answers(shop, client, openai_server):
     deploy_provider_model(shop, ChatTuning.Mode.FINETUNED)
     assert card()["root"] == FT_MODEL
     assert card()["askhandle"] == {"mode": "finetuned", "fine_tuned": True}
+
+
+def test_both_mode_answers_a_confident_faq_match_word_for_word(shop, openai_server):
+    deploy_provider_model(shop, ChatTuning.Mode.BOTH)
+    shop.direct_threshold = 0.5
+    result = answer(shop, "When do you open?")
+    assert result.path == Message.Path.DIRECT
+    assert result.text == "We are open 9:00-18:00 Monday to Saturday."
+    assert not [b for b in openai_server.bodies if "messages" in b]  # no model call
+    # Fine-tuned mode is the tuned model alone: it still writes.
+    Bot.objects.filter(pk=shop.pk).update(mode=Bot.Mode.FINETUNED)
+    shop.refresh_from_db()
+    shop.direct_threshold = 0.5
+    openai_server.replies.append("We are open 9:00-18:00 Monday to Saturday.")
+    assert answer(shop, "When do you open?").path == Message.Path.GENERATED
