@@ -175,27 +175,6 @@ def fmt(x: float) -> str:
     return f"{x:.4f}"
 
 
-def delivered_right(result, gold: str | None, external: dict, answers: dict) -> bool:
-    """Did the customer read the gold entry's answer? Its curated text (verbatim or framed as a
-    best match), or a written answer that passed the grounding check and cites the gold entry."""
-    from bots.models import Message
-
-    if not gold or not result.sources:
-        return False
-    cited = {external.get(s.faq_id) for s in result.sources if s.faq_id}
-    if result.path == Message.Path.GENERATED:
-        from chat.evaluation import says_what
-
-        gold_pk = next((pk for pk, ext in external.items() if ext == gold), None)
-        return (
-            gold in cited
-            and bool(result.grounding and result.grounding["passed"])
-            and says_what(result.text, answers.get(gold_pk, ""))
-        )
-    first = result.sources[0]
-    return external.get(first.faq_id) == gold and answers.get(first.faq_id, "\0") in result.text
-
-
 def ungrounded_shown(result) -> bool:
     """A written answer whose delivered text fails a fresh grounding check against its cited
     sources: what the pipeline's check exists to prevent (counted, never assumed zero)."""
@@ -217,10 +196,12 @@ def ungrounded_shown(result) -> bool:
 def answer_all(bot, questions, external, *, baseline: bool):
     """Every question through the pipeline (precomputed vectors); with the plain-NN baseline."""
     from chat.answer import answer
+    from chat.evaluation import delivered_right
     from knowledge import selectors
     from knowledge.models import FaqEntry
 
     answers = dict(FaqEntry.objects.filter(bot=bot).values_list("pk", "answer"))
+    entry_pk = {ext: pk for pk, ext in external.items()}
 
     texts = [q["text"] for q in questions]
     started = time.perf_counter()
@@ -242,7 +223,10 @@ def answer_all(bot, questions, external, *, baseline: bool):
                 "top": external.get(top),
                 "score": result.retrieved[0]["score"] if result.retrieved else -1.0,
                 "path": str(result.path),
-                "delivered": delivered_right(result, q.get("gold_faq_id"), external, answers),
+                # The Compare page's measure (chat.evaluation): curated text of the gold entry,
+                # or a checked written answer that says what the gold entry says.
+                "delivered": bool(q.get("gold_faq_id"))
+                and delivered_right(result, entry_pk.get(q["gold_faq_id"]), answers),
                 "generation_tried": result.grounding is not None,
                 "generation_failed": bool(result.grounding and not result.grounding["passed"]),
                 "ungrounded_shown": ungrounded_shown(result),

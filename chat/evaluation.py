@@ -84,7 +84,9 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
                 "origin": labelled.get_origin_display().lower(),
             }
         )
-    pool = must_decline_pool()
+    from training.unrelated import must_decline
+
+    pool = must_decline()
     for text in random.Random(bot.pk).sample(pool, min(unrelated, len(pool))):
         questions.append({"text": text, "gold": None, "origin": "unrelated"})
     seen, unique = set(), []
@@ -93,13 +95,6 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
             seen.add(q["text"].lower())
             unique.append(q)
     return unique[:MAX_QUESTIONS]
-
-
-def must_decline_pool() -> list[str]:
-    """Unrelated questions any business's bot should decline (training.unrelated)."""
-    from training.unrelated import must_decline
-
-    return must_decline()
 
 
 def available_modes(bot: Bot) -> dict[str, str]:

@@ -64,14 +64,11 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-
-UNRELATED_PATH = Path(__file__).resolve().parent / "data" / "unrelated_questions.txt"
 
 # The caution is the weight of out-of-scope questions in the expected share of good outcomes.
 # 0.25 is that share when about 3 in 4 customer questions are about the business (a product
@@ -439,8 +436,9 @@ def build_samples(
 
 
 def load_unrelated() -> list[str]:
-    lines = UNRELATED_PATH.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    from .unrelated import every
+
+    return every()
 
 
 # --- One bot ------------------------------------------------------------------------------------

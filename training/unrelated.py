@@ -17,6 +17,12 @@ SECTION_START = "# --- Other businesses"
 SECTION_END = "# --- end of other businesses"
 
 
+def every() -> list[str]:
+    """Every question in the file (comment lines skipped)."""
+    lines = PATH.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def must_decline() -> list[str]:
     pool, skipping = [], False
     for line in PATH.read_text("utf-8").splitlines():

@@ -262,7 +262,9 @@ def test_another_tenant_gets_404_on_an_evaluation(other_client, faq_bot):
 
 
 def test_must_decline_questions_leave_out_other_businesses_customer_questions():
-    pool = ev.must_decline_pool()
+    from training.unrelated import must_decline
+
+    pool = must_decline()
     assert "what is the capital of australia" in [q.lower() for q in pool] or len(pool) > 300
     assert "what is your phone number" not in pool and "how much is a bike service" not in pool
     assert not any(q.startswith("#") for q in pool)
