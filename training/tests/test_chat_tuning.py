@@ -151,7 +151,9 @@ def test_estimate_counts_tokens_times_epochs_and_scales_the_measured_speed(shop)
     ts = datasets.build(shop, mode="finetuned")
     tokens = sum(e.tokens for e in ts.examples)
 
-    local = datasets.estimate(ts, backend="local", epochs=3, batch_size=4, measured=(2.0, tokens / 10))
+    local = datasets.estimate(
+        ts, backend="local", epochs=3, batch_size=4, measured=(2.0, tokens / 10)
+    )
     assert local["examples"] == 10 and local["trained_tokens"] == 3 * tokens
     assert local["steps"] == 3 * 3  # ceil(10 / 4) per epoch
     assert local["seconds"] == 9 * 2 and local["cost_usd"] == 0.0
@@ -316,7 +318,9 @@ def test_many_bots_adapters_are_served_over_one_base_model(shop, other_bot, sett
         local.chat(messages, model="SmolLM2-135M-Instruct~nope", max_tokens=4)
 
 
-def test_deleting_a_bot_deletes_its_adapters_and_training_sets(shop, django_capture_on_commit_callbacks):
+def test_deleting_a_bot_deletes_its_adapters_and_training_sets(
+    shop, django_capture_on_commit_callbacks
+):
     run = train(shop)
     names = [f"{run.adapter}/{n}" for n in ADAPTER_FILES] + [run.training_file]
     assert all(default_storage.exists(n) for n in names)
