@@ -273,8 +273,8 @@ RETRIEVAL_TUNING_EPOCHS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_EPOCHS"
 RETRIEVAL_TUNING_RUNS = int(
     os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_RUNS", "1" if TESTING else "3")
 )
-# Above this many chunks a tuned bot would lose the shared HNSW index (tuned vectors are
-# searched exactly), so bigger bots keep the base model.
+# Tuning re-embeds every chunk of the bot with the tuned model after each FAQ change: above this
+# many chunks that takes too long (tens of minutes on CPU), so bigger bots keep the base model.
 RETRIEVAL_TUNING_MAX_CHUNKS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_MAX_CHUNKS", "10000"))
 # Progress is saved every training step and embedding batch (seconds apart); two minutes
 # without any means the worker died.
@@ -294,9 +294,7 @@ CHAT_TUNING_LORA_R = int(os.environ.get("ASKHANDLE_CHAT_TUNING_LORA_R", "16"))
 CHAT_TUNING_MAX_STEPS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_MAX_STEPS", "0"))  # 0: all
 CHAT_TUNING_MAX_TOKENS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_MAX_TOKENS", "512"))
 CHAT_TUNING_MIN_EXAMPLES = int(os.environ.get("ASKHANDLE_CHAT_TUNING_MIN_EXAMPLES", "10"))
-CHAT_TUNING_CHECKPOINT_STEPS = int(
-    os.environ.get("ASKHANDLE_CHAT_TUNING_CHECKPOINT_STEPS", "10")
-)
+CHAT_TUNING_CHECKPOINT_STEPS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_CHECKPOINT_STEPS", "10"))
 # Every step is a sign of life (7 s at batch 8 on 2 cores); the first one waits for the model
 # to load (a minute the very first time, when the GGUF is dequantized).
 CHAT_TUNING_STALE_SECONDS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_STALE_SECONDS", "300"))
@@ -357,6 +355,9 @@ KNOWLEDGE_INGEST_SLICE_SECONDS = float(os.environ.get("ASKHANDLE_INGEST_SLICE_SE
 # Per-bot limits (each message names the limit): FAQ rows in one uploaded file, chunks of one bot
 # (every phrasing and passage; 100k chunks searched in 13 ms p95, README), sources of one bot.
 KNOWLEDGE_MAX_ROWS_PER_UPLOAD = int(os.environ.get("ASKHANDLE_MAX_ROWS_PER_UPLOAD", "20000"))
+# A bot with more chunks than this gets an HNSW index of its own; smaller bots are scanned
+# exactly (knowledge.vector_indexes).
+KNOWLEDGE_EXACT_SEARCH_MAX_CHUNKS = int(os.environ.get("ASKHANDLE_EXACT_SEARCH_MAX_CHUNKS", "2000"))
 KNOWLEDGE_MAX_CHUNKS_PER_BOT = int(os.environ.get("ASKHANDLE_MAX_CHUNKS_PER_BOT", "100000"))
 KNOWLEDGE_MAX_SOURCES_PER_BOT = int(os.environ.get("ASKHANDLE_MAX_SOURCES_PER_BOT", "500"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
@@ -404,4 +405,9 @@ CELERY_BEAT_SCHEDULE = {
     },
     "training-poll-chat-tunings": {"task": "training.tasks.poll_chat_tunings", "schedule": 30.0},
     "chat-recover-evaluations": {"task": "chat.tasks.recover_stuck_evaluations", "schedule": 60.0},
+    # Catches a per-bot vector index sync lost while the broker was down (knowledge.vector_indexes).
+    "knowledge-sync-vector-indexes": {
+        "task": "knowledge.tasks.sync_all_vector_indexes",
+        "schedule": 3600.0,
+    },
 }

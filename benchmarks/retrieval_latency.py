@@ -48,7 +48,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.retrieval_latency")
     parser.add_argument("--sizes", default="1000,10000,100000", help="chunks of each measured bot")
     parser.add_argument(
-        "--others", type=int, default=20000, help="chunks of 20 other bots in the table"
+        "--others", type=int, default=20000, help="chunks of other bots in the table"
     )
     parser.add_argument(
         "--table-chunks",
@@ -57,6 +57,12 @@ def parse_args(argv):
         help="total rows in the table: other bots' chunks fill it up (overrides --others)",
     )
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--index-others",
+        action="store_true",
+        help="fill with bots of 50k chunks, each with its own index (slow to build), instead of "
+        "bots small enough to be scanned exactly",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -124,44 +130,39 @@ def copy_rows(bot, source, n: int, synth: Synth) -> None:
     source.save(update_fields=["chunk_count"])
 
 
-OTHER_BOT_MAX = 50000  # other bots get at most this many chunks each (and at least 20 bots)
+def other_bots(others: int, largest: int) -> list[int]:
+    """Chunk counts of the other bots sharing the table: bots of `largest` chunks (the size up
+    to which a bot is scanned exactly and has no index of its own) and one with the rest."""
+    full, rest = divmod(others, largest)
+    return [largest] * full + ([rest] if rest else [])
 
 
-def other_bots(others: int) -> list[int]:
-    """Chunk counts of the other bots sharing the table: at least 20 bots, none over
-    OTHER_BOT_MAX, so no single other bot dominates the shared index."""
-    count = max(20, -(-others // OTHER_BOT_MAX))
-    base, extra = divmod(others, count)
-    return [base + (1 if i < extra else 0) for i in range(count)]
+OTHER_BOT_MAX = 50000  # --index-others: the other bots' size
 
 
-def load(sizes: list[int], others: int, synth: Synth):
+def load(sizes: list[int], others: int, synth: Synth, *, index_others: bool = False):
     from django.db import connection
 
     from accounts.services import account_signup
+    from knowledge import vector_indexes
 
     user = account_signup(
         email="latency@askhandle.local", password="bench-password-123", workspace_name="Latency"
     )
     workspace = user.workspaces.get()
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'knowledge_chunk_hnsw_minilm'"
-        )
-        index_sql = cur.fetchone()[0]
-        cur.execute(
-            "DROP INDEX knowledge_chunk_hnsw_minilm"
-        )  # building once beats inserting row by row
     started = time.perf_counter()
     measured = []
     for size in sizes:
         bot, source = make_bot(workspace, f"Bot {size}")
         copy_rows(bot, source, size, synth)
         measured.append((size, bot))
-    fill = other_bots(others)
+    largest = OTHER_BOT_MAX if index_others else vector_indexes.exact_max_chunks()
+    fill = other_bots(others, largest)
+    other = []
     for i, n in enumerate(fill):
         bot, source = make_bot(workspace, f"Other {i}")
         copy_rows(bot, source, n, synth)
+        other.append(bot)
     total = sum(sizes) + sum(fill)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -170,20 +171,18 @@ def load(sizes: list[int], others: int, synth: Synth):
             "UPDATE knowledge_chunk SET search_vector = setweight(to_tsvector('english', title), 'A')"
             " || setweight(to_tsvector('english', text), 'B')"
         )
+        cur.execute("VACUUM ANALYZE knowledge_chunk")
     tsv_s = time.perf_counter() - started
-    started = time.perf_counter()
-    with connection.cursor() as cur:
-        # A 1M-row build: a graph that fits in memory builds many times faster; two parallel
-        # workers (PostgreSQL 17+/pgvector 0.6+) on two cores.
-        cur.execute("SET maintenance_work_mem = '1GB'")
-        cur.execute("SET max_parallel_maintenance_workers = 2")
-        cur.execute(index_sql)
-        cur.execute("ANALYZE knowledge_chunk")
-    index_s = time.perf_counter() - started
+    builds = []
+    for _, bot in measured + [(0, b) for b in other]:
+        # What the worker does after an ingest (knowledge.tasks.sync_vector_indexes).
+        started = time.perf_counter()
+        if vector_indexes.sync(bot.pk)["created"]:
+            builds.append(f"{bot.name} {time.perf_counter() - started:.1f} s")
     print(
         f"Loaded {total} chunks ({', '.join(map(str, sizes))} for the measured bots, {sum(fill)} "
-        f"for {len(fill)} others) "
-        f"by binary COPY in {load_s:.1f} s; search_vector {tsv_s:.1f} s; HNSW build {index_s:.1f} s",
+        f"for {len(fill)} others of up to {largest}) by binary COPY in {load_s:.1f} s; "
+        f"search_vector and VACUUM {tsv_s:.1f} s; per-bot HNSW builds: {', '.join(builds) or 'none'}",
         flush=True,
     )
     return measured, total
@@ -201,13 +200,11 @@ def exact_ids(bot, qvec: str, n: int) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def vector_path(bot) -> tuple[bool, float]:
-    """(whether search() takes the HNSW path for this bot, the bot's share of the index)."""
+def vector_path(bot) -> bool:
+    """Whether search() takes the HNSW path for this bot (its own index is built and valid)."""
     from knowledge import selectors
 
-    _, chunks, indexed = selectors._ready_sources(bot.pk, MODEL)
-    share = selectors._share(chunks, indexed)
-    return selectors._index_pays(chunks, share), share
+    return selectors._ready_sources(bot.pk, MODEL)[2]
 
 
 def plan_of(bot, query, text: str) -> str:
@@ -230,7 +227,10 @@ def plan_of(bot, query, text: str) -> str:
         cur.execute("EXPLAIN " + vector_sql)
         plan = "\n".join(row[0] for row in cur.fetchall())
         cur.execute("RESET enable_sort")
-    return "HNSW (iterative)" if "knowledge_chunk_hnsw_minilm" in plan else "btree + sort"
+    from knowledge import vector_indexes
+
+    own = vector_indexes.index_name(bot.pk, MODEL)
+    return "own HNSW" if own in plan else "btree + sort"
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
@@ -250,7 +250,7 @@ def measure(bot, queries: np.ndarray, query_texts: list[str]) -> dict:
 
     n = max(selectors.MIN_CANDIDATES, 5 * selectors.CANDIDATES_PER_RESULT)
     sources = list(bot.sources.values_list("pk", flat=True))
-    approximate, share = vector_path(bot)
+    approximate = vector_path(bot)
     qvecs = [selectors._vector_literal(q) for q in queries]
     pairs = list(zip(queries, query_texts, strict=True))
     search_ms = [
@@ -267,7 +267,6 @@ def measure(bot, queries: np.ndarray, query_texts: list[str]) -> dict:
                 qvec,
                 n,
                 approximate=approximate,
-                share=share,
             )
         vector_ms.append(ms)
         fallbacks += approximate and any("ORDER BY d LIMIT" in q["sql"] for q in captured)
@@ -301,7 +300,7 @@ def main(argv=None) -> list[dict]:
     results = []
     others = max(0, args.table_chunks - sum(sizes)) if args.table_chunks else args.others
     with throwaway_database("askhandle_latency"):
-        measured, table_chunks = load(sizes, others, synth)
+        measured, table_chunks = load(sizes, others, synth, index_others=args.index_others)
         queries = synth.vectors(args.queries)
         texts = [" ".join(t.split()[:6]) for t in synth.texts(args.queries)]
         for size, bot in measured:

@@ -98,9 +98,9 @@ class Chunk(models.Model):
     position = models.PositiveIntegerField(default=0)
     title = models.CharField(max_length=500, blank=True)
     text = models.TextField()
-    # Dimensions are not fixed here: models differ (MiniLM 384, OpenAI 1536). Each model gets a
-    # partial HNSW index over a cast expression (see migrations), and every search filters on
-    # embedding_model, so vectors of different models never mix.
+    # Dimensions are not fixed here: models differ (MiniLM 384, OpenAI 1536). A large bot gets a
+    # partial HNSW index of its own over a cast expression (knowledge.vector_indexes), and every
+    # search filters on bot and embedding_model, so vectors of different models never mix.
     embedding = VectorField()
     embedding_model = models.CharField(max_length=200)
     search_vector = SearchVectorField(null=True)

@@ -27,6 +27,7 @@ import providers
 from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 
+from . import vector_indexes
 from .models import Chunk, Reembedding, Source
 from .resume import Staged, digest
 from .signals import faq_changed_on_commit, vectors_swapped
@@ -124,6 +125,7 @@ def swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> Non
     )
     for source_id in stale_sources:
         source_requeue(source_id=source_id)
+    vector_indexes.sync_on_commit(bot.pk)  # the old model's index goes, the new one's is built
 
 
 # --- Asking for a switch ---------------------------------------------------------------------------

@@ -29,12 +29,9 @@ from django.db import connection, transaction
 
 import providers
 
-# Partial HNSW indexes that exist (knowledge/migrations/0002): model -> dimensions of the cast.
-# A query uses one only when it filters on the same embedding_model literal and orders by the
-# same cast expression.
-HNSW_INDEXED = {"local:all-MiniLM-L6-v2": 384}
-HNSW_INDEX_NAMES = {"local:all-MiniLM-L6-v2": "knowledge_chunk_hnsw_minilm"}
-# hnsw.ef_search: candidates per pass of the graph search (see _ef_search).
+from . import vector_indexes
+
+# hnsw.ef_search floor: candidates per pass of the graph search (see _ef_search).
 HNSW_EF_SEARCH = 100
 
 # Weighted RRF. Tuned on CLINC150 DEV: every text weight above ~0.01 lowered top-1 accuracy
@@ -50,12 +47,6 @@ TEXT_WEIGHT = 0.01
 # each, so the vector list must be deeper than `limit` to see `limit` distinct entries.
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 40
-# Up to this many chunks an exact scan of the bot's rows takes a few ms and is always right;
-# above it the HNSW index answers where it is cheaper (_index_pays).
-EXACT_MAX_CHUNKS = 2000
-# Above EXACT_MAX_CHUNKS, what the other bots' rows an index scan steps over cost it, relative
-# to an exact scan of EXACT_MAX_CHUNKS (see _index_pays).
-INDEX_SKIP_COST = 0.8
 # Full-text matches ranked per query: a common word can match most of a big bot.
 TEXT_SCAN_LIMIT = 200
 
@@ -116,55 +107,26 @@ _READY = (
 )
 
 
-def _ready_sources(bot_id: int, model: str) -> tuple[list[int], int, float]:
-    """(ids of the bot's sources that have chunks, their chunk total, rows in the model's HNSW
-    index or 0 when it has none), in one round trip."""
+def _ready_sources(bot_id: int, model: str) -> tuple[list[int], int, bool]:
+    """(ids of the bot's sources that have chunks, their chunk total, whether the bot's own HNSW
+    index for `model` is built and valid), in one round trip. An index being built
+    CONCURRENTLY, or left invalid by a killed build, is not valid: the bot is scanned exactly."""
     with connection.cursor() as cur:
-        # reltuples counts the index's entries, dead ones included (an index scan skips those
-        # too); ANALYZE, VACUUM and autovacuum keep it current, -1 means never counted.
         cur.execute(
             "SELECT coalesce(array_agg(id), '{}'), coalesce(sum(chunk_count), 0), "
-            "coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass(%s)), 0) "
+            "coalesce((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)), false) "
             "FROM knowledge_source WHERE bot_id = %s AND chunk_count > 0",
-            [HNSW_INDEX_NAMES.get(model), bot_id],
+            [vector_indexes.index_name(bot_id, model), bot_id],
         )
         sources, chunks, indexed = cur.fetchone()
-    return list(sources), int(chunks), float(indexed)
+    return list(sources), int(chunks), bool(indexed)
 
 
-def _share(chunks: int, indexed_rows: float) -> float:
-    """The bot's share of the rows in its model's HNSW index (1 when unknown)."""
-    return min(1.0, chunks / indexed_rows) if indexed_rows > 0 and chunks else 1.0
-
-
-def _index_pays(chunks: int, share: float) -> bool:
-    """Whether the HNSW index answers faster than an exact scan of the bot's `chunks` rows.
-
-    An exact scan costs in proportion to the bot's chunks. pgvector filters after the index
-    scan, so an index scan costs in proportion to the rows it steps over before it has found
-    enough of this bot's: about n / share. Measured (benchmarks/retrieval_latency.py, 131-136k
-    indexed rows, a loaded 2-core machine): at share 0.76 (100k chunks) the index took 2-9 ms
-    against 150-250 ms exact; at share 0.076 (10k chunks) 25-40 ms against 14-19 ms exact; at
-    share 0.037 (5k) 135 ms against 16 ms. Exact wins while
-    chunks <= EXACT_MAX_CHUNKS * (1 + INDEX_SKIP_COST / share): in a 130k-row table up to ~15k
-    chunks, in a 1M-row table up to ~40k.
-    """
-    if chunks <= EXACT_MAX_CHUNKS:
-        return False
-    return chunks > EXACT_MAX_CHUNKS * (1 + INDEX_SKIP_COST / share)
-
-
-def _ef_search(n: int, share: float) -> int:
-    """hnsw.ef_search for n rows of a bot owning `share` of the index's rows.
-
-    One pass of the graph search yields ef_search rows of all bots, about share * ef_search of
-    them this bot's. When one pass of at most HNSW_EF_SEARCH can bring n, it is the cheapest
-    (100k-chunk bot, share 0.76: 720 buffers at 60 against 1290 at 100, recall unchanged).
-    Otherwise the iterative scan goes on pass after pass, and passes of n waste least (10k-chunk
-    bot, share 0.08: 6200 buffers at 40, 6600 at 100, 8300 at 500, recall unchanged).
-    """
-    one_pass = math.ceil(n * 1.25 / max(share, 1e-6))
-    return one_pass if one_pass <= HNSW_EF_SEARCH else n
+def _ef_search(n: int) -> int:
+    """hnsw.ef_search for n rows from the bot's own index: one pass brings them (every row of the
+    index is the bot's; a few may belong to a source being replaced, which the iterative scan
+    steps past). 100k-chunk bot, n 40: recall@10 1.0 against exact (retrieval_latency.py)."""
+    return max(HNSW_EF_SEARCH, math.ceil(n * 1.25))
 
 
 def _set_index_scan(ef_search: int) -> str:
@@ -180,14 +142,18 @@ def _set_index_scan(ef_search: int) -> str:
 _QV = "qv AS MATERIALIZED (SELECT %(q)s::vector AS v)"
 
 
-def _vector_sql(model: str, *, approximate: bool) -> str:
+def _dims(qvec: str) -> int:
+    """Dimensions of a vector literal ("[x,y,...]"): the cast the bot's index was built on."""
+    return qvec.count(",") + 1
+
+
+def _vector_sql(dims: int, *, approximate: bool) -> str:
     """The bot's n nearest chunks as (id, faq_id, cosine distance), for a statement that defines
     `qv` (_QV); named parameters."""
-    dims = HNSW_INDEXED.get(model)
-    if dims and approximate:
-        # The model name is a literal (client-side binding), so the planner matches the
-        # partial index predicate, and the ORDER BY is the index's own cast expression.
-        distance = f"c.embedding::vector({dims}) <=> (SELECT v FROM qv)::vector({dims})"
+    if approximate:
+        # The bot id and model name are literals (client-side binding), so the planner matches
+        # the bot's partial index predicate, and the ORDER BY is the index's own cast expression.
+        distance = f"c.embedding::vector({int(dims)}) <=> (SELECT v FROM qv)::vector({int(dims)})"
         return f"SELECT c.id, c.faq_id, {distance} AS d {_READY} ORDER BY {distance} LIMIT %(n)s"
     return (
         f"SELECT c.id, c.faq_id, c.embedding <=> (SELECT v FROM qv) AS d {_READY} "
@@ -236,7 +202,7 @@ def _candidates(
     n: int,
     *,
     approximate: bool,
-    share: float = 1.0,
+    chunks: int | None = None,
 ) -> tuple[list, list, dict[int, float]]:
     """Vector candidates, full-text candidates (best first) and the centroid similarity of every
     FAQ entry among them, in one statement: (chunk_id, faq_id, cosine distance) rows, and
@@ -244,10 +210,12 @@ def _candidates(
 
     Providers return unit vectors, so the mean of an entry's phrasings points at their centroid.
     Computed in SQL: parsing vectors into Python cost ~1 ms per candidate entry.
+    `approximate`: the bot's own HNSW index is valid (_ready_sources); `chunks`: the bot's
+    chunk count, when known (fewer than n rows from the index is then no reason to rescan).
     """
     text = bool(query.strip())
     sql = (
-        f"WITH {_QV}, vec AS MATERIALIZED ({_vector_sql(model, approximate=approximate)}), "
+        f"WITH {_QV}, vec AS MATERIALIZED ({_vector_sql(_dims(qvec), approximate=approximate)}), "
         + (_TEXT_CTES if text else "")
         + "faqs AS (SELECT DISTINCT faq_id FROM ("
         + "SELECT faq_id FROM vec"
@@ -262,18 +230,18 @@ def _candidates(
     )
     params = _params(bot_id, model, sources, qvec, n, query)
     with connection.cursor() as cur:
-        if HNSW_INDEXED.get(model) and approximate:
-            # pgvector filters after the HNSW scan: iterative scanning keeps going until enough
-            # rows of this bot are found. With sorting off the planner takes the index even when
-            # its estimate of the bot's rows makes a btree scan + sort look cheaper. The settings
-            # are local to this transaction.
+        if approximate:
+            # The index holds only this bot's rows; the source filter is applied after the scan,
+            # and iterative scanning steps past rows of a source being replaced. With sorting
+            # off the planner never trades the index for a btree scan + sort. The settings are
+            # local to this transaction.
             with transaction.atomic():
-                cur.execute(_set_index_scan(_ef_search(n, share)))
+                cur.execute(_set_index_scan(_ef_search(n)))
                 cur.execute(sql, params)
                 rows = cur.fetchall()
-            if sum(1 for r in rows if r[0] == 0) < n:
-                # Too few rows: the scan gave up (hnsw.max_scan_tuples) before finding this
-                # bot's chunks. An exact scan settles it.
+            if sum(1 for r in rows if r[0] == 0) < min(n, chunks or n):
+                # Too few rows although the bot has more: the scan gave up (a graph region cut
+                # off by dead entries). An exact scan settles it.
                 return _candidates(bot_id, model, sources, query, qvec, n, approximate=False)
         else:
             cur.execute(sql, params)
@@ -297,19 +265,18 @@ def _vector_candidates(
     n: int,
     *,
     approximate: bool,
-    share: float = 1.0,
 ) -> list[tuple[int, int | None, float]]:
     """(chunk_id, faq_id, cosine distance) of the bot's n nearest chunks (the vector list alone)."""
     params = _params(bot_id, model, sources, qvec, n)
-    if HNSW_INDEXED.get(model) and approximate:
+    if approximate:
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute(_set_index_scan(_ef_search(n, share)))
-            cur.execute(f"WITH {_QV} {_vector_sql(model, approximate=True)}", params)
+            cur.execute(_set_index_scan(_ef_search(n)))
+            cur.execute(f"WITH {_QV} {_vector_sql(_dims(qvec), approximate=True)}", params)
             rows = cur.fetchall()
         if len(rows) == n:
             return sorted(rows, key=lambda r: r[2])
     with connection.cursor() as cur:
-        cur.execute(f"WITH {_QV} {_vector_sql(model, approximate=False)}", params)
+        cur.execute(f"WITH {_QV} {_vector_sql(_dims(qvec), approximate=False)}", params)
         return cur.fetchall()
 
 
@@ -351,13 +318,11 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     # Every source that has chunks answers, whatever its status: a source being re-ingested,
     # re-embedded or whose re-ingest failed keeps its last good chunks until a successful
     # replace (knowledge.services swaps them atomically).
-    sources, chunks, indexed_rows = _ready_sources(bot.pk, model)
+    sources, chunks, indexed = _ready_sources(bot.pk, model)
     if not sources:
         return []
-    share = _share(chunks, indexed_rows)
-    approximate = model in HNSW_INDEXED and _index_pays(chunks, share)
     vector_rows, text_rows, centroid = _candidates(
-        bot.pk, model, sources, query, qvec, n, approximate=approximate, share=share
+        bot.pk, model, sources, query, qvec, n, approximate=indexed, chunks=chunks
     )
     similarity = {cid: 1.0 - float(d) for cid, _, d in [*vector_rows, *text_rows]}
     if not similarity:

@@ -30,7 +30,7 @@ import providers
 from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 
-from . import chunking, fetching, parsing
+from . import chunking, fetching, parsing, vector_indexes
 from .models import Chunk, FaqEntry, Source
 from .reembedding import embed_text
 from .resume import Staged, digest
@@ -605,6 +605,7 @@ def _save(source: Source, token, parsed, manual_entries, specs, vectors, model: 
         )
         if had_faqs or entries:
             faq_changed_on_commit(bot.pk, f"{source.name} changed")
+        vector_indexes.sync_on_commit(bot.pk)
 
 
 def _replace_entries(source: Source, parsed) -> list[FaqEntry]:

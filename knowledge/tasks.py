@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError, connections
 from askhandle.jobs import GiveUpTask
 from providers import ProviderUnavailable
 
-from . import reembedding, services
+from . import reembedding, services, vector_indexes
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ def recover_stuck_reembeddings() -> dict:
     return reembedding.reembeddings_recover_stuck()
 
 
+@shared_task(acks_late=True)
+def sync_vector_indexes(bot_id: int) -> dict:
+    return vector_indexes.sync(bot_id)
+
+
+@shared_task
+def sync_all_vector_indexes() -> dict:
+    return vector_indexes.sync_all()
+
+
 @worker_ready.connect
 def _take_over_after_start(sender=None, **kwargs) -> None:
     # A worker (re)started after a crash: the dead worker's messages are only redelivered after
@@ -78,3 +88,7 @@ def _take_over_after_start(sender=None, **kwargs) -> None:
         connections.close_all()  # the pool's forked children must not share this connection
     if sent:
         log.info("Worker start: sent %d interrupted run(s) again.", sent)
+    try:  # per-bot vector indexes missing after a migration or a lost sync: built in the queue
+        sync_all_vector_indexes.delay()
+    except Exception:
+        log.warning("Could not queue the vector index sweep at start", exc_info=True)

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 import providers
-from knowledge import selectors, services
+from knowledge import selectors, services, vector_indexes
 from knowledge.models import Chunk, FaqEntry, Source
 
 from .factories import SHOP_FAQ, upload
@@ -108,15 +108,18 @@ def rival_chunks(other_bot, text, count, jitter=0.0):
         cur.execute("ANALYZE knowledge_chunk")
 
 
-@pytest.mark.parametrize("exact_max", [selectors.EXACT_MAX_CHUNKS, 0], ids=["exact", "hnsw"])
+@pytest.mark.parametrize("exact_max", [2000, 0], ids=["exact", "hnsw"])
 def test_a_bot_never_sees_another_bots_chunks_even_when_all_nearest_vectors_are_theirs(
-    bot, other_bot, monkeypatch, exact_max
+    bot, other_bot, settings, exact_max
 ):
-    monkeypatch.setattr(selectors, "EXACT_MAX_CHUNKS", exact_max)
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CHUNKS = exact_max
     ingest_faqs(bot, SHOP_FAQ[:2])
     query = "Do you repair e-bikes?"
     rival_chunks(other_bot, query, 600)  # every nearest neighbour of the query is the rival's
     ingest_faqs(other_bot, SHOP_FAQ)
+    for b in (bot, other_bot):  # what the task queued after each ingest does
+        vector_indexes.sync(b.pk)
+    assert bool(vector_indexes.existing(bot.pk)) == (exact_max == 0)
 
     own_ids = set(Chunk.objects.filter(bot=bot).values_list("pk", flat=True))
     hits = selectors.search(bot=bot, query=query, limit=5)
@@ -129,16 +132,11 @@ def test_a_bot_never_sees_another_bots_chunks_even_when_all_nearest_vectors_are_
 
 
 def test_large_bot_path_returns_own_rows_when_another_bot_owns_the_nearest_vectors(
-    bot, other_bot, monkeypatch
+    bot, other_bot, settings
 ):
-    """The HNSW path (iterative scan, exact fallback when the scan comes back short) still
-    returns `limit` of the bot's own rows although the 600 nearest vectors are another bot's.
-
-    Whether the iterative scan alone suffices depends on the graph: rolled-back rows of other
-    tests stay in it as dead entries, and exact duplicates can cut a region off; the fallback
-    keeps the answer right either way (benchmarks/retrieval_latency.py counts fallbacks).
-    """
-    monkeypatch.setattr(selectors, "EXACT_MAX_CHUNKS", 0)
+    """The bot's own HNSW index returns `limit` of its own rows, as many as an exact scan would,
+    although the 600 nearest vectors in the table are another bot's."""
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CHUNKS = 0
     query = "Where can I park my car near the shop?"
     entries = [
         {
@@ -150,6 +148,8 @@ def test_large_bot_path_returns_own_rows_when_another_bot_owns_the_nearest_vecto
     ]
     ingest_faqs(bot, entries)
     rival_chunks(other_bot, query, 600, jitter=0.5)  # cosine ~0.9 to the query: all nearer
+    vector_indexes.sync(bot.pk)
+    vector_indexes.sync(other_bot.pk)
     own_ids = set(Chunk.objects.filter(bot=bot).values_list("pk", flat=True))
     with CaptureQueriesContext(connection) as queries:
         hits = selectors.search(bot=bot, query=query, limit=5)
@@ -166,9 +166,10 @@ def test_large_bot_path_returns_own_rows_when_another_bot_owns_the_nearest_vecto
     assert {h.chunk_id for h in hits} <= {row[0] for row in exact}
 
 
-def test_vector_query_matches_the_partial_hnsw_index(bot, monkeypatch):
-    monkeypatch.setattr(selectors, "EXACT_MAX_CHUNKS", 0)
+def test_vector_query_matches_the_bots_own_hnsw_index(bot, settings):
+    settings.KNOWLEDGE_EXACT_SEARCH_MAX_CHUNKS = 0
     ingest_faqs(bot, SHOP_FAQ)
+    assert vector_indexes.sync(bot.pk)["created"]
     with CaptureQueriesContext(connection) as queries:
         selectors.search(bot=bot, query="When do you open?", limit=3)
     vector_sql = next(q["sql"] for q in queries if "ORDER BY c.embedding::vector(384)" in q["sql"])
@@ -176,7 +177,7 @@ def test_vector_query_matches_the_partial_hnsw_index(bot, monkeypatch):
         cur.execute("SET enable_sort = off")
         cur.execute("EXPLAIN " + vector_sql)
         plan = "\n".join(row[0] for row in cur.fetchall())
-    assert "knowledge_chunk_hnsw_minilm" in plan
+    assert vector_indexes.index_name(bot.pk, "local:all-MiniLM-L6-v2") in plan
 
 
 def test_source_being_reingested_keeps_answering_from_its_last_good_chunks(bot):
