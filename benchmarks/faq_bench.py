@@ -375,6 +375,13 @@ def run(args) -> dict:
             for path, ms in sorted(first_token.items())
         )
     )
+    ceiling = best_threshold(rows, min_refusal=ORACLE_REFUSAL)
+    if ceiling:
+        print(
+            f"Ceiling for this split: the best single answer threshold chosen with the split's "
+            f"answers known ({ceiling['threshold']:.3f}) delivers {ceiling['acc']:.4f} at refusal "
+            f"recall {ceiling['refusal']:.4f} (>= {ORACLE_REFUSAL}); calibration never sees them."
+        )
     if args.sweep:
         sweep(rows, baseline)
     non_generated = [ms for path, v in first_token.items() if path != "generated" for ms in v]
@@ -394,6 +401,7 @@ def run(args) -> dict:
         "direct_threshold": round(bot.direct_threshold, 4),
         "answer_threshold": round(bot.answer_threshold, 4),
         "tuned": tuned,
+        "ceiling_at_refusal_070": ceiling,
         "p50_ms": round(p50, 1),
         "p95_ms": round(p95, 1),
     }
@@ -417,6 +425,36 @@ def measure_latency(bot, texts: list[str], sample_size: int):
                 first_token.setdefault(str(value.path), []).append(first or 0.0)
         latencies.append((time.perf_counter() - t) * 1000)
     return latencies, first_token
+
+
+ORACLE_REFUSAL = 0.70  # the refusal recall the issue's goals ask for
+
+
+def best_threshold(rows: list[dict], *, min_refusal: float) -> dict | None:
+    """The answer threshold that would have delivered most (top-1 right and answered) with at
+    least `min_refusal` of the out-of-scope questions declined, on these rows: a ceiling for any
+    threshold a calibration picks without seeing them (the direct and best-match paths deliver
+    the top entry's answer, so only the threshold decides)."""
+    import numpy as np
+
+    scores = np.asarray([r["score"] for r in rows if r["gold"]])
+    right = np.asarray([r["top"] == r["gold"] for r in rows if r["gold"]])
+    out_scores = np.sort([r["score"] for r in rows if not r["gold"]])
+    if not len(scores) or not len(out_scores):
+        return None
+    candidates = np.unique(np.concatenate([scores, out_scores]))
+    refusal = np.searchsorted(out_scores, candidates, side="left") / len(out_scores)
+    right_scores = np.sort(scores[right])
+    acc = (len(right_scores) - np.searchsorted(right_scores, candidates, side="left")) / len(scores)
+    ok = refusal >= min_refusal
+    if not ok.any():
+        return None
+    i = int(np.argmax(np.where(ok, acc, -1.0)))
+    return {
+        "threshold": round(float(candidates[i]), 4),
+        "acc": round(float(acc[i]), 4),
+        "refusal": round(float(refusal[i]), 4),
+    }
 
 
 def sweep(rows: list[dict], baseline: list[dict]) -> None:
