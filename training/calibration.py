@@ -358,7 +358,9 @@ def summary(at: dict[str, float]) -> str:
 
 def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:
     """Thresholds, the curve and plain words for one bot (JSON-ready)."""
-    rates = curve(samples)
+    # Rounded as stored, so the caution read off the stored curve later (the slider, a refit's
+    # apply) lands on the same threshold as this fit: near-ties could otherwise fall either way.
+    rates = {k: np.round(v, 4) for k, v in curve(samples).items()}
     answer = answer_threshold(rates, caution)
     # Where verbatim answers are safe does not depend on the caution: a new caution only lifts
     # the direct threshold to its answer threshold (thresholds_for_caution).

@@ -141,6 +141,25 @@ def test_fit_is_json_and_a_new_caution_reads_its_threshold_off_the_stored_curve(
         assert cal.threshold_for_caution(result, caution) == pytest.approx(direct)
 
 
+def test_the_fit_and_the_stored_curve_agree_on_every_caution_even_near_ties():
+    """A bot's thresholds come from the stored (rounded) curve; the fit's own answer must be the
+    same one, or the fit reports a threshold the bot never uses. Small FAQs on a 0.01 grid make
+    near-ties (before the fix: seed 486, caution 0.2 fitted 0.69 but applied 0.40)."""
+    for seed in range(540):
+        rng = np.random.default_rng(seed)
+        n, m, k = int(rng.integers(3, 30)), int(rng.integers(3, 30)), int(rng.integers(0, 12))
+        in_scores = np.round(rng.uniform(0.3, 0.95, n), 2)
+        samples = cal.Samples(
+            in_scores,
+            rng.uniform(0, 1, n) < in_scores,
+            np.round(rng.uniform(0.1, 0.7, m), 2),
+            np.round(rng.uniform(0.3, 0.8, k), 2),
+        )
+        for caution in (0.2, 0.6):
+            result = json.loads(json.dumps(cal.fit(samples, caution)))
+            assert cal.threshold_for_caution(result, caution) == result["answer_threshold"], seed
+
+
 def test_summary_in_plain_words():
     at = {"answer": 0.91, "right": 0.86, "refuse_unrelated": 0.78, "refuse_out": 0.7}
     assert cal.summary(at) == (
