@@ -76,3 +76,18 @@ def test_docker_compose_file_validates(tmp_path):
         env={"PATH": os.environ["PATH"], "DJANGO_SECRET_KEY": "x" * 50},
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_beat_entry_names_a_task_the_worker_has():
+    """A renamed task would leave beat sending messages no worker can run."""
+    from django.conf import settings
+
+    from askhandle.celery import app
+
+    app.loader.import_default_modules()
+    missing = {
+        name: entry["task"]
+        for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+        if entry["task"] not in app.tasks
+    }
+    assert missing == {}
