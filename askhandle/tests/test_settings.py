@@ -58,6 +58,16 @@ def test_check_deploy_is_clean_with_production_settings():
     assert "System check identified no issues" in result.stdout
 
 
+def test_collectstatic_runs_with_production_settings(tmp_path):
+    """What the Dockerfile runs: the manifest storage fails on a file that names one it cannot
+    find (a vendored script's source map comment broke the image build once)."""
+    env = {**PRODUCTION, "DJANGO_STATIC_ROOT": str(tmp_path)}
+    result = run(["manage.py", "collectstatic", "--no-input", "-v", "0"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((tmp_path / "staticfiles.json").read_text())["paths"]
+    assert "vendor/chartjs/chart.umd.min.js" in manifest and "js/htmx.min.js" in manifest
+
+
 def test_check_deploy_flags_a_plain_http_production_run():
     # The check above is a real one: without HTTPS it reports what is missing.
     env = {**PRODUCTION, "ASKHANDLE_SITE_URL": "http://localhost:8000"}
