@@ -3,6 +3,10 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "askhandle.settings")
+# The web server pools its database connections (settings.DATABASE_POOL); Celery workers and
+# management commands open one per task or command: a pool opened in a prefork parent would be
+# inherited half-alive by the children it forks.
+os.environ.setdefault("DATABASE_POOL", "1")
 application = get_asgi_application()
 
 if os.environ.get("ASKHANDLE_WARM_MODELS", "1") == "1":

@@ -108,6 +108,23 @@ DATABASES = {
     )
 }
 DATABASES["default"].setdefault("OPTIONS", {})
+# A pool of connections per process (Django's psycopg pool), on in the web server (askhandle.asgi
+# sets DATABASE_POOL=1; Celery workers and commands keep a connection per task). Under ASGI each
+# request runs its sync code on a thread of its own, so persistent connections (CONN_MAX_AGE)
+# would pile up one per thread; without either, every request and answer-pool piece opened a
+# new connection. With CONN_HEALTH_CHECKS (below) Django has the pool test a connection as it
+# leaves the pool, so one killed while idle (a PostgreSQL restart, pg_terminate_backend) is
+# replaced instead of failing a request.
+# DATABASE_POOL=0 goes back to a connection per request (or CONN_MAX_AGE, for a pooler in front
+# such as PgBouncer). Size: the answer pool's threads plus the requests' own, per process.
+DATABASE_POOL = env_bool("DATABASE_POOL", False)
+if DATABASE_POOL:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses persistent connections with a pool
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "20")),
+        "timeout": float(os.environ.get("DATABASE_POOL_TIMEOUT", "10")),
+    }
 # A kept connection is checked (SELECT 1 on its first use in a request or answer-pool piece)
 # before it is reused: after a PostgreSQL restart the first request reconnects instead of
 # failing with "terminating connection due to administrator command" (chat/tests/test_db_restart.py).
@@ -317,7 +334,11 @@ ANSWER_THREADS = int(os.environ.get("ASKHANDLE_ANSWER_THREADS", "0" if TESTING e
 ANSWER_QUEUE = int(os.environ.get("ASKHANDLE_ANSWER_QUEUE", "200"))
 # Seconds a pool thread keeps its database connection (the pool is bounded, so connections are
 # too, whatever DATABASE_CONN_MAX_AGE says for Django's per-request threads); 0 = per piece.
-ANSWER_CONN_MAX_AGE = int(os.environ.get("ASKHANDLE_ANSWER_CONN_MAX_AGE", "300"))
+# With DATABASE_POOL a connection goes back to the pool after every piece (checked on its way
+# out again; a connection kept by a thread would escape that check).
+ANSWER_CONN_MAX_AGE = int(
+    os.environ.get("ASKHANDLE_ANSWER_CONN_MAX_AGE", "0" if DATABASE_POOL else "300")
+)
 # Concurrent questions are embedded together (providers.batching): a batch waits this long for
 # company, holds at most EMBED_BATCH_MAX texts, and at most EMBED_QUEUE_MAX wait (then 503).
 EMBED_BATCH_WAIT_MS = float(os.environ.get("ASKHANDLE_EMBED_BATCH_WAIT_MS", "3"))

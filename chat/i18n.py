@@ -7,11 +7,12 @@ from __future__ import annotations
 from functools import wraps
 from inspect import iscoroutinefunction
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import translation
 
 from bots.models import Bot
+
+from . import workers
 
 
 def bot_language(slug: str) -> str:
@@ -26,8 +27,12 @@ def in_bot_language(view):
 
         @wraps(view)
         async def async_wrapper(request, slug: str, *args, **kwargs):
+            # On the answer pool, whose threads give their database connection back after each
+            # piece: on the request's own thread it would be held until the (streamed) answer
+            # ends, one per waiting customer, and 50 of them emptied the connection pool.
+            language = await workers.run(bot_language, slug)
             # The override is a context variable, so sync_to_async steps inherit it.
-            with translation.override(await sync_to_async(bot_language)(slug)):
+            with translation.override(language):
                 return await view(request, slug, *args, **kwargs)
 
         return async_wrapper
