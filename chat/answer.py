@@ -42,6 +42,7 @@ from training.chat_tuning import deployed_chat_model
 from training.datasets import hit_context, prompt_messages
 
 from . import grounding
+from .workers import release_connection
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +294,7 @@ def _generated(
     checked = relevant or hits[:CONTEXT_CHUNKS]
     score = checked[0].score if checked else None
     written = _Written(run.bot.fallback_message, [h.text for h in checked])
+    release_connection()  # the model may write for seconds; it needs no database
     t = time.perf_counter()
     stream = provider.chat_stream(messages, model=model, max_tokens=GENERATION_MAX_TOKENS)
     try:

@@ -354,6 +354,7 @@ def _prepare_and_embed(request) -> ApiTurn | HttpResponse:
     """_prepare, then the question's embedding (batched); Overloaded propagates."""
     turn = _prepare(request)
     if isinstance(turn, ApiTurn):
+        workers.release_connection()  # the embedding queue may wait; it needs no database
         turn.vector = query_vector(turn.bot, turn.question)
     return turn
 

@@ -391,6 +391,7 @@ def _prepare_and_embed(request, slug: str) -> Turn | HttpResponse:
     """_prepare_turn, then the question's embedding (batched); Overloaded propagates."""
     turn = _prepare_turn(request, slug)
     if isinstance(turn, Turn):
+        workers.release_connection()  # the embedding queue may wait; it needs no database
         turn.vector = query_vector(turn.bot, turn.question)
     return turn
 

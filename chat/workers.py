@@ -61,6 +61,18 @@ def _check_connections() -> None:
         conn.close_if_unusable_or_obsolete()
 
 
+def release_connection() -> None:
+    """Give this thread's database connection back to the web server's pool before slow work
+    that needs none (a model writing, the embedding queue): held through it, it is one fewer
+    for every other customer. A no-op without the pool (settings.DATABASE_POOL) or inside a
+    transaction; the next query takes a connection again."""
+    if not settings.DATABASE_POOL:
+        return
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.in_atomic_block:
+            conn.close()
+
+
 def _with_fresh_connection(fn):
     def call(*args, **kwargs):
         _check_connections()

@@ -101,6 +101,8 @@ def server_with(transactional_db, tmp_path):
     yield start
     for proc in procs:
         stop_process(proc)
+    for log in sorted(tmp_path.glob("uvicorn*.log")):  # shown when the test fails
+        print(f"--- {log.name} ---\n{log.read_text()[-6000:]}")
 
 
 def _ask_api(http: httpx.Client, key: str, question: str) -> httpx.Response:
@@ -184,3 +186,67 @@ def test_a_full_answer_queue_gets_503_with_retry_after(openai_server, server_wit
         # The slow answer's place is free again: the queue never stays full.
         again = _ask_api(http, key, "How do I reset my password?")
         assert again.status_code == 200 and again.json()["askhandle"]["path"] == "direct"
+
+
+def _public_chat(base: str, slug: str) -> tuple[httpx.Client, dict]:
+    http = httpx.Client(base_url=base, timeout=60)
+    page = http.get(f"/c/{slug}/")
+    token = http.cookies[settings.CSRF_COOKIE_NAME]
+    assert page.status_code == 200
+    return http, {"X-CSRFToken": token, "Referer": f"{base}/c/{slug}/"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_customers_waiting_on_slow_answers_do_not_hold_the_servers_database_connections(
+    openai_server, server_with, bot
+):
+    """The web server pools its connections (2 here). Three customers' answers stream slowly on
+    the public page at once; a fourth customer still gets a direct answer at once, and all three
+    slow ones finish. A connection held for the length of an answer (the page's language lookup
+    used to keep one on the request's thread) would leave the fourth waiting, then failing."""
+    bot.provider = "openai"
+    bot.save()
+    add_document_chunk(bot, WARRANTY, title="Warranty", embed_as="What is the warranty?")
+    add_faq(bot, "How do I reset my password?", "Click Forgot password.")
+    openai_server.replies.extend([REPLY] * 3)
+    openai_server.chunk_delay = 0.3  # about 4 s of writing each
+    base = server_with(DATABASE_POOL_MAX_SIZE="2", DATABASE_POOL_TIMEOUT="3")
+
+    results: list = []
+
+    def slow_customer() -> None:
+        http, headers = _public_chat(base, bot.slug)
+        with http.stream(
+            "POST",
+            f"/c/{bot.slug}/ask/",
+            data={"message": "What is the warranty?"},
+            headers={**headers, "Accept": "text/event-stream"},
+        ) as response:
+            results.append((response.status_code, "".join(response.iter_text())))
+
+    writers = [threading.Thread(target=slow_customer) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    deadline = time.monotonic() + 30
+    while sum(p.endswith("/chat/completions") for p in openai_server.requests) < 3:
+        assert time.monotonic() < deadline, (
+            f"the slow answers did not start: {[body[-300:] for _, body in results]}"
+        )
+        time.sleep(0.05)
+
+    http, headers = _public_chat(base, bot.slug)
+    started = time.perf_counter()
+    direct = http.post(
+        f"/c/{bot.slug}/ask/",
+        data={"message": "How do I reset my password?"},
+        headers={**headers, "Accept": "application/json"},
+    )
+    elapsed = time.perf_counter() - started
+    assert direct.status_code == 200, direct.text[:300]
+    assert direct.json()["message"]["text"] == "Click Forgot password."
+    assert elapsed < 2.5, f"the fourth customer waited {elapsed:.1f} s"
+    assert any(w.is_alive() for w in writers), "the slow answers ended before the fourth question"
+    for writer in writers:
+        writer.join(timeout=60)
+    assert [status for status, _ in results] == [200, 200, 200]
+    assert all("lifetime warranty" in body and "event: done" in body for _, body in results)
