@@ -145,7 +145,7 @@ def test_the_fit_and_the_stored_curve_agree_on_every_caution_even_near_ties():
     """A bot's thresholds come from the stored (rounded) curve; the fit's own answer must be the
     same one, or the fit reports a threshold the bot never uses. Small FAQs on a 0.01 grid make
     near-ties (before the fix: seed 486, caution 0.2 fitted 0.69 but applied 0.40)."""
-    for seed in range(540):
+    for seed in range(470, 540):  # seeds 486 and 529 made near-ties before the fix
         rng = np.random.default_rng(seed)
         n, m, k = int(rng.integers(3, 30)), int(rng.integers(3, 30)), int(rng.integers(0, 12))
         in_scores = np.round(rng.uniform(0.3, 0.95, n), 2)
