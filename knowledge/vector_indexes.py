@@ -98,12 +98,14 @@ def sync(bot_id: int) -> dict:
         try:
             model, chunks, dims = _wanted(bot_id)
             keep = index_name(bot_id, model) if model else None
+            kept = False
             for name, (_, valid) in existing(bot_id).items():
-                if name != keep or not valid:
+                if name == keep and valid:
+                    kept = True
+                else:
                     cur.execute(f'DROP INDEX{concurrently} IF EXISTS "{name}"')
                     done["dropped"].append(name)
-            present = existing(bot_id)
-            if model and keep not in present and chunks > exact_max_chunks() and dims:
+            if model and not kept and chunks > exact_max_chunks() and dims:
                 _build(cur, keep, bot_id, model, dims, concurrently)
                 done["created"].append(keep)
         finally:

@@ -44,21 +44,10 @@ def test_only_a_bot_above_the_threshold_gets_an_index_and_its_search_uses_it(
     (sql,) = vector_sql(queries)
     assert "::vector(384) <=>" in sql  # the index's own expression: the index path
     assert hits[0].faq_external_id == "returns"
-    exact = selectors._vector_candidates(
-        bot.pk,
-        MODEL,
-        [bot.sources.get().pk],
-        selectors._vector_literal(embed(query)),
-        40,
-        approximate=False,
-    )
-    approximate = selectors._vector_candidates(
-        bot.pk,
-        MODEL,
-        [bot.sources.get().pk],
-        selectors._vector_literal(embed(query)),
-        40,
-        approximate=True,
+    source_ids, qvec = [bot.sources.get().pk], selectors._vector_literal(embed(query))
+    exact, approximate = (
+        selectors._vector_candidates(bot.pk, MODEL, source_ids, qvec, 40, approximate=flag)
+        for flag in (False, True)
     )
     assert [r[0] for r in approximate[:10]] == [r[0] for r in exact[:10]]
 
