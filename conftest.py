@@ -15,6 +15,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this run's media folder (settings.MEDIA_ROOT is per test process)."""
+    import shutil
+
+    from django.conf import settings
+
+    if settings.configured and f"{os.sep}test-media{os.sep}" in str(settings.MEDIA_ROOT):
+        shutil.rmtree(settings.MEDIA_ROOT, ignore_errors=True)
+
+
 @pytest.fixture
 def make_user(db):
     from accounts.services import account_signup
@@ -88,6 +98,7 @@ def child_env() -> dict:
         "DATABASE_URL": database_url_for_tests(),
         "ASKHANDLE_REDIS_PREFIX": settings.REDIS_PREFIX,
         "ASKHANDLE_MODEL_CACHE": str(settings.LOCAL_MODEL_CACHE),
+        "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT),
         # Off in tests unless a test turns it on (it trains a model after every FAQ ingest).
         "ASKHANDLE_RETRIEVAL_TUNING_AUTO": "1" if settings.RETRIEVAL_TUNING_AUTO else "0",
         "PYTHONUNBUFFERED": "1",

@@ -285,23 +285,28 @@ async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
     return rows
 
 
-BATCH_LINE = re.compile(r"embed batch texts=(\d+) busy_ms=([\d.]+) at=([\d.]+)")
+BATCH_LINE = re.compile(
+    r"embed batch texts=(\d+) busy_ms=([\d.]+) cpu_ms=([\d.]+) at=([\d.]+)"
+)
 
 
 def _embedding_under_load(log: str, window: tuple[float, float]) -> dict:
-    """Texts per second of model time, from the server's batch lines inside `window`."""
+    """Texts per second of model time, from the server's batch lines inside `window`: of wall
+    time in the model (`tps`) and of the batcher thread's processor time (`cpu_tps`)."""
     batches = [
-        (int(n), float(ms))
-        for n, ms, at in BATCH_LINE.findall(log)
+        (int(n), float(ms), float(cpu))
+        for n, ms, cpu, at in BATCH_LINE.findall(log)
         if window[0] <= float(at) <= window[1]
     ]
-    texts = sum(n for n, _ in batches)
-    busy_s = sum(ms for _, ms in batches) / 1000
+    texts = sum(n for n, _, _ in batches)
+    busy_s = sum(ms for _, ms, _ in batches) / 1000
+    cpu_s = sum(cpu for _, _, cpu in batches) / 1000
     return {
         "texts": texts,
         "batches": len(batches),
         "mean_batch": texts / len(batches) if batches else 0.0,
         "tps": texts / busy_s if busy_s else 0.0,
+        "cpu_tps": texts / cpu_s if cpu_s else 0.0,
     }
 
 
@@ -315,18 +320,22 @@ def _wait_for_models(log_path: Path, workers: int, timeout: float = 180) -> None
         time.sleep(0.5)
 
 
-def _raw_embedding_tps(seconds: float = 4.0) -> float:
-    """MiniLM texts/s in batches of 32 in this process (one torch thread, as the server)."""
+def _raw_embedding_tps(seconds: float = 4.0, engine: str | None = None) -> float:
+    """MiniLM texts/s in batches of 32 in this process (one thread, as the server), on the
+    server's engine (settings.LOCAL_EMBED_ENGINE) or the one named."""
+    from django.test import override_settings
+
     from providers.local import LocalProvider
 
     provider = LocalProvider()
     texts = [q for q, _ in FAQ] * 7
     texts = [f"{t} ({i})" for i, t in enumerate(texts[:32])]
-    provider.embed(texts)  # load and warm up
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        provider.embed(texts)
-        done += len(texts)
+    with override_settings(**({"LOCAL_EMBED_ENGINE": engine} if engine else {})):
+        provider.embed(texts)  # load and warm up
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            provider.embed(texts)
+            done += len(texts)
     return done / (time.perf_counter() - started)
 
 
@@ -351,8 +360,14 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     with ThrowawayDatabase() as db, tempfile.TemporaryDirectory() as tmp:
         slug, key = _seed()
+        from django.conf import settings
+
         raw_tps = _raw_embedding_tps()
-        print(f"raw MiniLM batch throughput (batches of 32, this process): {raw_tps:.0f} texts/s")
+        torch_tps = _raw_embedding_tps(engine="torch")
+        print(
+            f"raw MiniLM batch throughput (batches of 32, this process): {raw_tps:.0f} texts/s "
+            f"on the server's engine ({settings.LOCAL_EMBED_ENGINE}); PyTorch {torch_tps:.0f}"
+        )
         proc, base = _start_server(db.url(), args.workers, Path(tmp) / "uvicorn.log")
         _wait_for_models(Path(tmp) / "uvicorn.log", args.workers)
         try:
@@ -374,7 +389,7 @@ def main(argv=None) -> int:
             if "Traceback" in log:
                 first = log.index("Traceback")
                 print("server errors (uvicorn log, first one):\n" + log[first : first + 4000])
-            memory = re.findall(r"Embedding model loaded in process \d+: (\d+) MB", log)
+            memory = re.findall(r"Embedding model loaded in process \d+ \([^)]*\): (\d+) MB", log)
     worst = max((r for r in rows if r[0] != "floor /healthz"), key=lambda r: r[1], default=None)
     if worst:
         figures = ", ".join(
@@ -390,7 +405,8 @@ def main(argv=None) -> int:
     embedding = _embedding_under_load(log, chat.get("window", (0, 0)))
     print(
         f"query embedding under load ({top} chat clients): {embedding['tps']:.0f} texts/s of model "
-        f"time in {embedding['batches']} batches (mean {embedding['mean_batch']:.1f} texts); "
+        f"time in {embedding['batches']} batches (mean {embedding['mean_batch']:.1f} texts), "
+        f"{embedding['cpu_tps']:.0f} texts/s of the batcher thread's processor time; "
         f"raw batch {raw_tps:.0f} texts/s; worker RSS after model load: {', '.join(memory)} MB"
     )
     summary = {
@@ -406,7 +422,9 @@ def main(argv=None) -> int:
         "chat_vs_floor_p95": round(chat["p95"] / at_top["floor"]["p95"], 2),
         "embed_under_load_tps": round(embedding["tps"], 1),
         "embed_raw_tps": round(raw_tps, 1),
+        "embed_raw_torch_tps": round(torch_tps, 1),
         "embed_ratio": round(embedding["tps"] / raw_tps, 3) if raw_tps else None,
+        "embed_ratio_cpu": round(embedding["cpu_tps"] / raw_tps, 3) if raw_tps else None,
         "embed_mean_batch": round(embedding["mean_batch"], 1),
         "worker_rss_mb": [int(m) for m in memory],
         "errors": errors,

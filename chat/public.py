@@ -273,8 +273,14 @@ class Turn:
 
 
 def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
-    """Validate, rate-limit and record the customer's message (sync: ORM and Redis)."""
+    """Validate, rate-limit and record the customer's message (sync: ORM and Redis), in the
+    bot's language (its error messages)."""
     bot = public_bot(slug)
+    with translation.override(bot.language or settings.LANGUAGE_CODE):
+        return _prepare_bot_turn(request, bot)
+
+
+def _prepare_bot_turn(request, bot: Bot) -> Turn | HttpResponse:
     conversation = visitor_conversation(request, bot)
     question = (request.POST.get("message") or "").strip()
     if not question:
@@ -325,7 +331,7 @@ def _record_question_only(turn: Turn) -> None:
 
 def _reply_payload(turn: Turn, message: Message) -> dict:
     view = message_view(message)
-    # Streamed replies are rendered after the view (and its in_bot_language) has returned.
+    # The view sets no language (chat_ask), and streamed replies render after it returned.
     with translation.override(turn.bot.language):
         fragment = render_to_string(
             "chat/page.html#message",
@@ -387,13 +393,19 @@ async def _answer_events(turn: Turn, ticket: workers.Ticket):
             ticket.release()
 
 
-def _prepare_and_embed(request, slug: str) -> Turn | HttpResponse:
+def _prepare_and_embed(request, slug: str) -> tuple[Turn | HttpResponse, None]:
     """_prepare_turn, then the question's embedding (batched); Overloaded propagates."""
     turn = _prepare_turn(request, slug)
     if isinstance(turn, Turn):
         workers.release_connection()  # the embedding queue may wait; it needs no database
         turn.vector = query_vector(turn.bot, turn.question)
-    return turn
+    return turn, None
+
+
+def _prepare_embed_answer(request, slug: str) -> tuple[Turn | HttpResponse, dict | None]:
+    """_prepare_and_embed, then the whole answer recorded: (turn, the client's payload)."""
+    turn = _prepare_and_embed(request, slug)[0]
+    return turn, (_answer_whole(turn) if isinstance(turn, Turn) else None)
 
 
 def _busy(request, exc: Overloaded):
@@ -409,24 +421,29 @@ def _busy(request, exc: Overloaded):
 
 
 @require_POST
-@in_bot_language
 async def chat_ask(request, slug: str):
     """One customer question. Streams SSE (Accept: text/event-stream), answers JSON
     (Accept: application/json), or redirects back to the page (a plain form post, no JS).
-    503 with Retry-After when this server already has all the questions it can queue."""
+    503 with Retry-After when this server already has all the questions it can queue.
+
+    Not wrapped in in_bot_language: that lookup cost every question a trip to the answer pool
+    and a query of its own (benchmarks/chat_load.py). _prepare_turn switches to the bot's
+    language with the bot it loads anyway, and the reply renders in it (_reply_payload)."""
     try:
         ticket = workers.admit()
     except Overloaded as exc:
         return _busy(request, exc)
     streaming = False
+    wants = _wants(request)
     try:
         try:
-            turn = await workers.run(_prepare_and_embed, request, slug)
+            # A whole answer (JSON, plain form) is one trip to the answer pool, not two.
+            prepare = _prepare_and_embed if wants == "sse" else _prepare_embed_answer
+            turn, payload = await workers.run(prepare, request, slug)
         except Overloaded as exc:
             return _busy(request, exc)
         if isinstance(turn, HttpResponse):
             return turn
-        wants = _wants(request)
         if wants == "sse":
             events = _answer_events(turn, ticket)
             weakref.finalize(events, ticket.release)  # a stream that never starts
@@ -435,9 +452,8 @@ async def chat_ask(request, slug: str):
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # nginx would otherwise hold tokens back
         elif wants == "json":
-            response = JsonResponse(await workers.run(_answer_whole, turn))
+            response = JsonResponse(payload)
         else:
-            await workers.run(_answer_whole, turn)
             response = redirect(_page_url(turn.bot, request) + "#end", permanent=False)
             response.status_code = 303
     finally:

