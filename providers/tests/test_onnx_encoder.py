@@ -18,7 +18,10 @@ TEXTS = [
     "",
     "Kann ich mein Fahrrad in Köln zurückgeben?",
     "rental " * 400,
-    *[f"Question number {i}: what happens to order {i * 7} if it arrives {'late ' * (i % 5)}?" for i in range(40)],
+    *[
+        f"Question number {i}: what happens to order {i * 7} if it arrives {'late ' * (i % 5)}?"
+        for i in range(40)
+    ],
 ]
 
 
