@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 import weakref
+from collections.abc import Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,7 +57,7 @@ ERROR_TEXT = gettext_noop(
 
 
 def cookie_name(bot: Bot) -> str:
-    return f"ahc_{bot.slug}"
+    return f"ahc_{bot.slug}"  # _visitor_conversation_id reads it by slug, before the bot loads
 
 
 def public_bot(slug: str) -> Bot:
@@ -75,18 +76,39 @@ def public_profile(bot: Bot) -> dict:
     }
 
 
+def _visitor_conversation_id(request, slug: str) -> uuid.UUID | None:
+    public_id = request.get_signed_cookie(
+        f"ahc_{slug}", default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
+    ) or request.POST.get("conversation")
+    try:
+        return uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+
+
 def visitor_conversation(request, bot: Bot) -> Conversation | None:
     """The visitor's conversation: the signed cookie, else the id the page kept in localStorage
     (third-party iframes may not send cookies). A public_id is a random UUID, so holding one is
     the proof of ownership."""
-    public_id = request.get_signed_cookie(
-        cookie_name(bot), default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
-    ) or request.POST.get("conversation")
-    try:
-        public_id = uuid.UUID(str(public_id))
-    except ValueError:
+    public_id = _visitor_conversation_id(request, bot.slug)
+    if public_id is None:
         return None
     return Conversation.objects.filter(bot=bot, public_id=public_id).first()
+
+
+def bot_and_conversation(request, slug: str) -> tuple[Bot, Conversation | None]:
+    """public_bot and visitor_conversation in one query for a returning visitor (every question
+    after the first), in two for a new one; 404 for an unknown bot."""
+    public_id = _visitor_conversation_id(request, slug)
+    if public_id is not None:
+        conversation = (
+            Conversation.objects.select_related("bot")
+            .filter(bot__slug=slug, public_id=public_id)
+            .first()
+        )
+        if conversation is not None:
+            return conversation.bot, conversation
+    return public_bot(slug), None
 
 
 def remember_conversation(request, response, bot: Bot, conversation: Conversation) -> None:
@@ -261,13 +283,37 @@ def csrf_cookie_for_frames(request, response) -> None:
     request.META["CSRF_COOKIE_NEEDS_UPDATE"] = False  # keep the middleware from resetting it
 
 
+class LazyHistory(Sequence):
+    """The conversation's last HISTORY_TURNS messages, oldest first, read from the database the
+    first time something looks: only a written answer does (chat.answer's prompt), so a direct
+    or best-match answer saves the query."""
+
+    def __init__(self, conversation: Conversation) -> None:
+        self.conversation = conversation
+        self._items: list[dict] | None = None
+
+    def _load(self) -> list[dict]:
+        if self._items is None:
+            earlier = list(
+                self.conversation.messages.order_by("-created_at", "-pk")[:HISTORY_TURNS]
+            )
+            self._items = [{"role": m.role, "content": m.text} for m in reversed(earlier)]
+        return self._items
+
+    def __getitem__(self, index):
+        return self._load()[index]
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
 @dataclass
 class Turn:
     request: object
     bot: Bot
     conversation: Conversation
     question: str
-    history: list[dict]
+    history: Sequence[dict]  # a LazyHistory for a returning visitor
     new_conversation: bool
     vector: list[float] | None = None  # the question's embedding (chat.streaming.query_vector)
 
@@ -275,13 +321,12 @@ class Turn:
 def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
     """Validate, rate-limit and record the customer's message (sync: ORM and Redis), in the
     bot's language (its error messages)."""
-    bot = public_bot(slug)
+    bot, conversation = bot_and_conversation(request, slug)
     with translation.override(bot.language or settings.LANGUAGE_CODE):
-        return _prepare_bot_turn(request, bot)
+        return _prepare_bot_turn(request, bot, conversation)
 
 
-def _prepare_bot_turn(request, bot: Bot) -> Turn | HttpResponse:
-    conversation = visitor_conversation(request, bot)
+def _prepare_bot_turn(request, bot: Bot, conversation: Conversation | None) -> Turn | HttpResponse:
     question = (request.POST.get("message") or "").strip()
     if not question:
         return _error(request, bot, conversation, _("Type a question first."), 400)
@@ -305,8 +350,7 @@ def _prepare_bot_turn(request, bot: Bot) -> Turn | HttpResponse:
         count_first_message(request, bot, conversation)
         history = []
     else:
-        earlier = list(conversation.messages.order_by("-created_at", "-pk")[:HISTORY_TURNS])
-        history = [{"role": m.role, "content": m.text} for m in reversed(earlier)]
+        history = LazyHistory(conversation)
     return Turn(request, bot, conversation, question, history, new)
 
 

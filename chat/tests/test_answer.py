@@ -202,3 +202,34 @@ def test_model_that_declines_with_the_fallback_message_counts_as_unanswered(open
     openai_bot.save()
     result = answer(openai_bot, "Do you sell unicorns?")
     assert result.path == Message.Path.FALLBACK and not result.sources
+
+
+def test_the_public_chat_gives_a_returning_visitor_s_earlier_turns_to_the_model(
+    client, openai_bot, openai_server
+):
+    """The history is read lazily (chat.public.LazyHistory); a written answer still gets it."""
+    openai_server.replies += ["Every frame has a lifetime warranty [1].", "Two years [1]."]
+    ask = {"HTTP_ACCEPT": "application/json"}
+    first = client.post("/c/acme/ask/", {"message": "How long is the warranty?"}, **ask)
+    assert first.status_code == 200
+    client.post("/c/acme/ask/", {"message": "And the components?"}, **ask)
+    chat = [b for b in openai_server.bodies if "messages" in b][-1]
+    assert chat["messages"][1:] == [
+        {"role": "user", "content": "How long is the warranty?"},
+        {"role": "assistant", "content": "Every frame has a lifetime warranty [1]."},
+        {"role": "user", "content": "And the components?"},
+    ]
+
+
+def test_a_direct_answer_to_a_returning_visitor_does_not_read_the_history(client, faq_bot):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ask = {"HTTP_ACCEPT": "application/json"}
+    client.post("/c/acme/ask/", {"message": FAQ[0]["question"]}, **ask)
+    with CaptureQueriesContext(connection) as queries:
+        reply = client.post("/c/acme/ask/", {"message": FAQ[1]["question"]}, **ask).json()
+    assert reply["message"]["path"] == Message.Path.DIRECT
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert not any('FROM "bots_message"' in sql for sql in reads), reads
+    assert sum('FROM "bots_bot"' in sql or 'FROM "bots_conversation"' in sql for sql in reads) == 1
