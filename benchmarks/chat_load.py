@@ -14,17 +14,27 @@ The load generator shares the machine's cores with the server, so figures are a 
 The server runs with production settings (DEBUG off, collected static files, a pool of database
 connections per worker); DATABASE_POOL=0 in the environment measures a connection per request.
 
-Last run (2 cores, 2 workers, 50 clients): floor 244 req/s, p95 545 ms; chat JSON 46.7 req/s,
-p95 1112 ms (0.19x / 2.0x the floor); /v1 74.6 req/s, p95 1160 ms (0.31x); no errors; embed_ratio
-0.10 (mean batch 3.4). The same code with the debug server and a connection per request: floor
-129 req/s, chat 38.6 req/s (0.30x, the ratio flattered by a slower floor). Profile of the chat
-path (py-spy, 4 clients, one worker): MiniLM 28 % of samples, SQL 19 % (of which the pool's
-check of a connection on its way out 5 %), search 8 %, rendering the reply 1 %.
+Floor, chat and /v1 take turns (--rounds, default 4) and throughput counts what was answered
+while every client still had a request in flight: a shared host's drifting speed then moves the
+floor and the chat together, and the drain at the end of a turn weighs on neither.
+
+Last runs (2 cores, 2 workers, 50 clients, 2026-12-02, a host slower than the day before: the
+floor was 194-244 req/s then): floor 83-111 req/s, chat JSON 46.6-61.7 req/s (0.55-0.56x the
+floor), p95 1.26-1.66 s (1.2-1.3x the floor's); /v1 45.8-56.9 req/s; no errors. One turn each
+(--rounds 1): floor 77.5, chat 51.9 (ONNX Runtime) against floor 118, chat 42.6 (PyTorch).
+Before this round (one turn, two pool trips and three queries more per question, PyTorch): chat
+47.1 req/s at a floor of 194 (0.24x). Profile of the chat path under load (py-spy, one worker,
+50 clients, taken before the bot, conversation and history queries were cut from 3 to 1): SQL
+33 % of samples (most of it waiting on PostgreSQL: those, the search's three queries, the turn's
+transaction), middleware 15 %, embedding
+20 % (the ONNX graph 15 %), uvicorn/asyncio 14 %, search code 9 %, the reply's fragment 3 %.
 
 Query embedding under load: the server logs every micro-batch (providers.batching, size and time
 in the model); texts per second of model time during the highest-concurrency chat row, against
-raw MiniLM batch throughput (batches of 32, one torch thread, as the server) measured here in the
-same run while the server is idle: `embed_ratio`. Ends with one JSON line (`make bench-load`).
+raw MiniLM batch throughput (batches of 32, one thread, the server's engine) measured here in the
+same run while the server is idle: `embed_ratio`; `embed_ratio_cpu` counts the batcher thread's
+processor time instead of wall time (what the model costs, without the time other processes had
+the core). Ends with one JSON line (`make bench-load`).
 """
 
 from __future__ import annotations
@@ -158,7 +168,14 @@ def _start_server(database_url: str, workers: int, log_path: Path) -> tuple[subp
         env={**os.environ, **env},
         check=True,
     )
-    return start_uvicorn(env, log_path, timeout=120, extra_args=("--workers", str(workers)))
+    # Keep-alive past the rounds' pauses: uvicorn's 5 s default closed clients' idle connections
+    # between turns (a ReadError on reuse, and the next turn paid for new connections).
+    return start_uvicorn(
+        env,
+        log_path,
+        timeout=120,
+        extra_args=("--workers", str(workers), "--timeout-keep-alive", "120"),
+    )
 
 
 def _percentile(values: list[float], p: float) -> float:
@@ -167,37 +184,61 @@ def _percentile(values: list[float], p: float) -> float:
     return ordered[index]
 
 
-async def _run_level(make_request, concurrency: int, total: int, seconds: float) -> dict:
+async def _run_level(senders: list, total: int, seconds: float) -> dict:
+    """Closed loop: one client per sender, `total` requests or `seconds`, whichever ends first.
+
+    Throughput counts the requests answered while every client still had one in flight (until
+    the first client found the cap reached), over that time: the drain at the end, when fewer
+    and fewer clients wait on the slowest answers, would otherwise weigh on short turns."""
     latencies: list[float] = []
+    finished: list[float] = []
     errors: list[str] = []
     issued = 0
+    closed_at: float | None = None
     deadline = time.perf_counter() + seconds
 
-    async def worker(index: int):
-        nonlocal issued
-        send = await make_request(index)
+    async def worker(send):
+        nonlocal issued, closed_at
         n = 0
-        while issued < total and time.perf_counter() < deadline:
+        while True:
+            now = time.perf_counter()
+            if issued >= total or now >= deadline:
+                closed_at = closed_at or now
+                return
             issued += 1
-            started = time.perf_counter()
             try:
                 await send(n)
-                latencies.append(time.perf_counter() - started)
+                finished.append(time.perf_counter())
+                latencies.append(finished[-1] - now)
             except Exception as exc:  # counted and shown, never hidden
                 errors.append(repr(exc)[:200])
             n += 1
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    ms = [x * 1000 for x in latencies]
+    started, wall = time.perf_counter(), time.time()
+    await asyncio.gather(*(worker(send) for send in senders))
+    steady = (closed_at or time.perf_counter()) - started
+    return {
+        "ms": [x * 1000 for x in latencies],
+        "errors": errors,
+        "answered": sum(1 for t in finished if t <= started + steady),
+        "elapsed": steady,
+        "windows": [(wall, wall + steady)],
+    }
+
+
+def _merge(parts: list[dict]) -> dict:
+    """One row from a target's rounds: requests/s over the time they ran, pooled percentiles."""
+    ms = [x for part in parts for x in part["ms"]]
+    elapsed = sum(part["elapsed"] for part in parts)
+    answered = sum(part["answered"] for part in parts)
     return {
         "n": len(ms),
-        "errors": errors,
-        "rps": len(ms) / elapsed if elapsed else 0.0,
+        "errors": [e for part in parts for e in part["errors"]],
+        "rps": answered / elapsed if elapsed else 0.0,
         "p50": statistics.median(ms) if ms else float("nan"),
         "p95": _percentile(ms, 95) if ms else float("nan"),
         "p99": _percentile(ms, 99) if ms else float("nan"),
+        "windows": [w for part in parts for w in part["windows"]],
     }
 
 
@@ -262,16 +303,29 @@ def _targets(base: str, slug: str, key: str, sse: bool):
     return shared, [("floor /healthz", floor), (label, chat), ("api /v1/chat", api)]
 
 
-async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
+async def _measure(base, slug, key, levels, seconds, total, sse, rounds) -> list[tuple]:
+    """Each level's targets take turns, `rounds` times (floor, chat, api, floor, ...), each
+    turn with its share of the request and time caps: a machine whose speed drifts during
+    the run (a shared host) slows the floor and the chat alike, so their ratio holds."""
     shared, targets = _targets(base, slug, key, sse)
     rows = []
     try:
-        for name, make in targets:
-            await _run_level(make, 2, 10, 30)  # warm-up: connections, model, caches
-            for concurrency in levels:
-                started = time.time()
-                result = await _run_level(make, concurrency, total, seconds)
-                result["window"] = (started, time.time())
+        for _name, make in targets:  # warm-up: connections, model, caches
+            await _run_level([await make(i) for i in range(2)], 10, 30)
+        for concurrency in levels:
+            # Clients (and the chat's page loads) are made before the clock starts.
+            senders = {
+                name: await asyncio.gather(*(make(i) for i in range(concurrency)))
+                for name, make in targets
+            }
+            parts = {name: [] for name, _ in targets}
+            for _ in range(rounds):
+                for name, _make in targets:
+                    parts[name].append(
+                        await _run_level(senders[name], total // rounds, seconds / rounds)
+                    )
+            for name, _ in targets:
+                result = _merge(parts[name])
                 rows.append((name, concurrency, result))
                 print(
                     f"{name:<16} {concurrency:>4} {result['n']:>6} {result['rps']:>8.1f} "
@@ -288,13 +342,13 @@ async def _measure(base, slug, key, levels, seconds, total, sse) -> list[tuple]:
 BATCH_LINE = re.compile(r"embed batch texts=(\d+) busy_ms=([\d.]+) cpu_ms=([\d.]+) at=([\d.]+)")
 
 
-def _embedding_under_load(log: str, window: tuple[float, float]) -> dict:
-    """Texts per second of model time, from the server's batch lines inside `window`: of wall
+def _embedding_under_load(log: str, windows: list[tuple[float, float]]) -> dict:
+    """Texts per second of model time, from the server's batch lines inside `windows`: of wall
     time in the model (`tps`) and of the batcher thread's processor time (`cpu_tps`)."""
     batches = [
         (int(n), float(ms), float(cpu))
         for n, ms, cpu, at in BATCH_LINE.findall(log)
-        if window[0] <= float(at) <= window[1]
+        if any(start <= float(at) <= end for start, end in windows)
     ]
     texts = sum(n for n, _, _ in batches)
     busy_s = sum(ms for _, ms, _ in batches) / 1000
@@ -342,10 +396,16 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--concurrency", default="1,10,50")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time cap per measurement")
-    parser.add_argument("--requests", type=int, default=400, help="request cap per measurement")
+    parser.add_argument("--seconds", type=float, default=12.0, help="time cap per measurement")
+    parser.add_argument("--requests", type=int, default=600, help="request cap per measurement")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="uvicorn worker processes"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="turns each target takes per level (interleaved; the caps are split between them)",
     )
     parser.add_argument(
         "--sse", action="store_true", help="read the chat's event stream instead of JSON"
@@ -377,7 +437,9 @@ def main(argv=None) -> int:
                 f"{'endpoint':<16} {'conc':>4} {'reqs':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
             )
             rows = asyncio.run(
-                _measure(base, slug, key, levels, args.seconds, args.requests, args.sse)
+                _measure(
+                    base, slug, key, levels, args.seconds, args.requests, args.sse, args.rounds
+                )
             )
         finally:
             from askhandle.devtools import stop_process
@@ -400,7 +462,7 @@ def main(argv=None) -> int:
     top = max(levels)
     at_top = {name.split()[0]: r for name, c, r in rows if c == top}
     chat = at_top.get("chat", {})
-    embedding = _embedding_under_load(log, chat.get("window", (0, 0)))
+    embedding = _embedding_under_load(log, chat.get("windows", []))
     print(
         f"query embedding under load ({top} chat clients): {embedding['tps']:.0f} texts/s of model "
         f"time in {embedding['batches']} batches (mean {embedding['mean_batch']:.1f} texts), "
