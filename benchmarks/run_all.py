@@ -20,6 +20,7 @@ BENCHMARKS = [
     ("benchmarks.grounding_calibration", []),
     ("benchmarks.chat_tuning_bench", []),
     ("benchmarks.compare_bench", []),
+    ("benchmarks.embed_engines", []),
     ("benchmarks.ingest_throughput", []),
     ("benchmarks.retrieval_latency", []),
     ("benchmarks.chat_load", []),
