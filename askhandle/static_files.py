@@ -6,6 +6,8 @@ chain back on the event loop through async_to_sync: two thread switches for ever
 or not, before a view even starts (12 % of a web worker's samples under chat load, py-spy,
 benchmarks/chat_load.py). This subclass keeps WhiteNoise's file table, lookups and responses and
 adds the async entry point the way Django's own MiddlewareMixin does, so the chain stays async.
+Measured in-process (Django's ASGI handler called directly, 50 concurrent GET /healthz, production
+settings, 2 trials on a noisy 2-core host): 96 -> 149 and 165 -> 208 requests/s.
 """
 
 from __future__ import annotations
