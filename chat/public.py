@@ -57,7 +57,11 @@ ERROR_TEXT = gettext_noop(
 
 
 def cookie_name(bot: Bot) -> str:
-    return f"ahc_{bot.slug}"  # _visitor_conversation_id reads it by slug, before the bot loads
+    return _cookie_name(bot.slug)
+
+
+def _cookie_name(slug: str) -> str:  # read by slug, before the bot is loaded
+    return f"ahc_{slug}"
 
 
 def public_bot(slug: str) -> Bot:
@@ -78,7 +82,7 @@ def public_profile(bot: Bot) -> dict:
 
 def _visitor_conversation_id(request, slug: str) -> uuid.UUID | None:
     public_id = request.get_signed_cookie(
-        f"ahc_{slug}", default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
+        _cookie_name(slug), default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
     ) or request.POST.get("conversation")
     try:
         return uuid.UUID(str(public_id))
