@@ -19,8 +19,8 @@ while every client still had a request in flight: a shared host's drifting speed
 floor and the chat together, and the drain at the end of a turn weighs on neither.
 
 Last runs (2 cores, 2 workers, 50 clients, 2026-12-02, a host slower than the day before: the
-floor was 194-244 req/s then): floor 83-111 req/s, chat JSON 46.6-61.7 req/s (0.55-0.56x the
-floor), p95 1.26-1.66 s (1.2-1.3x the floor's); /v1 45.8-56.9 req/s; no errors. One turn each
+floor was 194-244 req/s then), 4 runs: floor 83-111 req/s, chat JSON 41.6-61.7 req/s (0.45-0.56x
+the floor), p95 1.26-1.92 s (1.2-1.7x the floor's); /v1 40.6-56.9 req/s; no errors. One turn each
 (--rounds 1): floor 77.5, chat 51.9 (ONNX Runtime) against floor 118, chat 42.6 (PyTorch).
 Before this round (one turn, two pool trips and three queries more per question, PyTorch): chat
 47.1 req/s at a floor of 194 (0.24x). Profile of the chat path under load (py-spy, one worker,
