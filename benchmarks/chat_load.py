@@ -26,8 +26,9 @@ Before this round (one turn, two pool trips and three queries more per question,
 47.1 req/s at a floor of 194 (0.24x). Profile of the chat path under load (py-spy, one worker,
 50 clients, taken before the bot, conversation and history queries were cut from 3 to 1): SQL
 33 % of samples (most of it waiting on PostgreSQL: those, the search's three queries, the turn's
-transaction), middleware 15 %, embedding
-20 % (the ONNX graph 15 %), uvicorn/asyncio 14 %, search code 9 %, the reply's fragment 3 %.
+transaction), middleware 15 % (12 % of it WhiteNoise's thread adapter, since removed:
+askhandle.static_files), embedding 20 % (the ONNX graph 15 %), uvicorn/asyncio 14 %, search
+code 9 %, the reply's fragment 3 %.
 
 Query embedding under load: the server logs every micro-batch (providers.batching, size and time
 in the model); texts per second of model time during the highest-concurrency chat row, against
@@ -53,6 +54,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from benchmarks.embed_engines import raw_embedding_tps
 
 ROOT = Path(__file__).resolve().parents[1]
 FAQ = [
@@ -226,6 +229,13 @@ async def _run_level(senders: list, total: int, seconds: float) -> dict:
     }
 
 
+async def measure_clients(make, clients: int, total: int, seconds: float) -> dict:
+    """One closed-loop turn with `clients` new clients of a target (`make(index)` gives one's
+    send): the row `_merge` makes of it (n, rps, percentiles, errors). benchmarks.soak uses it."""
+    senders = await asyncio.gather(*(make(i) for i in range(clients)))
+    return _merge([await _run_level(list(senders), total, seconds)])
+
+
 def _merge(parts: list[dict]) -> dict:
     """One row from a target's rounds: requests/s over the time they ran, pooled percentiles."""
     ms = [x for part in parts for x in part["ms"]]
@@ -311,7 +321,7 @@ async def _measure(base, slug, key, levels, seconds, total, sse, rounds) -> list
     rows = []
     try:
         for _name, make in targets:  # warm-up: connections, model, caches
-            await _run_level([await make(i) for i in range(2)], 10, 30)
+            await measure_clients(make, 2, 10, 30)
         for concurrency in levels:
             # Clients (and the chat's page loads) are made before the clock starts.
             senders = {
@@ -372,25 +382,6 @@ def _wait_for_models(log_path: Path, workers: int, timeout: float = 180) -> None
         time.sleep(0.5)
 
 
-def _raw_embedding_tps(seconds: float = 4.0, engine: str | None = None) -> float:
-    """MiniLM texts/s in batches of 32 in this process (one thread, as the server), on the
-    server's engine (settings.LOCAL_EMBED_ENGINE) or the one named."""
-    from django.test import override_settings
-
-    from providers.local import LocalProvider
-
-    provider = LocalProvider()
-    texts = [q for q, _ in FAQ] * 7
-    texts = [f"{t} ({i})" for i, t in enumerate(texts[:32])]
-    with override_settings(**({"LOCAL_EMBED_ENGINE": engine} if engine else {})):
-        provider.embed(texts)  # load and warm up
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            provider.embed(texts)
-            done += len(texts)
-    return done / (time.perf_counter() - started)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -420,8 +411,8 @@ def main(argv=None) -> int:
         slug, key = _seed()
         from django.conf import settings
 
-        raw_tps = _raw_embedding_tps()
-        torch_tps = _raw_embedding_tps(engine="torch")
+        raw_tps = raw_embedding_tps()
+        torch_tps = raw_embedding_tps(engine="torch")
         print(
             f"raw MiniLM batch throughput (batches of 32, this process): {raw_tps:.0f} texts/s "
             f"on the server's engine ({settings.LOCAL_EMBED_ENGINE}); PyTorch {torch_tps:.0f}"

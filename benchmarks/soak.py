@@ -31,12 +31,12 @@ from benchmarks.chat_load import (
     ROOT,
     ThrowawayDatabase,
     _percentile,
-    _run_level,
     _seed,
     _setup_django,
     _start_server,
     _targets,
     _wait_for_models,
+    measure_clients,
 )
 
 ROUND_SECONDS = 10.0
@@ -115,7 +115,7 @@ def _children(pid: int) -> list[int]:
 
 
 async def _chat_round(make, clients: int, seconds: float) -> dict:
-    return await _run_level(make, clients, 10**9, seconds)
+    return await measure_clients(make, clients, 10**9, seconds)
 
 
 def main(argv=None) -> int:
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
             shared, targets = _targets(base, slug, key, sse=False)
             make = dict(targets)["chat JSON"]
             try:
-                await _run_level(make, 2, 10, 30)  # warm-up
+                await measure_clients(make, 2, 10, 30)  # warm-up
                 idle = await _chat_round(make, args.clients, args.idle_seconds)
                 idle["rss"] = _rss_mb(proc.pid)
                 print(

@@ -441,19 +441,18 @@ async def _answer_events(turn: Turn, ticket: workers.Ticket):
             ticket.release()
 
 
-def _prepare_and_embed(request, slug: str) -> tuple[Turn | HttpResponse, None]:
-    """_prepare_turn, then the question's embedding (batched); Overloaded propagates."""
+def _prepare_and_embed(
+    request, slug: str, *, answer: bool = False
+) -> tuple[Turn | HttpResponse, dict | None]:
+    """_prepare_turn, then the question's embedding (batched); with `answer`, the whole answer
+    recorded too, on the same pool thread: (turn, the client's payload or None). Overloaded
+    propagates."""
     turn = _prepare_turn(request, slug)
-    if isinstance(turn, Turn):
-        workers.release_connection()  # the embedding queue may wait; it needs no database
-        turn.vector = query_vector(turn.bot, turn.question)
-    return turn, None
-
-
-def _prepare_embed_answer(request, slug: str) -> tuple[Turn | HttpResponse, dict | None]:
-    """_prepare_and_embed, then the whole answer recorded: (turn, the client's payload)."""
-    turn = _prepare_and_embed(request, slug)[0]
-    return turn, (_answer_whole(turn) if isinstance(turn, Turn) else None)
+    if not isinstance(turn, Turn):
+        return turn, None
+    workers.release_connection()  # the embedding queue may wait; it needs no database
+    turn.vector = query_vector(turn.bot, turn.question)
+    return turn, (_answer_whole(turn) if answer else None)
 
 
 def _busy(request, exc: Overloaded):
@@ -486,8 +485,9 @@ async def chat_ask(request, slug: str):
     try:
         try:
             # A whole answer (JSON, plain form) is one trip to the answer pool, not two.
-            prepare = _prepare_and_embed if wants == "sse" else _prepare_embed_answer
-            turn, payload = await workers.run(prepare, request, slug)
+            turn, payload = await workers.run(
+                _prepare_and_embed, request, slug, answer=wants != "sse"
+            )
         except Overloaded as exc:
             return _busy(request, exc)
         if isinstance(turn, HttpResponse):

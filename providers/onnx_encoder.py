@@ -5,11 +5,11 @@ hundred small operators, each taking Python's GIL back; in a busy web process (t
 the answer threads want the GIL too) a batch of four waited for it between operators, and the
 model ran at a tenth of its batch speed under load (benchmarks/chat_load.py, embed_ratio 0.10).
 ONNX Runtime runs the whole graph in one call that releases the GIL, and its small batches cost
-little more per sentence than large ones (2 cores, one thread: batch 1 about 3x PyTorch's speed,
-batch 32 about 1.2x).
+little more per sentence than large ones (2 cores, one thread: batch 1 about 2.3x PyTorch's
+speed, batch 32 about 1.1x; benchmarks/embed_engines.py).
 
 How: the SentenceTransformer a process already loaded (the base model or a tuned one, see
-providers.local) is exported once, in memory (about 2 s), and checked against PyTorch on a few
+providers.local) is exported once, through a temporary file (2-5 s), and checked against PyTorch on a few
 probe sentences (short, long enough to be truncated, accented); only a model whose vectors agree
 within VECTOR_TOLERANCE is served by ONNX Runtime, anything else (another architecture, a
 pooling other than mean, an export error) stays on PyTorch, with a log line saying why. The
