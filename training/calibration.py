@@ -258,26 +258,56 @@ def grid() -> np.ndarray:
     return np.round(np.arange(0.0, 1.0 + THRESHOLD_STEP / 2, THRESHOLD_STEP), 4)
 
 
-def _refused(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+def bandwidth(scores: np.ndarray) -> float:
+    """The normal-reference (Silverman) bandwidth of a sample of scores: 1.06 sigma n^(-1/5).
+    0 when there is nothing to smooth (fewer than two scores, or all equal)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 2:
+        return 0.0
+    return float(1.06 * scores.std() * len(scores) ** -0.2)
+
+
+def _passes(scores: np.ndarray, thresholds: np.ndarray, smooth: bool) -> np.ndarray:
+    """(thresholds x scores): whether each score reaches each threshold; smoothed, the chance
+    that a score drawn around it (a Gaussian kernel of the sample's bandwidth) does."""
+    scores = np.asarray(scores, dtype=np.float64)
+    h = bandwidth(scores) if smooth else 0.0
+    if h <= 0:
+        return (scores[None, :] >= thresholds[:, None]).astype(np.float64)
+    from scipy.special import ndtr
+
+    return ndtr((scores[None, :] - thresholds[:, None]) / h)
+
+
+def _refused(scores: np.ndarray, thresholds: np.ndarray, smooth: bool = False) -> np.ndarray:
     if not len(scores):
         return np.full(len(thresholds), np.nan)
-    return (np.asarray(scores)[None, :] < thresholds[:, None]).mean(axis=1)
+    return 1.0 - _passes(scores, thresholds, smooth).mean(axis=1)
 
 
-def curve(samples: Samples, thresholds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def curve(
+    samples: Samples, thresholds: np.ndarray | None = None, *, smooth: bool = False
+) -> dict[str, np.ndarray]:
     """Rates per answer threshold (answered = score >= threshold):
     answer: share of in-scope samples answered; right: answered with their own entry;
     good_in: right, or refused when the top-1 was wrong; refuse_unrelated, refuse_on_topic;
-    refuse_out: the mean of the two refusal rates that have samples."""
+    refuse_out: the mean of the two refusal rates that have samples.
+
+    smooth: each sample's rates come from its scores' kernel estimate (Gaussian kernels of the
+    normal-reference bandwidth) instead of counting. A tuned 50-entry bot has 50 held-out
+    questions: counted, its curve is a staircase whose best step moves with one question, and
+    the fit jumped between far-apart thresholds (BANKING77-OOS, 0.69 where 0.60-0.64 met both
+    goals); smoothed, the best threshold sits where the densities say, not on a step. fit() uses
+    the smoothed curve; counting stays for tests and studies of the raw samples."""
     t = grid() if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     s = np.asarray(samples.in_scores, dtype=np.float64)
     c = np.asarray(samples.in_correct, dtype=bool)
-    answered = s[None, :] >= t[:, None]
+    answered = _passes(s, t, smooth)
     n = max(1, len(s))
-    right = (answered & c).sum(axis=1) / n
-    wrong_refused = (~answered & ~c).sum(axis=1) / n
-    unrelated = _refused(samples.unrelated, t)
-    on_topic = _refused(samples.on_topic, t)
+    right = (answered * c).sum(axis=1) / n
+    wrong_refused = ((1.0 - answered) * ~c).sum(axis=1) / n
+    unrelated = _refused(samples.unrelated, t, smooth)
+    on_topic = _refused(samples.on_topic, t, smooth)
     out = np.nanmean(np.vstack([unrelated, on_topic]), axis=0) if len(t) else np.zeros(0)
     return {
         "threshold": t,
@@ -360,7 +390,8 @@ def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:
     """Thresholds, the curve and plain words for one bot (JSON-ready)."""
     # Rounded as stored, so the caution read off the stored curve later (the slider, a refit's
     # apply) lands on the same threshold as this fit: near-ties could otherwise fall either way.
-    rates = {k: np.round(v, 4) for k, v in curve(samples).items()}
+    # The smoothed curve (curve(smooth=True)) is the one fitted, stored and shown to the owner.
+    rates = {k: np.round(v, 4) for k, v in curve(samples, smooth=True).items()}
     answer = answer_threshold(rates, caution)
     # Where verbatim answers are safe does not depend on the caution: a new caution only lifts
     # the direct threshold to its answer threshold (thresholds_for_caution).
