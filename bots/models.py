@@ -126,11 +126,12 @@ class Bot(models.Model):
     # moves along, the thresholds it gives and the owner's plain-words figures ({} until then).
     calibration = models.JSONField(default=dict, blank=True, editable=False)
     caution = models.FloatField(
-        default=0.25,  # training.calibration.DEFAULT_CAUTION
+        default=0.7,  # training.calibration.DEFAULT_CAUTION
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text=(
-            "From helpful (0: answers more questions, now and then with the wrong entry) to "
-            "cautious (1: declines more, answers only when sure)."
+            "The share of questions it has no answer for that the bot declines (estimated), "
+            "from helpful (0: answers more, now and then with the wrong entry) to cautious "
+            "(1: declines more, answers only when sure)."
         ),
     )
     thresholds_auto = models.BooleanField(

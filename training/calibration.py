@@ -18,37 +18,48 @@ each bot gets its own, from three samples of scores computed exactly as search()
 - unanswerable but on topic: each entry's held-out phrasings scored against the *other* entries
   only (leave one entry out), i.e. questions about the business that no entry answers.
 
-fit() turns them into the curve of (answer rate, right-answer rate, refusal rate) per threshold
-and picks the answer threshold that maximises (1 - caution) * good-in-scope + caution *
-refused-out-of-scope, where a good in-scope outcome is a right answer or the refusal of a
-question whose top-1 is wrong: the expected share of good outcomes when a share `caution` of
-the questions is out of scope. The default, 0.25, assumes about 1 in 4; the owner's
-"cautious <-> helpful" control moves it, and threshold_for_caution() reads a new value off the
-stored curve without recomputing anything. The direct threshold is where held-out top-1
-precision stays high (DIRECT_MAX_ERROR, estimated conservatively).
+fit() turns them into the curve of (answer rate, right-answer rate, refusal rate) per threshold,
+kernel-smoothed (curve(smooth=True)): counted, a tuned 50-entry bot's 50 held-out questions make
+a staircase whose best step moves with one question. The caution is the share of out-of-scope
+questions the bot should decline, as the curve estimates it (the mean of the unrelated and the
+on-topic refusal rates): the answer threshold is the lowest that declines that share, i.e. of
+the thresholds that decline enough, the one that answers the most. The default, 0.7 ("declines
+about 7 in 10 questions it has no answer for"), is the refusal the product promises (issue 11's
+goal), not a value fitted to a benchmark; the owner's "cautious <-> helpful" control moves it,
+and threshold_for_caution() reads a new value off the stored curve without recomputing
+anything. The estimate is conservative where measured: the on-topic sample (a held-out phrasing
+against its siblings) is harder to decline than real out-of-scope questions. The direct
+threshold is where held-out top-1 precision stays high (DIRECT_MAX_ERROR, estimated
+conservatively).
+
+Why not an objective that weighs in-scope outcomes against refusals (used until 2026-12-02:
+maximise (1 - c) * good_in + c * refuse_out with c = 0.25, a good in-scope outcome being a right
+answer or the refusal of a wrong top-1): with a tuned model a third of the 50 held-out questions
+of BANKING77-OOS had a wrong top-1 (0.21 on TEST), so refusing them looked as good as answering
+right ones, the in-scope term went flat and the pessimistic on-topic refusal estimate decided
+alone: answer 0.69-0.72, TEST 0.60-0.64 right at 0.87-0.91 refusal. The refusal target asks the
+estimate only what it estimates conservatively.
 
 Everything above is pure numpy over arrays; calibration_fit(bot) loads the bot's vectors and
 embeds the unrelated set with the bot's serving model (cached per model name).
 
-Measured (benchmarks/calibration_study.py, centroid scores in numpy; in-scope top-1-and-answered
-accuracy / out-of-scope refusal on TEST, default caution; global = answer 0.45):
-  - CLINC150, tuned (holdout, 1 run): global 0.898 / 0.736, calibrated 0.822 / 0.949;
-    BANKING77-OOS, tuned (holdout, 3-run soup): global 0.765 / 0.479, calibrated 0.644 / 0.867.
-    Refusal reaches the goal on both sets, accuracy misses it on both: the default leans cautious.
-  - The estimate is honest where samples are many: base model, CLINC150 DEV at 0.49: estimated
-    right answers 0.77, measured 0.78; BANKING77 at 0.63: 0.67 vs 0.68. With 50 held-out
-    phrasings (a tuned 50-entry bot) it is noisy (0.54 estimated vs 0.67 measured). Refusal
-    is estimated low on CLINC150 (0.70-0.81 estimated, 0.97-0.99 measured): its out-of-scope
-    questions are easier than this set's on-topic ones and its generic ones.
-  - Why: CLINC150's out-of-scope questions score lower against its tuned bot (DEV median 0.33)
-    than both refusal samples (unrelated 0.39, on-topic leave-one-entry-out 0.52), so more
-    caution looks like it buys more refusals than it does; BANKING77-OOS's (0.57) sit near the
-    on-topic sample (0.63). Tried on the same cached vectors: an asymmetric utility (right +1,
-    decline 0, wrong answer -w, out-of-scope share p; p 0.05-0.25, w 1-3), the refusal of either
-    sample alone, and on-topic samples from every phrasing. None meets both goals at one setting
-    on DEV or on TEST: CLINC150 TEST needs answer 0.44 exactly (0.900 / 0.708), BANKING77-OOS
-    TEST 0.60-0.64, and w > 1 sends the 50-sample BANKING77 bot to 0.77 (its held-out
-    wrong-answer share is 0.32, measured 0.21). The rule and the default 0.25 stay.
+Measured (centroid scores in numpy on the cached vectors of benchmarks/calibration_study.py;
+in-scope top-1-and-answered accuracy / out-of-scope refusal on TEST, which calibration never
+sees; refusal target 0.7 against the old objective at c = 0.25 on the same smoothed curve):
+  - tuned, holdout: CLINC150 (1 run) 0.857 / 0.905 against 0.828 / 0.943 (counted: 0.799 /
+    0.963); BANKING77-OOS (3-run soup) 0.730 / 0.725 against 0.602 / 0.905 (counted: 0.634 /
+    0.882). The best threshold chosen with TEST's answers known gives 0.900 and 0.736 at 0.70.
+  - base model: CLINC150 0.772 / 0.908 against 0.783 / 0.894; BANKING77-OOS 0.672 / 0.776
+    against 0.664 / 0.793.
+  - question-only FAQs (pseudo-paraphrases): CLINC150 0.528 / 0.927 against 0.490 / 0.950;
+    BANKING77-OOS 0.601 / 0.679 against 0.497 / 0.875.
+  - Measured refusal is at or above the 0.7 asked in all six but the last (0.679): the on-topic
+    sample is the harder one (CLINC150's out-of-scope questions score lower against its tuned
+    bot, DEV median 0.33, than the unrelated sample, 0.39, and the on-topic one, 0.52;
+    BANKING77-OOS's, 0.57, sit near its on-topic sample, 0.63).
+  - The in-scope estimate is honest where samples are many (base model, CLINC150 DEV at 0.49:
+    right answers 0.77 estimated, 0.78 measured) and noisy with 50 held-out phrasings (a tuned
+    50-entry bot: 0.54 estimated vs 0.67 measured), which the refusal target does not lean on.
   - Holding phrasings out of tuning cost nothing measurable (top-1 within +-0.5 pt).
   - Question-only FAQs: pseudo-paraphrases are still closer to their question than customers'
     words are, so their thresholds come out too high (CLINC150 TEST 0.490 / 0.950 against the
@@ -70,11 +81,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-# The caution is the weight of out-of-scope questions in the expected share of good outcomes.
-# 0.25 is that share when about 3 in 4 customer questions are about the business (a product
-# assumption, not fitted to a benchmark); on both DEV sets it sat between the too-eager 0.1-0.2
-# and the too-cautious 0.4-0.5 (benchmarks/calibration_study.py).
-DEFAULT_CAUTION = 0.25
+# The caution is the share of out-of-scope questions a bot should decline (estimated on its own
+# samples). 0.7 is what the product promises an owner by default (see the module docstring).
+DEFAULT_CAUTION = 0.7
 THRESHOLD_STEP = 0.01  # the curve's resolution (101 points from 0 to 1)
 HOLDOUT_MIN_PHRASINGS = 3  # an entry keeps >= 2 phrasings to train on when one is held out
 # Unrelated samples scoring at least the median right in-scope score are probably in scope for
@@ -321,19 +330,15 @@ def curve(
 
 
 def answer_threshold(rates: dict[str, np.ndarray], caution: float = DEFAULT_CAUTION) -> float:
-    """The threshold maximising (1 - caution) * good_in + caution * refuse_out on the curve.
-    Ties go to the better balanced sum good_in + refuse_out, then to the middle of the first run
-    of equally good thresholds."""
+    """The lowest threshold at which the bot declines at least a share `caution` of the
+    out-of-scope questions (refuse_out, estimated): of all thresholds that decline enough, the
+    one that answers the most. A caution no threshold reaches gets the first threshold with the
+    highest refusal."""
     caution = min(1.0, max(0.0, float(caution)))
-    good, refuse = rates["good_in"], np.nan_to_num(rates["refuse_out"], nan=0.0)
-    objective = (1 - caution) * good + caution * refuse
-    best = np.isclose(objective, objective.max())
-    balanced = np.where(best, good + refuse, -np.inf)
-    best = np.flatnonzero(np.isclose(balanced, balanced.max()))
-    run_end = 0
-    while run_end + 1 < len(best) and best[run_end + 1] == best[run_end] + 1:
-        run_end += 1
-    return float(rates["threshold"][best[run_end // 2]])
+    refuse = np.nan_to_num(np.asarray(rates["refuse_out"], dtype=np.float64), nan=0.0)
+    enough = np.flatnonzero(refuse >= caution - 1e-9)
+    index = int(enough[0]) if len(enough) else int(np.argmax(refuse))
+    return float(rates["threshold"][index])
 
 
 def direct_threshold(samples: Samples, floor: float) -> float:

@@ -83,29 +83,46 @@ def test_refusal_is_the_mean_of_unrelated_and_on_topic_refusals():
     assert rates["refuse_out"].tolist() == [0.5]
 
 
-def test_default_caution_picks_the_middle_of_the_best_band():
-    # good_in + refusal peak for thresholds in (0.7, 0.8]: answer 0.9 and 0.8 (right), refuse
-    # 0.7 (wrong top-1) and every unrelated one: 0.5 * 0.75 + 0.5 * 1.0. The grid points of that
-    # band are 0.71 ... 0.80; the middle one is 0.75.
-    assert cal.answer_threshold(cal.curve(SAMPLES)) == pytest.approx(0.75)
-
-
-def test_a_helpful_owner_gets_a_lower_threshold_than_a_cautious_one():
-    samples = cal.Samples(
-        in_scores=np.array([0.9, 0.8, 0.6, 0.55]),
-        in_correct=np.array([True, True, True, True]),
-        unrelated=np.array([0.2, 0.3, 0.5, 0.58]),
-        on_topic=np.zeros(0),
+def _synthetic_bot(rng, n_in=50, n_unrelated=250, n_on_topic=50) -> cal.Samples:
+    """Scores drawn like a small tuned bot's: 4 in 5 held-out questions right (scoring higher
+    than the wrong ones), unrelated questions low, on-topic unanswerable ones in between."""
+    right = rng.uniform(size=n_in) < 0.8
+    scores = np.where(right, rng.normal(0.7, 0.1, n_in), rng.normal(0.55, 0.08, n_in))
+    return cal.Samples(
+        scores, right, rng.normal(0.35, 0.1, n_unrelated), rng.normal(0.55, 0.1, n_on_topic)
     )
-    rates = cal.curve(samples)
-    # caution 0: every right answer counts, the 0.58 unrelated one does not: 0.51 ... 0.55.
-    assert cal.answer_threshold(rates, 0.0) == pytest.approx(0.53)
-    # caution 0.5: answering 0.55 wins 0.25 and costs 0.25 on each side; the tie goes to the
-    # band with the better balance: 0.51-0.55 and 0.59-0.60 tie too, the first one is taken.
-    assert cal.answer_threshold(rates, 0.5) == pytest.approx(0.53)
-    # caution 1: refusals only: every unrelated one refused from 0.59 up; among those the best
-    # balance is 0.59-0.60 (answers 0.6, 0.8, 0.9).
-    assert cal.answer_threshold(rates, 1.0) == pytest.approx(0.59)
+
+
+def test_the_caution_is_the_share_of_out_of_scope_questions_declined():
+    # Unrelated scores 0.2, 0.3, 0.5, 0.6 (no on-topic sample): refusal 1/2 from 0.31, 3/4 from
+    # 0.51, all from 0.61. The threshold is the lowest that declines the share asked for.
+    rates = cal.curve(SAMPLES)
+    assert cal.answer_threshold(rates, 0.7) == pytest.approx(0.51)
+    assert cal.answer_threshold(rates, 0.5) == pytest.approx(0.31)
+    assert cal.answer_threshold(rates, 0.75) == pytest.approx(0.51)
+    assert cal.answer_threshold(rates, 0.76) == pytest.approx(0.61)
+    assert cal.answer_threshold(rates, 1.0) == pytest.approx(0.61)
+    assert cal.answer_threshold(rates, 0.0) == 0.0  # most helpful: answers everything
+    assert cal.DEFAULT_CAUTION == 0.7
+
+
+def test_a_caution_no_threshold_reaches_gets_the_highest_refusal():
+    rates = {"threshold": np.array([0.1, 0.2, 0.3, 0.4]), "refuse_out": np.array([0.1, 0.5, 0.8, 0.8])}
+    assert cal.answer_threshold(rates, 0.9) == pytest.approx(0.3)
+
+
+def test_a_more_cautious_owner_never_gets_a_lower_threshold_and_gets_the_refusal_asked():
+    samples = _synthetic_bot(np.random.default_rng(3))
+    rates = cal.curve(samples, smooth=True)
+    previous = 0.0
+    for caution in np.linspace(0, 1, 21):
+        threshold = cal.answer_threshold(rates, caution)
+        assert threshold >= previous
+        i = int(np.argmin(np.abs(rates["threshold"] - threshold)))
+        assert rates["refuse_out"][i] >= caution - 1e-9 or i == int(np.argmax(rates["refuse_out"]))
+        if i > 0:  # and no lower threshold would have declined enough
+            assert rates["refuse_out"][i - 1] < caution
+        previous = threshold
 
 
 def test_direct_threshold_needs_enough_right_answers_above_it():
@@ -134,11 +151,10 @@ def test_fit_is_json_and_a_new_caution_reads_its_threshold_off_the_stored_curve(
     result = json.loads(json.dumps(cal.fit(SAMPLES)))
     smoothed = {k: np.round(v, 4) for k, v in cal.curve(SAMPLES, smooth=True).items()}
 
-    # The fit works on the smoothed curve: the counted one's best band is 0.71-0.80 (0.75, see
-    # above); smoothed, the optimum sits at its lower edge.
-    assert result["answer_threshold"] == pytest.approx(0.71)
-    assert result["answer_threshold"] == cal.answer_threshold(smoothed)
-    i = int(np.argmin(np.abs(smoothed["threshold"] - 0.71)))
+    # The fit works on the smoothed curve, stored as it is shown.
+    assert result["answer_threshold"] == cal.answer_threshold(smoothed, cal.DEFAULT_CAUTION)
+    i = int(np.argmin(np.abs(smoothed["threshold"] - result["answer_threshold"])))
+    assert smoothed["refuse_out"][i] >= 0.7 > smoothed["refuse_out"][i - 1]
     assert result["at_threshold"]["answer"] == smoothed["answer"][i]
     assert result["at_threshold"]["right"] == smoothed["right"][i]
     assert result["curve"]["answer"] == smoothed["answer"].tolist()
@@ -146,16 +162,6 @@ def test_fit_is_json_and_a_new_caution_reads_its_threshold_off_the_stored_curve(
     for caution in (0.0, 0.3, 1.0):
         direct = cal.answer_threshold(smoothed, caution)
         assert cal.threshold_for_caution(result, caution) == pytest.approx(direct)
-
-
-def _synthetic_bot(rng, n_in=50, n_unrelated=250, n_on_topic=50) -> cal.Samples:
-    """Scores drawn like a small tuned bot's: 4 in 5 held-out questions right (scoring higher
-    than the wrong ones), unrelated questions low, on-topic unanswerable ones in between."""
-    right = rng.uniform(size=n_in) < 0.8
-    scores = np.where(right, rng.normal(0.7, 0.1, n_in), rng.normal(0.55, 0.08, n_in))
-    return cal.Samples(
-        scores, right, rng.normal(0.35, 0.1, n_unrelated), rng.normal(0.55, 0.1, n_on_topic)
-    )
 
 
 def test_the_smoothed_curve_follows_the_counted_one():
@@ -345,3 +351,32 @@ def test_a_bot_without_faq_keeps_default_thresholds(bot):
     assert cal.calibration_run(bot_id=bot.pk) is None
     bot.refresh_from_db()
     assert bot.calibration == {} and bot.answer_threshold == 0.45
+
+
+@pytest.mark.django_db
+def test_the_migration_to_a_refusal_target_keeps_each_bot_s_threshold(bot, other_bot):
+    """bots.0013: a bot fitted under the old caution (a weight) keeps the answer threshold it
+    has; its new caution is the refusal its stored curve estimates there."""
+    import importlib
+
+    from django.apps import apps
+
+    from bots.models import Bot
+
+    migration = importlib.import_module("bots.migrations.0013_caution_is_a_refusal_target")
+    old_fit = cal.fit(_synthetic_bot(np.random.default_rng(5)))
+    Bot.objects.filter(pk=bot.pk).update(calibration=old_fit, answer_threshold=0.62, caution=0.25)
+    Bot.objects.filter(pk=other_bot.pk).update(calibration={}, caution=0.25)
+
+    migration.forwards(apps, None)
+
+    bot.refresh_from_db()
+    other_bot.refresh_from_db()
+    i = old_fit["curve"]["threshold"].index(0.62)
+    assert bot.caution == old_fit["curve"]["refuse_out"][i]
+    # Read back with the new rule, the caution gives that threshold (or a lower one declining
+    # as much: the curve is flat between them).
+    again = cal.threshold_for_caution(old_fit, bot.caution)
+    j = old_fit["curve"]["threshold"].index(again)
+    assert again <= 0.62 and old_fit["curve"]["refuse_out"][j] == bot.caution
+    assert other_bot.caution == cal.DEFAULT_CAUTION

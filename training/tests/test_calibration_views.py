@@ -59,7 +59,7 @@ def test_slider_preview_returns_the_sentence_for_that_caution(owner_client, fitt
     assert 'id="calibration-preview"' in html and escape(expected["summary"]) in html
     assert "not saved yet" in html
     fitted_bot.refresh_from_db()
-    assert fitted_bot.caution == 0.25  # a preview writes nothing
+    assert fitted_bot.caution == cal.DEFAULT_CAUTION  # a preview writes nothing
     # Without htmx: back to the Settings page, where the card is rendered.
     assert owner_client.get(url("preview", fitted_bot), {"caution": "0"}).status_code == 302
 
@@ -130,7 +130,7 @@ def test_another_workspace_gets_404_on_every_calibration_url(other_client, fitte
 
 def test_the_test_page_line_says_where_the_thresholds_come_from(bot, fitted_bot):
     note = calibration_note(fitted_bot)
-    assert note.startswith("Thresholds fitted to your FAQ on ") and "caution 0.25" in note
+    assert note.startswith("Thresholds fitted to your FAQ on ") and "caution 0.70" in note
     assert "answers about" in note and "declines about" in note
     Bot.objects.filter(pk=bot.pk).update(thresholds_auto=False)
     bot.refresh_from_db()
