@@ -22,8 +22,12 @@ fit() turns them into the curve of (answer rate, right-answer rate, refusal rate
 kernel-smoothed (curve(smooth=True)): counted, a tuned 50-entry bot's 50 held-out questions make
 a staircase whose best step moves with one question. The caution is the share of out-of-scope
 questions the bot should decline, as the curve estimates it (the mean of the unrelated and the
-on-topic refusal rates): the answer threshold is the lowest that declines that share, i.e. of
-the thresholds that decline enough, the one that answers the most. The default, 0.7 ("declines
+on-topic refusal rates). The answer threshold (answer_threshold) is the lowest that declines
+that share, i.e. of the thresholds that decline enough, the one that answers the most, unless
+declining more costs no right answers: then the point where right answers and refusals are
+worth most together (refusals weighted as about 1 in 4 questions, OUT_OF_SCOPE_SHARE) is higher
+and wins. A one-entry FAQ declines 7 in 10 unrelated questions from similarity 0.10 already,
+and all of them from 0.3 without losing one of its own. The default caution, 0.7 ("declines
 about 7 in 10 questions it has no answer for"), is the refusal the product promises (issue 11's
 goal), not a value fitted to a benchmark; the owner's "cautious <-> helpful" control moves it,
 and threshold_for_caution() reads a new value off the stored curve without recomputing
@@ -34,20 +38,22 @@ conservatively).
 
 Why not an objective that weighs in-scope outcomes against refusals (used until 2026-12-02:
 maximise (1 - c) * good_in + c * refuse_out with c = 0.25, a good in-scope outcome being a right
-answer or the refusal of a wrong top-1): with a tuned model a third of the 50 held-out questions
+answer or the refusal of a wrong top-1, and no refusal asked for): with a tuned model a third of the 50 held-out questions
 of BANKING77-OOS had a wrong top-1 (0.21 on TEST), so refusing them looked as good as answering
 right ones, the in-scope term went flat and the pessimistic on-topic refusal estimate decided
 alone: answer 0.69-0.72, TEST 0.60-0.64 right at 0.87-0.91 refusal. The refusal target asks the
-estimate only what it estimates conservatively.
+estimate only what it estimates conservatively, and the weighed point counts right answers
+only. A target alone was tried first: it sent small FAQs to thresholds of 0.10-0.17, where
+"Can I buy a gift card?" (0.14) got a one-entry shipping FAQ's answer.
 
 Everything above is pure numpy over arrays; calibration_fit(bot) loads the bot's vectors and
 embeds the unrelated set with the bot's serving model (cached per model name).
 
 Measured (centroid scores in numpy on the cached vectors of benchmarks/calibration_study.py;
 in-scope top-1-and-answered accuracy / out-of-scope refusal on TEST, which calibration never
-sees; refusal target 0.7 against the old objective at c = 0.25 on the same smoothed curve):
-  - tuned, holdout: CLINC150 (1 run) 0.857 / 0.905 against 0.828 / 0.943 (counted: 0.799 /
-    0.963); BANKING77-OOS (3-run soup) 0.730 / 0.725 against 0.602 / 0.905 (counted: 0.634 /
+sees; the default caution against the old objective at c = 0.25 on the same smoothed curve):
+  - tuned, holdout: CLINC150 (1 run) 0.845 / 0.934 (the share asked for alone: 0.857 / 0.905)
+    against 0.828 / 0.943 (counted: 0.799 / 0.963); BANKING77-OOS (3-run soup) 0.730 / 0.725 against 0.602 / 0.905 (counted: 0.634 /
     0.882). The best threshold chosen with TEST's answers known gives 0.900 and 0.736 at 0.70.
   - base model: CLINC150 0.772 / 0.908 against 0.783 / 0.894; BANKING77-OOS 0.672 / 0.776
     against 0.664 / 0.793.
@@ -84,6 +90,9 @@ from django.utils import timezone
 # The caution is the share of out-of-scope questions a bot should decline (estimated on its own
 # samples). 0.7 is what the product promises an owner by default (see the module docstring).
 DEFAULT_CAUTION = 0.7
+# About 1 in 4 customer questions are not about the business (a product assumption, not fitted
+# to a benchmark): the weight of refusals against right answers at the default caution.
+OUT_OF_SCOPE_SHARE = 0.25
 THRESHOLD_STEP = 0.01  # the curve's resolution (101 points from 0 to 1)
 HOLDOUT_MIN_PHRASINGS = 3  # an entry keeps >= 2 phrasings to train on when one is held out
 # Unrelated samples scoring at least the median right in-scope score are probably in scope for
@@ -330,15 +339,26 @@ def curve(
 
 
 def answer_threshold(rates: dict[str, np.ndarray], caution: float = DEFAULT_CAUTION) -> float:
-    """The lowest threshold at which the bot declines at least a share `caution` of the
-    out-of-scope questions (refuse_out, estimated): of all thresholds that decline enough, the
-    one that answers the most. A caution no threshold reaches gets the first threshold with the
-    highest refusal."""
+    """The answer threshold for a caution: the higher of
+    - the lowest threshold that declines a share `caution` of the out-of-scope questions
+      (refuse_out, estimated): the refusal the owner asked for, answering as much as it can;
+    - the threshold where right answers and refusals are worth most together, with out-of-scope
+      questions weighted OUT_OF_SCOPE_SHARE * caution / DEFAULT_CAUTION (none at the helpful
+      end): refusals that cost no right answer are taken even beyond the share asked for. A
+      one-entry FAQ declines 7 in 10 unrelated questions from similarity 0.10; its held-out
+      questions stay answered far above that, so it declines all of them.
+    Both grow with the caution, so the threshold never falls as the caution rises. A caution no
+    threshold reaches gets the first threshold with the highest refusal."""
     caution = min(1.0, max(0.0, float(caution)))
+    thresholds = np.asarray(rates["threshold"], dtype=np.float64)
     refuse = np.nan_to_num(np.asarray(rates["refuse_out"], dtype=np.float64), nan=0.0)
+    right = np.nan_to_num(np.asarray(rates["right"], dtype=np.float64), nan=0.0)
     enough = np.flatnonzero(refuse >= caution - 1e-9)
-    index = int(enough[0]) if len(enough) else int(np.argmax(refuse))
-    return float(rates["threshold"][index])
+    floor = int(enough[0]) if len(enough) else int(np.argmax(refuse))
+    weight = min(1.0, OUT_OF_SCOPE_SHARE * caution / DEFAULT_CAUTION)
+    value = (1 - weight) * right + weight * refuse
+    best = int(np.flatnonzero(np.isclose(value, value.max()))[0])
+    return float(thresholds[max(floor, best)])
 
 
 def direct_threshold(samples: Samples, floor: float) -> float:
