@@ -1,7 +1,8 @@
 """The caution became the share of out-of-scope questions a bot declines (training.calibration),
 where it was the weight of those questions in an objective. Each bot keeps the answer threshold
-it has: its new caution is the refusal its stored curve estimates at that threshold, so the next
-fit or slider move starts from where the bot is. Bots without a fit get the new default."""
+it has until its next fit or slider move; its new caution is the refusal its stored curve
+estimates at that threshold, so the slider starts at the share the bot declines now. Bots
+without a fit get the new default."""
 
 from django.db import migrations, models
 import django.core.validators

@@ -379,7 +379,8 @@ def test_a_bot_without_faq_keeps_default_thresholds(bot):
 @pytest.mark.django_db
 def test_the_migration_to_a_refusal_target_keeps_each_bot_s_threshold(bot, other_bot):
     """bots.0013: a bot fitted under the old caution (a weight) keeps the answer threshold it
-    has; its new caution is the refusal its stored curve estimates there."""
+    has; its new caution is the refusal its stored curve estimates there (on this curve the
+    share asked for binds, so reading the caution back gives that threshold again)."""
     import importlib
 
     from django.apps import apps
