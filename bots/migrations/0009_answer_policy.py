@@ -4,25 +4,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bots', '0008_serving_embedding'),
+        ("bots", "0008_serving_embedding"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='bot',
-            name='generation',
-            field=models.CharField(choices=[('auto', 'Automatic: only with an OpenAI-compatible chat model'), ('on', 'Always write answers with the chat model (checked against your knowledge)'), ('off', 'Never: answer only with your own words')], default='auto', help_text='When no FAQ answer fits word for word, may the chat model write an answer from your knowledge? Every written sentence is checked against your knowledge before a customer sees it. The local 135M model got 22 of 22 test answers wrong, so Automatic lets only OpenAI-compatible models write; local bots answer with your curated answer ("Here is what I found about ...") or quote your documents.', max_length=8, verbose_name='written answers'),
+            model_name="bot",
+            name="generation",
+            field=models.CharField(
+                choices=[
+                    ("auto", "Automatic: only with an OpenAI-compatible chat model"),
+                    (
+                        "on",
+                        "Always write answers with the chat model (checked against your knowledge)",
+                    ),
+                    ("off", "Never: answer only with your own words"),
+                ],
+                default="auto",
+                help_text='When no FAQ answer fits word for word, may the chat model write an answer from your knowledge? Every written sentence is checked against your knowledge before a customer sees it. The local 135M model got 22 of 22 test answers wrong, so Automatic lets only OpenAI-compatible models write; local bots answer with your curated answer ("Here is what I found about ...") or quote your documents.',
+                max_length=8,
+                verbose_name="written answers",
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='related',
+            model_name="message",
+            name="related",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AlterField(
-            model_name='message',
-            name='path',
-            field=models.CharField(blank=True, choices=[('direct', 'Direct FAQ answer'), ('best_match', 'Best-matching FAQ answer'), ('extractive', 'Quoted from documents'), ('generated', 'Generated from knowledge'), ('fallback', 'Fallback (unanswered)'), ('error', 'Error')], max_length=16),
+            model_name="message",
+            name="path",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("direct", "Direct FAQ answer"),
+                    ("best_match", "Best-matching FAQ answer"),
+                    ("extractive", "Quoted from documents"),
+                    ("generated", "Generated from knowledge"),
+                    ("fallback", "Fallback (unanswered)"),
+                    ("error", "Error"),
+                ],
+                max_length=16,
+            ),
         ),
     ]

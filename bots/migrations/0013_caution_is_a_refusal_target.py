@@ -4,8 +4,8 @@ it has until its next fit or slider move; its new caution is the refusal its sto
 estimates at that threshold, so the slider starts at the share the bot declines now. Bots
 without a fit get the new default."""
 
-from django.db import migrations, models
 import django.core.validators
+from django.db import migrations, models
 
 NEW_DEFAULT = 0.7
 
@@ -24,9 +24,7 @@ def forwards(apps, schema_editor):
     Bot = apps.get_model("bots", "Bot")
     for bot in Bot.objects.only("pk", "calibration", "answer_threshold", "caution").iterator():
         refusal = _refusal_at(bot.calibration, bot.answer_threshold)
-        Bot.objects.filter(pk=bot.pk).update(
-            caution=NEW_DEFAULT if refusal is None else refusal
-        )
+        Bot.objects.filter(pk=bot.pk).update(caution=NEW_DEFAULT if refusal is None else refusal)
 
 
 def backwards(apps, schema_editor):
