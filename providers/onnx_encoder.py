@@ -9,10 +9,11 @@ little more per sentence than large ones (2 cores, one thread: batch 1 about 2.3
 speed, batch 32 about 1.1x; benchmarks/embed_engines.py).
 
 How: the SentenceTransformer a process already loaded (the base model or a tuned one, see
-providers.local) is exported once, through a temporary file (2-5 s), and checked against PyTorch on a few
-probe sentences (short, long enough to be truncated, accented); only a model whose vectors agree
-within VECTOR_TOLERANCE is served by ONNX Runtime, anything else (another architecture, a
-pooling other than mean, an export error) stays on PyTorch, with a log line saying why. The
+providers.local) is exported once, through a temporary file (2-5 s), and checked against
+PyTorch on a few probe sentences (short, long enough to be truncated, accented); only a model
+whose vectors agree within VECTOR_TOLERANCE is served by ONNX Runtime, anything else (another
+architecture, a pooling other than mean, an export error) stays on PyTorch, with a log line
+saying why. The
 vectors are the same model's (max difference about 1e-7 on unit vectors), so stored chunks and
 new questions stay comparable whichever engine embedded them.
 """

@@ -312,8 +312,8 @@ def curve(
 ) -> dict[str, np.ndarray]:
     """Rates per answer threshold (answered = score >= threshold):
     answer: share of in-scope samples answered; right: answered with their own entry;
-    good_in: right, or refused when the top-1 was wrong; refuse_unrelated, refuse_on_topic;
-    refuse_out: the mean of the two refusal rates that have samples.
+    refuse_unrelated, refuse_on_topic; refuse_out: the mean of the two refusal rates that have
+    samples.
 
     smooth: each sample's rates come from its scores' kernel estimate (Gaussian kernels of the
     normal-reference bandwidth) instead of counting. A tuned 50-entry bot has 50 held-out
@@ -327,7 +327,6 @@ def curve(
     answered = _passes(s, t, smooth)
     n = max(1, len(s))
     right = (answered * c).sum(axis=1) / n
-    wrong_refused = ((1.0 - answered) * ~c).sum(axis=1) / n
     unrelated = _refused(samples.unrelated, t, smooth)
     on_topic = _refused(samples.on_topic, t, smooth)
     out = np.nanmean(np.vstack([unrelated, on_topic]), axis=0) if len(t) else np.zeros(0)
@@ -335,7 +334,6 @@ def curve(
         "threshold": t,
         "answer": answered.sum(axis=1) / n,
         "right": right,
-        "good_in": right + wrong_refused,
         "refuse_unrelated": unrelated,
         "refuse_on_topic": on_topic,
         "refuse_out": np.nan_to_num(out, nan=0.0),

@@ -71,8 +71,6 @@ def test_curve_counts_answers_right_answers_and_refusals():
 
     assert rates["answer"].tolist() == [1.0, 0.75, 0.5, 0.0]
     assert rates["right"].tolist() == [0.75, 0.5, 0.5, 0.0]
-    # Refusing the wrong top-1 (0.7) is a good outcome too.
-    assert rates["good_in"].tolist() == [0.75, 0.5, 0.75, 0.25]
     assert rates["refuse_unrelated"].tolist() == [0.0, 0.5, 1.0, 1.0]
     assert rates["refuse_out"].tolist() == [0.0, 0.5, 1.0, 1.0]
 
@@ -190,7 +188,7 @@ def test_fit_is_json_and_a_new_caution_reads_its_threshold_off_the_stored_curve(
 def test_the_smoothed_curve_follows_the_counted_one():
     samples = _synthetic_bot(np.random.default_rng(0), 5000, 5000, 5000)
     counted, smoothed = cal.curve(samples), cal.curve(samples, smooth=True)
-    for key in ("answer", "right", "good_in", "refuse_unrelated", "refuse_on_topic"):
+    for key in ("answer", "right", "refuse_unrelated", "refuse_on_topic"):
         assert np.abs(counted[key] - smoothed[key]).max() < 0.02, key
     assert np.all(np.diff(smoothed["answer"]) <= 1e-12)
     assert np.all(np.diff(smoothed["refuse_out"]) >= -1e-12)
