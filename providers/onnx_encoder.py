@@ -81,9 +81,10 @@ class OnnxEncoder:
 
     def encode(self, texts, batch_size: int = 32) -> np.ndarray:
         texts = list(texts)
-        batch_size = min(batch_size, self.largest_call or batch_size)
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
+        if self.largest_call == 1:
+            return self._one_by_one(texts)
         # Longest first, as SentenceTransformer does: a batch pads to its longest text.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         ordered = [texts[i] for i in order]
@@ -91,6 +92,24 @@ class OnnxEncoder:
         vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
         vectors[order] = np.concatenate(parts)
         return vectors
+
+    def _one_by_one(self, texts) -> np.ndarray:
+        """One session call per text, with as little Python as possible between the calls (in a
+        busy web process each return from the graph waits for the GIL): one tokenizer call, no
+        padding, so every token counts in the mean."""
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        columns = [encoded[name] for name in self.inputs]
+        run, names = self.session.run, list(self.inputs)
+        pooled = np.stack(
+            [
+                run(None, {n: np.asarray([c], dtype=np.int64) for n, c in zip(names, row)})[0][
+                    0
+                ].mean(axis=0)
+                for row in zip(*columns, strict=True)
+            ]
+        )
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
     def _batch(self, texts) -> np.ndarray:
         encoded = self.tokenizer(
