@@ -13,6 +13,10 @@ Last run (2026-12-02, 2 cores, CLINC150 TEST): largest vector difference 4.1e-7,
 4,500 of 4,500 (accuracy 0.8136 on both); texts/s at batch 1 / 4 / 32: ONNX Runtime 122 / 250 /
 336, PyTorch 53 / 145 / 297. Bulk embedding of the 5,400 mixed-length texts took about as long on
 both (22.0 s / 20.4 s): the gain is in the small batches questions come in.
+With the int8 question graph (later the same day, a faster hour): questions' cosine to PyTorch
+0.9928 mean, 0.9627 lowest; top-1 0.8118 against float's 0.8136 (agreement 0.976); BANKING77-OOS
+TEST 0.7175 against 0.7140 (cosine 0.9938 / 0.9813). texts/s at batch 1 / 4 / 32: int8 441 / 430
+/ 439 (one text per call), float 245 / 326 / 463, PyTorch 63 / 210 / 368.
 """
 
 from __future__ import annotations
