@@ -30,7 +30,7 @@ transaction), middleware 15 % (12 % of it WhiteNoise's thread adapter, since rem
 askhandle.static_files), embedding 20 % (the ONNX graph 15 %), uvicorn/asyncio 14 %, search
 code 9 %, the reply's fragment 3 %.
 
-Questions on the int8 graph (settings.LOCAL_QUERY_INT8), A/B the same hour, one run each: float
+Questions on the int8 graph (settings.LOCAL_QUERY_INT8, now off by default), A/B the same hour, one run each: float
 graph floor 95.3, chat 50.1 req/s (0.53x), p95 1.12 s, the model 54 texts/s of wall time and 195
 of processor time; int8 floor 106.9, chat 52.8 (0.49x), p95 1.02 s, 56 and 261 texts/s. The int8
 graph costs a quarter less processor time per question and halves an idle server's embedding

@@ -17,18 +17,20 @@ saying why. The
 vectors are the same model's (max difference about 1e-7 on unit vectors), so stored chunks and
 new questions stay comparable whichever engine embedded them.
 
-Questions (settings.LOCAL_QUERY_INT8, on by default) get a second graph from the same export:
-its weights quantised to int8 per output channel (ONNX Runtime's dynamic quantisation). Why: a
-question comes alone or with two or three others, and at those batch sizes the float graph spends
-most of its time in small matrix products. On 2 cores, one thread, batch 1 / 2 / 32: float
-134-186 / 198-210 / 325-362 texts/s, int8 406-447 / 462-524 / 554-575; a batch of one runs at
-0.75-0.8 of the int8 graph's batch speed against 0.4-0.5 for the float one. The vectors are
-close, not equal (cosine to PyTorch's 0.993 on average over 17,000 benchmark questions, 0.947 at
-worst), so only questions use it: stored chunks stay float, and a question's int8 vector against
-them answered as the float one did (CLINC150 TEST top-1 0.903 against 0.904 tuned, 0.869 against
-0.868 base; BANKING77-OOS 0.764 / 0.763 tuned, 0.741 / 0.744 base; benchmarks/embed_engines.py).
-Per-tensor scales lost up to 2 points there: per channel is required. The int8 graph is checked
-like the float one, by cosine (INT8_MIN_COSINE) instead of the per-dimension tolerance.
+Questions can get a second graph from the same export (settings.LOCAL_QUERY_INT8, off by
+default): its weights quantised to int8 per output channel (ONNX Runtime's dynamic quantisation;
+per-tensor scales lost up to 2 points of top-1). Dynamic quantisation scales activations per
+call, over every text in it, so the int8 graph embeds one text per call: a question's vector
+depends on its text alone. Measured on 2 cores, one thread (benchmarks/embed_engines.py): int8
+404-441 texts/s at any batch size against float 199-245 / 306-326 / 463 at batch 1 / 4 / 32;
+cosine to PyTorch's vectors 0.993 on average, 0.963 at worst (CLINC150 TEST). Only questions use
+it (stored chunks stay float). Why it is off: through the real pipeline (make bench-faq, TEST)
+it delivered slightly fewer right answers: CLINC150 tuned 0.8424 against 0.845, base 0.768
+against 0.772; BANKING77-OOS tuned 0.730 both, base 0.665 against 0.672. Under load
+(benchmarks/chat_load.py) it cost a quarter less processor time per question but the chat was
+no faster. What it does give is latency on an idle server: 2.3 ms a question instead of 4-5.
+The int8 graph is checked like the float one, by cosine (INT8_MIN_COSINE) instead of the
+per-dimension tolerance.
 """
 
 from __future__ import annotations
@@ -100,14 +102,11 @@ class OnnxEncoder:
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         columns = [encoded[name] for name in self.inputs]
         run, names = self.session.run, list(self.inputs)
-        pooled = np.stack(
-            [
-                run(None, {n: np.asarray([c], dtype=np.int64) for n, c in zip(names, row)})[0][
-                    0
-                ].mean(axis=0)
-                for row in zip(*columns, strict=True)
-            ]
-        )
+        rows = []
+        for row in zip(*columns, strict=True):
+            feed = {n: np.asarray([c], dtype=np.int64) for n, c in zip(names, row, strict=True)}
+            rows.append(run(None, feed)[0][0].mean(axis=0))
+        pooled = np.stack(rows)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 

@@ -99,6 +99,7 @@ def _cosines(a, b):
     return (np.asarray(a) * np.asarray(b)).sum(axis=1)
 
 
+@override_settings(LOCAL_QUERY_INT8=True)
 def test_questions_use_the_int8_graph_within_the_checked_cosine_and_find_the_same_entries():
     provider = LocalProvider()
     assert onnx_encoder.encoder_for(embedder(), quantized=True) is not fast_encoder(embedder())
@@ -126,6 +127,7 @@ def test_questions_use_the_int8_graph_within_the_checked_cosine_and_find_the_sam
 
 
 @pytest.mark.django_db
+@override_settings(LOCAL_QUERY_INT8=True)
 def test_the_batcher_and_a_bots_question_path_embed_with_the_int8_graph(bot):
     from knowledge import selectors
     from providers.batching import MicroBatcher, _embed_with
@@ -136,6 +138,18 @@ def test_the_batcher_and_a_bots_question_path_embed_with_the_int8_graph(bot):
     got = np.array([f.result(60) for f in futures])
     assert np.abs(got - expected).max() < 1e-5
     assert np.abs(np.array(selectors.embed_queries(bot, QUESTIONS[:3])) - expected).max() < 1e-5
+    floats = np.array(LocalProvider().embed(QUESTIONS[:3]))
+    assert np.abs(got - floats).max() > 100 * onnx_encoder.VECTOR_TOLERANCE  # int8, not float
+
+
+def test_by_default_questions_take_the_float_graph():
+    provider = LocalProvider()
+    assert (
+        np.abs(
+            np.array(provider.embed_queries(QUESTIONS)) - np.array(provider.embed(QUESTIONS))
+        ).max()
+        < onnx_encoder.VECTOR_TOLERANCE
+    )
 
 
 def test_an_int8_graph_that_fails_its_check_leaves_questions_on_the_float_graph(monkeypatch):
