@@ -1,7 +1,8 @@
 """The answer pipeline: one question in, one answer out. What the customer reads is decided here.
 
     (1) the best FAQ entry matches confidently (score >= direct threshold)
-            -> its curated answer, word for word                                  path "direct"
+            -> its curated answer, word for word, with up to three related questions
+                                                                                  path "direct"
     (2) something relevant was found (score >= answer threshold), and
         (a) the bot may generate (bot.may_generate: an OpenAI-compatible chat model, or the owner
             switched it on) -> the chat model writes from the top chunks; every sentence passes
@@ -180,7 +181,11 @@ def answer_stream(
         return
     if confident:
         yield ("token", best.answer)
-        yield run.done(best.answer, Message.Path.DIRECT, [cite(best)], best.score)
+        # A confident match can still be the wrong entry ("are you open on sundays?" matched
+        # "Are you open on public holidays?" on the demo shop, above its direct threshold): the
+        # other entries that clear the answer threshold are offered as one click away.
+        related = related_questions(hits, best, bot.answer_threshold)
+        yield run.done(best.answer, Message.Path.DIRECT, [cite(best)], best.score, related=related)
         return
     relevant = [h for h in hits[:CONTEXT_CHUNKS] if h.score >= bot.answer_threshold]
     if not relevant:

@@ -59,6 +59,21 @@ def test_empty_knowledge_falls_back_without_error(bot):
     assert result.retrieved == [] and result.score is None
 
 
+def test_a_direct_answer_offers_the_other_entries_that_clear_the_answer_threshold(faq_bot):
+    # A confident match can be the wrong entry: the others within reach are one click away.
+    result = answer(faq_bot, "When do you open?")
+    assert result.path == Message.Path.DIRECT
+    assert [s.faq_id for s in result.sources] == [result.retrieved[0]["faq_id"]]
+    others = [h for h in result.retrieved[1:] if h["faq_id"]]
+    assert others  # the returns entry is retrieved too, below the top
+    faq_bot.answer_threshold = max(h["score"] for h in others) + 0.01
+    assert answer(faq_bot, "When do you open?").related == []  # none clears it: none offered
+    faq_bot.answer_threshold = min(h["score"] for h in others) - 0.01
+    direct = answer(faq_bot, "When do you open?")
+    assert direct.path == Message.Path.DIRECT
+    assert direct.related == [SHOP_FAQ[1]["question"]]  # never the entry it answered with
+
+
 def test_middle_band_answers_with_the_best_matchs_curated_answer_framed_as_such(faq_bot):
     # Every entry counts as relevant here, so the other one is offered as related.
     faq_bot.direct_threshold, faq_bot.answer_threshold = 0.99, -1.0
