@@ -13,9 +13,8 @@ providers.local) is exported once, through a temporary file (2-5 s), and checked
 PyTorch on a few probe sentences (short, long enough to be truncated, accented); only a model
 whose vectors agree within VECTOR_TOLERANCE is served by ONNX Runtime, anything else (another
 architecture, a pooling other than mean, an export error) stays on PyTorch, with a log line
-saying why. The
-vectors are the same model's (max difference about 1e-7 on unit vectors), so stored chunks and
-new questions stay comparable whichever engine embedded them.
+saying why. The vectors are the same model's (max difference about 1e-7 on unit vectors), so
+stored chunks and new questions stay comparable whichever engine embedded them.
 
 Questions can get a second graph from the same export (settings.LOCAL_QUERY_INT8, off by
 default): its weights quantised to int8 per output channel (ONNX Runtime's dynamic quantisation;
@@ -48,9 +47,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 VECTOR_TOLERANCE = 1e-4  # max absolute difference per dimension of the unit vectors
-# The int8 question graph: the lowest cosine to PyTorch's vector any probe may have. The worst of
-# 17,000 benchmark questions was 0.947 (the mean 0.993); a graph that is not the model's own, or a
-# per-tensor quantisation that lost 2 points of accuracy, falls far below it.
+# The int8 question graph: the lowest cosine to PyTorch's vector any probe may have. Over the
+# 6,500 TEST questions of CLINC150 and BANKING77-OOS the worst was 0.963 (mean 0.993); probes
+# score 0.98; a graph that is not the model's own falls far below.
 INT8_MIN_COSINE = 0.95
 PROBES = (
     "How long does shipping take?",
