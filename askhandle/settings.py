@@ -289,11 +289,6 @@ LOCAL_TORCH_THREADS = int(os.environ.get("ASKHANDLE_TORCH_THREADS", "1"))
 # The local embedding model's forward pass: "onnx" (ONNX Runtime, the same vectors checked at
 # load, 1.2-3x faster and free of the GIL: providers.onnx_encoder) or "torch".
 LOCAL_EMBED_ENGINE = os.environ.get("ASKHANDLE_EMBED_ENGINE", "onnx").strip().lower()
-# Customers' questions on an int8 copy of that graph (onnx engine only): an idle server embeds a
-# question in 2.3 ms instead of 4-5, vectors within cosine 0.95 of PyTorch's (checked at load).
-# Off by default: through the real pipeline it delivered 0-0.7 points fewer right answers on the
-# FAQ benchmarks, and under load the chat was no faster (providers.onnx_encoder).
-LOCAL_QUERY_INT8 = env_bool("ASKHANDLE_QUERY_INT8", False)
 # Retrieval tuning (training.retrieval): a per-bot fine-tune of the local embedding model.
 RETRIEVAL_TUNING_AUTO = env_bool("ASKHANDLE_RETRIEVAL_TUNING_AUTO", not TESTING)
 RETRIEVAL_TUNING_EPOCHS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_EPOCHS", "3"))

@@ -30,18 +30,10 @@ transaction), middleware 15 % (12 % of it WhiteNoise's thread adapter, since rem
 askhandle.static_files), embedding 20 % (the ONNX graph 15 %), uvicorn/asyncio 14 %, search
 code 9 %, the reply's fragment 3 %.
 
-Questions on the int8 graph (settings.LOCAL_QUERY_INT8, now off by default), A/B the same hour, one run each: float
-graph floor 95.3, chat 50.1 req/s (0.53x), p95 1.12 s, the model 54 texts/s of wall time and 195
-of processor time; int8 floor 106.9, chat 52.8 (0.49x), p95 1.02 s, 56 and 261 texts/s. The int8
-graph costs a quarter less processor time per question and halves an idle server's embedding
-time (2.3 ms against 4-5 ms a question); the chat's throughput does not move: the rest of the
-answer (SQL, middleware, the event loop) and the other processes on the 2 cores set it.
-
 Query embedding under load: the server logs every micro-batch (providers.batching, size and time
 in the model); texts per second of model time during the highest-concurrency chat row, against
-raw MiniLM batch throughput (batches of 32, one thread, the server's engine: the faster of the
-float graph in one call and the question path's int8 graph) measured here in the same run while
-the server is idle: `embed_ratio`; `embed_ratio_cpu` counts the batcher thread's
+raw MiniLM batch throughput (batches of 32, one thread, the server's engine) measured here in the
+same run while the server is idle: `embed_ratio`; `embed_ratio_cpu` counts the batcher thread's
 processor time instead of wall time (what the model costs, without the time other processes had
 the core). Ends with one JSON line (`make bench-load`).
 """
@@ -419,17 +411,11 @@ def main(argv=None) -> int:
         slug, key = _seed()
         from django.conf import settings
 
-        # The reference is the fastest the model goes in batches of 32 here: the float graph
-        # in one call, or the question path (the int8 graph, one text per call) if that is
-        # faster. PyTorch is printed beside them.
-        float_tps = raw_embedding_tps()
-        question_tps = raw_embedding_tps(questions=True)
+        raw_tps = raw_embedding_tps()
         torch_tps = raw_embedding_tps(engine="torch")
-        raw_tps = max(float_tps, question_tps)
         print(
-            f"raw MiniLM batch throughput (batches of 32, this process, server's engine "
-            f"{settings.LOCAL_EMBED_ENGINE}): {float_tps:.0f} texts/s; by the question path "
-            f"(int8: {settings.LOCAL_QUERY_INT8}) {question_tps:.0f}; PyTorch {torch_tps:.0f}"
+            f"raw MiniLM batch throughput (batches of 32, this process): {raw_tps:.0f} texts/s "
+            f"on the server's engine ({settings.LOCAL_EMBED_ENGINE}); PyTorch {torch_tps:.0f}"
         )
         proc, base = _start_server(db.url(), args.workers, Path(tmp) / "uvicorn.log")
         _wait_for_models(Path(tmp) / "uvicorn.log", args.workers)
@@ -487,8 +473,6 @@ def main(argv=None) -> int:
         "chat_vs_floor_p95": round(chat["p95"] / at_top["floor"]["p95"], 2),
         "embed_under_load_tps": round(embedding["tps"], 1),
         "embed_raw_tps": round(raw_tps, 1),
-        "embed_raw_float_tps": round(float_tps, 1),
-        "embed_raw_question_path_tps": round(question_tps, 1),
         "embed_raw_torch_tps": round(torch_tps, 1),
         "embed_ratio": round(embedding["tps"] / raw_tps, 3) if raw_tps else None,
         "embed_ratio_cpu": round(embedding["cpu_tps"] / raw_tps, 3) if raw_tps else None,

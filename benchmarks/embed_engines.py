@@ -13,10 +13,6 @@ Last run (2026-12-02, 2 cores, CLINC150 TEST): largest vector difference 4.1e-7,
 4,500 of 4,500 (accuracy 0.8136 on both); texts/s at batch 1 / 4 / 32: ONNX Runtime 122 / 250 /
 336, PyTorch 53 / 145 / 297. Bulk embedding of the 5,400 mixed-length texts took about as long on
 both (22.0 s / 20.4 s): the gain is in the small batches questions come in.
-With the int8 question graph (later the same day, a faster hour): questions' cosine to PyTorch
-0.9928 mean, 0.9627 lowest; top-1 0.8118 against float's 0.8136 (agreement 0.976); BANKING77-OOS
-TEST 0.7175 against 0.7140 (cosine 0.9938 / 0.9813). texts/s at batch 1 / 4 / 32: int8 441 / 430
-/ 439 (one text per call), float 245 / 326 / 463, PyTorch 63 / 210 / 368.
 """
 
 from __future__ import annotations
@@ -39,26 +35,22 @@ def _read(path: Path) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def _embed(engine: str, texts: list[str], questions: bool = False) -> tuple[np.ndarray, float]:
+def _embed(engine: str, texts: list[str]) -> tuple[np.ndarray, float]:
     from django.test import override_settings
 
     from providers.local import LocalProvider
 
     with override_settings(LOCAL_EMBED_ENGINE=engine):
         provider = LocalProvider()
-        embed = provider.embed_queries if questions else provider.embed
-        embed(texts[:8])  # load (and export) outside the clock
+        provider.embed(texts[:8])  # load (and export) outside the clock
         started = time.perf_counter()
-        vectors = np.array(embed(texts), dtype=np.float32)
+        vectors = np.array(provider.embed(texts), dtype=np.float32)
     return vectors, time.perf_counter() - started
 
 
-def raw_embedding_tps(
-    engine: str | None = None, batch: int = 32, seconds: float = 3.0, questions: bool = False
-) -> float:
+def raw_embedding_tps(engine: str | None = None, batch: int = 32, seconds: float = 3.0) -> float:
     """Texts/s of the local embedding model in batches of `batch` short questions, in this
-    process (one thread, as the servers), on `engine` or settings.LOCAL_EMBED_ENGINE; with
-    `questions`, by the provider's question path (the int8 graph, one text per call).
+    process (one thread, as the servers), on `engine` or settings.LOCAL_EMBED_ENGINE.
     benchmarks.chat_load's raw reference too."""
     from django.test import override_settings
 
@@ -67,11 +59,10 @@ def raw_embedding_tps(
     texts = [f"Can I return order {i} if it arrived damaged?" for i in range(batch)]
     with override_settings(**({"LOCAL_EMBED_ENGINE": engine} if engine else {})):
         provider = LocalProvider()
-        embed = provider.embed_queries if questions else provider.embed
-        embed(texts)  # load (and export) outside the clock
+        provider.embed(texts)  # load (and export) outside the clock
         done, started = 0, time.perf_counter()
         while time.perf_counter() - started < seconds:
-            embed(texts)
+            provider.embed(texts)
             done += batch
     return done / (time.perf_counter() - started)
 
@@ -100,13 +91,10 @@ def main(argv=None) -> int:
     gold = [q["gold_faq_id"] for q in questions]
     labels = np.array(labels)
 
-    # Three ways a question meets the stored phrasings: everything on PyTorch, everything on
-    # the ONNX float graph, and what the servers do by default: phrasings on the float graph,
-    # questions on the int8 one (settings.LOCAL_QUERY_INT8).
     results = {}
-    for engine, questions in (("torch", False), ("onnx", False), ("onnx-int8", True)):
-        kb, kb_s = _embed(engine.split("-")[0], phrasings)
-        qs, qs_s = _embed(engine.split("-")[0], texts, questions=questions)
+    for engine in ("torch", "onnx"):
+        kb, kb_s = _embed(engine, phrasings)
+        qs, qs_s = _embed(engine, texts)
         top1 = labels[(qs @ kb.T).argmax(axis=1)]
         results[engine] = {
             "kb": kb,
@@ -115,50 +103,40 @@ def main(argv=None) -> int:
             "acc": float(np.mean(top1 == np.array(gold))),
             "seconds": kb_s + qs_s,
         }
-    torch_, onnx, int8 = results["torch"], results["onnx"], results["onnx-int8"]
     difference = float(
-        max(np.abs(onnx["kb"] - torch_["kb"]).max(), np.abs(onnx["qs"] - torch_["qs"]).max())
+        max(
+            np.abs(results["onnx"]["kb"] - results["torch"]["kb"]).max(),
+            np.abs(results["onnx"]["qs"] - results["torch"]["qs"]).max(),
+        )
     )
-    cosines = (int8["qs"] * torch_["qs"]).sum(axis=1)
+    agree = float(np.mean(results["onnx"]["top1"] == results["torch"]["top1"]))
     print(
         f"{args.data.name} {args.split}: {len(phrasings)} phrasings, {len(texts)} in-scope questions"
     )
-    print(f"largest difference between the float engines' vectors: {difference:.2e}")
-    print(
-        f"int8 question vectors against PyTorch's: cosine mean {cosines.mean():.4f}, "
-        f"lowest {cosines.min():.4f}"
-    )
-    for engine in ("onnx", "onnx-int8"):
-        agree = float(np.mean(results[engine]["top1"] == torch_["top1"]))
-        print(f"top-1 entry agreement with PyTorch, {engine}: {agree:.4f}")
-    for engine, r in results.items():
+    print(f"largest difference between the engines' vectors: {difference:.2e}")
+    print(f"top-1 entry agreement: {agree:.4f}")
+    for engine in ("torch", "onnx"):
+        r = results[engine]
         print(
-            f"{engine:>9}: top-1 accuracy {r['acc']:.4f}; embedded {len(phrasings) + len(texts)} "
+            f"{engine:>5}: top-1 accuracy {r['acc']:.4f}; embedded {len(phrasings) + len(texts)} "
             f"texts in {r['seconds']:.1f} s"
         )
     speeds = {
-        "torch": {b: raw_embedding_tps("torch", b) for b in (1, 4, 32)},
-        "onnx": {b: raw_embedding_tps("onnx", b) for b in (1, 4, 32)},
-        "onnx-int8": {b: raw_embedding_tps("onnx", b, questions=True) for b in (1, 4, 32)},
+        engine: {batch: raw_embedding_tps(engine, batch) for batch in (1, 4, 32)}
+        for engine in ("torch", "onnx")
     }
-    print(f"{'texts/s':>9} {'batch 1':>8} {'batch 4':>8} {'batch 32':>8}")
+    print(f"{'texts/s':>8} {'batch 1':>8} {'batch 4':>8} {'batch 32':>8}")
     for engine, row in speeds.items():
-        print(f"{engine:>9} " + " ".join(f"{row[b]:>8.0f}" for b in (1, 4, 32)))
+        print(f"{engine:>8} " + " ".join(f"{row[b]:>8.0f}" for b in (1, 4, 32)))
     summary = {
         "set": args.data.name,
         "split": args.split,
         "max_vector_difference": difference,
-        "int8_cosine_mean": round(float(cosines.mean()), 4),
-        "int8_cosine_min": round(float(cosines.min()), 4),
-        "top1_agreement": round(float(np.mean(onnx["top1"] == torch_["top1"])), 4),
-        "top1_agreement_int8": round(float(np.mean(int8["top1"] == torch_["top1"])), 4),
-        "top1_torch": round(torch_["acc"], 4),
-        "top1_onnx": round(onnx["acc"], 4),
-        "top1_onnx_int8_questions": round(int8["acc"], 4),
-        **{
-            f"tps_{engine.replace('-', '_')}": {str(b): round(v, 1) for b, v in row.items()}
-            for engine, row in speeds.items()
-        },
+        "top1_agreement": round(agree, 4),
+        "top1_torch": round(results["torch"]["acc"], 4),
+        "top1_onnx": round(results["onnx"]["acc"], 4),
+        "tps_torch": {str(b): round(v, 1) for b, v in speeds["torch"].items()},
+        "tps_onnx": {str(b): round(v, 1) for b, v in speeds["onnx"].items()},
     }
     print(json.dumps(summary), flush=True)
     return 0

@@ -91,9 +91,8 @@ def embed_query(bot, query: str) -> list[float]:
 
 
 def embed_queries(bot, queries: list[str]) -> list[list[float]]:
-    """Batch form of embed_query (the same vectors), for callers answering many questions
-    (benchmarks, the training set's question check)."""
-    return providers.embed_queries_for_bot(bot, list(queries))
+    """Batch form of embed_query, for callers answering many questions (benchmarks)."""
+    return providers.embed_for_bot(bot, list(queries))
 
 
 def _vector_literal(vector) -> str:

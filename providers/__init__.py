@@ -24,7 +24,6 @@ __all__ = [
     "embedding_provider",
     "configured_embedding_model",
     "embed_for_bot",
-    "embed_queries_for_bot",
     "PROVIDER_NAMES",
 ]
 
@@ -96,12 +95,6 @@ def embedding_model_for_bot(bot) -> str:
 def embed_for_bot(bot, texts) -> list[list[float]]:
     """Unit vectors for `texts` from the bot's active embedding model."""
     return embedding_provider(bot).embed(list(texts), model=embedding_model_arg(bot))
-
-
-def embed_queries_for_bot(bot, texts) -> list[list[float]]:
-    """Unit vectors for customers' questions `texts`, from the bot's active embedding model, by
-    the provider's question path (embed_queries): what embed_query gives each, in one call."""
-    return embedding_provider(bot).embed_queries(list(texts), model=embedding_model_arg(bot))
 
 
 def embed_query(bot, text: str) -> list[float]:

@@ -28,11 +28,6 @@ class Provider(Protocol):
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]: ...
 
-    def embed_queries(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
-        """Customers' questions, searched against vectors `embed` stored: the same model, by a
-        path that may be faster for a few short texts at a time (the local int8 graph)."""
-        ...
-
     def chat(
         self,
         messages: Sequence[ChatMessage],

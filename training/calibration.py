@@ -514,8 +514,7 @@ def _unrelated_for(bot, model: str) -> np.ndarray:
 
     if model in _unrelated_vectors:
         return _unrelated_vectors[model]
-    # Questions, so embedded as a customer's question is (the provider's question path).
-    vectors = np.asarray(providers.embed_queries_for_bot(bot, load_unrelated()), dtype=np.float64)
+    vectors = np.asarray(providers.embed_for_bot(bot, load_unrelated()), dtype=np.float64)
     _unrelated_vectors[model] = vectors
     while len(_unrelated_vectors) > _UNRELATED_CACHE_SIZE:
         _unrelated_vectors.pop(next(iter(_unrelated_vectors)))
@@ -548,7 +547,7 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
             if gi in remap
             for p in pseudo_paraphrases(question)
         ]
-        pseudo_vectors = np.asarray(providers.embed_queries_for_bot(bot, [p for p, _ in pairs]))
+        pseudo_vectors = np.asarray(providers.embed_for_bot(bot, [p for p, _ in pairs]))
         pseudo_labels = np.asarray([gi for _, gi in pairs])
         method += " + pseudo-paraphrases of the questions"
     samples = build_samples(

@@ -313,10 +313,8 @@ def test_calibration_fit_of_a_small_bot(bot, monkeypatch):
     calls = []
     import providers
 
-    real = providers.embed_queries_for_bot
-    monkeypatch.setattr(
-        providers, "embed_queries_for_bot", lambda b, t: calls.append(len(t)) or real(b, t)
-    )
+    real = providers.embed_for_bot
+    monkeypatch.setattr(providers, "embed_for_bot", lambda b, t: calls.append(len(t)) or real(b, t))
     again = cal.calibration_fit(bot)
     assert again["answer_threshold"] == result["answer_threshold"]
     assert calls == [16]  # only the pseudo-paraphrases
