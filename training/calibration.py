@@ -44,8 +44,8 @@ them looked as good as answering right ones, the in-scope term went flat and the
 on-topic refusal estimate decided alone: answer 0.69-0.72, TEST 0.60-0.64 right at 0.87-0.91
 refusal. The refusal target asks the estimate only what it estimates conservatively, and the
 weighed point counts right answers only. A target alone was tried first: it sent small FAQs to
-thresholds of 0.10-0.17, where
-"Can I buy a gift card?" (0.14) got a one-entry shipping FAQ's answer.
+thresholds of 0.10-0.17, where "Can I buy a gift card?" (0.14) got a one-entry shipping FAQ's
+answer.
 
 Everything above is pure numpy over arrays; calibration_fit(bot) loads the bot's vectors and
 embeds the unrelated set with the bot's serving model (cached per model name).
