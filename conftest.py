@@ -172,7 +172,7 @@ def celery_worker_process(transactional_db, tmp_path):
 @pytest.fixture
 def openai_server(settings):
     """A local server speaking the OpenAI API; settings point the openai provider at it."""
-    from knowledge.selectors import _embed_cached
+    from knowledge.selectors import query_vectors
     from providers import get_provider
     from providers.tests.openai_server import API_KEY, OpenAIStubServer
 
@@ -182,10 +182,10 @@ def openai_server(settings):
         settings.OPENAI_CHAT_MODEL = "gpt-4o-mini"
         settings.OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
         get_provider.cache_clear()
-        _embed_cached.cache_clear()
+        query_vectors.clear()
         yield server
     get_provider.cache_clear()
-    _embed_cached.cache_clear()
+    query_vectors.clear()
 
 
 # --- Browser tests: Debian's chromium driven by Playwright (sync API) ---------------------------

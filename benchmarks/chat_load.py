@@ -369,7 +369,40 @@ def _embedding_under_load(log: str, windows: list[tuple[float, float]]) -> dict:
         "mean_batch": texts / len(batches) if batches else 0.0,
         "tps": texts / busy_s if busy_s else 0.0,
         "cpu_tps": texts / cpu_s if cpu_s else 0.0,
+        "sizes": [n for n, _, _ in batches],
     }
+
+
+def _embedding_breakdown(sizes: list[int], rounds: int = 3) -> dict:
+    """Measured after the server stopped, on the idle machine, in this process:
+    - the same batch sizes the chat load offered, on the load's own questions (`replay_tps`),
+      against batches of 32 of those questions: how much of raw batch speed those sizes allow;
+    - the embedding stage when questions pile up: twice EMBED_BATCH_MAX questions waiting at
+      once, awaited on an event loop as the views await theirs, through the batcher, taking
+      turns with the raw reference (`rounds` times) so a drifting host moves both."""
+    from django.conf import settings
+
+    from benchmarks.embed_engines import batcher_tps, raw_embedding_tps, reference_texts, replay_tps
+
+    questions = [q for q, _ in FAQ]
+    breakdown = {
+        "replay_tps": replay_tps(sizes, questions) if sizes else 0.0,
+        "batch32_tps": replay_tps([32], questions),
+    }
+    raw, piled, batches = [], [], []
+    waiting = 2 * settings.EMBED_BATCH_MAX
+    for _ in range(rounds):
+        raw.append(raw_embedding_tps(seconds=1.5))
+        result = batcher_tps(waiting, reference_texts())
+        piled.append(result["tps"])
+        batches.append(result["mean_batch"])
+    breakdown.update(
+        waiting=waiting,
+        saturated_tps=statistics.mean(piled),
+        saturated_raw_tps=statistics.mean(raw),
+        saturated_mean_batch=statistics.mean(batches),
+    )
+    return breakdown
 
 
 def _wait_for_models(log_path: Path, workers: int, timeout: float = 180) -> None:
@@ -460,6 +493,22 @@ def main(argv=None) -> int:
         f"{embedding['cpu_tps']:.0f} texts/s of the batcher thread's processor time; "
         f"raw batch {raw_tps:.0f} texts/s; worker RSS after model load: {', '.join(memory)} MB"
     )
+    breakdown = _embedding_breakdown(embedding["sizes"])
+    batch_factor = breakdown["replay_tps"] / breakdown["batch32_tps"]
+    load_factor = embedding["tps"] / breakdown["replay_tps"] if breakdown["replay_tps"] else 0.0
+    saturated_ratio = breakdown["saturated_tps"] / breakdown["saturated_raw_tps"]
+    print(
+        f"  where the ratio goes: the load's batch sizes, replayed on the idle machine with its "
+        f"questions: {breakdown['replay_tps']:.0f} texts/s against {breakdown['batch32_tps']:.0f} "
+        f"in batches of 32 ({batch_factor:.2f}: what batches that small allow); the model under "
+        f"the load got {load_factor:.2f} of that (waiting for a core and the GIL)"
+    )
+    print(
+        f"  when questions pile up ({breakdown['waiting']} waiting at once, through the "
+        f"batcher, idle machine): {breakdown['saturated_tps']:.0f} texts/s in batches "
+        f"of {breakdown['saturated_mean_batch']:.1f}, against raw batches of 32 "
+        f"{breakdown['saturated_raw_tps']:.0f} in turns with it: {saturated_ratio:.2f}"
+    )
     summary = {
         "clients": top,
         "workers": args.workers,
@@ -477,6 +526,11 @@ def main(argv=None) -> int:
         "embed_ratio": round(embedding["tps"] / raw_tps, 3) if raw_tps else None,
         "embed_ratio_cpu": round(embedding["cpu_tps"] / raw_tps, 3) if raw_tps else None,
         "embed_mean_batch": round(embedding["mean_batch"], 1),
+        "embed_batch_factor": round(batch_factor, 3),
+        "embed_load_factor": round(load_factor, 3),
+        "embed_saturated_tps": round(breakdown["saturated_tps"], 1),
+        "embed_saturated_ratio": round(saturated_ratio, 3),
+        "embed_saturated_mean_batch": round(breakdown["saturated_mean_batch"], 1),
         "worker_rss_mb": [int(m) for m in memory],
         "errors": errors,
     }

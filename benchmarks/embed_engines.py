@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,11 @@ def _embed(engine: str, texts: list[str]) -> tuple[np.ndarray, float]:
     return vectors, time.perf_counter() - started
 
 
+def reference_texts(count: int = 32) -> list[str]:
+    """Short customer questions of one length: the raw throughput reference's batch."""
+    return [f"Can I return order {i} if it arrived damaged?" for i in range(count)]
+
+
 def raw_embedding_tps(engine: str | None = None, batch: int = 32, seconds: float = 3.0) -> float:
     """Texts/s of the local embedding model in batches of `batch` short questions, in this
     process (one thread, as the servers), on `engine` or settings.LOCAL_EMBED_ENGINE.
@@ -56,7 +62,7 @@ def raw_embedding_tps(engine: str | None = None, batch: int = 32, seconds: float
 
     from providers.local import LocalProvider
 
-    texts = [f"Can I return order {i} if it arrived damaged?" for i in range(batch)]
+    texts = reference_texts(batch)
     with override_settings(**({"LOCAL_EMBED_ENGINE": engine} if engine else {})):
         provider = LocalProvider()
         provider.embed(texts)  # load (and export) outside the clock
@@ -65,6 +71,72 @@ def raw_embedding_tps(engine: str | None = None, batch: int = 32, seconds: float
             provider.embed(texts)
             done += batch
     return done / (time.perf_counter() - started)
+
+
+def _seconds_per_call(provider, texts: list[str], seconds: float) -> float:
+    provider.embed(texts)
+    calls, started = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - started < seconds:
+        provider.embed(texts)
+        calls += 1
+    return (time.perf_counter() - started) / calls
+
+
+def replay_tps(sizes: list[int], texts: list[str], seconds: float = 0.4) -> float:
+    """Texts/s of the local model (settings.LOCAL_EMBED_ENGINE, this process) embedding batches of
+    exactly `sizes` out of `texts`: what the batches a load offered would cost on an idle core.
+    Each distinct size is timed once (at least `seconds`) and weighted by how often it came."""
+    from providers.local import LocalProvider
+
+    provider = LocalProvider()
+    spent = 0.0
+    for size, count in Counter(sizes).items():
+        batch = [texts[i % len(texts)] for i in range(size)]
+        spent += _seconds_per_call(provider, batch, seconds) * count
+    return sum(sizes) / spent if spent else 0.0
+
+
+def batcher_tps(waiting: int, texts: list[str], seconds: float = 1.5) -> dict:
+    """The embedding stage when questions pile up: `waiting` questions at a time, each awaited
+    on an event loop as the web views await theirs (chat.streaming.finish_query_vector), through
+    a providers.batching.MicroBatcher with the server's settings (batch size, wait, queue), in
+    this process; each answered question is replaced by the next. Texts/s and the mean batch."""
+    import asyncio
+
+    from django.conf import settings
+
+    from providers.batching import MicroBatcher, _embed_with
+
+    batcher = MicroBatcher(
+        _embed_with,
+        max_batch=settings.EMBED_BATCH_MAX,
+        wait_s=settings.EMBED_BATCH_WAIT_MS / 1000,
+        max_queue=settings.EMBED_QUEUE_MAX,
+    )
+    batcher.embed("local", None, texts[0])  # the thread and the model, outside the clock
+    batcher.stats.update(texts=0, batches=0)
+
+    async def run() -> tuple[int, float]:
+        done = 0
+        stop = time.perf_counter() + seconds
+
+        async def customer(index: int) -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                text = texts[(index + done) % len(texts)]
+                await asyncio.wrap_future(batcher.submit("local", None, text))
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(customer(i) for i in range(waiting)))
+        return done, time.perf_counter() - started
+
+    done, elapsed = asyncio.run(run())
+    stats = batcher.stats
+    return {
+        "tps": done / elapsed,
+        "mean_batch": stats["texts"] / stats["batches"] if stats["batches"] else 0.0,
+    }
 
 
 def main(argv=None) -> int:

@@ -31,7 +31,7 @@ from . import ratelimit, services, workers
 from .answer import answer_stream
 from .apikeys import api_key_authenticate
 from .markup import stream_json
-from .streaming import answer_events, query_vector
+from .streaming import answer_events, finish_query_vector, start_query_vector
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class ApiTurn:
     history: list[dict]
     stream: bool
     conversation: Conversation | None = None
-    vector: list[float] | None = None  # the question's embedding (chat.streaming.query_vector)
+    vector: list[float] | None = None  # the question's embedding (chat.streaming)
 
 
 def estimate_tokens(text: str) -> int:
@@ -350,13 +350,13 @@ async def _chunks_of(turn: ApiTurn):
     yield b"data: [DONE]\n\n"
 
 
-def _prepare_and_embed(request) -> ApiTurn | HttpResponse:
-    """_prepare, then the question's embedding (batched); Overloaded propagates."""
+def _prepare_and_embed(request) -> tuple[ApiTurn | HttpResponse, object]:
+    """_prepare, then the question's embedding started (batched): (turn, what
+    chat.streaming.start_query_vector gave). Overloaded propagates."""
     turn = _prepare(request)
-    if isinstance(turn, ApiTurn):
-        workers.release_connection()  # the embedding queue may wait; it needs no database
-        turn.vector = query_vector(turn.bot, turn.question)
-    return turn
+    if not isinstance(turn, ApiTurn):
+        return turn, None
+    return turn, start_query_vector(turn.bot, turn.question)
 
 
 def _busy(exc: Overloaded):
@@ -381,11 +381,13 @@ async def chat_completions(request):
     streaming = False
     try:
         try:
-            turn = await workers.run(_prepare_and_embed, request)
+            turn, pending = await workers.run(_prepare_and_embed, request)
         except Overloaded as exc:
             return _busy(exc)
         if isinstance(turn, HttpResponse):
             return turn
+        # The question waits for its batch here, on the event loop, not on an answer thread.
+        turn.vector = await finish_query_vector(turn.bot, pending)
         if turn.stream:
             chunks = _chunks(turn, ticket)
             weakref.finalize(chunks, ticket.release)  # a stream that never starts

@@ -16,6 +16,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import Future
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,7 +45,7 @@ from . import ratelimit, services, workers
 from .answer import Answer, answer_stream
 from .i18n import chat_strings, in_bot_language
 from .markup import render_markdown, stream_json
-from .streaming import answer_events, query_vector
+from .streaming import answer_events, finish_query_vector, start_query_vector
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ class Turn:
     question: str
     history: Sequence[dict]  # a LazyHistory for a returning visitor
     new_conversation: bool
-    vector: list[float] | None = None  # the question's embedding (chat.streaming.query_vector)
+    vector: list[float] | None = None  # the question's embedding (chat.streaming)
 
 
 def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
@@ -443,16 +444,19 @@ async def _answer_events(turn: Turn, ticket: workers.Ticket):
 
 def _prepare_and_embed(
     request, slug: str, *, answer: bool = False
-) -> tuple[Turn | HttpResponse, dict | None]:
-    """_prepare_turn, then the question's embedding (batched); with `answer`, the whole answer
-    recorded too, on the same pool thread: (turn, the client's payload or None). Overloaded
-    propagates."""
+) -> tuple[Turn | HttpResponse, Future | None, dict | None]:
+    """_prepare_turn, then the question's embedding started (batched): (turn, the embedding
+    still in its batch or None, the client's payload or None). When the vector is ready at once
+    (this process remembers the question) and `answer` is set, the whole answer is recorded too,
+    on the same pool thread: one trip to the pool instead of two. Overloaded propagates."""
     turn = _prepare_turn(request, slug)
     if not isinstance(turn, Turn):
-        return turn, None
-    workers.release_connection()  # the embedding queue may wait; it needs no database
-    turn.vector = query_vector(turn.bot, turn.question)
-    return turn, (_answer_whole(turn) if answer else None)
+        return turn, None, None
+    pending = start_query_vector(turn.bot, turn.question)
+    if isinstance(pending, Future):  # awaited on the event loop, holding no answer thread
+        return turn, pending, None
+    turn.vector = pending
+    return turn, None, (_answer_whole(turn) if answer else None)
 
 
 def _busy(request, exc: Overloaded):
@@ -484,14 +488,17 @@ async def chat_ask(request, slug: str):
     wants = _wants(request)
     try:
         try:
-            # A whole answer (JSON, plain form) is one trip to the answer pool, not two.
-            turn, payload = await workers.run(
+            turn, pending, payload = await workers.run(
                 _prepare_and_embed, request, slug, answer=wants != "sse"
             )
         except Overloaded as exc:
             return _busy(request, exc)
         if isinstance(turn, HttpResponse):
             return turn
+        if pending is not None:  # the question waits for its batch here, not on a pool thread
+            turn.vector = await finish_query_vector(turn.bot, pending)
+            if wants != "sse":
+                payload = await workers.run(_answer_whole, turn)
         if wants == "sse":
             events = _answer_events(turn, ticket)
             weakref.finalize(events, ticket.release)  # a stream that never starts

@@ -7,8 +7,10 @@ is produced and a slow answer holds one pool thread, never a thread other reques
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 
 from providers import Overloaded
 
@@ -18,17 +20,34 @@ from .answer import answer_stream
 log = logging.getLogger(__name__)
 
 
-def query_vector(bot, question: str):
-    """The question's embedding, batched with other questions (knowledge.selectors.embed_query),
-    computed before an answer starts so a full queue can still be answered with a 503.
-    Overloaded propagates; any other failure gives None and answer_stream retries the embedding
-    and ends with its usual error fallback."""
+def start_query_vector(bot, question: str):
+    """Start the question's embedding before an answer starts, so a full queue can still be
+    answered with a 503 (knowledge.selectors.embed_query_start): the vector when this process
+    remembers the question, else a Future for `finish_query_vector`. Overloaded propagates; any
+    other failure gives None, and answer_stream retries the embedding and ends with its usual
+    error fallback."""
     from knowledge import selectors
 
     try:
-        return selectors.embed_query(bot, question)
+        return selectors.embed_query_start(bot, question)
     except Overloaded:
         raise
+    except Exception:
+        log.warning("Embedding the question for bot %s failed", bot.pk, exc_info=True)
+        return None
+
+
+async def finish_query_vector(bot, pending):
+    """The vector `start_query_vector` gave, awaited on the event loop when it is still in the
+    batch: the question holds no answer thread while it waits, so a web worker batches as many
+    waiting questions as the batcher takes, not only as many as it has answer threads. None
+    when the model failed or took longer than selectors.EMBED_WAIT_SECONDS."""
+    if not isinstance(pending, Future):
+        return pending
+    from knowledge import selectors
+
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(pending), selectors.EMBED_WAIT_SECONDS)
     except Exception:
         log.warning("Embedding the question for bot %s failed", bot.pk, exc_info=True)
         return None

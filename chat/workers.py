@@ -63,7 +63,7 @@ def _check_connections() -> None:
 
 def release_connection() -> None:
     """Give this thread's database connection back to the web server's pool before slow work
-    that needs none (a model writing, the embedding queue): held through it, it is one fewer
+    that needs none (a model writing its answer): held through it, it is one fewer
     for every other customer. A no-op without the pool (settings.DATABASE_POOL) or inside a
     transaction; the next query takes a connection again."""
     if not settings.DATABASE_POOL:

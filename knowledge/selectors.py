@@ -22,8 +22,10 @@ full-text matches with ts_rank_cd); Python and round trips are ~1 ms.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
@@ -71,23 +73,71 @@ class Hit:
     question: str = ""  # the FAQ entry's own question (title is the phrasing that matched)
 
 
-@lru_cache(maxsize=max(1, settings.QUERY_EMBED_CACHE_SIZE))
-def _embed_cached(provider: str, model: str, query: str) -> tuple[float, ...]:
-    from providers.batching import embed_query as batched
+class QueryVectors:
+    """The last settings.QUERY_EMBED_CACHE_SIZE question embeddings of this process, keyed by
+    (provider, model, question); thread-safe (web workers' answer threads and the batcher's
+    thread both use it)."""
 
-    return tuple(batched(provider, model or None, query))
+    def __init__(self) -> None:
+        self._items: OrderedDict[tuple[str, str, str], tuple[float, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key) -> list[float] | None:
+        with self._lock:
+            vector = self._items.get(key)
+            if vector is not None:
+                self._items.move_to_end(key)
+        return list(vector) if vector is not None else None
+
+    def put(self, key, vector) -> None:
+        size = settings.QUERY_EMBED_CACHE_SIZE
+        with self._lock:
+            self._items[key] = tuple(vector)
+            self._items.move_to_end(key)
+            while len(self._items) > max(0, size):
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+query_vectors = QueryVectors()
+EMBED_WAIT_SECONDS = 60  # the longest a question waits for its batch (a provider that hangs)
+
+
+def embed_query_start(bot, query: str) -> list[float] | Future:
+    """The query's embedding with the bot's active embedding model (a tuned one when the bot has
+    it): the vector itself when this process remembers it, else a concurrent Future the batcher
+    completes (providers.batching: concurrent questions are embedded together). Async callers
+    await the Future without holding a thread (asyncio.wrap_future), so how many questions wait
+    for one batch is not capped by a web worker's answer threads.
+
+    Customers ask the same questions again and again, so each process remembers the last
+    QUERY_EMBED_CACHE_SIZE of them (0 turns this off); the key includes the model, so a newly
+    deployed tuned model never sees vectors of the old one. Raises providers.Overloaded when too
+    many questions wait."""
+    key = (providers.embedding_provider(bot).name, providers.embedding_model_arg(bot) or "", query)
+    caching = settings.QUERY_EMBED_CACHE_SIZE > 0
+    if caching and (vector := query_vectors.get(key)) is not None:
+        return vector
+    future = providers.submit_query(bot, query)
+    if caching:
+
+        def remember(done: Future) -> None:
+            if not done.cancelled() and done.exception() is None:
+                query_vectors.put(key, done.result())
+
+        future.add_done_callback(remember)
+    return future
 
 
 def embed_query(bot, query: str) -> list[float]:
-    """The query's embedding with the bot's active embedding model (a tuned one when the bot has
-    it). Customers ask the same questions again and again, so each web or worker process keeps
-    the last QUERY_EMBED_CACHE_SIZE of them (0 turns the cache off); the key includes the model,
-    so a newly deployed tuned model never sees vectors of the old one. Concurrent questions are
-    embedded together (providers.batching); raises providers.Overloaded when too many wait."""
-    if not settings.QUERY_EMBED_CACHE_SIZE:
-        return providers.embed_query(bot, query)
-    provider = providers.embedding_provider(bot).name
-    return list(_embed_cached(provider, providers.embedding_model_arg(bot) or "", query))
+    """embed_query_start, waiting on this thread for the vector."""
+    pending = embed_query_start(bot, query)
+    if isinstance(pending, Future):
+        return list(pending.result(EMBED_WAIT_SECONDS))
+    return pending
 
 
 def embed_queries(bot, queries: list[str]) -> list[list[float]]:

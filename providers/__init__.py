@@ -5,6 +5,7 @@ Providers are built lazily and cached per process; no model loads at import time
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from functools import cache
 
 from .base import ChatMessage, Provider, ProviderError, ProviderUnavailable
@@ -16,7 +17,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailable",
     "Overloaded",
-    "embed_query",
+    "submit_query",
     "get_provider",
     "for_bot",
     "embedding_model_for_bot",
@@ -97,13 +98,13 @@ def embed_for_bot(bot, texts) -> list[list[float]]:
     return embedding_provider(bot).embed(list(texts), model=embedding_model_arg(bot))
 
 
-def embed_query(bot, text: str) -> list[float]:
-    """One question's unit vector from the bot's active embedding model, embedded in a
-    micro-batch with other questions waiting in this process (providers.batching). Raises
-    Overloaded when too many are waiting."""
-    from .batching import embed_query as batched
+def submit_query(bot, text: str) -> Future:
+    """One question for the bot's active embedding model, queued in this process's micro-batch
+    (providers.batching): a Future of its unit vector, embedded together with the other
+    questions waiting. Raises Overloaded at once when too many are waiting."""
+    from .batching import batcher
 
-    return batched(embedding_provider(bot).name, embedding_model_arg(bot), text)
+    return batcher().submit(embedding_provider(bot).name, embedding_model_arg(bot), text)
 
 
 def warm_up_in_background() -> None:

@@ -4,7 +4,11 @@ MiniLM embeds about 140 sentences/s in batches against about 40/s one at a time 
 under load a web process embeds each waiting question together with the others: a batch waits
 up to EMBED_BATCH_WAIT_MS for company (only when fewer than EMBED_BATCH_MAX are waiting), then
 one `embed()` call runs on the batcher's own thread, never on the event loop. One batcher per
-process serves every (provider, model); a batch holds texts of one of them.
+process serves every (provider, model); a batch holds texts of one of them. The web views submit
+a question and await its Future on the event loop (chat.streaming.finish_query_vector), so a
+question waiting for its batch holds no answer thread: with the wait on a pool thread, a web
+worker's batches were capped at its ANSWER_THREADS (8), and its 50-client batches averaged 2.4
+questions; awaited on the loop, 3.7 (benchmarks/chat_load.py).
 
 Back-pressure: at most EMBED_QUEUE_MAX questions wait. One more raises Overloaded at once (the
 views answer 503 with Retry-After), so a burst never becomes an unbounded pile-up.
@@ -158,8 +162,3 @@ def reset_batcher() -> None:
     global _batcher
     with _batcher_lock:
         _batcher = None
-
-
-def embed_query(provider: str, model: str | None, text: str) -> list[float]:
-    """One question's unit vector, embedded together with whatever else is waiting."""
-    return batcher().embed(provider, model, text)

@@ -149,6 +149,61 @@ def test_two_concurrent_questions_are_embedded_in_one_call(openai_server, server
 
 
 @pytest.mark.django_db(transaction=True)
+def test_questions_waiting_for_their_batch_hold_no_answer_thread(openai_server, server_with, bot):
+    """One answer thread, three customers at once (the public page and /v1), and a batch that
+    waits 1.5 s for company: the three questions are embedded in one call. A question that held
+    its answer thread while it waited would have been embedded alone, the others queued behind
+    the thread."""
+    bot.provider = "openai"
+    bot.save()
+    add_faq(bot, "How do I reset my password?", "Click Forgot password.")
+    add_faq(bot, "Do you ship abroad?", "Yes, to 40 countries.")
+    add_faq(bot, "What is your return policy?", "Unused items within 30 days.")
+    _, key = api_key_create(bot=bot, name="k")
+    base = server_with(
+        ASKHANDLE_ANSWER_THREADS="1",
+        ASKHANDLE_EMBED_BATCH_WAIT_MS="1500",
+        ASKHANDLE_QUERY_EMBED_CACHE="0",
+    )
+    http, headers = _public_chat(base, bot.slug)  # the page loads before the clock starts
+    openai_server.bodies.clear()
+    replies: dict = {}
+
+    def ask_api(question):
+        with httpx.Client(base_url=base, timeout=30) as client:
+            reply = _ask_api(client, key, question)
+            replies[question] = reply.json()["choices"][0]["message"]["content"]
+
+    def ask_page(question):
+        reply = http.post(
+            f"/c/{bot.slug}/ask/",
+            data={"message": question},
+            headers={**headers, "Accept": "application/json"},
+        )
+        replies[question] = reply.json()["message"]["text"]
+
+    askers = [
+        threading.Thread(target=ask_api, args=("How do I reset my password?",)),
+        threading.Thread(target=ask_api, args=("Do you ship abroad?",)),
+        threading.Thread(target=ask_page, args=("What is your return policy?",)),
+    ]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join(timeout=60)
+
+    assert replies == {
+        "How do I reset my password?": "Click Forgot password.",
+        "Do you ship abroad?": "Yes, to 40 countries.",
+        "What is your return policy?": "Unused items within 30 days.",
+    }
+    embeddings = [sorted(b["input"]) for b in openai_server.bodies if "input" in b]
+    assert embeddings == [
+        ["Do you ship abroad?", "How do I reset my password?", "What is your return policy?"]
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_full_answer_queue_gets_503_with_retry_after(openai_server, server_with, bot):
     bot.provider = "openai"
     bot.save()
