@@ -7,8 +7,8 @@ one `embed()` call runs on the batcher's own thread, never on the event loop. On
 process serves every (provider, model); a batch holds texts of one of them. The web views submit
 a question and await its Future on the event loop (chat.streaming.finish_query_vector), so a
 question waiting for its batch holds no answer thread: with the wait on a pool thread, a web
-worker's batches were capped at its ANSWER_THREADS (8), and its 50-client batches averaged 2.4
-questions; awaited on the loop, 3.7 (benchmarks/chat_load.py).
+worker's batches were capped at its ANSWER_THREADS (8), and its 50-client batches averaged 2.2
+questions; awaited on the loop, 3.8-3.9 (benchmarks/chat_load.py).
 
 Back-pressure: at most EMBED_QUEUE_MAX questions wait. One more raises Overloaded at once (the
 views answer 503 with Retry-After), so a burst never becomes an unbounded pile-up.
