@@ -56,9 +56,10 @@ against awaiting it on the event loop (chat.streaming.finish_query_vector):
 
 Batch factor 0.52-0.70 on the loop (0.41-0.59 on a thread); 64 questions piling up reach
 0.86-1.06 of raw in batches of 32 (above 1: the host drifted between turns), while 8 (the old
-cap) reached 0.72-0.74. What is left of the wall-time ratio is the load factor: under a closed-loop load that keeps both cores busy (two web
-workers, PostgreSQL and this load generator), the model's thread runs about a quarter of the time
-it is in the model, whatever the model costs.
+cap) reached 0.72-0.74. What is left of the wall-time ratio is the load factor: under a
+closed-loop load that keeps both cores busy (two web workers, PostgreSQL and this load
+generator), the model's thread runs about a quarter of the time it is in the model, whatever
+the model costs.
 """
 
 from __future__ import annotations
