@@ -74,6 +74,22 @@ def test_a_direct_answer_offers_the_other_entries_that_clear_the_answer_threshol
     assert direct.related == [SHOP_FAQ[1]["question"]]  # never the entry it answered with
 
 
+def test_two_entries_above_the_direct_threshold_give_a_best_match_naming_its_question(faq_bot):
+    # Which entry the customer means is unclear when two clear the direct threshold: the best one
+    # is framed as a best match (its question named), the other offered first as related.
+    scores = [h["score"] for h in answer(faq_bot, "When do you open?").retrieved if h["faq_id"]]
+    assert len(scores) >= 2 and scores[0] > scores[1]
+    faq_bot.answer_threshold = scores[1] - 0.2
+    faq_bot.direct_threshold = (scores[0] + scores[1]) / 2  # only the best clears it
+    assert answer(faq_bot, "When do you open?").path == Message.Path.DIRECT
+    faq_bot.direct_threshold = scores[1] - 0.01  # both clear it
+    result = answer(faq_bot, "When do you open?")
+    hours = SHOP_FAQ[0]
+    assert result.path == Message.Path.BEST_MATCH
+    assert result.text == f"Here is what I found about “{hours['question']}”:\n\n{hours['answer']}"
+    assert result.related[0] == SHOP_FAQ[1]["question"] and result.answered
+
+
 def test_middle_band_answers_with_the_best_matchs_curated_answer_framed_as_such(faq_bot):
     # Every entry counts as relevant here, so the other one is offered as related.
     faq_bot.direct_threshold, faq_bot.answer_threshold = 0.99, -1.0
