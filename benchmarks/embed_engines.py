@@ -54,6 +54,17 @@ def reference_texts(count: int = 32) -> list[str]:
     return [f"Can I return order {i} if it arrived damaged?" for i in range(count)]
 
 
+def _seconds_per_call(provider, texts: list[str], seconds: float) -> float:
+    """Mean wall time of provider.embed(texts), over at least `seconds` and 3 calls, after one
+    call outside the clock (the model's load and export)."""
+    provider.embed(texts)
+    calls, started = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - started < seconds:
+        provider.embed(texts)
+        calls += 1
+    return (time.perf_counter() - started) / calls
+
+
 def raw_embedding_tps(engine: str | None = None, batch: int = 32, seconds: float = 3.0) -> float:
     """Texts/s of the local embedding model in batches of `batch` short questions, in this
     process (one thread, as the servers), on `engine` or settings.LOCAL_EMBED_ENGINE.
@@ -62,24 +73,8 @@ def raw_embedding_tps(engine: str | None = None, batch: int = 32, seconds: float
 
     from providers.local import LocalProvider
 
-    texts = reference_texts(batch)
     with override_settings(**({"LOCAL_EMBED_ENGINE": engine} if engine else {})):
-        provider = LocalProvider()
-        provider.embed(texts)  # load (and export) outside the clock
-        done, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            provider.embed(texts)
-            done += batch
-    return done / (time.perf_counter() - started)
-
-
-def _seconds_per_call(provider, texts: list[str], seconds: float) -> float:
-    provider.embed(texts)
-    calls, started = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - started < seconds:
-        provider.embed(texts)
-        calls += 1
-    return (time.perf_counter() - started) / calls
+        return batch / _seconds_per_call(LocalProvider(), reference_texts(batch), seconds)
 
 
 def replay_tps(sizes: list[int], texts: list[str], seconds: float = 0.4) -> float:
@@ -99,22 +94,15 @@ def replay_tps(sizes: list[int], texts: list[str], seconds: float = 0.4) -> floa
 def batcher_tps(waiting: int, texts: list[str], seconds: float = 1.5) -> dict:
     """The embedding stage when questions pile up: `waiting` questions at a time, each awaited
     on an event loop as the web views await theirs (chat.streaming.finish_query_vector), through
-    a providers.batching.MicroBatcher with the server's settings (batch size, wait, queue), in
-    this process; each answered question is replaced by the next. Texts/s and the mean batch."""
+    this process's batcher (providers.batching.batcher: the server's batch size, wait and queue);
+    each answered question is replaced by the next. Texts/s and the mean batch it formed."""
     import asyncio
 
-    from django.conf import settings
+    from providers.batching import batcher
 
-    from providers.batching import MicroBatcher, _embed_with
-
-    batcher = MicroBatcher(
-        _embed_with,
-        max_batch=settings.EMBED_BATCH_MAX,
-        wait_s=settings.EMBED_BATCH_WAIT_MS / 1000,
-        max_queue=settings.EMBED_QUEUE_MAX,
-    )
-    batcher.embed("local", None, texts[0])  # the thread and the model, outside the clock
-    batcher.stats.update(texts=0, batches=0)
+    queue = batcher()
+    queue.embed("local", None, texts[0])  # the thread and the model, outside the clock
+    before = dict(queue.stats)
 
     async def run() -> tuple[int, float]:
         done = 0
@@ -124,7 +112,7 @@ def batcher_tps(waiting: int, texts: list[str], seconds: float = 1.5) -> dict:
             nonlocal done
             while time.perf_counter() < stop:
                 text = texts[(index + done) % len(texts)]
-                await asyncio.wrap_future(batcher.submit("local", None, text))
+                await asyncio.wrap_future(queue.submit("local", None, text))
                 done += 1
 
         started = time.perf_counter()
@@ -132,10 +120,10 @@ def batcher_tps(waiting: int, texts: list[str], seconds: float = 1.5) -> dict:
         return done, time.perf_counter() - started
 
     done, elapsed = asyncio.run(run())
-    stats = batcher.stats
+    batches = queue.stats["batches"] - before["batches"]
     return {
         "tps": done / elapsed,
-        "mean_batch": stats["texts"] / stats["batches"] if stats["batches"] else 0.0,
+        "mean_batch": (queue.stats["texts"] - before["texts"]) / batches if batches else 0.0,
     }
 
 
