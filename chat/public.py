@@ -24,6 +24,7 @@ from functools import cache
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 COOKIE_SALT = "askhandle.chat.conversation"
 COOKIE_MAX_AGE = timedelta(days=90)
+TOKEN_SALT = "askhandle.chat.conversation-token"
 HISTORY_TURNS = 6
 ERROR_TEXT = gettext_noop(
     "Sorry, something went wrong while answering. Please try again in a moment."
@@ -81,20 +83,40 @@ def public_profile(bot: Bot) -> dict:
     }
 
 
-def _visitor_conversation_id(request, slug: str) -> uuid.UUID | None:
-    public_id = request.get_signed_cookie(
-        _cookie_name(slug), default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
-    ) or request.POST.get("conversation")
+def conversation_token(conversation: Conversation) -> str:
+    """The handle the visitor's page keeps (the forms' hidden field, localStorage) to come back
+    to its conversation where cookies are blocked (third-party iframes): the public_id signed
+    by this server, valid as long as the cookie. The bare public_id is not enough: the owners
+    see it (dashboard addresses, the hand-off e-mail) and whoever learnt one could otherwise
+    write into that visitor's conversation and hand it off to their own address."""
+    return signing.TimestampSigner(salt=TOKEN_SALT).sign(str(conversation.public_id))
+
+
+def _token_public_id(token: str) -> uuid.UUID | None:
     try:
-        return uuid.UUID(str(public_id))
-    except ValueError:
+        value = signing.TimestampSigner(salt=TOKEN_SALT).unsign(token, max_age=COOKIE_MAX_AGE)
+        return uuid.UUID(value)
+    except (signing.BadSignature, ValueError):
         return None
 
 
+def _visitor_conversation_id(request, slug: str) -> uuid.UUID | None:
+    """The signed cookie's public_id, else the signed token the page posted; None when neither
+    proves anything (a bare or forged id counts as no conversation)."""
+    public_id = request.get_signed_cookie(
+        _cookie_name(slug), default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
+    )
+    if public_id:
+        try:
+            return uuid.UUID(str(public_id))
+        except ValueError:
+            pass
+    return _token_public_id(request.POST.get("conversation") or "")
+
+
 def visitor_conversation(request, bot: Bot) -> Conversation | None:
-    """The visitor's conversation: the signed cookie, else the id the page kept in localStorage
-    (third-party iframes may not send cookies). A public_id is a random UUID, so holding one is
-    the proof of ownership."""
+    """The visitor's conversation: the signed cookie, else the signed token the page kept in
+    localStorage (see conversation_token). Never a conversation named by a bare public_id."""
     public_id = _visitor_conversation_id(request, bot.slug)
     if public_id is None:
         return None
@@ -165,7 +187,7 @@ def _page_context(request, bot: Bot, conversation: Conversation | None, **extra)
     messages = list(conversation.messages.all()) if conversation else []
     return {
         "chat": public_profile(bot),
-        "conversation_id": str(conversation.public_id) if conversation else "",
+        "conversation_id": conversation_token(conversation) if conversation else "",
         "messages": [message_view(m) for m in messages],
         "embed": (request.GET.get("embed") or request.POST.get("embed")) == "1",
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
@@ -387,13 +409,13 @@ def _reply_payload(turn: Turn, message: Message) -> dict:
             {
                 "m": view,
                 "chat": public_profile(turn.bot),
-                "conversation_id": str(turn.conversation.public_id),
+                "conversation_id": conversation_token(turn.conversation),
                 "embed": turn.request.POST.get("embed") == "1",
             },
             request=turn.request,
         )
     return {
-        "conversation": str(turn.conversation.public_id),
+        "conversation": conversation_token(turn.conversation),
         "message": {k: view[k] for k in ("id", "text", "html", "sources", "path", "related")},
         "fragment": fragment,
     }
@@ -418,7 +440,7 @@ def sse(event: str, data) -> bytes:
 async def _answer_events(turn: Turn, ticket: workers.Ticket):
     recorded = False
     try:
-        yield sse("start", {"conversation": str(turn.conversation.public_id)})
+        yield sse("start", {"conversation": conversation_token(turn.conversation)})
         async with aclosing(
             answer_events(turn.bot, turn.question, history=turn.history, vector=turn.vector)
         ) as events:
@@ -476,6 +498,11 @@ async def chat_ask(request, slug: str):
     """One customer question. Streams SSE (Accept: text/event-stream), answers JSON
     (Accept: application/json), or redirects back to the page (a plain form post, no JS).
     503 with Retry-After when this server already has all the questions it can queue.
+
+    A posted conversation the visitor cannot prove is theirs (a bare public_id, a forged or
+    expired token; see conversation_token) is ignored: the question starts a new conversation
+    of the visitor's own rather than failing, so a page holding a stale id still gets answers,
+    and nothing is written into the conversation that id names.
 
     Not wrapped in in_bot_language: that lookup cost every question a trip to the answer pool
     and a query of its own (benchmarks/chat_load.py). _prepare_turn switches to the bot's
@@ -543,6 +570,10 @@ def chat_rate(request, slug: str, message_id: int):
 def chat_handoff(request, slug: str):
     bot = public_bot(slug)
     conversation = visitor_conversation(request, bot)
+    if conversation is None and request.POST.get("conversation"):
+        # A conversation this visitor cannot prove is theirs (a bare or stale id): handing it
+        # off would mail its transcript to whatever address was typed.
+        return _error(request, bot, None, _("That conversation has ended."), 404)
     try:
         limit_visitor(request, bot, conversation)
     except ratelimit.RateLimited as exc:
@@ -569,7 +600,7 @@ def chat_handoff(request, slug: str):
     if _wants(request) == "html":
         response = redirect(_page_url(bot, request, handoff="sent"))
     else:
-        response = JsonResponse({"conversation": str(conversation.public_id), "handoff": True})
+        response = JsonResponse({"conversation": conversation_token(conversation), "handoff": True})
     if new:
         remember_conversation(request, response, bot, conversation)
     return response

@@ -5,11 +5,13 @@ import re
 
 import pytest
 from django.core import mail
+from django.core.signing import TimestampSigner
 from django.test import Client
 from django.urls import reverse
 
 from bots.models import Conversation, Message
 from chat.apikeys import api_key_create
+from chat.public import TOKEN_SALT
 from chat.tests.chat_helpers import add_document_chunk, add_faq
 
 pytestmark = [
@@ -36,6 +38,11 @@ def events(response) -> list[tuple[str, dict]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines())
         out.append((fields["event"], json.loads(fields["data"])))
     return out
+
+
+def public_id(token: str) -> str:
+    """The public_id inside the signed conversation token the page keeps."""
+    return TimestampSigner(salt=TOKEN_SALT).unsign(token)
 
 
 def ask(client, slug, text, accept="text/event-stream", **extra):
@@ -78,7 +85,7 @@ def test_answer_streams_tokens_then_done_and_messages_are_recorded(client, faq_b
     ]
     assert f'id="m{done["message"]["id"]}"' in done["fragment"]
 
-    conversation = Conversation.objects.get(public_id=stream[0][1]["conversation"])
+    conversation = Conversation.objects.get(public_id=public_id(stream[0][1]["conversation"]))
     user_msg, bot_msg = conversation.messages.all()
     assert (user_msg.role, user_msg.text) == ("user", QUESTION)
     assert bot_msg.role == "assistant" and bot_msg.text == ANSWER and bot_msg.path == "direct"
@@ -243,6 +250,117 @@ def test_cannot_rate_someone_elses_answer(client, faq_bot):
     own_user_msg = reverse("chat:rate", args=[faq_bot.slug, user_msg.pk])
     assert client.post(own_user_msg, {"value": "up"}).status_code == 404
     assert Message.objects.get(pk=data["message"]["id"]).rating is None
+
+
+# --- Another visitor's conversation (issue 23, finding 1) -----------------------------------------
+# The page keeps a signed token, not the bare public_id: owners see public_ids (dashboard
+# addresses, the hand-off e-mail), and a bare id used to open the conversation to anyone.
+
+
+@pytest.mark.parametrize("embed", ["", "1"])  # the chat page, and the widget's frame
+def test_asking_with_someone_elses_conversation_id_starts_a_new_conversation(
+    client, faq_bot, embed
+):
+    ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    victim = Conversation.objects.get()
+    attacker = Client()
+    data = ask(
+        attacker,
+        faq_bot.slug,
+        "Do you sell gift cards?",
+        accept="application/json",
+        conversation=str(victim.public_id),
+        embed=embed,
+    ).json()
+    assert data["message"]["path"] == "fallback" and data["message"]["text"]
+    assert list(victim.messages.values_list("text", flat=True)) == [QUESTION, ANSWER]
+    theirs = Conversation.objects.exclude(pk=victim.pk).get()
+    assert public_id(data["conversation"]) == str(theirs.public_id)
+    assert theirs.channel == ("widget" if embed else "web")
+    assert theirs.messages.filter(role="user").get().text == "Do you sell gift cards?"
+    html = Client().get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
+    assert str(victim.public_id) not in html
+
+
+def test_a_forged_conversation_token_is_not_accepted(client, faq_bot):
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
+    victim = Conversation.objects.get()
+    forged = f"{victim.public_id}:{data['conversation'].split(':', 1)[1][::-1]}"
+    ask(Client(), faq_bot.slug, "Second question", accept="application/json", conversation=forged)
+    assert victim.messages.count() == 2 and Conversation.objects.count() == 2
+
+
+@pytest.mark.parametrize("embed", ["", "1"])
+def test_handing_off_someone_elses_conversation_is_404_and_mails_nobody(
+    client, faq_bot, user, django_capture_on_commit_callbacks, embed
+):
+    ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    victim = Conversation.objects.get()
+    url = reverse("chat:handoff", args=[faq_bot.slug])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = Client().post(
+            url,
+            {"email": "attacker@evil.test", "conversation": str(victim.public_id), "embed": embed},
+            HTTP_ACCEPT="application/json",
+        )
+        html = Client().post(
+            url, {"email": "attacker@evil.test", "conversation": str(victim.public_id)}
+        )
+    assert response.status_code == 404
+    assert response.json()["error"] == "That conversation has ended."
+    assert html.status_code == 404 and "That conversation has ended." in html.content.decode()
+    victim.refresh_from_db()
+    assert victim.handoff_email == "" and victim.handoff_requested_at is None
+    assert mail.outbox == [] and Conversation.objects.count() == 1
+    # The visitor themself still hands off (their cookie).
+    with django_capture_on_commit_callbacks(execute=True):
+        own = client.post(url, {"email": "customer@shop.test"}, HTTP_ACCEPT="application/json")
+    assert own.status_code == 200 and own.json()["handoff"] is True
+    assert len(mail.outbox) == 1 and "Reply to them at customer@shop.test" in mail.outbox[0].body
+
+
+def test_rating_with_someone_elses_conversation_id_is_404(client, faq_bot):
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
+    victim = Conversation.objects.get()
+    url = reverse("chat:rate", args=[faq_bot.slug, data["message"]["id"]])
+    response = Client().post(
+        url,
+        {"value": "down", "conversation": str(victim.public_id)},
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 404
+    assert response.json()["error"] == "That conversation has ended."
+    assert Message.objects.get(pk=data["message"]["id"]).rating is None
+    # With the token the page kept (cookies blocked), the visitor rates their own answer.
+    own = Client().post(
+        url, {"value": "up", "conversation": data["conversation"]}, HTTP_ACCEPT="application/json"
+    )
+    assert own.status_code == 200 and own.json() == {"rating": 1}
+
+
+def test_api_call_naming_a_conversation_records_its_own(client, faq_bot):
+    """/v1 is stateless per call: a conversation named in the body is not written into."""
+    ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    victim = Conversation.objects.get()
+    _, raw = api_key_create(bot=faq_bot, name="Backend")
+    response = Client().post(
+        "/v1/chat/completions",
+        json.dumps(
+            {
+                "model": faq_bot.slug,
+                "messages": [{"role": "user", "content": QUESTION}],
+                "conversation": str(victim.public_id),
+                "user": str(victim.public_id),
+            }
+        ),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == ANSWER
+    assert response.json()["askhandle"]["conversation"] != str(victim.public_id)
+    assert victim.messages.count() == 2
+    assert Conversation.objects.exclude(pk=victim.pk).get().channel == "api"
 
 
 def test_asking_for_a_human_hands_off_and_emails_the_owner(client, faq_bot, user):

@@ -32,7 +32,13 @@
     document.querySelectorAll("input[name=conversation]").forEach((el) => { el.value = id; });
     app.dataset.conversation = id;
   }
-  // Cookies may be blocked inside a third-party iframe; localStorage keeps the conversation.
+  function forget() {  // the server no longer accepts the kept conversation (gone, or stale)
+    try { localStorage.removeItem(storeKey); } catch (e) {}
+    document.querySelectorAll("input[name=conversation]").forEach((el) => { el.value = ""; });
+    app.dataset.conversation = "";
+  }
+  // Cookies may be blocked inside a third-party iframe; localStorage keeps the conversation
+  // (a token the server signed, not the bare id).
   if (!app.dataset.conversation) {
     try { const saved = localStorage.getItem(storeKey); if (saved) store(saved); } catch (e) {}
   } else {
@@ -185,7 +191,11 @@
       method: "POST", body, credentials: "same-origin",
       headers: { "Accept": "application/json", "X-CSRFToken": csrf() },
     });
-    if (!response.ok) { showError(response, await errorText(response)); return; }
+    if (!response.ok) {
+      if (response.status === 404 && el.matches(".chat-handoff")) forget();
+      showError(response, await errorText(response));
+      return;
+    }
     const data = await response.json();
     if (el.matches(".chat-rate")) {
       el.querySelectorAll("button").forEach((b) => {
