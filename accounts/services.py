@@ -10,6 +10,7 @@ from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -39,8 +40,9 @@ def account_signup_request(
     """Start a sign-up without revealing whether the address already has an account.
 
     A new address gets an inactive account, its workspace and an e-mail with an activation link.
-    A taken address is left unchanged and gets an e-mail saying someone tried to sign up with it
-    (or, if it never activated, its activation link again). Either way: one e-mail, and the
+    An address whose sign-up was never activated gets this sign-up's password and workspace name
+    (earlier activation links stop working) and a new link. An active address is left unchanged
+    and gets an e-mail saying someone tried to sign up with it. Either way: one e-mail, and the
     caller shows the same page.
     """
     User = get_user_model()
@@ -56,19 +58,62 @@ def account_signup_request(
         else:
             _send_activation(user, base_url)
             return
-    # Hash anyway: a new account costs one password hash, so the response time says nothing.
+    pending = _pending_signup_replace(
+        user_id=existing.pk, password=password, workspace_name=workspace_name
+    )
+    if pending is not None:
+        _send_activation(pending, base_url)
+        return
+    # Hash anyway: a new or pending account costs one password hash, so the response time
+    # says nothing.
     make_password(password)
-    # Never logged in and inactive: a sign-up whose e-mail was lost. (An account staff disabled
-    # has logged in before and only gets the notice.)
-    if not existing.is_active and existing.last_login is None:
-        _send_activation(existing, base_url)
-    else:
-        _send_mail(
-            existing,
-            "accounts/signup_exists",
-            login_url=base_url + reverse("accounts:login"),
-            reset_url=base_url + reverse("accounts:password_reset"),
+    _send_mail(
+        existing,
+        "accounts/signup_exists",
+        login_url=base_url + reverse("accounts:login"),
+        reset_url=base_url + reverse("accounts:password_reset"),
+    )
+
+
+@transaction.atomic
+def _pending_signup_replace(*, user_id: int, password: str, workspace_name: str):
+    """Give a never-activated account (inactive, never logged in: a sign-up whose e-mail was
+    lost, or someone else's sign-up with this address) this sign-up's password and workspace
+    name, and return it; return None, changing nothing, for any other account.
+
+    Why replace rather than keep the first sign-up: anyone can sign up with an address they do
+    not own. Keeping the first password let that person log in once the real owner activated
+    the account from their own sign-up (issue 23). The activation token hashes the stored
+    password (ActivationTokenGenerator), so the new hash also voids every earlier link: the
+    account can only be activated with the password of the sign-up whose link was clicked,
+    and an inactive account never logs in, so no other sign-up's password ever works.
+    """
+    User = get_user_model()
+    # Locked, and checked again under the lock: an activation in between must keep its password.
+    user = User.objects.select_for_update().get(pk=user_id)
+    if user.is_active or user.last_login is not None:
+        return None
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    # The sign-up's own workspace: one it owns alone (an account staff added to a shared
+    # workspace in admin must not rename that one).
+    own = (
+        Workspace.objects.filter(
+            pk__in=Membership.objects.filter(user=user, role=Membership.Role.OWNER).values(
+                "workspace"
+            )
         )
+        .annotate(member_count=Count("memberships"))
+        .filter(member_count=1)
+        .order_by("pk")
+        .first()
+    )
+    if own is None:
+        workspace_create(name=workspace_name, owner=user)
+    else:
+        own.name = workspace_name
+        own.save(update_fields=["name"])
+    return user
 
 
 class ActivationTokenGenerator(PasswordResetTokenGenerator):

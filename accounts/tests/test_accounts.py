@@ -124,3 +124,97 @@ def test_password_reset_by_email(client, user, mailoutbox):
     )
     assert response.status_code == 302
     assert client.login(username="owner@example.com", password="brand-new-secret-42")
+
+
+def test_an_earlier_unactivated_signup_cannot_keep_a_password_on_the_owners_account(
+    client, make_user, mailoutbox, django_user_model
+):
+    """Issue 23, finding 1: an attacker signs up first with someone else's address; the address's
+    owner later signs up, activates and accepts an invitation. Only the owner's password works,
+    and the workspace is the one the owner named."""
+    from django.test import Client
+
+    from bots.services import bot_create
+
+    inviter = make_user("boss@acme.test", "Acme Inc")
+    acme_bot = bot_create(workspace=inviter.workspaces.get(), name="Acme Help", slug="acme")
+    attacker, carol = Client(), Client()
+    attacker_password, carol_password = "attacker-pass-phrase-1", "carols-own-phrase-2"
+
+    attacker.post(
+        reverse("accounts:signup"),
+        {"workspace_name": "Evil Ltd", "email": "carol@victim.test", "password": attacker_password},
+    )
+    client.force_login(inviter)
+    client.post(reverse("accounts:team"), {"email": "carol@victim.test", "role": "member"})
+    invitation = re.search(r"http://testserver(/accounts/invitation/\S+/)", mailoutbox[-1].body)
+
+    response = carol.post(
+        reverse("accounts:signup"),
+        {
+            "workspace_name": "Carol Bakery",
+            "email": "carol@victim.test",
+            "password": carol_password,
+        },
+    )
+    assert response.status_code == 302 and response.url == reverse("accounts:signup_done")
+    attackers_link, carols_link = (
+        activation_link(m) for m in mailoutbox if "/accounts/activate/" in m.body
+    )
+    assert carol.post(attackers_link).status_code == 400  # voided by carol's sign-up
+    response = carol.post(carols_link)
+    assert response.status_code == 302 and response.url == reverse("bots:list")
+    response = carol.post(invitation.group(1))
+    assert response.status_code == 302 and response.url == reverse("bots:list")
+    assert django_user_model.objects.filter(email="carol@victim.test").count() == 1
+
+    # The attacker's password is refused, and they see nothing of Acme.
+    response = attacker.post(
+        reverse("accounts:login"),
+        {"username": "carol@victim.test", "password": attacker_password},
+    )
+    assert response.status_code == 200 and b"Please enter a correct" in response.content
+    response = attacker.get(reverse("bots:detail", args=[acme_bot.pk]))
+    assert response.status_code == 302 and reverse("accounts:login") in response.url
+
+    # Carol's own password works, and her workspace has the name she gave.
+    fresh = Client()
+    response = fresh.post(
+        reverse("accounts:login"), {"username": "carol@victim.test", "password": carol_password}
+    )
+    assert response.status_code == 302 and response.url == reverse("bots:list")
+    page = fresh.get(reverse("bots:list"))
+    assert page.status_code == 200 and b"Carol Bakery" in page.content
+    assert b"Evil Ltd" not in page.content
+    carol_user = django_user_model.objects.get(email="carol@victim.test")
+    assert set(carol_user.memberships.values_list("workspace__name", "role")) == {
+        ("Carol Bakery", "owner"),
+        ("Acme Inc", "member"),
+    }
+    assert fresh.get(reverse("bots:detail", args=[acme_bot.pk])).status_code == 200
+
+
+def test_signup_again_before_activating_keeps_only_the_latest_password_and_name(
+    client, mailoutbox, django_user_model
+):
+    client.post(reverse("accounts:signup"), SIGNUP)
+    client.post(
+        reverse("accounts:signup"),
+        {**SIGNUP, "password": "another-pass-phrase-8", "workspace_name": "Rainy Bar"},
+    )
+    first, second = (activation_link(m) for m in mailoutbox)
+    page = client.get(first)
+    assert page.status_code == 400 and b"This link has expired" in page.content
+    page = client.get(second)
+    assert page.status_code == 200 and b"Activate and log in" in page.content
+    # Before activation no password logs in, neither the first nor the latest.
+    assert not client.login(username="ann@example.com", password="another-pass-phrase-8")
+    assert client.post(second).status_code == 302
+    client.post(reverse("accounts:logout"))
+    assert not client.login(username="ann@example.com", password=SIGNUP["password"])
+    assert client.login(username="ann@example.com", password="another-pass-phrase-8")
+    ann = django_user_model.objects.get(email="ann@example.com")
+    assert list(ann.memberships.values_list("workspace__name", "role")) == [("Rainy Bar", "owner")]
+    page = client.get(reverse("bots:list"))
+    assert page.status_code == 200 and b"Rainy Bar" in page.content
+
