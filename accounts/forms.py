@@ -7,12 +7,15 @@ from django.utils.translation import gettext_lazy as _
 from . import throttle
 from .models import Membership
 
+_USERNAME_MAX_LENGTH = get_user_model()._meta.get_field("username").max_length
+
 
 class SignupForm(forms.Form):
     workspace_name = forms.CharField(
         label="Business name", max_length=120, widget=forms.TextInput(attrs={"autofocus": True})
     )
-    email = forms.EmailField()
+    # The address becomes the username, whose column is the shorter one.
+    email = forms.EmailField(max_length=_USERNAME_MAX_LENGTH)
     password = forms.CharField(widget=forms.PasswordInput, strip=False)
 
     # No "already exists" error: sign-up must not tell anyone which addresses have an account

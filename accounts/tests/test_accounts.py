@@ -218,3 +218,13 @@ def test_signup_again_before_activating_keeps_only_the_latest_password_and_name(
     page = client.get(reverse("bots:list"))
     assert page.status_code == 200 and b"Rainy Bar" in page.content
 
+
+def test_signup_with_an_email_longer_than_a_username_is_a_form_error(client, django_user_model):
+    """Issue 23, finding 2: the address becomes the username (150 characters)."""
+    email = "a" * 140 + "@example.com"  # 152 characters, a valid address
+    response = client.post(reverse("accounts:signup"), {**SIGNUP, "email": email})
+    assert response.status_code == 200
+    assert "at most 150 characters" in str(response.context["form"].errors["email"])
+    assert b"at most 150 characters" in response.content
+    assert b"Create account" in response.content
+    assert not django_user_model.objects.filter(email=email).exists()
