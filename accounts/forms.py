@@ -71,7 +71,9 @@ class AdminLoginForm(ThrottledLoginMixin, AdminAuthenticationForm):
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField(label=_("E-mail address"))
+    # Invitation.email holds 254 characters, and an invitee without an account gets the address
+    # as username (150): a longer one could be invited but never join.
+    email = forms.EmailField(label=_("E-mail address"), max_length=_USERNAME_MAX_LENGTH)
     role = forms.ChoiceField(
         label=_("Role"),
         choices=Membership.Role.choices,

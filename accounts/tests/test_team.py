@@ -229,3 +229,22 @@ def test_inviting_an_existing_member_is_an_error(client, team):
     response = invite(client, email="MEMBER@example.com")
     assert response.status_code == 422
     assert "already a member" in str(response.context["invite_form"].errors)
+
+
+@pytest.mark.parametrize("length", [151, 255])
+def test_inviting_an_address_too_long_to_become_a_username_is_a_form_error(
+    client, user, mailoutbox, length
+):
+    """Issue 23, finding 3: 255 characters gave a 500 (Invitation.email holds 254); 151 to 254
+    were invited but the invitee's account (username = address, 150) could never be made."""
+    filler = length - len("x" * 40 + "@" + ".test")
+    labels = "".join("." if i % 61 == 60 else "d" for i in range(filler))  # labels under 64
+    email = "x" * 40 + "@" + labels + ".test"
+    assert len(email) == length
+    client.force_login(user)
+    response = invite(client, email=email)
+    assert response.status_code == 422
+    assert "at most 150 characters" in str(response.context["invite_form"].errors["email"])
+    assert b"at most 150 characters" in response.content and b"Send invitation" in response.content
+    assert not Invitation.objects.exists() and mailoutbox == []
+
