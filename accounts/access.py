@@ -1,6 +1,9 @@
+from functools import wraps
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.utils.translation import gettext
 
 from .models import Membership, Workspace
 
@@ -9,17 +12,38 @@ def workspaces_for_user(user):
     return Workspace.objects.filter(memberships__user=user)
 
 
+class NoWorkspace(Http404):
+    """The signed-in user is in no workspace: removed from their last one, or staff created in
+    admin only. A 404 wherever it is not caught; workspace_required turns it into a redirect."""
+
+
 def current_workspace(request) -> Workspace:
     """The workspace the dashboard acts in: the one chosen in the session, else the first.
 
-    Raises Http404 for a user with no workspace (e.g. staff created in admin only).
+    Raises NoWorkspace (a 404) for a user with no workspace.
     """
     qs = workspaces_for_user(request.user)
     chosen = request.session.get("workspace_id")
     workspace = (qs.filter(pk=chosen).first() if chosen else None) or qs.order_by("pk").first()
     if workspace is None:
-        raise Http404("You are not a member of any workspace.")
+        raise NoWorkspace(gettext("You are not a member of any workspace."))
     return workspace
+
+
+def workspace_required(view):
+    """For the pages a signed-in user lands on (the bot list, where login leads; new bot; team):
+    a user in no workspace is sent to the page that creates one rather than shown a 404. Pages
+    that name a workspace's object (a bot, a member) keep their 404: that object is not theirs.
+    """
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except NoWorkspace:
+            return redirect("accounts:workspace_create")
+
+    return wrapped
 
 
 def current_membership(request) -> Membership:

@@ -5,7 +5,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from . import throttle
-from .models import Membership
+from .models import Membership, Workspace
 
 _USERNAME_MAX_LENGTH = get_user_model()._meta.get_field("username").max_length
 
@@ -35,6 +35,14 @@ class SignupForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error("password", exc)
         return cleaned
+
+
+class WorkspaceForm(forms.Form):
+    name = forms.CharField(
+        label=_("Business name"),
+        max_length=Workspace._meta.get_field("name").max_length,
+        widget=forms.TextInput(attrs={"autofocus": True}),
+    )
 
 
 class ThrottledLoginMixin:

@@ -19,6 +19,7 @@ urlpatterns = [
     path("team/members/<int:membership_id>/role/", views.member_role, name="member_role"),
     path("team/members/<int:membership_id>/remove/", views.member_remove, name="member_remove"),
     path("team/leave/", views.leave, name="leave"),
+    path("workspace/new/", views.workspace_create, name="workspace_create"),
     path("workspace/switch/", views.workspace_switch, name="workspace_switch"),
     path("workspace/delete/", views.workspace_delete, name="workspace_delete"),
     path("invitation/<str:token>/", views.invitation, name="invitation"),

@@ -14,9 +14,10 @@ from .access import (
     get_member_in_workspace,
     require_owner,
     select_workspace,
+    workspace_required,
     workspaces_for_user,
 )
-from .forms import InvitationSignupForm, InviteForm, RoleForm, SignupForm
+from .forms import InvitationSignupForm, InviteForm, RoleForm, SignupForm, WorkspaceForm
 from .models import Invitation, Membership
 from .services import account_activate, account_for_activation, account_signup_request
 
@@ -74,6 +75,7 @@ def _team_context(request, membership, **extra) -> dict:
 
 
 @login_required
+@workspace_required
 @require_http_methods(["GET", "POST"])
 def team(request):
     """GET: the current workspace's members and open invitations. POST (owners): invite."""
@@ -193,6 +195,29 @@ def workspace_delete(request):
         logout(request)
         return redirect("accounts:login")
     return redirect("bots:list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workspace_create(request):
+    """A new workspace the user owns, made current. Where a user in no workspace lands
+    (accounts.access.workspace_required); open to everyone signed in, as sign-up is."""
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            workspace = services.workspace_create(
+                name=form.cleaned_data["name"], owner=request.user
+            )
+            request.session["workspace_id"] = workspace.pk
+            messages.success(
+                request,
+                _("%(workspace)s is ready. Create its first bot to get started.")
+                % {"workspace": workspace.name},
+            )
+            return redirect("bots:list")
+    context = {"form": form, "has_workspace": workspaces_for_user(request.user).exists()}
+    status = 422 if form.errors else 200
+    return render(request, "accounts/workspace_create.html", context, status=status)
 
 
 @login_required

@@ -5,7 +5,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.access import current_workspace, is_owner
+from accounts.access import current_workspace, is_owner, workspace_required
 
 from . import services
 from .access import bots_for_user, get_bot_for_user
@@ -13,6 +13,7 @@ from .forms import BotFieldForm, BotForm
 
 
 @login_required
+@workspace_required
 def bot_list(request):
     workspace = current_workspace(request)
     bots = bots_for_user(request.user).filter(workspace=workspace).select_related("workspace")
@@ -20,6 +21,7 @@ def bot_list(request):
 
 
 @login_required
+@workspace_required
 @require_http_methods(["GET", "POST"])
 def bot_create(request):
     workspace = current_workspace(request)

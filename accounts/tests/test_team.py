@@ -248,3 +248,52 @@ def test_inviting_an_address_too_long_to_become_a_username_is_a_form_error(
     assert b"at most 150 characters" in response.content and b"Send invitation" in response.content
     assert not Invitation.objects.exists() and mailoutbox == []
 
+
+def test_a_member_removed_from_their_only_workspace_is_offered_a_new_one_and_not_the_old_bots(
+    client, team, bot
+):
+    """Issue 23, finding 4: the bot list and /bots/new/ answered 404 "You are not a member of any
+    workspace"; they now lead to a page that creates one. The old workspace stays out of reach."""
+    owner, member = team
+    client.force_login(owner)
+    client.post(reverse("accounts:member_remove", args=[Membership.objects.get(user=member).pk]))
+    client.post(reverse("accounts:logout"))
+
+    response = client.post(
+        reverse("accounts:login"), {"username": "member@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 302 and response.url == reverse("bots:list")
+    create_url = reverse("accounts:workspace_create")
+    for url in (reverse("bots:list"), reverse("bots:create"), reverse("accounts:team")):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url == create_url, url
+    page = client.get(create_url)
+    assert page.status_code == 200
+    assert b"not a member of any workspace" in page.content
+    assert b"Create workspace" in page.content
+    assert client.get(reverse("bots:detail", args=[bot.pk])).status_code == 404
+    assert client.get(reverse("knowledge:page", args=[bot.pk])).status_code == 404
+
+    response = client.post(create_url, {"name": ""})
+    assert response.status_code == 422 and b"This field is required" in response.content
+    response = client.post(create_url, {"name": "Member Co"})
+    assert response.status_code == 302 and response.url == reverse("bots:list")
+    assert list(member.memberships.values_list("workspace__name", "role")) == [
+        ("Member Co", "owner")
+    ]
+    page = client.get(reverse("bots:list"))
+    assert page.status_code == 200 and b"Member Co" in page.content
+    assert list(page.context["bots"]) == [] and b"Acme Help" not in page.content
+    assert client.get(reverse("bots:detail", args=[bot.pk])).status_code == 404
+    assert client.get(reverse("bots:create")).status_code == 200
+
+
+def test_a_user_in_a_workspace_can_create_another_and_switches_to_it(client, user, bot):
+    client.force_login(user)
+    page = client.get(reverse("accounts:workspace_create"))
+    assert page.status_code == 200 and b"not a member of any workspace" not in page.content
+    response = client.post(reverse("accounts:workspace_create"), {"name": "Side Project"})
+    assert response.status_code == 302 and response.url == reverse("bots:list")
+    page = client.get(reverse("bots:list"))
+    assert page.context["workspace"].name == "Side Project" and list(page.context["bots"]) == []
+    assert set(user.workspaces.values_list("name", flat=True)) == {"Acme Inc", "Side Project"}
