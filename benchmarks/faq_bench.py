@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from benchmarks.throwaway_db import percentile, throwaway_database
+from knowledge import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "faq_bench" / "clinc150"
@@ -152,11 +153,10 @@ def nearest_phrasing(bot, vector) -> tuple[int | None, float]:
     """Baseline: the single nearest chunk by exact cosine, nothing else."""
     from pgvector.django import CosineDistance
 
-    import providers
     from knowledge.models import Chunk
 
     chunk = (
-        Chunk.objects.filter(bot=bot, embedding_model=providers.embedding_model_for_bot(bot))
+        Chunk.objects.filter(bot=bot, embedding_model=serving.embedding_model_for_bot(bot))
         .annotate(d=CosineDistance("embedding", vector))
         .order_by("d")
         .values("faq_id", "d")

@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from benchmarks.throwaway_db import throwaway_database
+from knowledge import serving
 
 TOPICS = [
     "delivery",
@@ -197,7 +198,7 @@ def run(args) -> dict:
     out = {
         "entries": len(entries),
         "chunks": len(texts),
-        "model": providers.embedding_model_for_bot(bot),
+        "model": serving.embedding_model_for_bot(bot),
         "raw_embed_s": round(raw, 3),
         "pipeline_s": round(pipe, 3),
         "raw_texts_per_s": round(len(texts) / raw, 1),

@@ -7,13 +7,8 @@ from django.db import models
 from accounts.models import Workspace
 
 # The chat page's own words are translated into these (locale/); settings.LANGUAGES names them.
-LANGUAGE_CHOICES = [
-    ("en", "English"),
-    ("nl", "Nederlands"),
-    ("de", "Deutsch"),
-    ("fr", "Français"),
-    ("es", "Español"),
-]
+from .languages import DEFAULT_FALLBACK, DEFAULT_GREETING, LANGUAGE_CHOICES
+
 hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5.")
 # scheme://host[:port] and nothing else: no path, spaces or semicolons can reach a header.
 ORIGIN_RE = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
@@ -41,13 +36,14 @@ class Bot(models.Model):
         unique=True,
         help_text="Public address of the chat page: /c/<slug>/. Letters, numbers and hyphens.",
     )
-    greeting = models.CharField(max_length=300, default="Hi! How can I help you today?")
+    greeting = models.CharField(max_length=300, default=DEFAULT_GREETING)
     language = models.CharField(
         max_length=8,
         choices=LANGUAGE_CHOICES,
         default="en",
         help_text=(
-            "The language of the chat page and widget's own words (buttons, notices, footer). "
+            "The language your customers write in. The bot understands questions in it (its "
+            "search and refusals are set up for it) and the chat page's own words use it. "
             "Write the greeting and answers in it too."
         ),
     )
@@ -64,7 +60,7 @@ class Bot(models.Model):
     )
     fallback_message = models.CharField(
         max_length=400,
-        default="Sorry, I don't know the answer to that yet. You can ask for a human and we'll get back to you.",
+        default=DEFAULT_FALLBACK,
         help_text="What the bot says when it does not know.",
     )
     provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.LOCAL)

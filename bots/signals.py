@@ -7,6 +7,7 @@ the apps that react to its changes; they connect receivers in their AppConfig.re
 from django.dispatch import Signal
 
 # Sent by bots.services.bot_update, inside the request, after the owner saved another provider
-# or embedding model. kwargs: bot, provider_before, model_before (the settings as they were).
-# knowledge.reembedding starts the switch of the bot's vectors.
+# or embedding model, or another language. kwargs: bot, provider_before, model_before,
+# language_before (the settings as they were). knowledge.reembedding starts the switch of the
+# bot's vectors and rebuilds its full-text vectors in the new language.
 embedding_settings_changed = Signal()

@@ -10,6 +10,7 @@ urlpatterns = [
     path("<int:bot_id>/", views.bot_detail, name="detail"),
     path("<int:bot_id>/settings/", views.bot_edit, name="edit"),
     path("<int:bot_id>/field/<str:field>/", views.bot_field, name="field"),
+    path("<int:bot_id>/language/", views.bot_language, name="language"),
     path("<int:bot_id>/delete/", views.bot_delete, name="delete"),
     path("system/status/", views.system_status, name="system_status"),
 ]

@@ -3,11 +3,14 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.access import current_workspace, is_owner, workspace_required
 
-from . import services
+from . import languages, services
 from .access import bots_for_user, get_bot_for_user
 from .forms import BotFieldForm, BotForm
 
@@ -90,6 +93,30 @@ def bot_field(request, bot_id: int, field: str):
     if not request.htmx:
         return redirect("bots:detail", bot_id=bot.pk)
     return render(request, "bots/detail.html#field", context)
+
+
+@login_required
+@require_POST
+def bot_language(request, bot_id: int):
+    """Switch the bot's language (the Knowledge tab offers it when the knowledge is written in
+    another one); the bot re-embeds its knowledge with that language's model meanwhile."""
+    bot = get_bot_for_user(request.user, bot_id)
+    code = request.POST.get("language", "")
+    if code not in languages.LANGUAGES:
+        return HttpResponse(_("Choose one of the bot languages."), status=400)
+    if code != bot.language:
+        services.bot_update(bot=bot, language=code)
+        messages.success(
+            request,
+            _(
+                "%(bot)s now speaks %(language)s. It answers as before while it re-reads its knowledge."
+            )
+            % {"bot": bot.name, "language": languages.LANGUAGES[code].name},
+        )
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = reverse("bots:detail", args=[bot.pk])
+    return redirect(target)
 
 
 @login_required

@@ -36,8 +36,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.utils import translation
+from django.utils.translation import gettext, gettext_noop
 
 import providers
+from bots import languages
 from bots.models import Bot, Message
 from training.chat_tuning import deployed_chat_model
 from training.datasets import hit_context, prompt_messages
@@ -56,8 +59,17 @@ QUOTE_SENTENCES = 3  # at most this many sentences of a passage are quoted
 # best sentence's: the answer keeps the sentences that are about the question, not the whole
 # chunk (measured on the demo shop's policy document, chat/tests/test_answer.py).
 QUOTE_MARGIN = 0.15
-BEST_MATCH_INTRO = "Here is what I found about “{title}”:"
-QUOTE_INTRO = "From “{title}”:"
+# The framing the customer reads around the owner's words, in the bot's language (locale/).
+BEST_MATCH_INTRO = gettext_noop("Here is what I found about “%(title)s”:")
+QUOTE_INTRO = gettext_noop("From “%(title)s”:")
+
+
+def in_bot_language(bot: Bot, message: str, **values) -> str:
+    """`message` (marked with gettext_noop) translated into the bot's language and filled in.
+    The answer is made on pool threads and generators, so the language is set here, per string,
+    not around the stream (an override held across a yield would leak into the caller)."""
+    with translation.override(bot.language or "en"):
+        return gettext(message) % values
 
 
 @dataclass
@@ -241,11 +253,13 @@ def _curated(run: _Run, question: str, hits: list, relevant: list, grounding=Non
     """The best match's curated answer, or the best passage's most relevant sentences."""
     top = relevant[0]
     if top.faq_id:
-        text = f"{BEST_MATCH_INTRO.format(title=top.question or top.title)}\n\n{top.answer}"
+        intro = in_bot_language(run.bot, BEST_MATCH_INTRO, title=top.question or top.title)
+        text = f"{intro}\n\n{top.answer}"
         path = Message.Path.BEST_MATCH
     else:
         t = time.perf_counter()
-        text = f"{QUOTE_INTRO.format(title=top.title)} {quote(question, top.text)}"
+        intro = in_bot_language(run.bot, QUOTE_INTRO, title=top.title)
+        text = f"{intro} {quote(question, top.text, run.bot.language)}"
         run.timings["quote_ms"] = run.since(t)
         path = Message.Path.EXTRACTIVE
     yield ("token", text)
@@ -272,14 +286,17 @@ def related_questions(hits: list, shown, threshold: float) -> list[str]:
     return out
 
 
-def quote(question: str, passage: str) -> str:
+def quote(question: str, passage: str, language: str = "en") -> str:
     """The passage's sentences that answer the question best (at most QUOTE_SENTENCES, in the
-    passage's order), embedded with the local MiniLM in one batch."""
+    passage's order), embedded with the local model of the bot's language (bots.languages)."""
     sentences = grounding.split_sentences(passage)
     if len(sentences) <= 1:
         return passage.strip()
-    vectors = np.asarray(grounding._embed([question, *sentences]), dtype=np.float32)
-    scores = vectors[1:] @ vectors[0]
+    local = providers.get_provider("local")
+    model = languages.local_embedding_model(language)
+    asked = np.asarray(local.embed([question], model=model, kind="query"), dtype=np.float32)
+    said = np.asarray(local.embed(sentences, model=model, kind="passage"), dtype=np.float32)
+    scores = said @ asked[0]
     ranked = np.argsort(-scores)[:QUOTE_SENTENCES]
     keep = sorted(i for i in ranked if scores[i] >= scores[ranked[0]] - QUOTE_MARGIN)
     return " ".join(sentences[i] for i in keep)

@@ -86,7 +86,7 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
         )
     from training.unrelated import must_decline
 
-    pool = must_decline()
+    pool = must_decline(bot.language)
     for text in random.Random(bot.pk).sample(pool, min(unrelated, len(pool))):
         questions.append({"text": text, "gold": None, "origin": "unrelated"})
     seen, unique = set(), []

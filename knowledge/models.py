@@ -41,6 +41,9 @@ class Source(TrackedJob):
     warnings = models.JSONField(default=list, blank=True)  # e.g. malformed CSV rows with lines
     chunk_count = models.PositiveIntegerField(default=0)
     embedding_model = models.CharField(max_length=200, blank=True)
+    # The language it is written in, detected at ingest (knowledge.language_detection; ISO 639-1,
+    # "" when unclear): the Knowledge tab says so when it is not the bot's.
+    language = models.CharField(max_length=8, blank=True)
     # The owner edited or deleted entries of this imported FAQ in the dashboard: from then on
     # its entries in the database are what it says (a re-ingest keeps the edits), not the file.
     entries_edited = models.BooleanField(default=False)

@@ -1,19 +1,21 @@
 """Turn uploaded bytes into FAQ entries and document sections.
 
 Types are recognised by CONTENT, never by the file name alone: PDF magic, a zip holding a Word
-document, or text that decodes as UTF-8 (BOM allowed) or Latin-1. The name only chooses between
-text flavours (CSV, JSON, Markdown, plain text) when the content fits several.
+document, or text that decodes as UTF-16, UTF-8 (BOM allowed) or Latin-1. The name only chooses
+between text flavours (CSV, JSON, Markdown, plain text) when the content fits several.
 
 Every failure raises `ParseError` with a message meant for the business owner.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -98,16 +100,43 @@ def check_docx_archive(data: bytes) -> None:
             )
 
 
+def _utf16_codec(data: bytes) -> str | None:
+    """'utf-16' for text with a UTF-16 byte order mark (Excel's "Unicode text"), 'utf-16-le' or
+    'utf-16-be' for mostly-ASCII text without one: NUL in every other byte, on one side only."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return "utf-16"
+    head = data[:8192]
+    if len(head) < 4:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) > 0.6 * len(odd) and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) > 0.6 * len(even) and odd.count(0) == 0:
+        return "utf-16-be"
+    return None
+
+
 def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else Latin-1; binary content is refused."""
-    if b"\x00" in data[:8192]:
+    """UTF-16 (with a byte order mark, or ASCII-heavy without one), UTF-8 (with or without BOM),
+    else Latin-1; binary content is refused. A stray NUL further in is dropped: PostgreSQL
+    refuses NUL in text, and no text format means one."""
+    codec = _utf16_codec(data)
+    if codec:
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError as exc:
+            raise ParseError(
+                "The file looks like UTF-16 text but does not decode as it. Save it as UTF-8."
+            ) from exc
+    elif b"\x00" in data[:8192]:
         raise ParseError(
             "Unsupported file type: this is a binary file. Upload CSV, JSON, Markdown, text, PDF or DOCX."
         )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
     # Latin-1 decodes any byte and UTF-8 allows control bytes: many controls mean it was not text.
     head = text[:8192]
     controls = sum(
@@ -118,6 +147,7 @@ def decode_text(data: bytes) -> str:
             "Unsupported file type: the content is neither UTF-8 nor Latin-1 text. "
             "Upload CSV, JSON, Markdown, text, PDF or DOCX."
         )
+    text = text.lstrip("\ufeff").replace("\x00", "")
     if not text.strip():
         raise ParseError("The file is empty.")
     return text
@@ -173,26 +203,35 @@ HEADER_ALIASES = {
 POSITIONAL = ["question", "answer", "category", "url"]
 
 
-def parse_csv(text: str) -> Parsed:
-    result = Parsed()
-    sample = text[:16384]
+def csv_rows(text: str) -> Iterator[tuple[int, list[str] | None, str]]:
+    """(line, stripped cells, "") for each row of CSV text, or (line, None, why) for a row the
+    csv module cannot read. The delimiter is sniffed (comma, semicolon as Excel writes it in
+    Dutch and German, tab, pipe) and every line ending is one (CR alone, as old Mac exports)."""
+    sample = text[:16384].replace("\r\n", "\n").replace("\r", "\n")
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    columns: dict[str, int] | None = None
-    line = 0
+    # newline="": the csv module splits lines itself, on any ending, and keeps quoted ones.
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
     while True:
         try:
             row = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:
-            result.warnings.append(f"Line {reader.line_num}: unreadable row ({exc}); skipped.")
+            yield reader.line_num, None, str(exc)
             continue
-        line = reader.line_num
-        cells = [cell.strip() for cell in row]
+        yield reader.line_num, [cell.strip() for cell in row], ""
+
+
+def parse_csv(text: str) -> Parsed:
+    result = Parsed()
+    columns: dict[str, int] | None = None
+    for line, cells, error in csv_rows(text):
+        if cells is None:
+            result.warnings.append(f"Line {line}: unreadable row ({error}); skipped.")
+            continue
         if not any(cells):
             continue
         if columns is None:

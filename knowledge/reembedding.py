@@ -2,7 +2,7 @@
 
 When the owner picks another provider or embedding model, `embedding_change` records the model
 the stored vectors come from as Bot.serving_embedding (searches and ingestions keep using it, see
-providers.embedding_model_for_bot) and queues a Reembedding. The job (queue `ingest`) embeds every
+knowledge.serving.embedding_model_for_bot) and queues a Reembedding. The job (queue `ingest`) embeds every
 chunk of the bot with the new model, then, in one transaction holding the bot row, swaps all the
 vectors in and clears serving_embedding. Until that commit the bot answers exactly as before; if
 the new model cannot embed (no API key, a model the service does not have) the job fails with the
@@ -20,14 +20,15 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 import providers
 from askhandle.jobs import ClaimedJobs, Superseded
+from bots import languages
 from bots.models import Bot
 
-from . import vector_indexes
+from . import serving, vector_indexes
 from .models import Chunk, Reembedding, Source
 from .resume import Staged, digest
 from .signals import faq_changed_on_commit, vectors_swapped
@@ -54,12 +55,6 @@ class Skipped(Exception):
 # --- Shared with retrieval tuning ------------------------------------------------------------------
 
 
-def embed_text(chunk: dict) -> str:
-    # Mirrors knowledge.services._specs: FAQ chunks embed their phrasing (the title), document
-    # chunks "title\ntext".
-    return chunk["title"] if chunk["faq_id"] else f"{chunk['title']}\n{chunk['text']}"
-
-
 def embed_chunks(
     bot: Bot, provider, model_arg: str | None, on_progress=None, staged=None
 ) -> tuple[list[int], list]:
@@ -70,6 +65,11 @@ def embed_chunks(
     chunks = list(
         Chunk.objects.filter(bot=bot).order_by("pk").values("pk", "faq_id", "title", "text")
     )
+    model = f"{provider.name}:{model_arg or provider.default_embedding_model()}"
+
+    def embed_text(chunk: dict) -> str:
+        return serving.chunk_embed_text(chunk, model)
+
     earlier = staged.vectors() if staged is not None else {}
     vectors: list = [earlier.get(digest(embed_text(c))) for c in chunks]
     reused = sum(vector is not None for vector in vectors)
@@ -83,7 +83,7 @@ def embed_chunks(
     for start in range(0, len(order), EMBED_BATCH):
         batch = order[start : start + EMBED_BATCH]
         texts = [embed_text(chunks[i]) for i in batch]
-        embedded = provider.embed(texts, model=model_arg)
+        embedded = provider.embed(texts, model=model_arg, kind="passage")
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
         if staged is not None:
@@ -131,21 +131,24 @@ def swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> Non
 # --- Asking for a switch ---------------------------------------------------------------------------
 
 
-def embedding_change(*, bot: Bot, provider_before: str, model_before: str) -> Reembedding | None:
+def embedding_change(
+    *, bot: Bot, provider_before: str, model_before: str, language_before: str | None = None
+) -> Reembedding | None:
     """The owner saved another provider or embedding model (`*_before`: the settings as they
     were). Starts the switch of the bot's vectors; returns the queued job, or None when there is
     nothing to re-embed (no knowledge yet, or back to the model that is still serving)."""
     with transaction.atomic():
         current = Bot.objects.select_for_update().get(pk=bot.pk)
         if current.serving_embedding:  # a switch is under way: its old vectors still serve
-            serving = current.serving_embedding
+            serving_model = current.serving_embedding
         else:
             old = copy.copy(current)
             old.provider, old.embedding_model = provider_before, model_before
-            serving = providers.configured_embedding_model(old)
+            old.language = language_before or current.language
+            serving_model = serving.configured_embedding_model(old)
         # A tuned model was trained from the previous model; it goes once nothing serves it.
         current.tuned_embedding_model = ""
-        target = providers.configured_embedding_model(current)
+        target = serving.configured_embedding_model(current)
         now = timezone.now()
         Reembedding.objects.filter(bot=current, status__in=ACTIVE).update(
             status=Reembedding.Status.SKIPPED,
@@ -153,28 +156,69 @@ def embedding_change(*, bot: Bot, provider_before: str, model_before: str) -> Re
             finished_at=now,
             updated_at=now,
         )
-        switching = target != serving and Chunk.objects.filter(bot=current).exists()
+        switching = target != serving_model and Chunk.objects.filter(bot=current).exists()
         Bot.objects.filter(pk=current.pk).update(
-            tuned_embedding_model="", serving_embedding=serving if switching else ""
+            tuned_embedding_model="", serving_embedding=serving_model if switching else ""
         )
         job = None
         if switching:
-            job = Reembedding.objects.create(bot=current, from_model=serving, to_model=target)
+            job = Reembedding.objects.create(bot=current, from_model=serving_model, to_model=target)
             _enqueue(job.pk)
         else:
             vectors_swapped.send(
                 sender=Reembedding, bot_id=current.pk, reason="The bot's embedding model changed."
             )
     bot.tuned_embedding_model = ""
-    bot.serving_embedding = serving if switching else ""
+    bot.serving_embedding = serving_model if switching else ""
     return job
 
 
 def embedding_settings_changed_receiver(
-    sender, *, bot: Bot, provider_before: str, model_before: str, **kwargs
+    sender,
+    *,
+    bot: Bot,
+    provider_before: str,
+    model_before: str,
+    language_before: str | None = None,
+    **kwargs,
 ) -> None:
-    """bots.signals.embedding_settings_changed: the owner saved another model."""
-    embedding_change(bot=bot, provider_before=provider_before, model_before=model_before)
+    """bots.signals.embedding_settings_changed: the owner saved another model or language."""
+    embedding_change(
+        bot=bot,
+        provider_before=provider_before,
+        model_before=model_before,
+        language_before=language_before,
+    )
+    if language_before is not None and languages.text_search_config(
+        language_before
+    ) != languages.text_search_config(bot.language):
+        text_search_rebuild_on_commit(bot.pk)
+
+
+# The full-text vectors of every chunk, in the bot's language (knowledge.serving); the same
+# expression the ingestion's INSERT computes (knowledge.services.INSERT_SQL).
+TEXT_SEARCH_SQL = (
+    "UPDATE knowledge_chunk SET search_vector = "
+    "setweight(to_tsvector(%(ts)s::regconfig, title), 'A') || "
+    "setweight(to_tsvector(%(ts)s::regconfig, text), 'B') WHERE bot_id = %(bot)s"
+)
+
+
+def text_search_rebuild(*, bot_id: int) -> int:
+    """Recompute the bot's full-text vectors in its current language; returns the rows updated.
+    Idempotent: a second run writes the same vectors."""
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(TEXT_SEARCH_SQL, {"ts": serving.text_search_config(bot), "bot": bot_id})
+        return cur.rowcount
+
+
+def text_search_rebuild_on_commit(bot_id: int) -> None:
+    from .tasks import rebuild_text_search
+
+    transaction.on_commit(lambda: rebuild_text_search.delay(bot_id))
 
 
 def reembedding_retry(*, bot: Bot) -> Reembedding | None:
@@ -191,7 +235,7 @@ def reembedding_retry(*, bot: Bot) -> Reembedding | None:
         job = Reembedding.objects.create(
             bot=current,
             from_model=current.serving_embedding,
-            to_model=providers.configured_embedding_model(current),
+            to_model=serving.configured_embedding_model(current),
         )
         _enqueue(job.pk)
     return job
@@ -291,7 +335,7 @@ def _run(job: Reembedding, token) -> None:
         bot = Bot.objects.select_for_update().filter(pk=job.bot_id).first()
         if bot is None or not JOBS.owned(job.pk, token).select_for_update().exists():
             raise Superseded  # the bot was deleted, or another run took the job over
-        if providers.configured_embedding_model(bot) != job.to_model:
+        if serving.configured_embedding_model(bot) != job.to_model:
             raise Skipped("The bot's settings changed again; a newer switch follows.")
         swap_vectors(bot, job.to_model, chunk_ids, vectors)
         staged.clear()

@@ -31,9 +31,7 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
-import providers
-
-from . import vector_indexes
+from . import serving, vector_indexes
 
 # hnsw.ef_search floor: candidates per pass of the graph search (see _ef_search).
 HNSW_EF_SEARCH = 100
@@ -117,11 +115,11 @@ def embed_query_start(bot, query: str) -> list[float] | Future:
     QUERY_EMBED_CACHE_SIZE of them (0 turns this off); the key includes the model, so a newly
     deployed tuned model never sees vectors of the old one. Raises providers.Overloaded when too
     many questions wait."""
-    key = (providers.embedding_provider(bot).name, providers.embedding_model_arg(bot) or "", query)
+    key = (serving.embedding_provider(bot).name, serving.embedding_model_arg(bot) or "", query)
     caching = settings.QUERY_EMBED_CACHE_SIZE > 0
     if caching and (vector := query_vectors.get(key)) is not None:
         return vector
-    future = providers.submit_query(bot, query)
+    future = serving.submit_query(bot, query)
     if caching:
 
         def remember(done: Future) -> None:
@@ -142,7 +140,7 @@ def embed_query(bot, query: str) -> list[float]:
 
 def embed_queries(bot, queries: list[str]) -> list[list[float]]:
     """Batch form of embed_query, for callers answering many questions (benchmarks)."""
-    return providers.embed_for_bot(bot, list(queries))
+    return serving.embed_for_bot(bot, list(queries))
 
 
 def _vector_literal(vector) -> str:
@@ -219,8 +217,8 @@ def _vector_sql(dims: int, *, approximate: bool) -> str:
 # word can match most of a big bot: ranking stops at TEXT_SCAN_LIMIT matches so the cost stays
 # bounded (the vector side carries recall; this list adds exact-term matches).
 _TEXT_CTES = (
-    "tq AS (SELECT to_tsquery('english', "
-    "replace(plainto_tsquery('english', %(query)s)::text, ' & ', ' | ')) AS q), "
+    "tq AS (SELECT to_tsquery(%(ts)s::regconfig, "
+    "replace(plainto_tsquery(%(ts)s::regconfig, %(query)s)::text, ' & ', ' | ')) AS q), "
     "matches AS MATERIALIZED (SELECT c.id, ts_rank_cd(c.search_vector, tq.q) AS r "
     f"{_READY.replace('FROM knowledge_chunk c', 'FROM knowledge_chunk c, tq')} "
     "AND c.search_vector @@ tq.q LIMIT %(scan)s), "
@@ -232,10 +230,17 @@ _TEXT_CTES = (
 
 
 def _params(
-    bot_id: int, model: str, sources: list[int], qvec: str, n: int, query: str = ""
+    bot_id: int,
+    model: str,
+    sources: list[int],
+    qvec: str,
+    n: int,
+    query: str = "",
+    ts: str = "english",
 ) -> dict:
-    """The named parameters the statements above share."""
+    """The named parameters the statements above share (`ts`: the text-search configuration)."""
     return {
+        "ts": ts,
         "bot": bot_id,
         "model": model,
         "sources": sources,
@@ -256,6 +261,7 @@ def _candidates(
     *,
     approximate: bool,
     chunks: int | None = None,
+    ts: str = "english",
 ) -> tuple[list, list, dict[int, float]]:
     """Vector candidates, full-text candidates (best first) and the centroid similarity of every
     FAQ entry among them, in one statement: (chunk_id, faq_id, cosine distance) rows, and
@@ -281,7 +287,7 @@ def _candidates(
         + ("UNION ALL SELECT 1, id, faq_id, d, pos FROM txt " if text else "")
         + "UNION ALL SELECT 2, 0, faq_id, s, 0 FROM cent"
     )
-    params = _params(bot_id, model, sources, qvec, n, query)
+    params = _params(bot_id, model, sources, qvec, n, query, ts)
     with connection.cursor() as cur:
         if approximate:
             # The index holds only this bot's rows; the source filter is applied after the scan,
@@ -295,7 +301,7 @@ def _candidates(
             if sum(1 for r in rows if r[0] == 0) < min(n, chunks or n):
                 # Too few rows although the bot has more: the scan gave up (a graph region cut
                 # off by dead entries). An exact scan settles it.
-                return _candidates(bot_id, model, sources, query, qvec, n, approximate=False)
+                return _candidates(bot_id, model, sources, query, qvec, n, approximate=False, ts=ts)
         else:
             cur.execute(sql, params)
             rows = cur.fetchall()
@@ -334,11 +340,11 @@ def _vector_candidates(
 
 
 def _text_candidates(
-    bot_id: int, model: str, sources: list[int], query: str, qvec: str, n: int
+    bot_id: int, model: str, sources: list[int], query: str, qvec: str, n: int, ts: str = "english"
 ) -> list[tuple[int, int | None, float]]:
     """(chunk_id, faq_id, cosine distance) of chunks matching any of the query's words, best
     ts_rank_cd first (the full-text list alone)."""
-    params = _params(bot_id, model, sources, qvec, n, query)
+    params = _params(bot_id, model, sources, qvec, n, query, ts)
     with connection.cursor() as cur:
         cur.execute(
             f"WITH {_QV}, {_TEXT_CTES[:-2]} SELECT id, faq_id, d FROM txt ORDER BY pos", params
@@ -360,7 +366,7 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     Three statements: the bot's sources, the candidates (vector, full text and FAQ centroids in
     one), the hits' fields; the HNSW path adds a settings statement and a commit.
     """
-    model = providers.embedding_model_for_bot(bot)
+    model = serving.embedding_model_for_bot(bot)
     if vector is None:
         vector = embed_query(bot, query)
     qv = np.asarray(vector, dtype=np.float32)
@@ -375,14 +381,22 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
     if not sources:
         return []
     vector_rows, text_rows, centroid = _candidates(
-        bot.pk, model, sources, query, qvec, n, approximate=indexed, chunks=chunks
+        bot.pk,
+        model,
+        sources,
+        query,
+        qvec,
+        n,
+        approximate=indexed,
+        chunks=chunks,
+        ts=serving.text_search_config(bot),
     )
     similarity = {cid: 1.0 - float(d) for cid, _, d in [*vector_rows, *text_rows]}
     if not similarity:
         # A switch of embedding model (a tuning deploy, knowledge.reembedding) may have committed
         # between reading the bot and searching: its chunks now carry the new model's name.
         fresh = type(bot).objects.filter(pk=bot.pk).first()
-        if fresh is not None and providers.embedding_model_for_bot(fresh) != model:
+        if fresh is not None and serving.embedding_model_for_bot(fresh) != model:
             return search(bot=fresh, query=query, limit=limit)
         return []
     ranked = _fuse(vector_rows, text_rows, centroid, similarity)
@@ -460,3 +474,35 @@ def _hits(ranked: _Ranked, similarity: dict, limit: int) -> list[Hit]:
             )
         )
     return hits
+
+
+def language_notice(bot) -> dict | None:
+    """When most of the bot's knowledge (by chunks) is written in another language than the
+    bot's: {"detected": code, "detected_name", "suggest": the bot language to switch to,
+    "suggest_name", "supported": whether it is one of the bot languages}; else None."""
+    from bots import languages
+
+    from . import language_detection
+    from .models import Source
+
+    weights: dict[str, int] = {}
+    for code, chunks in (
+        Source.objects.filter(bot=bot, chunk_count__gt=0)
+        .exclude(language="")
+        .values_list("language", "chunk_count")
+    ):
+        weights[code] = weights.get(code, 0) + chunks
+    if not weights:
+        return None
+    detected = max(weights, key=weights.get)
+    suggest = language_detection.bot_language_for(detected)
+    if suggest == bot.language:
+        return None
+    return {
+        "detected": detected,
+        "detected_name": language_detection.name(detected),
+        "suggest": suggest,
+        "suggest_name": languages.LANGUAGES[suggest].name,
+        "supported": detected in languages.LANGUAGES,
+        "bot_name": languages.get(bot.language).name,
+    }

@@ -30,9 +30,8 @@ import providers
 from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 
-from . import chunking, fetching, parsing, vector_indexes
+from . import chunking, fetching, language_detection, parsing, serving, vector_indexes
 from .models import Chunk, FaqEntry, Source
-from .reembedding import embed_text
 from .resume import Staged, digest
 from .signals import faq_changed_on_commit
 from .staging import as_vector, stage_and_run
@@ -452,24 +451,22 @@ def _load(source: Source) -> tuple[parsing.Parsed, list[FaqEntry] | None]:
     return parsed, None
 
 
-def _specs(parsed: parsing.Parsed) -> list[_ChunkSpec]:
+def _specs(parsed: parsing.Parsed, model: str) -> list[_ChunkSpec]:
+    """One chunk per FAQ phrasing and per document piece, with the text `model` embeds
+    (knowledge.serving.chunk_embed_text: a phrasing alone, or with its entry for a passage model)."""
     specs: list[_ChunkSpec] = []
+
+    def spec(title: str, text: str, faq_index: int | None) -> _ChunkSpec:
+        chunk = {"faq_id": faq_index is not None, "title": title, "text": text}
+        embed = serving.chunk_embed_text(chunk, model)
+        return _ChunkSpec(title=title, text=text, embed_text=embed, faq_index=faq_index)
+
     for i, faq in enumerate(parsed.faqs):
         text = f"Q: {faq.question}\nA: {faq.answer}"
-        # Question-to-question matching retrieves FAQs best: embed each phrasing alone.
         for phrasing in [faq.question, *faq.alternate_questions]:
-            specs.append(
-                _ChunkSpec(title=phrasing[:TITLE_MAX], text=text, embed_text=phrasing, faq_index=i)
-            )
+            specs.append(spec(phrasing[:TITLE_MAX], text, i))
     for piece in chunking.chunk_sections(parsed.sections):
-        specs.append(
-            _ChunkSpec(
-                title=piece.title,
-                text=piece.text,
-                embed_text=f"{piece.title}\n{piece.text}",
-                faq_index=None,
-            )
-        )
+        specs.append(spec(piece.title, piece.text, None))
     return specs
 
 
@@ -482,7 +479,9 @@ def _known_vectors(source: Source, model: str) -> dict[str, object]:
     for faq_id, title, text, vector in rows.iterator(chunk_size=2000):
         if faq_id and len(title) >= TITLE_MAX:
             continue  # a truncated phrasing: its full text is unknown
-        known[embed_text({"faq_id": faq_id, "title": title, "text": text})] = vector
+        known[serving.chunk_embed_text({"faq_id": faq_id, "title": title, "text": text}, model)] = (
+            vector
+        )
     return known
 
 
@@ -512,9 +511,9 @@ def _ingest(source: Source, token, *, slice_seconds: float = 0) -> None:
     started = time.perf_counter()
     parsed, manual_entries = _load(source)
     parsed_at = time.perf_counter()
-    specs = _specs(parsed)
+    model = serving.embedding_model_for_bot(source.bot)
+    specs = _specs(parsed, model)
     _check_size_limits(source, parsed, specs)
-    model = providers.embedding_model_for_bot(source.bot)
     vectors = _embed(source, token, specs, model, slice_seconds=slice_seconds)
     embedded_at = time.perf_counter()
     SOURCES.progress(source.pk, token, stage="saving")
@@ -534,8 +533,8 @@ def _embed(source: Source, token, specs: list[_ChunkSpec], model: str, *, slice_
     same model, are not embedded again: editing one FAQ entry, or re-ingesting an unchanged
     file, embeds only what changed. Each batch is staged once embedded (knowledge.resume): a
     run that takes over from a killed worker resumes from the last saved batch."""
-    provider = providers.embedding_provider(source.bot)
-    model_arg = providers.embedding_model_arg(source.bot)
+    provider = serving.embedding_provider(source.bot)
+    model_arg = serving.embedding_model_arg(source.bot)
     known = _known_vectors(source, model)
     staged = Staged(bot_id=source.bot_id, model=model, source_id=source.pk)
     # Only the digests until the last slice: loading every staged vector at each slice of a
@@ -560,7 +559,7 @@ def _embed(source: Source, token, specs: list[_ChunkSpec], model: str, *, slice_
             raise YieldTurn
         batch = order[start : start + EMBED_BATCH]
         texts = [specs[i].embed_text for i in batch]
-        embedded = provider.embed(texts, model=model_arg)
+        embedded = provider.embed(texts, model=model_arg, kind="passage")
         for i, vector in zip(batch, embedded, strict=True):
             vectors[i] = vector
         staged.save(texts, embedded)
@@ -582,7 +581,7 @@ def _save(source: Source, token, parsed, manual_entries, specs, vectors, model: 
         current = Bot.objects.select_for_update().get(pk=bot.pk)
         if not SOURCES.owned(source.pk, token).select_for_update().exists():
             raise Superseded
-        if providers.embedding_model_for_bot(current) != model:
+        if serving.embedding_model_for_bot(current) != model:
             raise ModelChanged
         # Again under the bot's lock: two sources ingested at once each passed the early check.
         _check_chunk_limit(source, len(specs))
@@ -599,6 +598,7 @@ def _save(source: Source, token, parsed, manual_entries, specs, vectors, model: 
             chunk_count=len(specs),
             embedding_model=model,
             warnings=parsed.warnings[:200],
+            language=_language_of(parsed),
             progress_done=len(specs),
             finished_at=now,
             updated_at=now,
@@ -606,6 +606,13 @@ def _save(source: Source, token, parsed, manual_entries, specs, vectors, model: 
         if had_faqs or entries:
             faq_changed_on_commit(bot.pk, f"{source.name} changed")
         vector_indexes.sync_on_commit(bot.pk)
+
+
+def _language_of(parsed: parsing.Parsed) -> str:
+    """The language the source is written in (knowledge.language_detection; "" if unclear)."""
+    texts = [f"{faq.question} {faq.answer}" for faq in parsed.faqs[:200]]
+    texts += [f"{section.title} {section.text}" for section in parsed.sections[:20]]
+    return language_detection.detect(texts)
 
 
 def _replace_entries(source: Source, parsed) -> list[FaqEntry]:
@@ -641,11 +648,12 @@ STAGE_COLUMNS = [
 ]
 CHUNK_COLUMNS = ", ".join(name for name, _, _ in STAGE_COLUMNS)
 # The full-text vector (title weight A, text weight B) is computed in the same statement that
-# inserts the rows: a separate UPDATE would write every row twice, and each new row version is
+# inserts the rows, in the bot's language (knowledge.serving.text_search_config): a separate UPDATE would write every row twice, and each new row version is
 # inserted into the HNSW and GIN indexes again (measured: saving took about twice as long).
 INSERT_SQL = (
     f"INSERT INTO knowledge_chunk ({CHUNK_COLUMNS}, search_vector) SELECT {CHUNK_COLUMNS},"
-    " setweight(to_tsvector('english', title), 'A') || setweight(to_tsvector('english', text), 'B')"
+    " setweight(to_tsvector(%(ts)s::regconfig, title), 'A')"
+    " || setweight(to_tsvector(%(ts)s::regconfig, text), 'B')"
     " FROM knowledge_chunk_stage ORDER BY position"
 )
 
@@ -674,7 +682,7 @@ def _copy_chunks(
         table="knowledge_chunk_stage",
         columns=STAGE_COLUMNS,
         rows=rows,
-        statements=[(INSERT_SQL, [])],
+        statements=[(INSERT_SQL, {"ts": serving.text_search_config(bot)})],
     )
 
 

@@ -49,6 +49,11 @@ def ingest_source(self, source_id: int) -> None:
     )
 
 
+@shared_task(acks_late=True)
+def rebuild_text_search(bot_id: int) -> int:
+    return reembedding.text_search_rebuild(bot_id=bot_id)
+
+
 @shared_task
 def recover_stuck_sources() -> dict:
     return services.sources_recover_stuck()

@@ -17,7 +17,7 @@ from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from bots.access import get_bot_for_user
 
-from . import reembedding, services
+from . import reembedding, selectors, services
 from .access import get_faq_entry_for_user, get_source_for_user
 from .forms import FaqEntryForm, SourceForm
 from .models import FaqEntry, Reembedding, Source
@@ -68,6 +68,7 @@ def _page_context(bot, **extra) -> dict:
         "faq_form": FaqEntryForm(),
         **_faq_context(bot, ""),
         "reembedding": reembedding.reembedding_to_show(bot),
+        "language_notice": selectors.language_notice(bot),
     }
     context.update(extra)
     return context

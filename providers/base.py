@@ -26,7 +26,9 @@ class Provider(Protocol):
 
     def default_chat_model(self) -> str: ...
 
-    def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]: ...
+    def embed(
+        self, texts: Sequence[str], *, model: str | None = None, kind: str = "query"
+    ) -> list[list[float]]: ...
 
     def chat(
         self,

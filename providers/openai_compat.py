@@ -62,7 +62,10 @@ class OpenAICompatibleProvider:
     def _strip(model: str | None) -> str | None:
         return model.removeprefix("openai:") if model else model
 
-    def embed(self, texts: Sequence[str], *, model: str | None = None) -> list[list[float]]:
+    def embed(
+        self, texts: Sequence[str], *, model: str | None = None, kind: str = "query"
+    ) -> list[list[float]]:
+        # OpenAI's embedding models embed questions and passages alike: `kind` is not sent.
         if not texts:
             return []
         try:

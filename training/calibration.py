@@ -91,6 +91,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from knowledge import serving
+
 # The caution is the share of out-of-scope questions a bot should decline (estimated on its own
 # samples). 0.7 is what the product promises an owner by default (see the module docstring).
 DEFAULT_CAUTION = 0.7
@@ -228,38 +230,39 @@ _STOP = {
     "can", "to", "of", "for", "in", "on", "it", "be", "how", "what", "when", "where", "why",
     "which", "who", "and", "or", "with", "at", "this", "that", "there", "if", "will", "would",
 }  # fmt: skip
-# Customers wrap a question in words of their own, which pulls its embedding away from the FAQ's
-# wording; short carriers left pseudo-paraphrases far closer to their question than real ones.
-_CARRIERS = [
-    "hi, i have a question about {} and i was hoping you could help me with it",
-    "so basically {}, what should i do now?",
-    "i was wondering about {}, can you explain how that works for me",
-    "hello there, {} - is that something you can sort out today?",
-    "quick question: {}? thanks in advance",
-    "my friend told me to ask you about {}",
-    "{}, it's a bit urgent",
-    "not sure who to ask but {}",
-]
 
 
-def pseudo_paraphrases(question: str, n: int = PSEUDO_PER_QUESTION, seed: int = 0) -> list[str]:
+def pseudo_paraphrases(
+    question: str, n: int = PSEUDO_PER_QUESTION, seed: int = 0, language: str = "en"
+) -> list[str]:
     """Cheap stand-ins for how customers might ask `question` when the FAQ has no alternate
     phrasings: about a third of the words dropped (never every content word), the rest sometimes
-    reordered, wrapped in a carrier phrase. Deterministic for a (question, seed)."""
+    reordered, wrapped in a carrier phrase of the bot's language (training.unrelated.carriers:
+    customers wrap a question in words of their own, which pulls its embedding away from the
+    FAQ's wording; short carriers left pseudo-paraphrases far closer to their question than real
+    ones). Deterministic for a (question, seed, language)."""
+    from .unrelated import carriers
+
+    wrappers = carriers(language)
     words = _WORD.findall(question.lower())
     if not words:
         return []
     rng = random.Random(f"{seed}:{question}")
-    content = [i for i, w in enumerate(words) if w not in _STOP] or list(range(len(words)))
+
+    # Other languages' stop words are not listed: their short words stand in for them.
+    def stop(word: str) -> bool:
+        return word in _STOP if language == "en" else len(word) <= 3
+
+    content = [i for i, w in enumerate(words) if not stop(w)] or list(range(len(words)))
     out = []
     for k in range(n):
         keep = [w for w in words if rng.random() > 0.35]
-        kept_content = [w for w in keep if w not in _STOP]
+        kept_content = [w for w in keep if not stop(w)]
         if not kept_content:
             keep.append(words[rng.choice(content)])
         if k % 2 and len(keep) > 1:
             rng.shuffle(keep)
-        out.append(rng.choice(_CARRIERS).format(" ".join(keep)))
+        out.append(rng.choice(wrappers).format(" ".join(keep)))
     return out
 
 
@@ -495,27 +498,27 @@ def build_samples(
     return Samples(in_scores, in_correct, unrelated, on_topic)
 
 
-def load_unrelated() -> list[str]:
+def load_unrelated(language: str = "en") -> list[str]:
     from .unrelated import every
 
-    return every()
+    return every(language)
 
 
 # --- One bot ------------------------------------------------------------------------------------
 
 _UNRELATED_CACHE_SIZE = 8
-_unrelated_vectors: dict[str, np.ndarray] = {}  # serving model name -> vectors, oldest first
+# (serving model name, language) -> vectors, oldest first
+_unrelated_vectors: dict[tuple[str, str], np.ndarray] = {}
 
 
 def _unrelated_for(bot, model: str) -> np.ndarray:
-    """The unrelated set embedded with the bot's serving model; a process keeps the last few
-    models' (a tuned model's name is never reused, so the name is a safe key)."""
-    import providers
-
-    if model in _unrelated_vectors:
-        return _unrelated_vectors[model]
-    vectors = np.asarray(providers.embed_for_bot(bot, load_unrelated()), dtype=np.float64)
-    _unrelated_vectors[model] = vectors
+    """The unrelated set of the bot's language embedded with the bot's serving model; a process
+    keeps the last few (a tuned model's name is never reused, so the name is a safe key)."""
+    key = (model, bot.language)
+    if key in _unrelated_vectors:
+        return _unrelated_vectors[key]
+    vectors = np.asarray(serving.embed_for_bot(bot, load_unrelated(bot.language)), dtype=np.float64)
+    _unrelated_vectors[key] = vectors
     while len(_unrelated_vectors) > _UNRELATED_CACHE_SIZE:
         _unrelated_vectors.pop(next(iter(_unrelated_vectors)))
     return vectors
@@ -531,9 +534,8 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
     Fewer than MIN_IN_SCOPE_SAMPLES of them: pseudo-paraphrases of every question are added.
     Embeds the unrelated set (cached per model) and the pseudo-paraphrases; reads, never writes.
     """
-    import providers
 
-    model = providers.embedding_model_for_bot(bot)
+    model = serving.embedding_model_for_bot(bot)
     loaded = _phrasing_vectors(bot, model)
     if loaded is None:
         return None
@@ -545,9 +547,9 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
             (p, remap[gi])
             for gi, (_, question, _) in enumerate(entries)
             if gi in remap
-            for p in pseudo_paraphrases(question)
+            for p in pseudo_paraphrases(question, language=bot.language)
         ]
-        pseudo_vectors = np.asarray(providers.embed_for_bot(bot, [p for p, _ in pairs]))
+        pseudo_vectors = np.asarray(serving.embed_for_bot(bot, [p for p, _ in pairs]))
         pseudo_labels = np.asarray([gi for _, gi in pairs])
         method += " + pseudo-paraphrases of the questions"
     samples = build_samples(
@@ -632,7 +634,6 @@ def calibration_run(*, bot_id: int) -> dict | None:
     calibration is cleared; automatic thresholds go back to the defaults), or switched models
     while this ran (the switch queues its own calibration). Model I/O runs outside the
     transaction that stores the result."""
-    import providers
     from bots.models import Bot
 
     bot = Bot.objects.filter(pk=bot_id).first()
@@ -645,7 +646,7 @@ def calibration_run(*, bot_id: int) -> dict | None:
         bot = Bot.objects.select_for_update().filter(pk=bot_id).first()
         if bot is None:
             return None
-        if result is not None and providers.embedding_model_for_bot(bot) != result["model"]:
+        if result is not None and serving.embedding_model_for_bot(bot) != result["model"]:
             return None
         fields: dict = {"calibration": result or {}}
         if bot.thresholds_auto:

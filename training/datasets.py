@@ -228,7 +228,7 @@ def _refusal_questions(bot: Bot, n: int) -> list[str]:
     """`n` unrelated questions this bot's retrieval would not answer (deterministic per bot)."""
     from knowledge import selectors
 
-    pool = load_unrelated()
+    pool = load_unrelated(bot.language)
     _stable_rng(bot, "refusals").shuffle(pool)
     candidates = pool[: n * 2]
     if not candidates:

@@ -41,6 +41,7 @@ from django.utils import timezone
 import providers
 from askhandle.jobs import DEAD_AFTER, ClaimedJobs, Superseded
 from bots.models import Bot
+from knowledge import serving
 from knowledge.reembedding import embed_chunks, swap_vectors
 from providers.local import TUNED_SEPARATOR, train_embedding_model, tuned_weights_name
 
@@ -82,11 +83,16 @@ def tuning_unavailable_reason(bot: Bot) -> str:
 
     if bot.serving_embedding:
         return "The bot is switching embedding models; tuning can start once that is done."
-    if bot.provider != Bot.Provider.LOCAL or (bot.embedding_model or "").strip() not in (
-        "",
-        providers.get_provider("local").default_embedding_model(),
-    ):
+    if bot.provider != Bot.Provider.LOCAL:
         return "Retrieval tuning works with the local embedding model only."
+    if (
+        serving.chosen_embedding_model(bot)
+        != providers.get_provider("local").default_embedding_model()
+    ):
+        return (
+            "Retrieval tuning works with the local English model only; the multilingual model "
+            "that understands your bot's language cannot be fine-tuned here."
+        )
     if Chunk.objects.filter(bot=bot).count() > settings.RETRIEVAL_TUNING_MAX_CHUNKS:
         return (
             f"This bot has more than {settings.RETRIEVAL_TUNING_MAX_CHUNKS:,} chunks; it keeps the "
@@ -175,14 +181,14 @@ def tuning_revert(*, bot_id: int) -> bool:
         )
 
     chunk_ids, vectors = embed_chunks(
-        bot, providers.get_provider("local"), bot.embedding_model or None, on_progress
+        bot, providers.get_provider("local"), serving.chosen_embedding_model(bot), on_progress
     )
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot_id)
         if bot.retrieval_tuning or not bot.tuned_embedding_model:
             return False
         bot.tuned_embedding_model = ""
-        swap_vectors(bot, providers.embedding_model_for_bot(bot), chunk_ids, vectors)
+        swap_vectors(bot, serving.embedding_model_for_bot(bot), chunk_ids, vectors)
         tuned_models_retire(bot.pk, "Tuning was turned off; the base model answers again.")
         calibration_request(bot.pk)
         Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model="")

@@ -1,4 +1,6 @@
-"""The shipped unrelated questions (data/unrelated_questions.txt), read two ways.
+"""The shipped unrelated questions, one file per bot language (data/unrelated_questions.txt
+for English, data/unrelated_questions.<code>.txt for the others, each written by hand in its
+language), read two ways.
 
 - every question (training.calibration): the out-of-scope sample, trimmed per bot of the ones
   that score like the bot's own questions;
@@ -12,20 +14,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PATH = Path(__file__).resolve().parent / "data" / "unrelated_questions.txt"
+DATA = Path(__file__).resolve().parent / "data"
+PATH = DATA / "unrelated_questions.txt"
 SECTION_START = "# --- Other businesses"
 SECTION_END = "# --- end of other businesses"
 
 
-def every() -> list[str]:
-    """Every question in the file (comment lines skipped)."""
-    lines = PATH.read_text(encoding="utf-8").splitlines()
+def path(language: str = "en") -> Path:
+    """The file for a bot language; English for a language that has none."""
+    candidate = DATA / f"unrelated_questions.{language}.txt"
+    return candidate if language != "en" and candidate.exists() else PATH
+
+
+def every(language: str = "en") -> list[str]:
+    """Every question in the language's file (comment lines skipped)."""
+    lines = path(language).read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def must_decline() -> list[str]:
+def carriers(language: str = "en") -> list[str]:
+    """How customers wrap a question in words of their own, in the language (data/carriers/)."""
+    file = DATA / "carriers" / f"{language}.txt"
+    if not file.exists():
+        file = DATA / "carriers" / "en.txt"
+    lines = file.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if "{}" in line and not line.startswith("#")]
+
+
+def must_decline(language: str = "en") -> list[str]:
+    """The language's questions without its marked section of other businesses' questions."""
     pool, skipping = [], False
-    for line in PATH.read_text("utf-8").splitlines():
+    for line in path(language).read_text("utf-8").splitlines():
         text = line.strip()
         if text.startswith(SECTION_START):
             skipping = True

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from django.db.models import F
 
+from knowledge import serving
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,7 +32,7 @@ def add_faq(bot, question: str, answer: str, url: str = ""):
         title=question,
         text=question,
         embedding=vector,
-        embedding_model=providers.embedding_model_for_bot(bot),
+        embedding_model=serving.embedding_model_for_bot(bot),
     )
     # Keep the source as ingestion leaves it: search reads sources that have chunks.
     Source.objects.filter(pk=source.pk).update(chunk_count=F("chunk_count") + 1)
@@ -61,5 +63,5 @@ def add_document_chunk(
         title=title,
         text=text,
         embedding=vector,
-        embedding_model=providers.embedding_model_for_bot(bot),
+        embedding_model=serving.embedding_model_for_bot(bot),
     )

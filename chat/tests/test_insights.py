@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from bots.models import Conversation, Message
 from chat import clustering, selectors
+from knowledge import serving
 
 pytestmark = pytest.mark.django_db
 
@@ -172,7 +173,7 @@ def test_each_phrasing_is_embedded_once_and_cached(bot, missed):
     def cache_key(text):
         import hashlib
 
-        model = providers.embedding_model_for_bot(bot)
+        model = serving.embedding_model_for_bot(bot)
         return f"insights:emb:{hashlib.sha1(f'{model}|{text}'.encode()).hexdigest()}"
 
     assert cache.get(cache_key("Do you sell socks?")) is None

@@ -211,3 +211,21 @@ def test_padded_markdown_heading_parses_in_linear_time():
     assert parsing.parse_markdown("## Shipping ##  \nDaily.", "a.md").sections[0].title == (
         "Shipping"
     )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "Question;Answer\r\nWann öffnet ihr?;Um 9 Uhr\r\n".encode("utf-16"),  # Excel "Unicode text"
+        "Question;Answer\nWann öffnet ihr?;Um 9 Uhr\n".encode("utf-16-le"),  # no byte order mark
+        "Question;Answer\rWann öffnet ihr?;Um 9 Uhr\r".encode("latin-1"),  # CR alone ends lines
+        "question;answer\nWann öffnet ihr?;Um 9 Uhr\n".encode() + b"\n" * 9000 + b"x;\x00\n",
+    ],
+    ids=["utf-16", "utf-16-le", "latin-1-cr", "late-nul"],
+)
+def test_csv_in_utf16_with_cr_line_endings_or_a_late_nul_reads_its_rows(data):
+    # UTF-16 was refused as binary, CR-only files were one unreadable row, and a NUL past the
+    # first 8 KB reached PostgreSQL (issue 23).
+    parsed = parsing.parse_bytes(data, "faq.csv")[1]
+    assert [(f.question, f.answer) for f in parsed.faqs] == [("Wann öffnet ihr?", "Um 9 Uhr")]
+    assert "\x00" not in parsing.decode_text(data)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 import providers
 from bots.models import Bot
-from knowledge import reembedding
+from knowledge import reembedding, serving
 from knowledge.models import Chunk, Reembedding, Source
 from knowledge.selectors import search
 from knowledge.tasks import reembed_bot
@@ -58,7 +58,7 @@ def test_the_old_model_answers_until_the_switch_swaps_every_vector(bot, openai_s
     bot.refresh_from_db()
     assert bot.serving_embedding == LOCAL
     # Meanwhile the bot still searches the vectors it has, with the model that made them.
-    assert providers.embedding_model_for_bot(bot) == LOCAL
+    assert serving.embedding_model_for_bot(bot) == LOCAL
     assert top_question(bot, "when are you open") == "What are your opening hours?"
     assert not [path for path in openai_server.requests if path.endswith("/embeddings")]
 
@@ -78,7 +78,7 @@ def test_the_old_model_answers_until_the_switch_swaps_every_vector(bot, openai_s
     job.refresh_from_db()
     assert job.attempts == 1 and len(openai_server.requests) == sent
     # Queries are embedded by the new model now.
-    assert providers.embedding_model_for_bot(bot) == OPENAI
+    assert serving.embedding_model_for_bot(bot) == OPENAI
     search(bot=bot, query="when are you open")
     assert openai_server.requests[-1].endswith("/embeddings")
     assert openai_server.bodies[-1]["input"] == ["when are you open"]
@@ -165,7 +165,7 @@ def test_sources_added_during_a_switch_answer_at_once_and_follow_the_switch(bot,
 def test_a_bot_without_knowledge_switches_at_once(bot, openai_server):
     assert switch_to_openai(bot) is None
     bot.refresh_from_db()
-    assert bot.serving_embedding == "" and providers.embedding_model_for_bot(bot) == OPENAI
+    assert bot.serving_embedding == "" and serving.embedding_model_for_bot(bot) == OPENAI
     source = ingest(add(bot, "faq.csv", FAQ_CSV))
     assert source.embedding_model == OPENAI
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from knowledge import serving
 from training import calibration as cal
 
 # Two entries in 2-D. Entry 0: (1, 0) and (0.8, 0.6); entry 1: (0, 1) and (0.6, 0.8).
@@ -311,10 +312,10 @@ def test_calibration_fit_of_a_small_bot(bot, monkeypatch):
 
     # The unrelated set is embedded once per model.
     calls = []
-    import providers
-
-    real = providers.embed_for_bot
-    monkeypatch.setattr(providers, "embed_for_bot", lambda b, t: calls.append(len(t)) or real(b, t))
+    real = serving.embed_for_bot
+    monkeypatch.setattr(
+        serving, "embed_for_bot", lambda b, t, **kw: calls.append(len(t)) or real(b, t, **kw)
+    )
     again = cal.calibration_fit(bot)
     assert again["answer_threshold"] == result["answer_threshold"]
     assert calls == [16]  # only the pseudo-paraphrases

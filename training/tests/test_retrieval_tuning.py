@@ -9,7 +9,7 @@ from django.utils import timezone
 
 import providers
 from bots.models import Bot
-from knowledge import selectors, services
+from knowledge import selectors, services, serving
 from knowledge.models import Chunk, Source
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.test_search import ingest_faqs as ingest
@@ -65,7 +65,7 @@ def test_tuning_trains_stores_and_deploys_a_model_that_search_then_uses(bot):
     bot.refresh_from_db()
     assert bot.tuned_embedding_model == tuning.model_name
     assert tuning.model_name.startswith(f"all-MiniLM-L6-v2~t{tuning.pk}-")
-    full_name = providers.embedding_model_for_bot(bot)
+    full_name = serving.embedding_model_for_bot(bot)
     assert full_name == f"local:{tuning.model_name}"
     assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
         full_name
@@ -183,7 +183,7 @@ def test_ingesting_after_deploy_embeds_with_the_tuned_model(bot):
     bot.refresh_from_db()
     source = ingest(bot, SHOP_FAQ, name="Shop")
 
-    tuned = providers.embedding_model_for_bot(bot)
+    tuned = serving.embedding_model_for_bot(bot)
     assert source.embedding_model == tuned
     assert set(Chunk.objects.filter(source=source).values_list("embedding_model", flat=True)) == {
         tuned
@@ -336,7 +336,7 @@ def test_choosing_another_embedding_model_replaces_the_tuned_one_once_switched(
     # The tuned model keeps answering (its weights stay) until the new vectors are in.
     bot.refresh_from_db()
     assert bot.tuned_embedding_model == "" and bot.serving_embedding == tuned
-    assert providers.embedding_model_for_bot(bot) == tuned
+    assert serving.embedding_model_for_bot(bot) == tuned
     assert selectors.search(bot=bot, query="lock my card")[0].faq_id is not None
     assert RetrievalTuning.objects.get(pk=tuning.pk).status == RetrievalTuning.Status.DEPLOYED
     assert "switching embedding models" in retrieval.tuning_unavailable_reason(bot)
@@ -347,7 +347,7 @@ def test_choosing_another_embedding_model_replaces_the_tuned_one_once_switched(
 
     bot.refresh_from_db()
     assert bot.serving_embedding == ""
-    assert providers.embedding_model_for_bot(bot) == "openai:text-embedding-3-small"
+    assert serving.embedding_model_for_bot(bot) == "openai:text-embedding-3-small"
     assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
         "openai:text-embedding-3-small"
     }
