@@ -4,15 +4,17 @@ The logic is in chat.evaluation; these views check access, call one service and 
 
 from __future__ import annotations
 
-import csv
-import io
+from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError
+from django.db import transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -26,6 +28,11 @@ PAGE = "chat/compare.html"
 LEVELS = [(0, "Not at all"), (1, "A little"), (2, "Quite"), (3, "A lot")]
 DECLINE_WORDS = {"should decline", "decline", "-", "none", "no answer"}
 MAX_UPLOAD_BYTES = 1_000_000
+# A comparison asks at most ev.MAX_QUESTIONS; more rows than this cannot be a question set, and
+# a 45,505-row file held a web worker for 80 s.
+MAX_UPLOAD_ROWS = 1_000
+MAX_PROBLEMS_SHOWN = 20
+QUESTION_MAX_CHARS = LabelledQuestion._meta.get_field("text").max_length
 
 
 class PrioritiesForm(forms.Form):
@@ -42,7 +49,10 @@ class PrioritiesForm(forms.Form):
 class UploadForm(forms.Form):
     file = forms.FileField(
         label="Questions (CSV)",
-        help_text='One question a line, then the FAQ question it should get, or "should decline".',
+        help_text=gettext_lazy(
+            'One question a line, then the FAQ question it should get, or "should decline" '
+            "(comma, semicolon or tab between them; at most 1,000 rows)."
+        ),
     )
 
 
@@ -167,58 +177,206 @@ def upload_questions(request, bot_id: int):
         return render(request, PAGE, _context(bot, upload_form=form), status=422)
     upload = form.cleaned_data["file"]
     if upload.size > MAX_UPLOAD_BYTES:
-        form.add_error("file", "The file is over 1 MB; upload at most a few thousand questions.")
+        form.add_error(
+            "file",
+            _("The file is over 1 MB; upload at most %(rows)s questions.")
+            % {"rows": f"{MAX_UPLOAD_ROWS:,}"},
+        )
         return render(request, PAGE, _context(bot, upload_form=form), status=422)
-    added, problems = labelled_questions_import(bot=bot, data=upload.read())
-    if added:
-        messages.success(request, f"Added {added} question{'s' if added != 1 else ''}.")
-    for problem in problems[:20]:
-        messages.warning(request, problem)
-    if not added and not problems:
-        messages.warning(request, "The file had no questions.")
+    try:
+        result = labelled_questions_import(bot=bot, data=upload.read())
+    except ValidationError as exc:
+        form.add_error("file", exc)
+        return render(request, PAGE, _context(bot, upload_form=form), status=422)
+    for level, text in result.summary():
+        messages.add_message(request, level, text)
     return redirect("chat:compare", bot_id=bot.pk)
 
 
-def labelled_questions_import(*, bot: Bot, data: bytes) -> tuple[int, list[str]]:
-    """Rows `question, expected FAQ question | should decline`; bad rows are reported by line
-    and skipped, the good ones kept. Returns (added, problems)."""
+@dataclass
+class ImportResult:
+    """What an upload kept and why the rest was not: the owner reads it as messages."""
+
+    added: int = 0
+    updated: int = 0  # questions uploaded before: their expected answer was replaced
+    repeated: int = 0  # a question earlier in the file, or already in the comparison
+    over_limit: int = 0  # no room left in a comparison's MAX_QUESTIONS
+    room: int = 0  # room there was for new questions
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[tuple[int, str]]:
+        out = []
+        if self.added:
+            out.append(
+                (
+                    messages.SUCCESS,
+                    ngettext("Added %(n)s question.", "Added %(n)s questions.", self.added)
+                    % {"n": f"{self.added:,}"},
+                )
+            )
+        if self.updated:
+            out.append(
+                (
+                    messages.INFO,
+                    ngettext(
+                        "Updated %(n)s question uploaded before (its expected answer).",
+                        "Updated %(n)s questions uploaded before (their expected answers).",
+                        self.updated,
+                    )
+                    % {"n": f"{self.updated:,}"},
+                )
+            )
+        if self.repeated:
+            out.append(
+                (
+                    messages.WARNING,
+                    ngettext(
+                        "Skipped %(n)s repeated question (earlier in the file, or already in "
+                        "the comparison).",
+                        "Skipped %(n)s repeated questions (earlier in the file, or already in "
+                        "the comparison).",
+                        self.repeated,
+                    )
+                    % {"n": f"{self.repeated:,}"},
+                )
+            )
+        if self.over_limit:
+            out.append(
+                (
+                    messages.WARNING,
+                    ngettext(
+                        "%(n)s question was not kept: a comparison asks at most %(max)s "
+                        "questions, including %(unrelated)s unrelated ones, and there was room "
+                        "for %(room)s more.",
+                        "%(n)s questions were not kept: a comparison asks at most %(max)s "
+                        "questions, including %(unrelated)s unrelated ones, and there was room "
+                        "for %(room)s more.",
+                        self.over_limit,
+                    )
+                    % {
+                        "n": f"{self.over_limit:,}",
+                        "max": ev.MAX_QUESTIONS,
+                        "unrelated": ev.UNRELATED_SAMPLE,
+                        "room": self.room,
+                    },
+                )
+            )
+        out += [(messages.WARNING, problem) for problem in self.problems[:MAX_PROBLEMS_SHOWN]]
+        if len(self.problems) > MAX_PROBLEMS_SHOWN:
+            more = len(self.problems) - MAX_PROBLEMS_SHOWN
+            out.append(
+                (
+                    messages.WARNING,
+                    ngettext(
+                        "…and %(n)s more line with a problem.",
+                        "…and %(n)s more lines with a problem.",
+                        more,
+                    )
+                    % {"n": f"{more:,}"},
+                )
+            )
+        if not out:
+            out.append((messages.WARNING, _("The file had no questions.")))
+        return out
+
+
+def _rows(data: bytes) -> list[tuple[int, list[str] | None, str]]:
+    """The file's non-empty rows, read like the Knowledge tab's CSV import (encoding and
+    delimiter detected); ValidationError for a file that is not text or has too many rows."""
+    from knowledge.parsing import csv_rows, decode_text
+
+    rows = []
+    for line, cells, error in csv_rows(decode_text(data)):
+        if cells is not None and not any(cells):
+            continue
+        rows.append((line, cells, error))
+        # Each row costs a lookup and a write: the bound keeps an upload a request, not a job.
+        if len(rows) > MAX_UPLOAD_ROWS + 1:  # + 1: a header row
+            raise ValidationError(
+                _(
+                    "The file has more than %(rows)s rows; a comparison asks at most %(max)s "
+                    "questions. Upload at most %(rows)s rows."
+                )
+                % {"rows": f"{MAX_UPLOAD_ROWS:,}", "max": ev.MAX_QUESTIONS}
+            )
+    return rows
+
+
+def labelled_questions_import(*, bot: Bot, data: bytes) -> ImportResult:
+    """Rows `question, expected FAQ question | should decline`, any encoding and delimiter the
+    Knowledge tab's CSV import reads. Bad rows are reported by line and skipped; a question
+    already labelled gets the new expectation; new questions are kept while a comparison has
+    room for them (MAX_QUESTIONS less the unrelated sample and the questions it has). Raises
+    ValidationError (nothing saved) for a file that is not text or over MAX_UPLOAD_ROWS rows.
+    Writes in two bulk queries."""
     from knowledge.models import FaqEntry
 
-    text = data.decode("utf-8-sig", errors="replace")
+    rows = _rows(data)
     by_question = {
         q.strip().lower(): pk
         for pk, q in FaqEntry.objects.filter(bot=bot).values_list("pk", "question")
     }
-    added, problems = 0, []
-    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or not any(cell.strip() for cell in row):
+    labelled = {q.text.lower(): q for q in LabelledQuestion.objects.filter(bot=bot)}
+    in_comparison = {q["text"].lower() for q in ev.question_set(bot, unrelated=0)}
+    result = ImportResult(room=max(0, ev.MAX_QUESTIONS - ev.UNRELATED_SAMPLE - len(in_comparison)))
+    seen: set[str] = set()
+    new: list[LabelledQuestion] = []
+    changed: list[LabelledQuestion] = []
+    for index, (line, cells, error) in enumerate(rows):
+        if cells is None:
+            result.problems.append(
+                _("Line %(line)s: unreadable row (%(error)s).") % {"line": line, "error": error}
+            )
             continue
-        question = row[0].strip()
-        expected = row[1].strip() if len(row) > 1 else ""
-        if line == 1 and question.lower() == "question":
+        question = cells[0]
+        expected = cells[1] if len(cells) > 1 else ""
+        if index == 0 and question.lower() == "question":
             continue  # a header
         if not question or not expected:
-            problems.append(f"Line {line}: needs a question and the expected answer.")
+            result.problems.append(
+                _("Line %(line)s: needs a question and the expected answer.") % {"line": line}
+            )
+            continue
+        if len(question) > QUESTION_MAX_CHARS:
+            result.problems.append(
+                _("Line %(line)s: the question is over %(max)s characters.")
+                % {"line": line, "max": f"{QUESTION_MAX_CHARS:,}"}
+            )
             continue
         decline = expected.lower() in DECLINE_WORDS
         entry = None if decline else by_question.get(expected.lower())
         if not decline and entry is None:
-            problems.append(
-                f"Line {line}: no FAQ entry asks “{expected[:80]}”; use an entry's question "
-                "exactly as it is written, or “should decline”."
+            result.problems.append(
+                _(
+                    "Line %(line)s: no FAQ entry asks “%(expected)s”; use an entry's question "
+                    "exactly as it is written, or “should decline”."
+                )
+                % {"line": line, "expected": expected[:80]}
             )
             continue
-        try:
-            LabelledQuestion.objects.update_or_create(
-                bot=bot,
-                text=question[:2000],
-                defaults={"faq_entry_id": entry, "should_decline": decline},
-            )
-        except IntegrityError:
-            problems.append(f"Line {line}: could not be saved.")
+        key = question.lower()
+        if key in seen:
+            result.repeated += 1
             continue
-        added += 1
-    return added, problems
+        seen.add(key)
+        if key in labelled:
+            row = labelled[key]
+            row.faq_entry_id, row.should_decline = entry, decline
+            changed.append(row)
+        elif key in in_comparison:
+            result.repeated += 1  # a held-out phrasing of an FAQ entry
+        elif len(new) < result.room:
+            new.append(
+                LabelledQuestion(bot=bot, text=question, faq_entry_id=entry, should_decline=decline)
+            )
+        else:
+            result.over_limit += 1
+    with transaction.atomic():
+        # ignore_conflicts: an upload racing this one may have saved the same question.
+        LabelledQuestion.objects.bulk_create(new, ignore_conflicts=True)
+        LabelledQuestion.objects.bulk_update(changed, ["faq_entry", "should_decline"])
+    result.added, result.updated = len(new), len(changed)
+    return result
 
 
 @login_required
@@ -227,8 +385,11 @@ def label_question(request, bot_id: int, public_id):
     """From a conversation: the customer's question should have got this entry, or a refusal."""
     bot = get_bot_for_user(request.user, bot_id)
     conversation = get_object_or_404(Conversation, bot=bot, public_id=public_id)
+    message_id = request.POST.get("message", "")
+    if not message_id.isdigit():  # not a message id at all: the same 404 as another's message
+        raise Http404("No such message in this conversation.")
     message = get_object_or_404(
-        Message, pk=request.POST.get("message"), conversation=conversation, role=Message.Role.USER
+        Message, pk=int(message_id), conversation=conversation, role=Message.Role.USER
     )
     expected = request.POST.get("expected", "")
     decline = expected == "decline"

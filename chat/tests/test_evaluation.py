@@ -1,6 +1,8 @@
 """Compare modes: the figures against values worked out by hand, then a comparison run for real
 (the task on the real pipeline), the page, labelling, uploads, cancelling and switching mode."""
 
+import time
+
 import pytest
 from django.urls import reverse
 
@@ -203,6 +205,116 @@ def test_uploaded_questions_keep_good_rows_and_report_bad_ones_by_line(owner_cli
     labelled = {q.text: q for q in LabelledQuestion.objects.filter(bot=faq_bot)}
     assert labelled["whats the meaning of life"].should_decline
     assert labelled["when do u open"].faq_entry.question == "What are your opening hours?"
+
+
+def _upload(owner_client, bot, data, name="questions.csv"):
+    return owner_client.post(
+        reverse("chat:compare_upload", args=[bot.pk]), {"file": upload(name, data)}, follow=True
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"question,expected\rwhen do u open,What are your opening hours?\r",
+        "question;expected\r\nwann öffnet ihr?;What are your opening hours?\r\n".encode("latin-1"),
+        "question;expected\r\nwann öffnet ihr?;What are your opening hours?\r\n".encode("utf-16"),
+        "question\texpected\nwann öffnet ihr?\tWhat are your opening hours?\n".encode("utf-8-sig"),
+    ],
+    ids=["cr-only", "latin-1-semicolons", "utf-16", "utf-8-bom-tabs"],
+)
+def test_uploaded_questions_are_read_like_the_knowledge_csv_import(owner_client, faq_bot, data):
+    # CR-only files raised _csv.Error (500), Latin-1 lost its umlauts, UTF-16 and semicolons
+    # (Excel's default in Dutch and German) were refused (issue 23).
+    response = _upload(owner_client, faq_bot, data)
+    assert response.status_code == 200 and "Added 1 question." in response.content.decode()
+    labelled = LabelledQuestion.objects.get(bot=faq_bot)
+    assert labelled.text in ("when do u open", "wann öffnet ihr?")
+    assert labelled.faq_entry.question == "What are your opening hours?"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "data, error",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "this is a binary file"),
+        (bytes(range(1, 32)) * 40, "neither UTF-8 nor Latin-1 text"),
+        (b"when do u open\x00,What are your opening hours?\n", "this is a binary file"),
+    ],
+    ids=["png", "control-bytes", "nul"],
+)
+def test_an_upload_that_is_not_text_is_refused_with_a_form_error(
+    owner_client, faq_bot, data, error
+):
+    # A binary file raised _csv.Error and a NUL byte DataError: both were 500s (issue 23).
+    response = _upload(owner_client, faq_bot, data)
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Unsupported file type" in html and error in html and "Questions (CSV)" in html
+    assert not LabelledQuestion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_upload_over_the_row_limit_is_refused_at_once(owner_client, faq_bot):
+    # 45,505 lines (just under 1 MB) held a web worker for about 80 s (issue 23).
+    data = "".join(f"q{i}?,decline\n" for i in range(45_505))
+    assert len(data) < 1_000_000
+    started = time.monotonic()
+    response = _upload(owner_client, faq_bot, data)
+    assert time.monotonic() - started < 5
+    assert response.status_code == 422
+    assert "The file has more than 1,000 rows; a comparison asks at most 400" in (
+        response.content.decode()
+    )
+    assert not LabelledQuestion.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_upload_says_what_it_kept_and_why_the_rest_was_not(owner_client, faq_bot):
+    # 2,000 rows said "Added 2000 questions" while the page counted 396 (issue 23). Room: 400
+    # questions less 40 unrelated and this bot's 2 held-out phrasings = 358.
+    LabelledQuestion.objects.create(bot=faq_bot, text="is it free?", should_decline=True)
+    rows = ["question,expected", "Is it free?,What are your opening hours?"]
+    rows += [f"question {i}?,should decline" for i in range(990)]
+    rows += ["question 1?,should decline", "question 2?,should decline"]  # repeats
+    response = _upload(owner_client, faq_bot, "\n".join(rows))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Added 357 questions." in html
+    assert "Updated 1 question uploaded before" in html
+    assert "Skipped 2 repeated questions" in html
+    assert (
+        "633 questions were not kept: a comparison asks at most 400 questions, including 40 "
+        "unrelated ones, and there was room for 357 more." in html
+    )
+    assert "358 questions uploaded" in html  # what the page counts agrees
+    assert LabelledQuestion.objects.filter(bot=faq_bot).count() == 358
+    updated = LabelledQuestion.objects.get(text="is it free?")
+    assert not updated.should_decline and updated.faq_entry.question == (
+        "What are your opening hours?"
+    )
+    origins = [q["origin"] for q in ev.question_set(faq_bot)]
+    assert origins.count("uploaded") == 358 and origins.count("unrelated") == 40
+
+
+@pytest.mark.django_db
+def test_labelling_with_a_message_that_is_not_an_id_is_404(owner_client, faq_bot):
+    # message=abc raised ValueError: a 500 (issue 23).
+    conversation = Conversation.objects.create(bot=faq_bot)
+    Message.objects.create(conversation=conversation, role="user", text="u fix ebikes?")
+    url = reverse("chat:label_question", args=[faq_bot.pk, conversation.public_id])
+    entry = FaqEntry.objects.get(bot=faq_bot, question="Do you repair e-bikes?")
+    for bad in ("abc", "", "1.5", "-1"):
+        response = owner_client.post(url, {"message": bad, "expected": entry.pk})
+        assert response.status_code == 404
+    assert not LabelledQuestion.objects.exists()
+    message = Message.objects.get(conversation=conversation)
+    response = owner_client.post(url, {"message": message.pk, "expected": entry.pk}, follow=True)
+    assert response.status_code == 200 and "Labelled: it is part of your next comparison." in (
+        response.content.decode()
+    )
+    assert LabelledQuestion.objects.get().faq_entry == entry
 
 
 @pytest.mark.django_db
