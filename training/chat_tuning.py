@@ -141,8 +141,11 @@ def chat_tuning_launch(
     hyperparameters: dict | None = None,
 ) -> ChatTuning:
     """Validate the bot's training set and queue a run. Raises ValidationError (nothing queued)
-    for an invalid set, an unavailable backend, or while another run of the bot is active.
+    for an unknown mode or backend, an invalid set, an unavailable backend, or while another run
+    of the bot is active.
     Stores the set as JSONL in storage; the task starts after commit."""
+    if mode not in ChatTuning.Mode.values or backend not in ChatTuning.Backend.values:
+        raise ValidationError(f"Unknown mode or backend: {mode!r}, {backend!r}.")
     reason = backend_unavailable_reason(backend)
     if reason:
         raise ValidationError(reason)

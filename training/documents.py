@@ -22,6 +22,7 @@ from .models import DocumentPair
 
 ANSWER_SENTENCES = 3
 ANSWER_CHARS = 500
+QUESTION_MAX_CHARS = DocumentPair._meta.get_field("question").max_length
 MAX_PROPOSALS = 200  # per bot and regeneration: more is more than an owner reviews
 
 QUESTION_WORDS = {
@@ -170,9 +171,16 @@ def document_pair_review(
     *, pair: DocumentPair, accept: bool, question: str | None = None, answer: str | None = None
 ) -> DocumentPair:
     """Accept (with the owner's edits of question and answer, when given) or reject a pair.
-    Raises ValidationError for an accepted pair with an empty question or answer."""
+    Raises ValidationError for an accepted pair with an empty question or answer, and for a
+    question over QUESTION_MAX_CHARS (it was cut short without a word)."""
     if question is not None:
-        pair.question = " ".join(question.split())[:500]
+        question = " ".join(question.split())
+        if len(question) > QUESTION_MAX_CHARS:
+            raise ValidationError(
+                f"The question is {len(question)} characters long; the limit is "
+                f"{QUESTION_MAX_CHARS}."
+            )
+        pair.question = question
     if answer is not None:
         pair.answer = answer.strip()
     if accept and (not pair.question or not pair.answer):

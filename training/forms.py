@@ -1,4 +1,7 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .models import ChatTuning, DocumentPair
 
 
 class CautionForm(forms.Form):
@@ -17,3 +20,49 @@ class ThresholdsForm(forms.Form):
         if direct is not None and answer is not None and answer > direct:
             self.add_error("answer_threshold", "Must not be above the direct-answer threshold.")
         return cleaned
+
+
+class LaunchForm(forms.Form):
+    """A fine-tuning launch: the mode and backend the page chose. One left out takes the page's
+    default; one the page never offers is refused (it queued a real run under a default)."""
+
+    mode = forms.ChoiceField(
+        required=False,
+        choices=ChatTuning.Mode.choices,
+        error_messages={
+            "invalid_choice": _("Choose a mode: the fine-tuned model alone or with retrieval."),
+        },
+    )
+    backend = forms.ChoiceField(
+        required=False,
+        choices=ChatTuning.Backend.choices,
+        error_messages={"invalid_choice": _("Choose a backend: local or OpenAI.")},
+    )
+
+    def __init__(self, *args, default_mode: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_mode = default_mode
+
+    def clean_mode(self) -> str:
+        return self.cleaned_data["mode"] or self.default_mode
+
+    def clean_backend(self) -> str:
+        return self.cleaned_data["backend"] or ChatTuning.Backend.LOCAL
+
+
+class DocumentPairForm(forms.Form):
+    """Accept (with edits) or reject a pair. A question or answer not posted stays as it is."""
+
+    action = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
+    question = forms.CharField(
+        required=False, max_length=DocumentPair._meta.get_field("question").max_length
+    )
+    answer = forms.CharField(required=False)
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "accept": data["action"] == "accept",
+            "question": data["question"] if "question" in self.data else None,
+            "answer": data["answer"] if "answer" in self.data else None,
+        }

@@ -6,16 +6,17 @@ back runs; training.chat_tuning holds the logic."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from bots.access import get_bot_for_user
 
 from . import calibration, chat_tuning, documents, retrieval
-from .forms import CautionForm, ThresholdsForm
+from .forms import CautionForm, DocumentPairForm, LaunchForm, ThresholdsForm
 from .models import ChatTuning, DocumentPair
 from .selectors import (
     calibration_panel_context,
@@ -86,13 +87,32 @@ def _choice(value: str, choices, default: str) -> str:
     return value if value in dict(choices) else default
 
 
+def _default_mode(bot) -> str:
+    return bot.mode if bot.mode in dict(ChatTuning.Mode.choices) else "finetuned"
+
+
 def _build_args(request, bot) -> tuple[str, str]:
     source = request.POST if request.method == "POST" else request.GET
-    default_mode = bot.mode if bot.mode in dict(ChatTuning.Mode.choices) else "finetuned"
     return (
-        _choice(source.get("mode", ""), ChatTuning.Mode.choices, default_mode),
+        _choice(source.get("mode", ""), ChatTuning.Mode.choices, _default_mode(bot)),
         _choice(source.get("backend", ""), ChatTuning.Backend.choices, "local"),
     )
+
+
+def _chat_page_context(request, bot) -> dict:
+    context = chat_tuning_context(bot)
+    mode, backend = _build_args(request, bot)
+    context.update(mode=mode, backend=backend)
+    if context["run"]:
+        context["chart"] = loss_chart(context["run"])
+    return context
+
+
+def _chat_page_refused(request, bot, errors: list[str], *, status: int = 422):
+    """The Fine-tuning page again with what was refused, and nothing changed."""
+    for error in errors:
+        messages.error(request, error)
+    return render(request, CHAT_PAGE, _chat_page_context(request, bot), status=status)
 
 
 @login_required
@@ -100,14 +120,11 @@ def _build_args(request, bot) -> tuple[str, str]:
 def chat_tuning_page(request, bot_id: int):
     """The page; ?build=1 builds the training set and shows its issues, estimate and preview."""
     bot = get_bot_for_user(request.user, bot_id)
-    context = chat_tuning_context(bot)
-    mode, backend = _build_args(request, bot)
-    context.update(mode=mode, backend=backend)
+    context = _chat_page_context(request, bot)
+    mode, backend = context["mode"], context["backend"]
     if request.GET.get("build"):
         context["preview"] = chat_tuning.training_set_preview(bot=bot, mode=mode, backend=backend)
         context["unavailable"] = chat_tuning.backend_unavailable_reason(backend)
-    if context["run"]:
-        context["chart"] = loss_chart(context["run"])
     if request.htmx and request.GET.get("build"):
         return render(request, f"{CHAT_PAGE}#build", context)
     return render(request, CHAT_PAGE, context)
@@ -146,7 +163,10 @@ def chat_tuning_download(request, bot_id: int):
 @require_POST
 def chat_tuning_launch(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
-    mode, backend = _build_args(request, bot)
+    form = LaunchForm(request.POST, default_mode=_default_mode(bot))
+    if not form.is_valid():  # the page posts its own choices: anything else is refused
+        return _chat_page_refused(request, bot, _form_errors(form))
+    mode, backend = form.cleaned_data["mode"], form.cleaned_data["backend"]
     try:
         run = chat_tuning.chat_tuning_launch(bot=bot, mode=mode, backend=backend)
     except ValidationError as exc:
@@ -218,24 +238,36 @@ def document_pairs_propose(request, bot_id: int):
 @login_required
 @require_POST
 def document_pair_review(request, bot_id: int, pair_id: int):
-    """Accept (with the edited question and answer) or reject one pair."""
+    """Accept (with the edited question and answer) or reject one pair. 400 for an action other
+    than the page's two buttons; an invalid edit (too long, a NUL character) changes nothing."""
     bot = get_bot_for_user(request.user, bot_id)
     pair = get_object_or_404(DocumentPair, pk=pair_id, bot=bot)
-    error = ""
-    try:
-        pair = documents.document_pair_review(
-            pair=pair,
-            accept=request.POST.get("action") == "accept",
-            question=request.POST.get("question"),
-            answer=request.POST.get("answer"),
-        )
-    except ValidationError as exc:
-        error = " ".join(exc.messages)
+    form = DocumentPairForm(request.POST)
+    if not form.is_valid() and form.has_error("action"):
+        return HttpResponseBadRequest(_("Accept or reject the pair."))
+    errors: list[str] = []
+    if form.is_valid():
+        try:
+            pair = documents.document_pair_review(pair=pair, **form.service_kwargs())
+        except ValidationError as exc:
+            errors = exc.messages
+    else:
+        errors = _form_errors(form, labelled=True)
     if request.htmx:  # htmx swaps only 2xx responses: the error is shown in the row
-        return render(request, f"{CHAT_PAGE}#pair", {"bot": bot, "pair": pair, "error": error})
-    if error:
-        messages.error(request, error)
+        return render(
+            request, f"{CHAT_PAGE}#pair", {"bot": bot, "pair": pair, "error": " ".join(errors)}
+        )
+    if errors:
+        return _chat_page_refused(request, bot, errors)
     return _pairs_page(bot)
+
+
+def _form_errors(form, *, labelled: bool = False) -> list[str]:
+    return [
+        f"{form[name].label}: {message}" if labelled and name in form.fields else message
+        for name, field_errors in form.errors.items()
+        for message in field_errors
+    ]
 
 
 # --- Calibration card (on the bot's Settings page) -----------------------------------------------

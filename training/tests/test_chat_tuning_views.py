@@ -2,6 +2,7 @@
 htmx fragments; launching, cancelling, deploying and rolling back go through the services."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from knowledge.tests.factories import SHOP_FAQ
@@ -112,6 +113,34 @@ def test_launch_queues_a_run_and_a_second_launch_says_one_is_running(
     page = owner_client.post(url, {"mode": "finetuned", "backend": "local"}, follow=True)
     assert f"Fine-tuning run {run.pk} is queued" in page.content.decode()
     assert ChatTuning.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "posted, error",
+    [
+        ({"mode": "bogus", "backend": "local"}, "Choose a mode: the fine-tuned model alone or"),
+        ({"mode": "both", "backend": "bogus"}, "Choose a backend: local or OpenAI."),
+    ],
+)
+def test_launch_with_a_mode_or_backend_the_page_never_offers_is_refused(
+    shop, owner_client, monkeypatch, posted, error
+):
+    # mode=bogus queued a real run as "fine-tuned alone" (issue 23).
+    sent = []
+    monkeypatch.setattr(
+        "training.tasks.train_chat_tuning.delay_on_commit", lambda pk: sent.append(pk)
+    )
+    url = reverse("training:chat_tuning_launch", args=[shop.pk])
+    response = owner_client.post(url, posted)
+    assert response.status_code == 422
+    body = response.content.decode()
+    assert error in body and 'id="ct-pairs"' in body  # the Fine-tuning page, with the error
+    assert not ChatTuning.objects.exists() and sent == []
+    with pytest.raises(ValidationError, match="Unknown mode or backend"):
+        chat_tuning.chat_tuning_launch(bot=shop, **posted)
+
+    owner_client.post(url, {"mode": "both", "backend": "local"})
+    assert ChatTuning.objects.get().mode == "both" and len(sent) == 1
 
 
 def test_run_fragment_polls_while_active_and_stops_with_286_when_final(shop, owner_client):

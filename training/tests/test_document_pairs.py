@@ -2,6 +2,7 @@
 by the owner on the Fine-tuning tab; only accepted pairs are trained on."""
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from knowledge.models import Chunk
@@ -160,6 +161,54 @@ def test_accepting_an_empty_answer_is_refused_in_the_row(shop, owner_client):
     assert response.status_code == 200 and "needs a question and an answer" in body
     pair.refresh_from_db()
     assert pair.status == "proposed" and pair.answer
+
+
+@pytest.mark.parametrize("action", ["bogus", ""])
+def test_reviewing_with_an_action_the_page_never_sends_is_400(shop, owner_client, action):
+    # action=bogus rejected the pair (issue 23).
+    pair = proposed(shop)["What are your opening hours?"]
+    response = owner_client.post(review_url(shop, pair), {"action": action})
+    assert response.status_code == 400 and b"Accept or reject the pair." in response.content
+    pair.refresh_from_db()
+    assert pair.status == "proposed"
+    assert owner_client.post(review_url(shop, pair), {"action": "reject"}).status_code == 302
+    pair.refresh_from_db()
+    assert pair.status == "rejected"
+
+
+@pytest.mark.parametrize(
+    "posted, error",
+    [
+        ({"question": "When do you open?\x00"}, "Question: Null characters are not allowed."),
+        ({"answer": "Nine to five.\x00"}, "Answer: Null characters are not allowed."),
+        (
+            {"question": "Q" * 501},
+            "Question: Ensure this value has at most 500 characters (it has 501).",
+        ),
+    ],
+    ids=["nul-question", "nul-answer", "question-too-long"],
+)
+def test_an_invalid_pair_edit_is_refused_like_the_faq_editor(shop, owner_client, posted, error):
+    # A NUL gave a 500 (DataError) and a long question was cut at 500 without a word (issue 23).
+    pair = proposed(shop)["What are your opening hours?"]
+    before = (pair.question, pair.answer)
+    response = owner_client.post(review_url(shop, pair), {"action": "accept", **posted})
+    assert response.status_code == 422
+    assert error in response.content.decode() and 'id="ct-pairs"' in response.content.decode()
+    row = owner_client.post(
+        review_url(shop, pair), {"action": "accept", **posted}, HTTP_HX_REQUEST="true"
+    )
+    body = row.content.decode()
+    assert row.status_code == 200 and error in body and body.lstrip().startswith("<form")
+    pair.refresh_from_db()
+    assert pair.status == "proposed" and (pair.question, pair.answer) == before
+    with pytest.raises(ValidationError, match="the limit is 500"):
+        documents.document_pair_review(pair=pair, accept=True, question="Q" * 501)
+
+    ok = owner_client.post(review_url(shop, pair), {"action": "accept", "question": "Q" * 500})
+    assert ok.status_code == 302
+    pair.refresh_from_db()
+    assert pair.status == "accepted" and pair.question == "Q" * 500
 
 
 def test_htmx_gets_the_row_or_the_card_only(shop, owner_client):
