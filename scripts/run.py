@@ -115,6 +115,7 @@ def main() -> int:
         f"{web_workers()} web workers: WEB_CONCURRENCY)\n"
         "  Demo login: demo@askhandle.local / demo-password-123\n"
         f"  Demo bot's public chat: http://{HOST}:{PORT}/c/demo/\n"
+        f"  Dutch demo bot (multilingual): http://{HOST}:{PORT}/c/demo-nl/\n"
         "  Admin: same login at /admin/.   Press Ctrl-C to stop everything.\n",
         flush=True,
     )

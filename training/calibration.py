@@ -169,13 +169,15 @@ def best_entry(queries: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def held_out_samples(
-    vectors: np.ndarray, labels: np.ndarray, held: np.ndarray
+    vectors: np.ndarray, labels: np.ndarray, held: np.ndarray, queries: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each held-out phrasing (indexes `held` into vectors/labels): its best score against
     every entry's centroid with itself removed from its own entry's centroid, whether that top-1
     is its own entry, and its best score against the other entries only (leave one entry out: a
     question on topic that no entry answers). Phrasings that are their entry's only one are
-    skipped (their entry has no centroid left). Returns (scores, correct, other_scores)."""
+    skipped (their entry has no centroid left). `queries`: the phrasings embedded as questions,
+    where the stored vectors are passages (knowledge.serving.embeds_answers), aligned with
+    `vectors`. Returns (scores, correct, other_scores)."""
     vectors = np.asarray(vectors, dtype=np.float64)
     labels = np.asarray(labels)
     n_entries = int(labels.max()) + 1 if len(labels) else 0
@@ -185,7 +187,7 @@ def held_out_samples(
     if not len(held):
         empty = np.zeros(0)
         return empty, np.zeros(0, dtype=bool), empty
-    q = _unit(vectors[held])
+    q = _unit(vectors[held] if queries is None else np.asarray(queries, dtype=np.float64)[held])
     scores = q @ _unit(sums).T
     own = labels[held]
     rest = sums[own] - vectors[held]
@@ -476,6 +478,7 @@ def build_samples(
     pseudo_labels: np.ndarray | None = None,
     *,
     trim: bool = True,
+    queries: np.ndarray | None = None,
 ) -> Samples:
     """Samples from one bot's phrasing vectors (labels: entry index per vector), the indexes of
     the phrasings to hold out, the unrelated questions' vectors and optionally pseudo-paraphrases
@@ -483,7 +486,9 @@ def build_samples(
     labels = np.asarray(labels)
     n_entries = int(labels.max()) + 1
     sums = entry_sums(np.asarray(vectors), labels, n_entries)
-    in_scores, in_correct, on_topic = held_out_samples(vectors, labels, np.asarray(held, int))
+    in_scores, in_correct, on_topic = held_out_samples(
+        vectors, labels, np.asarray(held, int), queries
+    )
     if pseudo_vectors is not None and len(pseudo_vectors):
         top, best = best_entry(np.asarray(pseudo_vectors), sums)
         scores = _unit(pseudo_vectors) @ _unit(sums).T
@@ -541,6 +546,17 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
         return None
     entries, groups, vectors, labels, titles, remap = loaded
     held, method = _held_out(bot, groups, titles, labels, remap)
+    queries = None
+    if serving.embeds_answers(model):
+        # The stored vectors are passages (phrasing with its entry's question and answer): a
+        # customer's question is embedded as a query, so the held-out phrasings are too. An
+        # entry's own question is in every one of its passages; only other phrasings are held out.
+        first = {int(lab): i for i, lab in reversed(list(enumerate(labels)))}
+        held = [i for i in held if first[int(labels[i])] != i]
+        queries = np.zeros_like(vectors)
+        if held:
+            queries[held] = serving.embed_for_bot(bot, [titles[i] for i in held])
+        method = "other phrasings, asked as questions"
     pseudo_vectors = pseudo_labels = None
     if len(held) < MIN_IN_SCOPE_SAMPLES:
         pairs = [
@@ -559,6 +575,7 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
         _unrelated_for(bot, model),
         pseudo_vectors,
         pseudo_labels,
+        queries=queries,
     )
     result = fit(samples, DEFAULT_CAUTION if caution is None else caution)
     return {**result, "model": model, "method": method}

@@ -13,6 +13,22 @@ DEMO_PASSWORD = "demo-password-123"
 DEMO_BUSINESS = "Brightside Bikes"
 KNOWLEDGE_DIR = Path(__file__).resolve().parents[3] / "knowledge" / "fixtures"
 KNOWLEDGE_FILES = ["brightside_faq.csv", "rental_and_repair_policy.md"]
+# A Dutch bakery-café beside the English bike shop, so a newcomer sees the multilingual path
+# (bots.languages: Dutch questions, Dutch search, Dutch refusals) work too.
+DUTCH_SLUG = "demo-nl"
+DUTCH_FILES = ["demo_nl/faq.csv"]
+DUTCH_BOT = {
+    "workspace": None,
+    "name": "De Zoete Inval (Nederlands)",
+    "language": "nl",
+    "greeting": "Hoi! Ik ben de assistent van bakkerij-café De Zoete Inval. Vraag me over "
+    "openingstijden, bestellen, bezorgen of allergenen.",
+    "fallback_message": "Sorry, dat weet ik nog niet. Vraag naar een medewerker, dan nemen we "
+    "contact met je op.",
+    "instructions": "Je bent de vriendelijke assistent van bakkerij-café De Zoete Inval. "
+    "Antwoord kort en alleen uit de gegeven kennis.",
+    "primary_colour": "#b45309",
+}
 
 
 class Command(BaseCommand):
@@ -21,11 +37,22 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with transaction.atomic():
             bot = self._owner_and_bot()
-        self._seed_knowledge(bot)
+            dutch = self._dutch_bot(bot.workspace)
+        self._seed_knowledge(bot, KNOWLEDGE_FILES)
         self._tune(bot)
+        self._seed_knowledge(dutch, DUTCH_FILES)
         self.stdout.write(
-            self.style.SUCCESS(f"Demo ready: {DEMO_EMAIL} / {DEMO_PASSWORD}, bot /c/{bot.slug}/")
+            self.style.SUCCESS(
+                f"Demo ready: {DEMO_EMAIL} / {DEMO_PASSWORD}, bots /c/{bot.slug}/ and "
+                f"/c/{dutch.slug}/ (Dutch)"
+            )
         )
+
+    def _dutch_bot(self, workspace: Workspace) -> Bot:
+        bot, _ = Bot.objects.get_or_create(
+            slug=DUTCH_SLUG, defaults={**DUTCH_BOT, "workspace": workspace}
+        )
+        return bot
 
     def _owner_and_bot(self) -> Bot:
         User = get_user_model()
@@ -67,7 +94,7 @@ class Command(BaseCommand):
                     "  retrieval tuning queued (the worker trains it in the background)"
                 )
 
-    def _seed_knowledge(self, bot: Bot) -> None:
+    def _seed_knowledge(self, bot: Bot, files: list[str]) -> None:
         """Ingest the sample knowledge synchronously, once: a bot with ready sources is left alone,
         so running this again stays fast."""
         from knowledge.models import Source
@@ -75,10 +102,11 @@ class Command(BaseCommand):
 
         if bot.sources.filter(status=Source.Status.READY).exists():
             return
-        for name in KNOWLEDGE_FILES:
+        for path in files:
+            name = Path(path).name
             for leftover in bot.sources.filter(name=name):  # an earlier, interrupted seed
                 source_delete(source=leftover)
-            with (KNOWLEDGE_DIR / name).open("rb") as handle:
+            with (KNOWLEDGE_DIR / path).open("rb") as handle:
                 source = source_add(bot=bot, upload=File(handle, name=name), enqueue=False)
             source = source_ingest(source_id=source.pk)
             detail = f": {source.error}" if source.error else ""
