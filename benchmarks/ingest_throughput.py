@@ -22,7 +22,6 @@ import tempfile
 import time
 
 from benchmarks.throwaway_db import throwaway_database
-from knowledge import serving
 
 TOPICS = [
     "delivery",
@@ -155,7 +154,7 @@ def run(args) -> dict:
     import providers
     from accounts.models import Workspace
     from bots.services import bot_create
-    from knowledge import services
+    from knowledge import services, serving
     from knowledge.models import Chunk, Source
 
     settings.MEDIA_ROOT = tempfile.mkdtemp(prefix="askhandle-bench-media-")
