@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
+from django.utils.translation import gettext_noop
 
 from providers import Overloaded
 
@@ -128,4 +129,7 @@ def admit() -> Ticket:
     return Ticket()
 
 
-OVERLOADED_TEXT = "This assistant is very busy right now. Please try again in a moment."
+# What a customer reads when the queue is full, in the bot's language (chat.public translates it).
+OVERLOADED_TEXT = gettext_noop(
+    "This assistant is very busy right now. Please try again in a moment."
+)
