@@ -484,10 +484,10 @@ def _prepare_and_embed(
 def _busy(request, exc: Overloaded):
     """503 with Retry-After: the answer queue or the embedding queue is full."""
     if _wants(request) == "html":
-        response = HttpResponse(workers.OVERLOADED_TEXT, status=503, content_type="text/plain")
+        response = HttpResponse(_(workers.OVERLOADED_TEXT), status=503, content_type="text/plain")
     else:
         response = JsonResponse(
-            {"error": workers.OVERLOADED_TEXT, "retry_after": exc.retry_after}, status=503
+            {"error": _(workers.OVERLOADED_TEXT), "retry_after": exc.retry_after}, status=503
         )
     response["Retry-After"] = str(exc.retry_after)
     return response

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from bots.models import Bot
 from bots.services import bot_create, bot_update
-from knowledge import reembedding, selectors, serving, services
+from knowledge import reembedding, selectors, services, serving
 from knowledge.models import Chunk, Reembedding, Source
 
 pytestmark = pytest.mark.django_db
