@@ -13,4 +13,6 @@ RUN pip install torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 COPY . .
 RUN DJANGO_SECRET_KEY=build DJANGO_DEBUG=0 python manage.py collectstatic --no-input
 EXPOSE 8000
-CMD ["uvicorn", "askhandle.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+# --no-proxy-headers: uvicorn would take X-Forwarded-For from any 127.0.0.1 peer as the client;
+# Django reads it, from ASKHANDLE_TRUSTED_PROXIES only (askhandle/client_ip.py).
+CMD ["uvicorn", "askhandle.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers"]

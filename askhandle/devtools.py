@@ -57,6 +57,7 @@ def start_uvicorn(
             "--log-level",
             "warning",
             "--no-access-log",
+            "--no-proxy-headers",  # as every launcher: askhandle/client_ip.py decides
             *extra_args,
         ],
         cwd=ROOT,

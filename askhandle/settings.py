@@ -404,8 +404,19 @@ RATE_LIMIT_VISITOR = os.environ.get(
 RATE_LIMIT_IP = os.environ.get("ASKHANDLE_RATE_LIMIT_IP", "60/60")  # per IP, any conversation
 RATE_LIMIT_BOT = os.environ.get("ASKHANDLE_RATE_LIMIT_BOT", "600/60")  # per bot, all visitors
 RATE_LIMIT_API_KEY = os.environ.get("ASKHANDLE_RATE_LIMIT_API_KEY", "120/60")  # per API key
-# Behind a reverse proxy, the client address comes from this header (e.g. X-Forwarded-For).
-CLIENT_IP_HEADER = os.environ.get("ASKHANDLE_CLIENT_IP_HEADER", "")
+# Reverse proxies whose forwarded header names the client (addresses or CIDR ranges). Empty: the
+# header is ignored, the peer address is the client (askhandle/client_ip.py).
+TRUSTED_PROXIES = env_list("ASKHANDLE_TRUSTED_PROXIES")
+# The header those proxies set (X-Forwarded-For, CF-Connecting-IP or its META key); read only
+# from them. Blank with no trusted proxies, so a header anyone can send never becomes the
+# address per-IP limits count (chat and login throttle).
+_client_ip_header = os.environ.get("ASKHANDLE_CLIENT_IP_HEADER", "").strip().upper()
+_client_ip_header = _client_ip_header.replace("-", "_") or "X_FORWARDED_FOR"
+CLIENT_IP_HEADER = (
+    (_client_ip_header if _client_ip_header.startswith("HTTP_") else f"HTTP_{_client_ip_header}")
+    if TRUSTED_PROXIES
+    else ""
+)
 
 LOGGING = {
     "version": 1,

@@ -24,6 +24,8 @@ from django.core.cache import cache as django_cache
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from askhandle.client_ip import client_ip as trusted_client_ip
+
 log = logging.getLogger(__name__)
 
 # A request pays at most this for a Redis that does not answer; after a failure the limits skip
@@ -140,8 +142,5 @@ def check(*pairs: tuple[str, str, str]) -> None:
 
 
 def client_ip(request) -> str:
-    header = settings.CLIENT_IP_HEADER
-    if header and request.META.get(header):
-        # The proxy appends the address it saw last; that is the one it vouches for.
-        return request.META[header].split(",")[-1].strip()
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The client's address: forwarded headers count only from settings.TRUSTED_PROXIES."""
+    return trusted_client_ip(request)

@@ -63,6 +63,7 @@ def main() -> int:
             "--workers",
             str(web_workers()),
             "--no-access-log",
+            "--no-proxy-headers",  # X-Forwarded-For counts only from ASKHANDLE_TRUSTED_PROXIES
         ],
         "worker": [
             PY,

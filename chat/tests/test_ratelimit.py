@@ -1,7 +1,12 @@
 """Rate limits in the real Redis: per visitor, per IP, per bot and per API key, answered with 429."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -14,6 +19,7 @@ from chat import ratelimit
 from chat.apikeys import api_key_create
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ask(client, slug, accept="application/json", **extra):
@@ -118,8 +124,91 @@ def test_api_key_limit_uses_openai_error_shape(client, bot, settings):
     assert set(error) == {"message", "type", "param", "code"}
 
 
-def test_client_ip_comes_from_the_proxy_header_only_when_configured(rf, settings):
+def test_forwarded_header_counts_only_from_a_trusted_proxy(rf, settings):
+    # The header alone used to name the client: after a 429, 30 asks each with another
+    # X-Forwarded-For all got 200 (issue 23, finding 4).
+    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    settings.TRUSTED_PROXIES = []
     request = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="1.2.3.4, 5.6.7.8")
     assert ratelimit.client_ip(request) == "127.0.0.1"
-    settings.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
-    assert ratelimit.client_ip(request) == "5.6.7.8"
+
+    settings.TRUSTED_PROXIES = ["127.0.0.1", "10.0.0.0/8"]
+    assert ratelimit.client_ip(request) == "5.6.7.8"  # what our proxy saw; 1.2.3.4 is hearsay
+    chain = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="6.6.6.6, 1.2.3.4, 10.0.0.7")
+    assert ratelimit.client_ip(chain) == "1.2.3.4"  # the first hop that is not one of ours
+    direct = rf.get("/", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR="1.2.3.4")
+    assert ratelimit.client_ip(direct) == "203.0.113.9"  # not a proxy of ours: header ignored
+    mapped = rf.get("/", REMOTE_ADDR="::ffff:10.1.2.3", HTTP_X_FORWARDED_FOR="1.2.3.4")
+    assert ratelimit.client_ip(mapped) == "1.2.3.4"
+
+
+@pytest.mark.parametrize(
+    "env, header",
+    [
+        ({"ASKHANDLE_CLIENT_IP_HEADER": "HTTP_X_FORWARDED_FOR"}, ""),
+        ({"ASKHANDLE_TRUSTED_PROXIES": "10.0.0.0/8"}, "HTTP_X_FORWARDED_FOR"),
+        (
+            {"ASKHANDLE_TRUSTED_PROXIES": "10.0.0.1", "ASKHANDLE_CLIENT_IP_HEADER": "X-Real-IP"},
+            "HTTP_X_REAL_IP",
+        ),
+    ],
+)
+def test_the_client_ip_header_is_only_read_with_trusted_proxies_configured(env, header):
+    # Without trusted proxies the header stays blank, for the login throttle too.
+    code = "import django; django.setup(); from django.conf import settings as s; "
+    code += "print(repr((s.CLIENT_IP_HEADER, s.TRUSTED_PROXIES)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "askhandle.settings", **env},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    trusted = [p for p in env.get("ASKHANDLE_TRUSTED_PROXIES", "").split(",") if p]
+    assert result.stdout.strip() == repr((header, trusted))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_spoofed_forwarded_for_through_uvicorn_does_not_lift_the_ip_limit(bot, tmp_path):
+    # uvicorn took X-Forwarded-For from any 127.0.0.1 peer as the client (its proxy-headers
+    # default): every launcher now passes --no-proxy-headers, as devtools.start_uvicorn does.
+    from askhandle.devtools import start_uvicorn, stop_process
+    from conftest import child_env
+
+    env = {
+        **child_env(),
+        "ASKHANDLE_RATE_LIMIT_IP": "3/60",
+        "ASKHANDLE_RATE_LIMIT_VISITOR": "50/60",
+    }
+    raw = redis.Redis.from_url(django_settings.REDIS_URL)
+    for key in raw.scan_iter(cache.make_key("rl:*")):  # earlier tests' counts from 127.0.0.1
+        raw.delete(key)
+    proc, base = start_uvicorn(env, tmp_path / "uvicorn.log")
+    replies = []
+    try:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            http.get(f"/c/{bot.slug}/")
+            for i in range(6):
+                replies.append(
+                    http.post(
+                        f"/c/{bot.slug}/handoff/",
+                        data={"email": "not-an-email"},
+                        headers={
+                            "X-CSRFToken": http.cookies["csrftoken"],
+                            "X-Forwarded-For": f"198.51.100.{i}",
+                            "Accept": "application/json",
+                        },
+                    )
+                )
+    finally:
+        stop_process(proc)
+    assert [r.status_code for r in replies] == [400, 400, 400, 429, 429, 429]
+    assert "valid email" in replies[0].json()["error"]
+    assert "You're sending messages quickly" in replies[-1].json()["error"]
+    assert 1 <= int(replies[-1].headers["Retry-After"]) <= 60
+
+
+def test_every_web_launcher_leaves_forwarded_headers_to_django():
+    for name in ("Dockerfile", "docker-compose.yml", "scripts/run.py", "askhandle/devtools.py"):
+        assert "--no-proxy-headers" in (ROOT / name).read_text(), name
