@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 SERVICES = set -a && $(PY) scripts/services.py up && source .run/services.env && set +a
 
-.PHONY: install run test test-fast bench bench-load bench-search bench-faq bench-tune bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
+.PHONY: install run test test-fast bench bench-load bench-search bench-faq bench-faq-languages bench-tune bench-compare bench-demo bench-grounding services-up services-down system-deps lint clean
 
 # The chat page's translations: locale/*.po -> .mo (committed too; this refreshes edited ones).
 install: $(STAMP)
@@ -57,7 +57,8 @@ bench: install
 # Chat under load beside the static floor (50 clients), and search latency per bot size; each
 # ends with one JSON line. ARGS passes options, e.g. ARGS="--table-chunks 1000000".
 bench-load: install
-	$(SERVICES) && $(PY) -m benchmarks.chat_load --concurrency 50 $(ARGS)
+	$(SERVICES) && $(PY) -m benchmarks.chat_load --concurrency 50 $(ARGS) && \
+	  $(PY) -m benchmarks.chat_load --concurrency 50 --language nl $(ARGS)
 
 bench-search: install
 	$(SERVICES) && $(PY) -m benchmarks.retrieval_latency $(ARGS)
@@ -66,6 +67,11 @@ DATA ?= ../shared/data/faq_bench/clinc150
 SPLIT ?= test
 bench-faq: install
 	$(SERVICES) && $(PY) -m benchmarks.faq_bench --data "$(DATA)" --split "$(SPLIT)"
+
+# faq_bench on every hand-written language set (benchmarks/data/faq_<code>/), with the English
+# model beside it (--before) and English questions to the Dutch bot; ARGS="--only nl" etc.
+bench-faq-languages: install
+	$(SERVICES) && $(PY) -m benchmarks.faq_languages --split "$(SPLIT)" --before $(ARGS)
 
 # Local chat fine-tuning (LoRA) on a fixed CLINC150 subset beside a bare peft loop, then rag /
 # tuned / both answers; last line one JSON object (benchmarks/chat_tuning_bench.py).

@@ -408,6 +408,24 @@ def run(args) -> dict:
             f"answers known ({ceiling['threshold']:.3f}) delivers {ceiling['acc']:.4f} at refusal "
             f"recall {ceiling['refusal']:.4f} (>= {ORACLE_REFUSAL}); calibration never sees them."
         )
+    promise = promise_kept(bot, rows)
+    if promise:
+        print("The owner's control (caution = share of out-of-scope questions declined):")
+        print_table(
+            [
+                (f"{c:.1f}", f"{t:.3f}", f"{m:.3f}", f"{g:+.3f}", f"{d:.3f}", f"{cg}")
+                for c, t, m, g, d, cg in zip(
+                    promise["refusal_promised"],
+                    promise["threshold_at_caution"],
+                    promise["refusal_measured"],
+                    promise["refusal_gap"],
+                    promise["delivered_at_caution"],
+                    promise["ceiling_gap"],
+                    strict=True,
+                )
+            ],
+            ("caution", "threshold", "refusal", "gap", "delivered", "ceiling gap"),
+        )
     if args.sweep:
         sweep(rows, baseline)
     non_generated = [ms for path, v in first_token.items() if path != "generated" for ms in v]
@@ -430,6 +448,7 @@ def run(args) -> dict:
         "language": language,
         "embedding_model": serving.embedding_model_for_bot(bot),
         "ceiling_at_refusal_070": ceiling,
+        **promise,
         "p50_ms": round(p50, 1),
         "p95_ms": round(p95, 1),
     }
@@ -456,6 +475,43 @@ def measure_latency(bot, texts: list[str], sample_size: int):
 
 
 ORACLE_REFUSAL = 0.70  # the refusal recall the issue's goals ask for
+CAUTIONS = (0.5, 0.7, 0.9)  # the owner's control: the share of out-of-scope questions declined
+
+
+def promise_kept(bot, rows: list[dict]) -> dict:
+    """For each caution the owner can set: the threshold the bot's stored calibration gives
+    (training.calibration.threshold_for_caution, what moving the slider does), the refusal it
+    measures on these rows against the promise, what it delivers, and the gap to the best single
+    threshold at that refusal chosen with the answers known. Read off the rows' scores: the
+    threshold alone decides what is declined and what is delivered."""
+    from training.calibration import threshold_for_caution
+
+    if not bot.calibration.get("curve"):
+        return {}
+    inside = [r for r in rows if r["gold"]]
+    outside = [r for r in rows if not r["gold"]]
+    out: dict[str, list] = {
+        "refusal_promised": [],
+        "refusal_measured": [],
+        "refusal_gap": [],
+        "delivered_at_caution": [],
+        "ceiling_gap": [],
+        "threshold_at_caution": [],
+    }
+    for caution in CAUTIONS:
+        t = threshold_for_caution(bot.calibration, caution)
+        refusal = sum(r["score"] < t for r in outside) / max(1, len(outside))
+        delivered = sum(r["score"] >= t and r["top"] == r["gold"] for r in inside) / max(
+            1, len(inside)
+        )
+        ceiling = best_threshold(rows, min_refusal=caution)
+        out["refusal_promised"].append(caution)
+        out["refusal_measured"].append(round(refusal, 4))
+        out["refusal_gap"].append(round(refusal - caution, 4))
+        out["delivered_at_caution"].append(round(delivered, 4))
+        out["ceiling_gap"].append(round(ceiling["acc"] - delivered, 4) if ceiling else None)
+        out["threshold_at_caution"].append(round(t, 4))
+    return out
 
 
 def best_threshold(rows: list[dict], *, min_refusal: float) -> dict | None:
