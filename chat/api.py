@@ -40,6 +40,7 @@ ROLES = {"system", "developer", "user", "assistant", "tool"}
 # conversation on every call and it is trimmed to CHAT_MAX_CONTEXT_TOKENS, so this only needs to
 # pass long histories, not megabytes (5 MB bodies were accepted and parsed).
 MAX_BODY_BYTES = 512 * 1024
+FAILED_KEY_SCOPE = "apikey-failed"
 
 
 def openai_error(
@@ -60,6 +61,12 @@ def openai_error(
 
 
 def _authenticate(request) -> ApiKey | HttpResponse:
+    """The request's API key, or the error to answer. An address that sent
+    RATE_LIMIT_API_KEY_FAILURES wrong keys in the window gets 429 before its key is looked at,
+    so guessing keys stays slow and a right guess inside the block is not confirmed."""
+    ip = ratelimit.client_ip(request)
+    if retry_after := ratelimit.full(FAILED_KEY_SCOPE, ip, settings.RATE_LIMIT_API_KEY_FAILURES):
+        return _too_many_failures(retry_after)
     scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         return openai_error(
@@ -68,11 +75,27 @@ def _authenticate(request) -> ApiKey | HttpResponse:
             code="invalid_api_key",
         )
     key = api_key_authenticate(raw.strip())
-    if key is None:
-        return openai_error(
-            401, "Incorrect API key provided, or the key was revoked.", code="invalid_api_key"
-        )
-    return key
+    if key is not None:
+        return key
+    error = openai_error(
+        401, "Incorrect API key provided, or the key was revoked.", code="invalid_api_key"
+    )
+    try:
+        ratelimit.check((FAILED_KEY_SCOPE, ip, settings.RATE_LIMIT_API_KEY_FAILURES))
+    except ratelimit.RateLimited as exc:  # this failure filled the window
+        return _too_many_failures(exc.retry_after)
+    return error
+
+
+def _too_many_failures(retry_after: int) -> HttpResponse:
+    return openai_error(
+        429,
+        "Too many requests with an invalid API key from your address. "
+        f"Please try again in {retry_after} s.",
+        type_="requests",
+        code="rate_limit_exceeded",
+        retry_after=retry_after,
+    )
 
 
 def _limit(request, key: ApiKey) -> HttpResponse | None:

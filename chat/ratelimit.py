@@ -141,6 +141,35 @@ def check(*pairs: tuple[str, str, str]) -> None:
     _count([(scope, key, Limit.parse(spec)) for scope, key, spec in pairs])
 
 
+def full(scope: str, key: str, spec: str) -> int | None:
+    """Seconds until `scope:key`'s window ends when it is already full, else None. Counts
+    nothing: for limits on failures, checked before the attempt and counted (check) only
+    when it fails, so a success is never refused for what it cost and a blocked guess is
+    never even tried. Redis down: the per-process count, as _count keeps it."""
+    if not settings.RATE_LIMITS_ENABLED:
+        return None
+    limit = Limit.parse(spec)
+    now = time.time()
+    window = int(now // limit.seconds)
+    url = settings.REDIS_URL
+    used = None
+    if now >= _local.redis_down_until.get(url, 0.0):
+        try:
+            raw = _redis(url).get(django_cache.make_key(f"rl:{scope}:{key}:{window}"))
+        except redis.RedisError as exc:
+            log.warning("Rate limits: Redis unavailable (%s); counting in this process.", exc)
+            _local.redis_down_until[url] = now + REDIS_RETRY_AFTER
+        else:
+            used = int(raw or 0)
+    if used is None:
+        with _local.lock:
+            held, count = _local.counts.get(f"{scope}:{key}:{limit.seconds}", (window, 0))
+        used = count if held == window else 0
+    if used < limit.count:
+        return None
+    return max(1, math.ceil((window + 1) * limit.seconds - now))
+
+
 def client_ip(request) -> str:
     """The client's address: forwarded headers count only from settings.TRUSTED_PROXIES."""
     return trusted_client_ip(request)

@@ -124,6 +124,36 @@ def test_api_key_limit_uses_openai_error_shape(client, bot, settings):
     assert set(error) == {"message", "type", "param", "code"}
 
 
+def test_failed_api_keys_from_one_address_get_429_before_any_key_is_checked(client, bot, settings):
+    # /v1 had no limit on failed keys: guessing was as fast as the server (issue 23, 5d).
+    settings.RATE_LIMIT_API_KEY_FAILURES = "3/60"
+    _, raw = api_key_create(bot=bot, name="k")
+    body = json.dumps({"model": bot.slug, "messages": [{"role": "user", "content": "Hi"}]})
+
+    def call(http, key):
+        return http.post(
+            "/v1/chat/completions",
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {key}",
+        )
+
+    for guess in ("ah_wrong1", "ah_wrong2", "not-even-a-key"):  # wrong keys: guesses
+        response = call(client, guess)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    blocked = call(client, raw)  # the right key, from an address that has guessed enough
+    assert blocked.status_code == 429 and 1 <= int(blocked["Retry-After"]) <= 60
+    error = blocked.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
+    assert "Too many requests with an invalid API key from your address" in error["message"]
+    models = client.get("/v1/models", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert models.status_code == 429
+    other = call(Client(REMOTE_ADDR="203.0.113.7"), raw)  # another address is not affected
+    assert other.status_code == 200 and other.json()["object"] == "chat.completion"
+
+
 def test_forwarded_header_counts_only_from_a_trusted_proxy(rf, settings):
     # The header alone used to name the client: after a 429, 30 asks each with another
     # X-Forwarded-For all got 200 (issue 23, finding 4).
@@ -181,9 +211,6 @@ def test_a_spoofed_forwarded_for_through_uvicorn_does_not_lift_the_ip_limit(bot,
         "ASKHANDLE_RATE_LIMIT_IP": "3/60",
         "ASKHANDLE_RATE_LIMIT_VISITOR": "50/60",
     }
-    raw = redis.Redis.from_url(django_settings.REDIS_URL)
-    for key in raw.scan_iter(cache.make_key("rl:*")):  # earlier tests' counts from 127.0.0.1
-        raw.delete(key)
     proc, base = start_uvicorn(env, tmp_path / "uvicorn.log")
     replies = []
     try:
