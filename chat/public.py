@@ -13,6 +13,7 @@ question gets 503 with Retry-After.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 COOKIE_SALT = "askhandle.chat.conversation"
 COOKIE_MAX_AGE = timedelta(days=90)
 TOKEN_SALT = "askhandle.chat.conversation-token"
+SUBDOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 HISTORY_TURNS = 6
 ERROR_TEXT = gettext_noop(
     "Sorry, something went wrong while answering. Please try again in a moment."
@@ -623,7 +625,7 @@ def widget_config(request, slug: str):
             "url": request.build_absolute_uri(reverse("chat:page", args=[bot.slug])) + "?embed=1",
             # The page refuses other framers (CSP); telling the widget avoids an empty frame.
             "allowed": not origin
-            or origin in bot.allowed_origin_list
+            or origin_allowed(origin, bot.allowed_origin_list)
             or _same_origin(request, origin),
         }
     )
@@ -631,6 +633,21 @@ def widget_config(request, slug: str):
     response["Cache-Control"] = "public, max-age=60"
     response["Vary"] = "Origin"
     return response
+
+
+def origin_allowed(origin: str, allowed: list[str]) -> bool:
+    """Whether the chat page's frame-ancestors (frame_policy, the same list) let `origin` frame
+    it: an origin listed as is, or `scheme://*.host[:port]`, which CSP matches for every
+    subdomain of host at any depth, not host itself. The widget checks this before it opens
+    the frame, so it must agree with what the browser enforces."""
+    for entry in allowed:
+        if entry == origin:
+            return True
+        scheme, wildcard, suffix = entry.partition("://*.")
+        if wildcard and origin.startswith(f"{scheme}://") and origin.endswith(f".{suffix}"):
+            if SUBDOMAIN_RE.fullmatch(origin[len(scheme) + 3 : -len(suffix) - 1]):
+                return True
+    return False
 
 
 def _same_origin(request, origin: str) -> bool:

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from bots import services
@@ -30,6 +31,10 @@ class EmbedForm(forms.ModelForm):
         }
         labels = {"allowed_origins": "Allowed sites"}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.warnings: list[str] = []  # saved anyway; shown beside the form
+
     def clean_allowed_origins(self):
         lines = [
             line.strip().rstrip("/") for line in self.cleaned_data["allowed_origins"].splitlines()
@@ -41,7 +46,39 @@ class EmbedForm(forms.ModelForm):
                 "Use one site per line as scheme and host only, like https://shop.example.com "
                 f"(not a page address). Check: {', '.join(bad[:3])}"
             )
-        return "\n".join(dict.fromkeys(lines))
+        lines = list(dict.fromkeys(lines))
+        self.warnings = origin_warnings(lines)
+        return "\n".join(lines)
+
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+
+
+def origin_warnings(origins: list[str]) -> list[str]:
+    """What to tell the owner about allowed sites that are valid but probably not meant:
+    plain http:// beyond this machine, and a wildcard over a whole top-level domain."""
+    warnings = []
+    for origin in origins:
+        scheme, host = origin.split("://", 1)
+        hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if scheme == "http" and hostname not in LOCAL_HOSTS:
+            warnings.append(
+                _(
+                    "%(origin)s is plain HTTP: anyone on the way can change that page, and "
+                    "browsers block the chat's cookies inside it. Use https:// unless it is a "
+                    "local test site."
+                )
+                % {"origin": origin}
+            )
+        if hostname.startswith("*.") and "." not in hostname[2:]:
+            warnings.append(
+                _(
+                    "%(origin)s lets every site ending in .%(suffix)s embed the chat, not just "
+                    "yours. Name your own domain, like %(scheme)s://*.example.com."
+                )
+                % {"origin": origin, "suffix": hostname[2:], "scheme": scheme}
+            )
+    return warnings
 
 
 class ApiKeyForm(forms.Form):
@@ -75,7 +112,7 @@ def bot_share(request, bot_id: int):
         form = EmbedForm(request.POST, instance=bot)
         if form.is_valid():
             bot = services.bot_update(bot=bot, **form.cleaned_data)
-            extra["saved"] = True
+            extra.update(saved=True, origin_warnings=form.warnings)
             form = EmbedForm(instance=bot)
         extra["form"] = form
     context = _context(request, bot, **extra)

@@ -76,6 +76,66 @@ def test_saving_widget_settings_changes_the_page_policy(owner_client, client, bo
     assert "frame-ancestors 'self' https://shop.example.com https://www.example.org" in csp
 
 
+def test_plain_http_and_top_level_wildcard_origins_are_saved_with_a_warning(owner_client, bot):
+    # Accepted silently before (issue 23, 5e); still saved: a test site may need them.
+    response = owner_client.post(
+        reverse("chat:share", args=[bot.pk]),
+        {
+            "allowed_origins": "http://shop.example.com\nhttp://localhost:8080\nhttps://*.example",
+            "widget_colour": "#00aa00",
+            "widget_position": "bottom-right",
+        },
+        HTTP_HX_REQUEST="true",
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and "Widget settings saved" in html
+    assert html.lstrip().startswith('<section class="card" id="embed">')
+    assert "http://shop.example.com is plain HTTP" in html
+    assert "http://localhost:8080 is plain HTTP" not in html
+    assert "https://*.example lets every site ending in .example embed the chat" in html
+    bot.refresh_from_db()
+    assert bot.allowed_origin_list == [
+        "http://shop.example.com",
+        "http://localhost:8080",
+        "https://*.example",
+    ]
+    quiet = owner_client.post(
+        reverse("chat:share", args=[bot.pk]),
+        {
+            "allowed_origins": "https://*.example.com",
+            "widget_colour": "#00aa00",
+            "widget_position": "bottom-right",
+        },
+    ).content.decode()
+    assert "Widget settings saved" in quiet and 'class="warning"' not in quiet
+
+
+def test_the_share_page_says_what_a_wildcard_origin_matches(owner_client, bot):
+    html = owner_client.get(reverse("chat:share", args=[bot.pk])).content.decode()
+    assert "allows every subdomain of example.com" in html
+    assert "but not example.com itself" in html
+
+
+def test_widget_config_allows_what_a_wildcard_origin_lets_frame_the_page(client, bot):
+    # The CSP let subdomains frame the chat, but widget.json said "not allowed" to them.
+    bot.allowed_origins = "https://*.example.com\nhttps://partner.example.org"
+    bot.save()
+    url = reverse("chat:widget_config", args=[bot.slug])
+    for origin, allowed in [
+        ("https://shop.example.com", True),
+        ("https://eu.shop.example.com", True),
+        ("https://partner.example.org", True),
+        ("https://example.com", False),
+        ("https://evil-example.com", False),
+        ("https://shop.example.com.evil.test", False),
+        ("https://shop.example.com:8443", False),
+        ("http://shop.example.com", False),
+    ]:
+        data = client.get(url, HTTP_ORIGIN=origin).json()
+        assert data["allowed"] is allowed, origin
+        assert data["name"] == "Acme Help"
+
+
 def test_invalid_origins_are_refused_with_a_clear_error(owner_client, bot):
     response = owner_client.post(
         reverse("chat:share", args=[bot.pk]),
