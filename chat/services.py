@@ -84,9 +84,13 @@ def message_training_approve(*, message: Message, approved: bool = True) -> Mess
 def conversation_handoff(*, conversation: Conversation, email: str) -> Conversation:
     """Mark the conversation as handed to a human and email the workspace owners (on commit).
 
-    Asking again updates the email but keeps the first request time.
+    Asking again updates the email but keeps the first request time. Raises ValidationError
+    for an invalid address, or one longer than the column (validate_email allows up to 320).
     """
     validate_email(email)
+    max_length = Conversation._meta.get_field("handoff_email").max_length
+    if len(email) > max_length:
+        raise ValidationError(f"An email address has at most {max_length} characters.")
     conversation.handoff_email = email
     conversation.handoff_requested_at = conversation.handoff_requested_at or timezone.now()
     conversation.save(update_fields=["handoff_email", "handoff_requested_at", "updated_at"])

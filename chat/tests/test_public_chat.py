@@ -401,6 +401,18 @@ def test_handoff_needs_a_valid_email(client, bot):
     assert not Conversation.objects.filter(handoff_requested_at__isnull=False).exists()
 
 
+def test_handoff_with_an_email_too_long_to_store_is_400(client, bot):
+    # validate_email allows 320 characters, the column 254: the save was a 500 (issue 23, 5c).
+    email = "a" * 60 + "@" + ".".join(["b" * 60] * 4) + ".test"
+    assert len(email) > 254
+    url = reverse("chat:handoff", args=[bot.slug])
+    response = client.post(url, {"email": email}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 400 and "valid email" in response.json()["error"]
+    assert not Conversation.objects.filter(handoff_requested_at__isnull=False).exists()
+    ok = client.post(url, {"email": "a@b.test"}, HTTP_ACCEPT="application/json")
+    assert ok.status_code == 200 and ok.json()["handoff"] is True
+
+
 def test_handoff_before_any_question_starts_a_conversation(client, bot):
     response = client.post(
         reverse("chat:handoff", args=[bot.slug]),
