@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Workspace(models.Model):
@@ -20,8 +21,8 @@ class Workspace(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        OWNER = "owner", "Owner"
-        MEMBER = "member", "Member"
+        OWNER = "owner", _("Owner")
+        MEMBER = "member", _("Member")
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
@@ -72,3 +73,18 @@ class Invitation(models.Model):
         from django.utils import timezone
 
         return self.accepted_at is None and self.expires_at > timezone.now()
+
+
+class Profile(models.Model):
+    """What a person keeps across sessions and devices: the dashboard's language. Blank until
+    they choose one in the top bar; until then the browser's Accept-Language decides."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    language = models.CharField(
+        _("dashboard language"), max_length=8, blank=True, choices=settings.LANGUAGES
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.language or 'browser'})"

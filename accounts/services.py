@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
+from django.utils.translation import gettext as _
 
-from .models import Invitation, Membership, Workspace
+from .models import Invitation, Membership, Profile, Workspace
 
 
 @transaction.atomic
@@ -157,6 +158,14 @@ def account_activate(*, user) -> AbstractBaseUser:
     user.is_active = True
     user.save(update_fields=["is_active"])
     return user
+
+
+def profile_language_set(*, user, language: str) -> Profile:
+    """Keep the dashboard language a person chose (one of settings.LANGUAGES)."""
+    if language not in dict(settings.LANGUAGES):
+        raise ValidationError(_("Choose one of the dashboard languages."))
+    profile, _created = Profile.objects.update_or_create(user=user, defaults={"language": language})
+    return profile
 
 
 def workspace_create(*, name: str, owner) -> Workspace:

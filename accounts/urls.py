@@ -21,6 +21,7 @@ urlpatterns = [
     path("team/leave/", views.leave, name="leave"),
     path("workspace/new/", views.workspace_create, name="workspace_create"),
     path("workspace/switch/", views.workspace_switch, name="workspace_switch"),
+    path("language/", views.language_set, name="language"),
     path("workspace/delete/", views.workspace_delete, name="workspace_delete"),
     path("invitation/<str:token>/", views.invitation, name="invitation"),
     path(

@@ -3,8 +3,9 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model, login, logout
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -18,6 +19,7 @@ from .access import (
     workspaces_for_user,
 )
 from .forms import InvitationSignupForm, InviteForm, RoleForm, SignupForm, WorkspaceForm
+from .middleware import SESSION_KEY as LANGUAGE_SESSION_KEY
 from .models import Invitation, Membership
 from .services import account_activate, account_for_activation, account_signup_request
 
@@ -229,6 +231,36 @@ def workspace_switch(request):
         raise Http404 from None
     select_workspace(request, workspace_id)
     return redirect("bots:list")
+
+
+@require_POST
+def language_set(request):
+    """The top bar's language menu. Signed in: kept on the user's profile (every device, every
+    later login) and in this session; signed out: the language cookie only. Back to `next`."""
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated:
+        try:
+            services.profile_language_set(user=request.user, language=language)
+        except ValidationError as exc:
+            return HttpResponseBadRequest(_flat(exc))
+        request.session[LANGUAGE_SESSION_KEY] = language
+    elif language not in dict(settings.LANGUAGES):
+        return HttpResponseBadRequest(_("Choose one of the dashboard languages."))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = "/"
+    response = redirect(target)
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        path=settings.LANGUAGE_COOKIE_PATH,
+        domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+    )
+    return response
 
 
 def _flat(exc) -> str:

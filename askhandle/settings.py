@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "askhandle.static_files.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The dashboard's language: the user's choice, else the browser's (LocaleMiddleware).
+    "accounts.middleware.OwnerLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -166,9 +168,10 @@ LOGIN_REDIRECT_URL = "bots:list"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 LANGUAGE_CODE = "en"
-# The public chat page speaks its bot's language (Bot.language, chat.public); the dashboard's
-# strings are marked for translation too. Catalogues: locale/<lang>/LC_MESSAGES/django.po,
-# compiled by `make install` (scripts/compile_messages.py).
+# Two languages, independent of each other: the public chat page and widget speak their bot's
+# (Bot.language, chat.i18n); the dashboard speaks its user's, chosen in the top bar (kept on
+# accounts.Profile) or else the browser's (accounts.middleware). Catalogues:
+# locale/<lang>/LC_MESSAGES/django.po, compiled by `make install` (scripts/compile_messages.py).
 LANGUAGES = [
     ("en", "English"),
     ("nl", "Nederlands"),
@@ -177,6 +180,9 @@ LANGUAGES = [
     ("es", "Español"),
 ]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The language a signed-out visitor chose on the log-in page (a signed-in user's is on their
+# profile) lasts a year, not the browser session.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

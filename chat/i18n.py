@@ -21,8 +21,10 @@ def bot_language(slug: str) -> str:
 
 
 def in_bot_language(view):
-    """Run a public view (with a `slug` argument) in its bot's language. An answer streamed
-    after the view returns is rendered outside this; chat.public overrides the language there."""
+    """Run a public view (with a `slug` argument) in its bot's language, whatever the dashboard
+    language of the visitor (accounts.middleware), and say so in Content-Language. An answer
+    streamed after the view returns is rendered outside this; chat.public overrides the
+    language there."""
     if iscoroutinefunction(view):
 
         @wraps(view)
@@ -33,16 +35,26 @@ def in_bot_language(view):
             language = await workers.run(bot_language, slug)
             # The override is a context variable, so sync_to_async steps inherit it.
             with translation.override(language):
-                return await view(request, slug, *args, **kwargs)
+                response = await view(request, slug, *args, **kwargs)
+            return _content_language(response, language)
 
         return async_wrapper
 
     @wraps(view)
     def wrapper(request, slug: str, *args, **kwargs):
-        with translation.override(bot_language(slug)):
-            return view(request, slug, *args, **kwargs)
+        language = bot_language(slug)
+        with translation.override(language):
+            response = view(request, slug, *args, **kwargs)
+        return _content_language(response, language)
 
     return wrapper
+
+
+def _content_language(response, language: str):
+    # The dashboard's language middleware sets the header only where a view has not: the page
+    # is in the bot's language, whatever the visitor's browser or dashboard choice.
+    response.headers["Content-Language"] = language
+    return response
 
 
 def chat_strings() -> dict:
