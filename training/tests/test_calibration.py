@@ -93,14 +93,16 @@ def _synthetic_bot(rng, n_in=50, n_unrelated=250, n_on_topic=50) -> cal.Samples:
 
 
 def test_the_caution_is_the_share_of_out_of_scope_questions_declined():
-    # Unrelated scores 0.2, 0.3, 0.5, 0.6 (no on-topic sample): refusal 1/2 from 0.31, 3/4 from
-    # 0.51, all from 0.61. The threshold is the lowest that declines the share asked for.
+    # Unrelated scores 0.2, 0.3, 0.5, 0.6 (no on-topic sample): refusal 1/2 from the grid point
+    # after 0.3, 3/4 from the one after 0.5, all from the one after 0.6. The threshold is the
+    # lowest that declines the share asked for.
     rates = cal.curve(SAMPLES)
-    assert cal.answer_threshold(rates, 0.7) == pytest.approx(0.51)
-    assert cal.answer_threshold(rates, 0.5) == pytest.approx(0.31)
-    assert cal.answer_threshold(rates, 0.75) == pytest.approx(0.51)
-    assert cal.answer_threshold(rates, 0.76) == pytest.approx(0.61)
-    assert cal.answer_threshold(rates, 1.0) == pytest.approx(0.61)
+    step = cal.THRESHOLD_STEP
+    assert cal.answer_threshold(rates, 0.7) == pytest.approx(0.5 + step)
+    assert cal.answer_threshold(rates, 0.5) == pytest.approx(0.3 + step)
+    assert cal.answer_threshold(rates, 0.75) == pytest.approx(0.5 + step)
+    assert cal.answer_threshold(rates, 0.76) == pytest.approx(0.6 + step)
+    assert cal.answer_threshold(rates, 1.0) == pytest.approx(0.6 + step)
     assert cal.answer_threshold(rates, 0.0) == 0.0  # most helpful: answers everything
     assert cal.DEFAULT_CAUTION == 0.7
 
@@ -156,7 +158,7 @@ def test_direct_threshold_needs_enough_right_answers_above_it():
         np.zeros(0),
     )
     # Above 0.85: 20 right, none wrong, (0 + 1) / 22 = 0.045 <= 0.05. At 0.85: 2 / 23 = 0.087.
-    assert cal.direct_threshold(samples, floor=0.5) == pytest.approx(0.86)
+    assert cal.direct_threshold(samples, floor=0.5) == pytest.approx(0.85 + cal.THRESHOLD_STEP)
     # Never below the answer threshold.
     assert cal.direct_threshold(samples, floor=0.88) == pytest.approx(0.88)
     # Ten right answers are not enough evidence: (0 + 1) / 12 = 0.083. Only a near-identical
@@ -166,7 +168,7 @@ def test_direct_threshold_needs_enough_right_answers_above_it():
     assert cal.direct_threshold(few, floor=0.93) == 0.93
     # An unrelated question scoring 0.95 keeps direct answers above it (1 in 10 > 1 %).
     loud = cal.Samples(samples.in_scores, samples.in_correct, np.array([0.1] * 9 + [0.95]), [])
-    assert cal.direct_threshold(loud, floor=0.5) == pytest.approx(0.96)
+    assert cal.direct_threshold(loud, floor=0.5) == pytest.approx(0.95 + cal.THRESHOLD_STEP)
 
 
 def test_fit_is_json_and_a_new_caution_reads_its_threshold_off_the_stored_curve():
