@@ -26,6 +26,9 @@ from functools import cache
 import redis
 from django.conf import settings
 from django.core.cache import cache as django_cache
+from django.utils.translation import ngettext
+
+from askhandle.client_ip import client_ip as trusted_client_ip
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +126,13 @@ def succeeded(*, username: str) -> None:
 
 
 def client_ip(request) -> str:
-    """The client address; behind a proxy, the last hop of settings.CLIENT_IP_HEADER (the
-    address the proxy saw itself, the only one it vouches for)."""
-    header = settings.CLIENT_IP_HEADER
-    if header and request.META.get(header):
-        return request.META[header].split(",")[-1].strip()
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The client address: a forwarded header counts only from a trusted proxy
+    (askhandle.client_ip, the same rule as the chat's per-IP limits)."""
+    return trusted_client_ip(request)
 
 
 def wait_text(seconds: int) -> str:
     if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return ngettext("%(n)s second", "%(n)s seconds", seconds) % {"n": seconds}
     minutes = math.ceil(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return ngettext("%(n)s minute", "%(n)s minutes", minutes) % {"n": minutes}

@@ -117,6 +117,7 @@ def test_admin_login_is_throttled(limits):
 
 def test_client_ip_comes_from_the_proxy_header_when_configured(user, limits):
     limits.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    limits.TRUSTED_PROXIES = ["10.9.9.9"]  # only a trusted proxy's header counts
     for n in range(5):
         client = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=f"1.2.3.{n}, 10.0.6.1")
         client.post(
@@ -130,6 +131,23 @@ def test_client_ip_comes_from_the_proxy_header_when_configured(user, limits):
     client = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="10.0.6.2")
     client.post(reverse("accounts:login"), {"username": "owner@example.com", "password": PASSWORD})
     assert logged_in(client)
+
+
+def test_a_forwarded_header_from_an_untrusted_peer_does_not_lift_the_throttle(user, limits):
+    limits.CLIENT_IP_HEADER = "HTTP_X_FORWARDED_FOR"
+    limits.TRUSTED_PROXIES = []
+    for n in range(5):
+        client = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=f"1.2.3.{n}")
+        client.post(
+            reverse("accounts:login"), {"username": f"g{n}@example.com", "password": "wrong"}
+        )
+    # A new forged address changes nothing: the peer itself is throttled.
+    client = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="5.6.7.8")
+    response = client.post(
+        reverse("accounts:login"), {"username": "owner@example.com", "password": PASSWORD}
+    )
+    assert response.status_code == 200 and THROTTLED in response.content.decode()
+    assert not logged_in(client)
 
 
 def closed_port() -> int:

@@ -55,6 +55,7 @@ OWN_OR_PUBLIC = {
     "accounts/team/leave/",
     "accounts/workspace/switch/",
     "accounts/workspace/delete/",
+    "accounts/workspace/new/",  # makes a new workspace of the user's own; takes no ids
     "accounts/invitation/<str:token>/",
     "accounts/login/",
     "accounts/logout/",
