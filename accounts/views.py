@@ -47,16 +47,29 @@ def signup_done(request):
 
 @require_http_methods(["GET", "POST"])
 def activate(request, uidb64: str, token: str):
-    """GET shows a button and POST activates: mail scanners that open links do not log in."""
+    """GET shows the form and POST activates: mail scanners that open links do not log in.
+
+    The link proves the address; the sign-up's password, typed again here, proves that whoever
+    clicks is the person who signed up. Without it, a stranger's sign-up with your address sent
+    you a real activation e-mail, and clicking it gave the account the stranger's password
+    (issue 23): now that link cannot be used without the stranger's password, and your own
+    sign-up replaces it (accounts.services.account_signup_request)."""
     user = account_for_activation(uidb64=uidb64, token=token)
     if user is None:
         return render(request, "accounts/activate.html", {"validlink": False}, status=400)
+    context = {"validlink": True, "email": user.email}
     if request.method == "POST":
+        if not user.check_password(request.POST.get("password", "")):
+            context["error"] = _(
+                "That is not the password of this sign-up. If you did not sign up yourself, "
+                "sign up now with a password of your own: that replaces the other one."
+            )
+            return render(request, "accounts/activate.html", context, status=422)
         account_activate(user=user)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "Welcome to AskHandle! Create your first bot to get started.")
+        messages.success(request, _("Welcome to AskHandle! Create your first bot to get started."))
         return redirect("bots:list")
-    return render(request, "accounts/activate.html", {"validlink": True, "email": user.email})
+    return render(request, "accounts/activate.html", context)
 
 
 # --- Team: members, invitations, leaving and switching workspaces ---

@@ -64,6 +64,7 @@ def test_new_owner_goes_from_sign_up_to_a_working_chat_link(
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
     page.goto(activation_link(tmp_path / "uvicorn.log", "owner@brightside.test"))
+    page.get_by_label("Password").fill("pedal-power-2026!")  # proves who signed up
     page.get_by_role("button", name="Activate and log in").click()
     expect(page.get_by_role("heading", name="Your bots")).to_be_visible()
 

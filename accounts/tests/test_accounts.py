@@ -2,6 +2,7 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 
 from accounts.models import Membership
@@ -41,12 +42,12 @@ def test_activation_link_activates_and_logs_in_once(client, mailoutbox):
     page = client.get(link)  # a mail scanner opening the link activates nothing
     assert page.status_code == 200 and b"Activate and log in" in page.content
     assert not get_user_model().objects.get(email="ann@example.com").is_active
-    response = client.post(link)
+    response = client.post(link, {"password": SIGNUP["password"]})
     assert response.status_code == 302 and response.url == reverse("bots:list")
     assert client.get(reverse("bots:list")).status_code == 200
     assert get_user_model().objects.get(email="ann@example.com").is_active
     client.post(reverse("accounts:logout"))
-    assert client.post(link).status_code == 400  # used up
+    assert client.post(link, {"password": SIGNUP["password"]}).status_code == 400  # used up
     assert client.login(username="ann@example.com", password="a-long-pass-phrase-7")
 
 
@@ -97,7 +98,8 @@ def test_signup_again_before_activating_resends_the_link(client, mailoutbox):
     client.post(reverse("accounts:signup"), SIGNUP)
     client.post(reverse("accounts:signup"), {**SIGNUP, "password": "another-pass-phrase-8"})
     assert len(mailoutbox) == 2 and all(m.to == ["ann@example.com"] for m in mailoutbox)
-    assert client.post(activation_link(mailoutbox[1])).status_code == 302
+    link = activation_link(mailoutbox[1])
+    assert client.post(link, {"password": "another-pass-phrase-8"}).status_code == 302
     assert get_user_model().objects.filter(email="ann@example.com").count() == 1
     assert Membership.objects.filter(user__email="ann@example.com").count() == 1
 
@@ -163,8 +165,9 @@ def test_an_earlier_unactivated_signup_cannot_keep_a_password_on_the_owners_acco
     attackers_link, carols_link = (
         activation_link(m) for m in mailoutbox if "/accounts/activate/" in m.body
     )
-    assert carol.post(attackers_link).status_code == 400  # voided by carol's sign-up
-    response = carol.post(carols_link)
+    # voided by carol's sign-up
+    assert carol.post(attackers_link, {"password": carol_password}).status_code == 400
+    response = carol.post(carols_link, {"password": carol_password})
     assert response.status_code == 302 and response.url == reverse("bots:list")
     response = carol.post(invitation.group(1))
     assert response.status_code == 302 and response.url == reverse("bots:list")
@@ -211,7 +214,7 @@ def test_signup_again_before_activating_keeps_only_the_latest_password_and_name(
     assert page.status_code == 200 and b"Activate and log in" in page.content
     # Before activation no password logs in, neither the first nor the latest.
     assert not client.login(username="ann@example.com", password="another-pass-phrase-8")
-    assert client.post(second).status_code == 302
+    assert client.post(second, {"password": "another-pass-phrase-8"}).status_code == 302
     client.post(reverse("accounts:logout"))
     assert not client.login(username="ann@example.com", password=SIGNUP["password"])
     assert client.login(username="ann@example.com", password="another-pass-phrase-8")
@@ -230,3 +233,36 @@ def test_signup_with_an_email_longer_than_a_username_is_a_form_error(client, dja
     assert b"at most 150 characters" in response.content
     assert b"Create account" in response.content
     assert not django_user_model.objects.filter(email=email).exists()
+
+
+def test_a_strangers_signup_link_cannot_activate_without_the_strangers_password(
+    client, mailoutbox, django_user_model
+):
+    """Issue 23, finding 1, the other way round: carol clicks the activation e-mail that an
+    attacker's sign-up with her address sent her. Without the attacker's password the link does
+    nothing; her own sign-up then replaces the attacker's password, and only hers works."""
+    attacker = Client()
+    attacker.post(
+        reverse("accounts:signup"),
+        {"workspace_name": "Evil Ltd", "email": "carol@victim.test", "password": "evil-pass-1234"},
+    )
+    link = activation_link(mailoutbox[0])
+    response = client.post(link, {"password": "carols-guess-5678"})
+    assert response.status_code == 422
+    assert b"not the password of this sign-up" in response.content
+    assert not django_user_model.objects.get(email="carol@victim.test").is_active
+
+    client.post(
+        reverse("accounts:signup"),
+        {
+            "workspace_name": "Carol Bakery",
+            "email": "carol@victim.test",
+            "password": "carols-own-99",
+        },
+    )
+    assert (
+        client.post(activation_link(mailoutbox[1]), {"password": "carols-own-99"}).status_code
+        == 302
+    )
+    assert not Client().login(username="carol@victim.test", password="evil-pass-1234")
+    assert Client().login(username="carol@victim.test", password="carols-own-99")
