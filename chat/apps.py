@@ -8,3 +8,12 @@ class ChatConfig(AppConfig):
     ApiKey stay in bots (their tables predate this app)."""
 
     name = "chat"
+
+    def ready(self) -> None:
+        # The owner's labels are the bot's real out-of-scope traffic: calibration (training,
+        # which comes before chat) reads them through this hook.
+        from training.calibration import observed_source
+
+        from .selectors import labelled_for_calibration
+
+        observed_source(labelled_for_calibration)

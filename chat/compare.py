@@ -20,12 +20,18 @@ from django_htmx.http import HttpResponseStopPolling
 
 from bots.access import get_bot_for_user
 from bots.models import Bot, Conversation, Message
+from training.calibration import calibration_request
 
 from . import evaluation as ev
 from .models import Evaluation, LabelledQuestion
 
 PAGE = "chat/compare.html"
-LEVELS = [(0, "Not at all"), (1, "A little"), (2, "Quite"), (3, "A lot")]
+LEVELS = [
+    (0, gettext_lazy("Not at all")),
+    (1, gettext_lazy("A little")),
+    (2, gettext_lazy("Quite")),
+    (3, gettext_lazy("A lot")),
+]
 DECLINE_WORDS = {"should decline", "decline", "-", "none", "no answer"}
 MAX_UPLOAD_BYTES = 1_000_000
 # A comparison asks at most ev.MAX_QUESTIONS; more rows than this cannot be a question set, and
@@ -37,18 +43,22 @@ QUESTION_MAX_CHARS = LabelledQuestion._meta.get_field("text").max_length
 
 class PrioritiesForm(forms.Form):
     accuracy = forms.TypedChoiceField(
-        choices=LEVELS, coerce=int, initial=3, label="Right answers matter"
+        choices=LEVELS, coerce=int, initial=3, label=gettext_lazy("Right answers matter")
     )
-    speed = forms.TypedChoiceField(choices=LEVELS, coerce=int, initial=1, label="Speed matters")
-    cost = forms.TypedChoiceField(choices=LEVELS, coerce=int, initial=1, label="Cost matters")
+    speed = forms.TypedChoiceField(
+        choices=LEVELS, coerce=int, initial=1, label=gettext_lazy("Speed matters")
+    )
+    cost = forms.TypedChoiceField(
+        choices=LEVELS, coerce=int, initial=1, label=gettext_lazy("Cost matters")
+    )
     changes = forms.TypedChoiceField(
-        choices=LEVELS, coerce=int, initial=1, label="My knowledge changes often"
+        choices=LEVELS, coerce=int, initial=1, label=gettext_lazy("My knowledge changes often")
     )
 
 
 class UploadForm(forms.Form):
     file = forms.FileField(
-        label="Questions (CSV)",
+        label=gettext_lazy("Questions (CSV)"),
         help_text=gettext_lazy(
             'One question a line, then the FAQ question it should get, or "should decline" '
             "(comma, semicolon or tab between them; at most 1,000 rows)."
@@ -81,9 +91,14 @@ def evaluation_view(evaluation: Evaluation | None) -> dict:
         "ci": [r["delivered_ci"] for r in rows],
         "p95": [r["total_p95_ms"] for r in rows],
     }
+    comparisons = [
+        {**c, "words": ev.in_plain_words(ev._name(c["a"]), ev._name(c["b"]), c)}
+        for c in results.get("_comparisons", [])
+    ]
     return {
         "rows": rows,
-        "comparisons": results.get("_comparisons", []),
+        "comparisons": comparisons,
+        "recommendation": ev.recommendation_in_words(results, evaluation.recommendation),
         "misses": [(ev._name(m), items) for m, items in misses.items()],
         "chart": chart,
     }
@@ -121,7 +136,7 @@ def compare(request, bot_id: int):
             except ValidationError as exc:
                 messages.error(request, " ".join(exc.messages))
             else:
-                messages.success(request, "Comparison started.")
+                messages.success(request, _("Comparison started."))
         return redirect("chat:compare", bot_id=bot.pk)
     return render(request, PAGE, _context(bot))
 
@@ -164,7 +179,11 @@ def switch_mode(request, bot_id: int):
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"{bot.name} now answers in {ev._name(bot.mode)} mode.")
+        messages.success(
+            request,
+            _("%(bot)s now answers in %(mode)s mode.")
+            % {"bot": bot.name, "mode": ev._name(bot.mode)},
+        )
     return redirect("chat:compare", bot_id=bot.pk)
 
 
@@ -375,6 +394,8 @@ def labelled_questions_import(*, bot: Bot, data: bytes) -> ImportResult:
         # ignore_conflicts: an upload racing this one may have saved the same question.
         LabelledQuestion.objects.bulk_create(new, ignore_conflicts=True)
         LabelledQuestion.objects.bulk_update(changed, ["faq_entry", "should_decline"])
+        if new or changed:  # the owner's labels move the bot's refusal line (calibration)
+            calibration_request(bot.pk)
     result.added, result.updated = len(new), len(changed)
     return result
 
@@ -387,7 +408,7 @@ def label_question(request, bot_id: int, public_id):
     conversation = get_object_or_404(Conversation, bot=bot, public_id=public_id)
     message_id = request.POST.get("message", "")
     if not message_id.isdigit():  # not a message id at all: the same 404 as another's message
-        raise Http404("No such message in this conversation.")
+        raise Http404(_("No such message in this conversation."))
     message = get_object_or_404(
         Message, pk=int(message_id), conversation=conversation, role=Message.Role.USER
     )
@@ -403,7 +424,9 @@ def label_question(request, bot_id: int, public_id):
             else None
         )
         if entry_id is None:
-            messages.error(request, "Choose the FAQ entry it should have got, or “should decline”.")
+            messages.error(
+                request, _("Choose the FAQ entry it should have got, or “should decline”.")
+            )
             return redirect("chat:conversation", bot_id=bot.pk, public_id=conversation.public_id)
     LabelledQuestion.objects.update_or_create(
         bot=bot,
@@ -414,5 +437,11 @@ def label_question(request, bot_id: int, public_id):
             "origin": LabelledQuestion.Origin.CONVERSATION,
         },
     )
-    messages.success(request, "Labelled: it is part of your next comparison.")
+    calibration_request(bot.pk)  # after commit: the label teaches the next calibration too
+    messages.success(
+        request,
+        _(
+            "Labelled: it is part of your next comparison and teaches the bot where to draw the line."
+        ),
+    )
     return redirect("chat:conversation", bot_id=bot.pk, public_id=conversation.public_id)

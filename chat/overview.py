@@ -12,7 +12,7 @@ from knowledge.models import FaqEntry, Source
 from training.models import ChatTuning, RetrievalTuning
 
 from .clustering import QuestionGroup
-from .selectors import answered_questions, normalise
+from .selectors import answered_questions, normalise, refusal_promise
 
 TOP_UNANSWERED = 5
 SUGGESTED = 3
@@ -85,4 +85,5 @@ def overview_context(bot: Bot) -> dict:
         "chart": daily_conversations(bot=bot, days=30),
         "unanswered": top_unanswered(bot),
         "tuning": tuning_state(bot),
+        "promise": refusal_promise(bot),
     }

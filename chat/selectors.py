@@ -225,3 +225,49 @@ def answered_questions(bot: Bot) -> dict[str, object]:
             if isinstance(q, str):
                 answered.setdefault(normalise(q), entry)
     return answered
+
+
+def labelled_for_calibration(bot: Bot) -> list[tuple[str, int | None]]:
+    """The questions the owner labelled (from conversations, or uploaded on the Compare tab), as
+    training.calibration.observed_source wants them: (text, the FAQ entry it should get, or None:
+    decline). The newest LABELS_FOR_CALIBRATION."""
+    from .models import LabelledQuestion
+
+    rows = LabelledQuestion.objects.filter(bot=bot).values_list(
+        "text", "faq_entry_id", "should_decline"
+    )[:LABELS_FOR_CALIBRATION]
+    return [(text, None if decline else entry) for text, entry, decline in rows]
+
+
+LABELS_FOR_CALIBRATION = 2000  # one calibration embeds them all; newer labels matter more
+
+
+def refusal_promise(bot: Bot, days: int = 7) -> dict | None:
+    """Whether the bot kept its refusal promise on its own traffic: of the customer questions of
+    the last `days` that the owner labelled "should decline", how many got the fallback.
+    {"caution", "marked", "declined"}, or None when none was labelled."""
+    from .models import LabelledQuestion
+
+    since = timezone.now() - timedelta(days=days)
+    marked = LabelledQuestion.objects.filter(bot=bot, should_decline=True).values("text")
+    asked = list(
+        Message.objects.filter(
+            conversation__bot=bot, role=Message.Role.USER, created_at__gte=since, text__in=marked
+        )
+        .order_by("-created_at")
+        .values_list("pk", "conversation_id")[:500]
+    )
+    if not asked:
+        return None
+    declined = 0
+    for pk, conversation_id in asked:
+        reply = (
+            Message.objects.filter(
+                conversation_id=conversation_id, role=Message.Role.BOT, pk__gt=pk
+            )
+            .order_by("pk")
+            .values_list("path", flat=True)
+            .first()
+        )
+        declined += reply == Message.Path.FALLBACK
+    return {"caution": bot.caution, "marked": len(asked), "declined": declined, "days": days}

@@ -84,7 +84,8 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.core.exceptions import ValidationError
@@ -281,6 +282,31 @@ class Samples:
     in_correct: np.ndarray  # ... whether that best entry is their own
     unrelated: np.ndarray  # generic unrelated questions, already trimmed
     on_topic: np.ndarray  # leave one entry out: on topic, no entry answers them
+    # Questions from the bot's own traffic the owner marked "should decline" (observed_source)
+    observed_out: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+# --- What the bot's own traffic taught: the owner's labels ---------------------------------------
+
+# The synthetic out-of-scope estimate weighs as much as this many of the owner's own labelled
+# questions: a handful of labels nudge the curve, a few dozen decide it. A prior's strength, not
+# a figure fitted to a data set.
+OBSERVED_PRIOR = 20
+ObservedSource = Callable[[object], list[tuple[str, int | None]]]
+_observed_sources: list[ObservedSource] = []
+
+
+def observed_source(source: ObservedSource) -> ObservedSource:
+    """Register a function bot -> [(question, FaqEntry pk it should get, or None: decline)]:
+    questions of the bot's own traffic whose right outcome the owner said (chat registers its
+    labels in its AppConfig.ready: training cannot import chat, which comes after it)."""
+    if source not in _observed_sources:
+        _observed_sources.append(source)
+    return source
+
+
+def observed_questions(bot) -> list[tuple[str, int | None]]:
+    return [item for source in _observed_sources for item in source(bot)]
 
 
 def grid() -> np.ndarray:
@@ -337,14 +363,24 @@ def curve(
     unrelated = _refused(samples.unrelated, t, smooth)
     on_topic = _refused(samples.on_topic, t, smooth)
     out = np.nanmean(np.vstack([unrelated, on_topic]), axis=0) if len(t) else np.zeros(0)
-    return {
+    rates = {
         "threshold": t,
         "answer": answered.sum(axis=1) / n,
         "right": right,
         "refuse_unrelated": unrelated,
         "refuse_on_topic": on_topic,
-        "refuse_out": np.nan_to_num(out, nan=0.0),
     }
+    observed = np.asarray(samples.observed_out, dtype=np.float64)
+    if len(observed):
+        # The owner's labelled questions are the bot's real out-of-scope traffic: they pull the
+        # synthetic estimate towards what they show, by how many there are (OBSERVED_PRIOR).
+        seen = _refused(observed, t, smooth)
+        rates["refuse_observed"] = seen
+        out = (len(observed) * seen + OBSERVED_PRIOR * np.nan_to_num(out, nan=0.0)) / (
+            len(observed) + OBSERVED_PRIOR
+        )
+    rates["refuse_out"] = np.nan_to_num(out, nan=0.0)
+    return rates
 
 
 def answer_threshold(rates: dict[str, np.ndarray], caution: float = DEFAULT_CAUTION) -> float:
@@ -404,8 +440,40 @@ def _in_ten(rate: float) -> str:
     return f"{max(0, min(10, round(rate * 10)))} in 10"
 
 
-def summary(at: dict[str, float]) -> str:
-    """The owner's plain-words reading of one point of the curve."""
+def refusal_spread(samples: Samples, threshold: float, rounds: int = 200) -> float:
+    """The standard deviation of the estimated refusal at `threshold` over bootstrap resamples of
+    the out-of-scope samples (deterministic): how much the estimate would move with other
+    samples of the same kind. It does not cover a sample unlike the bot's real traffic."""
+    rng = np.random.default_rng(0)
+    t = np.asarray([threshold])
+    values = []
+    for _ in range(rounds):
+        resampled = Samples(
+            samples.in_scores,
+            samples.in_correct,
+            rng.choice(samples.unrelated, len(samples.unrelated))
+            if len(samples.unrelated)
+            else samples.unrelated,
+            rng.choice(samples.on_topic, len(samples.on_topic))
+            if len(samples.on_topic)
+            else samples.on_topic,
+            rng.choice(samples.observed_out, len(samples.observed_out))
+            if len(samples.observed_out)
+            else samples.observed_out,
+        )
+        values.append(float(curve(resampled, t)["refuse_out"][0]))
+    return float(np.std(values))
+
+
+def give_or_take(spread: float) -> int:
+    """The owner's "give or take N in 10": a 95 % interval's half-width, at least 1 in 10 (the
+    estimate also rests on samples that are not the bot's own traffic)."""
+    return max(1, round(1.96 * spread * 10))
+
+
+def summary(at: dict[str, float], spread: float | None = None) -> str:
+    """The owner's plain-words reading of one point of the curve; with `spread`, also what it
+    declines in all and how sure that is."""
     unrelated = at.get("refuse_unrelated", at.get("refuse_out", 0.0))
     text = (
         f"Answers about {_in_ten(at['answer'])} questions like your FAQ's "
@@ -417,7 +485,13 @@ def summary(at: dict[str, float]) -> str:
             f" and about {_in_ten(at['refuse_on_topic'])} questions on your topic "
             "that no entry answers"
         )
-    return text + "."
+    text += "."
+    if spread is not None:
+        text += (
+            f" In all it declines about {_in_ten(at['refuse_out'])} questions it has no answer "
+            f"for, give or take {give_or_take(spread)}."
+        )
+    return text
 
 
 def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:
@@ -431,6 +505,7 @@ def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:
     # the direct threshold to its answer threshold (thresholds_for_caution).
     direct_free = direct_threshold(samples, floor=0.0)
     at = _at(rates, answer)
+    spread = refusal_spread(samples, answer)
     preview = []
     for c in np.round(np.linspace(0, 1, 11), 2):
         t = answer_threshold(rates, c)
@@ -442,7 +517,9 @@ def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:
         "direct_threshold": max(direct_free, answer),
         "direct_free": direct_free,
         "at_threshold": at,
-        "summary": summary(at),
+        "summary": summary(at, spread),
+        "refusal_spread": round(spread, 4),
+        "give_or_take": give_or_take(spread),
         "preview": preview,
         "curve": {
             k: [round(float(x), 4) if np.isfinite(x) else None for x in v] for k, v in rates.items()
@@ -451,6 +528,7 @@ def fit(samples: Samples, caution: float = DEFAULT_CAUTION) -> dict:
             "in_scope": int(len(samples.in_scores)),
             "unrelated": int(len(samples.unrelated)),
             "on_topic": int(len(samples.on_topic)),
+            "observed": int(len(samples.observed_out)),
         },
     }
 
@@ -579,8 +657,35 @@ def calibration_fit(bot, caution: float | None = None) -> dict | None:
         pseudo_labels,
         queries=queries,
     )
+    observed = observed_questions(bot)
+    if observed:
+        samples = _with_observed(bot, samples, observed, vectors, labels, entries, remap)
+        method += f" + {len(observed)} questions you labelled"
     result = fit(samples, DEFAULT_CAUTION if caution is None else caution)
     return {**result, "model": model, "method": method}
+
+
+def _with_observed(bot, samples: Samples, observed, vectors, labels, entries, remap) -> Samples:
+    """The samples with the owner's labelled questions added: each embedded as a question and
+    scored against every entry's centroid; one that should get an entry joins the in-scope
+    samples (right if its best entry is that one), one that should be declined is observed
+    out-of-scope traffic (Samples.observed_out)."""
+    dense = {pk: remap[i] for i, (pk, _, _) in enumerate(entries) if i in remap}
+    sums = entry_sums(np.asarray(vectors), np.asarray(labels), int(np.max(labels)) + 1)
+    queries = np.asarray(serving.embed_for_bot(bot, [text for text, _ in observed]))
+    top, best = best_entry(queries, sums)
+    expected = [dense.get(pk, -1) if pk is not None else None for _, pk in observed]
+    answerable = [i for i, e in enumerate(expected) if e is not None and e >= 0]
+    declines = [i for i, e in enumerate(expected) if e is None]
+    return Samples(
+        np.concatenate([samples.in_scores, best[answerable]]),
+        np.concatenate(
+            [samples.in_correct, np.asarray([top[i] == expected[i] for i in answerable], bool)]
+        ).astype(bool),
+        samples.unrelated,
+        samples.on_topic,
+        best[declines],
+    )
 
 
 def _phrasing_vectors(bot, model: str):
@@ -692,7 +797,8 @@ def _point(calibration: dict, caution: float) -> dict:
         "answer_threshold": answer,
         "direct_threshold": direct,
         "at_threshold": at,
-        "summary": summary(at),
+        # The spread was measured at the fitted caution's threshold: near enough for a preview.
+        "summary": summary(at, calibration.get("refusal_spread")),
     }
 
 

@@ -311,7 +311,7 @@ def test_labelling_with_a_message_that_is_not_an_id_is_404(owner_client, faq_bot
     assert not LabelledQuestion.objects.exists()
     message = Message.objects.get(conversation=conversation)
     response = owner_client.post(url, {"message": message.pk, "expected": entry.pk}, follow=True)
-    assert response.status_code == 200 and "Labelled: it is part of your next comparison." in (
+    assert response.status_code == 200 and "Labelled: it is part of your next comparison" in (
         response.content.decode()
     )
     assert LabelledQuestion.objects.get().faq_entry == entry
@@ -410,3 +410,20 @@ def test_a_written_answer_is_right_only_when_it_says_what_the_gold_entry_says():
         sources=[Source("Delivery", "", 10, 1, 0.7, "")],
     )
     assert ev.delivered_right(best, 1, curated) and not ev.delivered_right(best, 2, curated)
+
+
+@pytest.mark.django_db
+def test_labelled_questions_feed_the_next_calibration(faq_bot):
+    from training.calibration import calibration_fit
+
+    before = calibration_fit(faq_bot)
+    assert before["samples"]["observed"] == 0
+    entry = FaqEntry.objects.get(bot=faq_bot, question="Do you repair e-bikes?")
+    LabelledQuestion.objects.create(bot=faq_bot, text="can u fix my electric bike", faq_entry=entry)
+    for text in ("do you sell skateboards?", "can I rent a canoe from you?"):
+        LabelledQuestion.objects.create(bot=faq_bot, text=text, should_decline=True)
+    after = calibration_fit(faq_bot)
+    assert after["samples"]["observed"] == 2
+    assert after["samples"]["in_scope"] == before["samples"]["in_scope"] + 1
+    assert "3 questions you labelled" in after["method"]
+    assert "refuse_observed" in after["curve"]

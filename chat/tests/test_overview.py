@@ -133,3 +133,25 @@ def test_knowledge_and_tuning_state(owner_client, seeded):
 def test_another_workspace_gets_404(other_client, seeded):
     assert other_client.get(reverse("bots:detail", args=[seeded.pk])).status_code == 404
     assert other_client.get(reverse("chat:start", args=[seeded.pk])).status_code == 404
+
+
+def test_the_overview_says_whether_the_refusal_promise_held_on_labelled_questions(
+    owner_client, seeded
+):
+    from chat.models import LabelledQuestion
+
+    bot = seeded
+    page = owner_client.get(reverse("bots:detail", args=[bot.pk])).content.decode()
+    assert "Declining what it cannot answer" not in page  # nothing labelled yet
+    # The owner marked the gift-card question "should decline": asked twice in the last 7 days
+    # (once answered by the fallback, once "do you sell GIFT cards" is another text), and once
+    # 40 days ago (outside the window). Another question was declined but is not labelled.
+    LabelledQuestion.objects.create(bot=bot, text="Do you sell gift cards?", should_decline=True)
+    LabelledQuestion.objects.create(bot=bot, text="Where are you?", should_decline=True)
+    bot.caution = 0.7
+    bot.save(update_fields=["caution"])
+    page = owner_client.get(reverse("bots:detail", args=[bot.pk])).content.decode()
+    card = page[page.index('id="overview-promise"') :]
+    assert "Asked to decline about 7 in 10" in card
+    # "Do you sell gift cards?" (fallback, 2 days ago) and "Where are you?" (best match, today).
+    assert "it declined 1 of the 2 questions you marked" in card

@@ -405,3 +405,27 @@ def test_the_migration_to_a_refusal_target_keeps_each_bot_s_threshold(bot, other
     j = old_fit["curve"]["threshold"].index(again)
     assert again <= 0.62 and old_fit["curve"]["refuse_out"][j] == bot.caution
     assert other_bot.caution == cal.DEFAULT_CAUTION
+
+
+def test_the_owners_labelled_declines_move_the_refusal_line():
+    """Real out-of-scope traffic that scores higher than the synthetic sample pulls the refusal
+    estimate down, so the threshold for the same caution rises; a few labels nudge, many decide."""
+    rng = np.random.default_rng(3)
+    base = _synthetic_bot(rng)
+    plain = cal.answer_threshold(cal.curve(base), 0.7)
+    few = cal.Samples(*list(vars(base).values())[:4], observed_out=np.full(5, 0.62))
+    many = cal.Samples(*list(vars(base).values())[:4], observed_out=np.full(200, 0.62))
+    with_few = cal.answer_threshold(cal.curve(few), 0.7)
+    with_many = cal.answer_threshold(cal.curve(many), 0.7)
+    assert plain < with_few < with_many
+    assert with_many > 0.62  # 200 labels at 0.62 outweigh the prior of 20 synthetic ones
+    assert "refuse_observed" in cal.curve(many)
+
+
+def test_the_summary_says_how_sure_the_refusal_estimate_is():
+    rng = np.random.default_rng(4)
+    result = cal.fit(_synthetic_bot(rng))
+    assert result["give_or_take"] >= 1 and 0 < result["refusal_spread"] < 0.2
+    assert f"give or take {result['give_or_take']}." in result["summary"]
+    small = cal.fit(_synthetic_bot(rng, n_unrelated=15, n_on_topic=8))
+    assert small["refusal_spread"] > result["refusal_spread"]  # fewer samples, less sure
