@@ -311,13 +311,13 @@ RETRIEVAL_TUNING_MAX_CHUNKS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_MAX
 # without any means the worker died.
 RETRIEVAL_TUNING_STALE_SECONDS = 120
 # One core stays free for the web server and the other queues: torch with every core busy
-# elsewhere slowed down 5-9x here (../shared/ENVIRONMENT.md).
+# elsewhere slowed down 5-9x here (docs/decisions.md).
 TRAINING_TORCH_THREADS = int(
     os.environ.get("ASKHANDLE_TRAINING_THREADS", str(max(1, (os.cpu_count() or 1) - 1)))
 )
 TUNED_MODELS_LOADED = int(os.environ.get("ASKHANDLE_TUNED_MODELS_LOADED", "4"))
 # Chat fine-tuning (training.chat_tuning): LoRA on the local chat model, or a provider's API.
-# A 135M model learns tone in 3 epochs and facts in about 8 (ENVIRONMENT.md: 7 of 9 facts).
+# A 135M model learns tone in 3 epochs and facts in about 8 (docs/decisions.md: 7 of 9 facts).
 CHAT_TUNING_EPOCHS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_EPOCHS", "8"))
 CHAT_TUNING_BATCH_SIZE = int(os.environ.get("ASKHANDLE_CHAT_TUNING_BATCH_SIZE", "8"))
 CHAT_TUNING_LEARNING_RATE = float(os.environ.get("ASKHANDLE_CHAT_TUNING_LR", "5e-4"))
@@ -330,7 +330,7 @@ CHAT_TUNING_CHECKPOINT_STEPS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_CHECKPO
 # to load (a minute the very first time, when the GGUF is dequantized).
 CHAT_TUNING_STALE_SECONDS = int(os.environ.get("ASKHANDLE_CHAT_TUNING_STALE_SECONDS", "300"))
 # The estimate's seconds per step until a local run has finished on this machine (measured:
-# batch 8 of short Q/A pairs, 2 cores, ../shared/ENVIRONMENT.md).
+# batch 8 of short Q/A pairs, 2 cores, docs/decisions.md).
 CHAT_TUNING_SECONDS_PER_STEP = float(
     os.environ.get("ASKHANDLE_CHAT_TUNING_SECONDS_PER_STEP", "7.4")
 )

@@ -37,7 +37,7 @@ def parse_args(argv):
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--both-epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=8)
-    # One thread: on a shared 2-core machine two torch threads ran 5-9x slower (ENVIRONMENT.md).
+    # One thread: on a shared 2-core machine two torch threads ran 5-9x slower (docs/decisions.md).
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
 

@@ -16,7 +16,7 @@
     (3) nothing relevant -> the bot's fallback message (unanswered)                path "fallback"
 
 Why (2b)/(2c) by default: with its best three chunks as context, the local SmolLM2-135M got 22
-of 22 answers on the demo shop wrong or invented (ENVIRONMENT.md), while retrieval had picked
+of 22 answers on the demo shop wrong or invented (docs/decisions.md), while retrieval had picked
 the right entry for 34 of 35 questions. A curated answer the owner wrote is what a customer
 should read; the framing says it is a best match, not a certainty.
 

@@ -4,7 +4,7 @@ Retrieval is hybrid: a vector search (cosine, pgvector) and a full-text search (
 per bot, fused with weighted reciprocal rank fusion. An FAQ entry is one result however many
 phrasings it has: its `score` is the cosine similarity between the query and the mean of its
 phrasings' embeddings (the entry's centroid), which ranked and refused better than the best single
-phrasing on the CLINC150 DEV split (benchmarks/faq_bench.py; figures in bots/answer.py).
+phrasing on the CLINC150 DEV split (benchmarks/faq_bench.py).
 `score` is what answer thresholds compare; the fusion value only orders results.
 
 A search is three statements: the bot's sources (and whether the bot's own HNSW index is built:

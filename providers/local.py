@@ -494,7 +494,7 @@ def tuned_chat_model_name(key: str) -> str:
 
 
 def ensure_chat_model_dir() -> Path:
-    """The float copy of the chat model, dequantized from the GGUF once (ENVIRONMENT.md: a model
+    """The float copy of the chat model, dequantized from the GGUF once (docs/decisions.md: a model
     loaded from GGUF keeps a quantizer that makes training and saving raise)."""
     target = chat_model_dir()
     if not (target / "config.json").exists():

@@ -9,6 +9,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.urls import reverse
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,8 @@ def test_vector_column_round_trips_and_orders_by_cosine(bot):
     assert best.text == "near"
     with connection.cursor() as cursor:
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        assert cursor.fetchone()[0] >= "0.8"
+        # As versions, not strings: "0.10" < "0.8" as text.
+        assert Version(cursor.fetchone()[0]) >= Version("0.8")
 
 
 def test_redis_cache_is_real_redis():
