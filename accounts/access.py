@@ -58,7 +58,7 @@ def require_owner(request) -> Membership:
     """The current membership if it is an owner's; members get 403 (they can see the page)."""
     membership = current_membership(request)
     if membership.role != Membership.Role.OWNER:
-        raise PermissionDenied("Only the workspace's owners can do this.")
+        raise PermissionDenied(gettext("Only the workspace's owners can do this."))
     return membership
 
 

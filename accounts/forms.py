@@ -12,7 +12,7 @@ _USERNAME_MAX_LENGTH = get_user_model()._meta.get_field("username").max_length
 
 class SignupForm(forms.Form):
     workspace_name = forms.CharField(
-        label="Business name", max_length=120, widget=forms.TextInput(attrs={"autofocus": True})
+        label=_("Business name"), max_length=120, widget=forms.TextInput(attrs={"autofocus": True})
     )
     # The address becomes the username, whose column is the shorter one.
     email = forms.EmailField(max_length=_USERNAME_MAX_LENGTH)
@@ -56,7 +56,7 @@ class ThrottledLoginMixin:
             throttle.check(username=username, ip=ip)
         except throttle.LoginThrottled as exc:
             raise forms.ValidationError(
-                "Too many failed log-in attempts. Try again in %(wait)s.",
+                _("Too many failed log-in attempts. Try again in %(wait)s."),
                 code="throttled",
                 params={"wait": throttle.wait_text(exc.retry_after)},
             ) from exc

@@ -193,9 +193,12 @@ def invitation_create(
     (the old link stops working). Raises ValidationError for an address already a member."""
     email = get_user_model().objects.normalize_email(email).strip().lower()
     if workspace.memberships.filter(user__email__iexact=email).exists():
-        raise ValidationError(f"{email} is already a member of {workspace.name}.")
+        raise ValidationError(
+            _("%(email)s is already a member of %(workspace)s.")
+            % {"email": email, "workspace": workspace.name}
+        )
     if role not in Membership.Role.values:
-        raise ValidationError("Choose a role: owner or member.")
+        raise ValidationError(_("Choose a role: owner or member."))
     token = secrets.token_urlsafe(32)
     with transaction.atomic():
         Invitation.objects.filter(
@@ -233,14 +236,14 @@ def invitation_accept(*, invitation: Invitation, user) -> Membership:
     """Make `user` a member with the invited role. The link works once: the invitation is
     claimed with a conditional UPDATE, so two clicks at once cannot both join."""
     if user.email.lower() != invitation.email.lower():
-        raise TeamError(f"This invitation is for {invitation.email}.")
+        raise TeamError(_("This invitation is for %(email)s.") % {"email": invitation.email})
     with transaction.atomic():
         claimed = Invitation.objects.filter(
             pk=invitation.pk, accepted_at__isnull=True, expires_at__gt=timezone.now()
         ).update(accepted_at=timezone.now(), accepted_by=user)
         if not claimed:
-            raise TeamError("This invitation has already been used or has expired.")
-        membership, _ = Membership.objects.get_or_create(
+            raise TeamError(_("This invitation has already been used or has expired."))
+        membership, _created = Membership.objects.get_or_create(
             workspace=invitation.workspace, user=user, defaults={"role": invitation.role}
         )
     return membership
@@ -271,11 +274,11 @@ def _other_owners(membership: Membership):
 @transaction.atomic
 def membership_set_role(*, membership: Membership, role: str) -> Membership:
     if role not in Membership.Role.values:
-        raise ValidationError("Choose a role: owner or member.")
+        raise ValidationError(_("Choose a role: owner or member."))
     # Lock the workspace's owners: two owners demoting each other at once would leave none.
     list(Membership.objects.select_for_update().filter(workspace=membership.workspace))
     if role != Membership.Role.OWNER and not _other_owners(membership).exists():
-        raise TeamError("A workspace needs at least one owner: make someone else owner first.")
+        raise TeamError(_("A workspace needs at least one owner: make someone else owner first."))
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
@@ -287,7 +290,7 @@ def membership_remove(*, membership: Membership) -> None:
     list(Membership.objects.select_for_update().filter(workspace=membership.workspace))
     if membership.role == Membership.Role.OWNER and not _other_owners(membership).exists():
         raise TeamError(
-            "A workspace needs at least one owner: make someone else owner before leaving."
+            _("A workspace needs at least one owner: make someone else owner before leaving.")
         )
     membership.delete()
 
@@ -300,7 +303,7 @@ def workspace_delete(*, workspace: Workspace, confirm_name: str) -> None:
     Accounts stay: a member may belong to other workspaces. Raises ValidationError when
     `confirm_name` is not the workspace's name."""
     if confirm_name.strip() != workspace.name:
-        raise ValidationError("Type the workspace's name exactly to delete it.")
+        raise ValidationError(_("Type the workspace's name exactly to delete it."))
     with transaction.atomic():
         Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
         workspace.delete()

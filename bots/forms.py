@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from .models import Bot
 
@@ -63,7 +64,7 @@ class BotForm(forms.ModelForm):
             cleaned["thresholds_auto"] = False  # hand-set numbers: calibration leaves them
         direct, answer = cleaned.get("direct_threshold"), cleaned.get("answer_threshold")
         if direct is not None and answer is not None and answer > direct:
-            self.add_error("answer_threshold", "Must not be above the direct-answer threshold.")
+            self.add_error("answer_threshold", _("Must not be above the direct-answer threshold."))
         return cleaned
 
 

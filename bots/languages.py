@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.utils import translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_lazy
 
 
 def gettext_noop(message: str) -> str:
@@ -30,7 +30,7 @@ MULTILINGUAL_MODEL = "multilingual-e5-small"
 @dataclass(frozen=True)
 class Language:
     code: str
-    name: str  # in the language itself, as the owner picks it
+    name: str  # in the language itself, as the owner picks it ("Other language": the owner's)
     text_search: str  # a PostgreSQL text-search configuration
     local_embedding: str  # the local provider's model for this language
 
@@ -45,7 +45,7 @@ LANGUAGES: dict[str, Language] = {
         Language("es", "Español", "spanish", MULTILINGUAL_MODEL),
         # Any other language: understood by the multilingual model, searched without stemming;
         # the chat page's own words stay English. "mul" is ISO 639's code for it.
-        Language("mul", "Other language", "simple", MULTILINGUAL_MODEL),
+        Language("mul", gettext_lazy("Other language"), "simple", MULTILINGUAL_MODEL),
     )
 }
 OTHER = "mul"

@@ -3,95 +3,114 @@ import uuid
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Workspace
 
 # The chat page's own words are translated into these (locale/); settings.LANGUAGES names them.
 from .languages import DEFAULT_FALLBACK, DEFAULT_GREETING, LANGUAGE_CHOICES
 
-hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour like #4f46e5.")
+hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a colour like #4f46e5."))
 # scheme://host[:port] and nothing else: no path, spaces or semicolons can reach a header.
 ORIGIN_RE = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 
 
 class Bot(models.Model):
     class Mode(models.TextChoices):
-        RAG = "rag", "Retrieval (RAG)"
-        FINETUNED = "finetuned", "Fine-tuned model"
-        BOTH = "both", "Fine-tuned model + retrieval"
+        RAG = "rag", _("Retrieval (RAG)")
+        FINETUNED = "finetuned", _("Fine-tuned model")
+        BOTH = "both", _("Fine-tuned model + retrieval")
 
     class Provider(models.TextChoices):
-        LOCAL = "local", "Local models (no API key)"
-        OPENAI = "openai", "OpenAI / OpenAI-compatible"
+        LOCAL = "local", _("Local models (no API key)")
+        OPENAI = "openai", _("OpenAI / OpenAI-compatible")
 
     class Generation(models.TextChoices):
-        AUTO = "auto", "Automatic: only with an OpenAI-compatible chat model"
-        ON = "on", "Always write answers with the chat model (checked against your knowledge)"
-        OFF = "off", "Never: answer only with your own words"
+        AUTO = "auto", _("Automatic: only with an OpenAI-compatible chat model")
+        ON = "on", _("Always write answers with the chat model (checked against your knowledge)")
+        OFF = "off", _("Never: answer only with your own words")
 
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="bots")
-    name = models.CharField(max_length=80)
+    name = models.CharField(_("name"), max_length=80)
     slug = models.SlugField(
+        _("address"),
         max_length=60,
         unique=True,
-        help_text="Public address of the chat page: /c/<slug>/. Letters, numbers and hyphens.",
+        help_text=_(
+            "The public address of the chat page: /c/<address>/. Letters, numbers and hyphens."
+        ),
     )
-    greeting = models.CharField(max_length=300, default=DEFAULT_GREETING)
+    greeting = models.CharField(_("greeting"), max_length=300, default=DEFAULT_GREETING)
     language = models.CharField(
+        _("language"),
         max_length=8,
         choices=LANGUAGE_CHOICES,
         default="en",
-        help_text=(
+        help_text=_(
             "The language your customers write in. The bot understands questions in it (its "
             "search and refusals are set up for it) and the chat page's own words use it. "
             "Write the greeting and answers in it too."
         ),
     )
     instructions = models.TextField(
+        _("persona"),
         blank=True,
         default="You are a friendly, concise customer-support assistant.",
-        help_text="Persona and rules the bot follows when it writes an answer.",
+        help_text=_("Persona and rules the bot follows when it writes an answer."),
     )
     mode = models.CharField(
+        _("mode"),
         max_length=16,
         choices=Mode.choices,
         default=Mode.RAG,
-        help_text="Until a fine-tuned model is deployed to this bot, every mode answers with retrieval.",
+        help_text=_(
+            "Until a fine-tuned model is deployed to this bot, every mode answers with "
+            "retrieval. The Compare modes tab shows which mode answers your questions best."
+        ),
     )
     fallback_message = models.CharField(
+        _("fallback message"),
         max_length=400,
         default=DEFAULT_FALLBACK,
-        help_text="What the bot says when it does not know.",
+        help_text=_("What the bot says when it does not know."),
     )
-    provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.LOCAL)
+    provider = models.CharField(
+        _("models"), max_length=16, choices=Provider.choices, default=Provider.LOCAL
+    )
     generation = models.CharField(
-        "written answers",
+        _("written answers"),
         max_length=8,
         choices=Generation.choices,
         default=Generation.AUTO,
-        help_text=(
+        help_text=_(
             "When no FAQ answer fits word for word, may the chat model write an answer from your "
             "knowledge? Every written sentence is checked against your knowledge before a "
-            "customer sees it. The local 135M model got 22 of 22 test answers "
-            "wrong, so Automatic lets only OpenAI-compatible models write; local bots answer with "
-            'your curated answer ("Here is what I found about ...") or quote your documents.'
+            "customer sees it. Automatic lets only an OpenAI-compatible model write: the small "
+            "local model gets most answers wrong, so local bots answer with your own answer "
+            "(“Here is what I found about …”) or quote your documents. Ask a few questions on "
+            "the Test tab to see what your customers would read."
         ),
     )
     chat_model = models.CharField(
-        max_length=200, blank=True, help_text="Leave blank for the provider's default chat model."
-    )
-    embedding_model = models.CharField(
+        _("chat model"),
         max_length=200,
         blank=True,
-        help_text="Leave blank for the provider's default embedding model.",
+        help_text=_("Leave blank for the provider's default chat model."),
+    )
+    embedding_model = models.CharField(
+        _("embedding model"),
+        max_length=200,
+        blank=True,
+        help_text=_("Leave blank for the provider's default embedding model."),
     )
     retrieval_tuning = models.BooleanField(
-        "tune retrieval to my FAQ",
+        _("tune retrieval to my FAQ"),
         default=True,
-        help_text=(
+        help_text=_(
             "After each FAQ change, fine-tune the local embedding model on your questions' own "
-            "phrasings, so similar questions are told apart better (local models only; about a "
-            "minute for a small FAQ, several minutes for 150 entries)."
+            "phrasings, so questions that share words but mean different things are told apart "
+            "(local models only; about a minute for a small FAQ, several minutes for a large "
+            "one). The Knowledge tab shows its progress."
         ),
     )
     # Set by training.retrieval when a tuned embedding model is deployed (e.g.
@@ -105,50 +124,58 @@ class Bot(models.Model):
     # Calibrated on the CLINC150 dev split (benchmarks/faq_bench.py --sweep) for the default path,
     # a local FAQ bot with tuned retrieval: at 0.80, 34% of questions get a verbatim answer and
     # 99% of those are right; below 0.45 the bot refuses (dev: 0.906 in-scope top-1 at 0.84
-    # out-of-scope refusal recall; see bots/answer.py for how it was chosen). With the untuned
+    # out-of-scope refusal recall; see docs/decisions.md). With the untuned
     # base model the same threshold refuses more.
     direct_threshold = models.FloatField(
+        _("word-for-word threshold"),
         default=0.80,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Similarity above which the best FAQ answer is returned verbatim.",
+        help_text=_("Similarity above which the best FAQ answer is returned verbatim."),
     )
     answer_threshold = models.FloatField(
+        _("answer threshold"),
         default=0.45,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text="Similarity below which the bot gives its fallback message.",
+        help_text=_("Similarity below which the bot gives its fallback message."),
     )
     # Fitted to this bot by training.calibration from its own FAQ and a shipped set of unrelated
     # questions, after every FAQ change, tuning deploy or model switch: the curve that `caution`
     # moves along, the thresholds it gives and the owner's plain-words figures ({} until then).
     calibration = models.JSONField(default=dict, blank=True, editable=False)
     caution = models.FloatField(
+        _("caution"),
         default=0.7,  # training.calibration.DEFAULT_CAUTION
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text=(
+        help_text=_(
             "The share of questions it has no answer for that the bot declines (estimated), "
             "from helpful (0: answers more, now and then with the wrong entry) to cautious "
             "(1: declines more, answers only when sure)."
         ),
     )
     thresholds_auto = models.BooleanField(
-        "fit thresholds automatically",
+        _("fit thresholds automatically"),
         default=True,
-        help_text="Off: the direct and answer thresholds stay as you set them.",
+        help_text=_("Off: the direct and answer thresholds stay as you set them."),
     )
-    primary_colour = models.CharField(max_length=7, default="#4f46e5", validators=[hex_colour])
+    primary_colour = models.CharField(
+        _("colour"), max_length=7, default="#4f46e5", validators=[hex_colour]
+    )
     # Share & embed (public chat page, widget).
     allowed_origins = models.TextField(
+        _("allowed sites"),
         blank=True,
-        help_text="Sites allowed to embed the chat widget, one per line, e.g. https://shop.example.com.",
+        help_text=_(
+            "Sites allowed to embed the chat widget, one per line, e.g. https://shop.example.com."
+        ),
     )
     widget_colour = models.CharField(
-        max_length=7, default="#4f46e5", validators=[hex_colour], verbose_name="bubble colour"
+        max_length=7, default="#4f46e5", validators=[hex_colour], verbose_name=_("bubble colour")
     )
     widget_position = models.CharField(
         max_length=16,
-        choices=[("bottom-right", "Bottom right"), ("bottom-left", "Bottom left")],
+        choices=[("bottom-right", _("Bottom right")), ("bottom-left", _("Bottom left"))],
         default="bottom-right",
-        verbose_name="bubble position",
+        verbose_name=_("bubble position"),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -193,16 +220,16 @@ class Conversation(models.Model):
 
 class Message(models.Model):
     class Role(models.TextChoices):
-        USER = "user", "Customer"
-        BOT = "assistant", "Bot"
+        USER = "user", _("Customer")
+        BOT = "assistant", _("Bot")
 
     class Path(models.TextChoices):
-        DIRECT = "direct", "Direct FAQ answer"
-        BEST_MATCH = "best_match", "Best-matching FAQ answer"
-        EXTRACTIVE = "extractive", "Quoted from documents"
-        GENERATED = "generated", "Generated from knowledge"
-        FALLBACK = "fallback", "Fallback (unanswered)"
-        ERROR = "error", "Error"
+        DIRECT = "direct", _("Direct FAQ answer")
+        BEST_MATCH = "best_match", _("Best-matching FAQ answer")
+        EXTRACTIVE = "extractive", _("Quoted from documents")
+        GENERATED = "generated", _("Generated from knowledge")
+        FALLBACK = "fallback", _("Fallback (unanswered)")
+        ERROR = "error", _("Error")
 
     conversation = models.ForeignKey(
         Conversation, on_delete=models.CASCADE, related_name="messages"
@@ -234,7 +261,7 @@ class ApiKey(models.Model):
     """
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(max_length=80)
+    name = models.CharField(_("key name"), max_length=80)
     prefix = models.CharField(max_length=16)  # shown in the list so owners can tell keys apart
     key_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -243,7 +270,7 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        verbose_name = "API key"
+        verbose_name = _("API key")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -12,6 +12,7 @@ from accounts.access import current_workspace, is_owner, workspace_required
 
 from . import languages, services
 from .access import bots_for_user, get_bot_for_user
+from .answering import answering
 from .forms import BotFieldForm, BotForm
 
 
@@ -33,9 +34,11 @@ def bot_create(request):
     if request.method == "POST" and form.is_valid():
         data = {k: v for k, v in form.cleaned_data.items() if v not in ("", None)}
         bot = services.bot_create(workspace=workspace, **data)
-        messages.success(request, f"“{bot.name}” is ready. Teach it by adding knowledge.")
+        messages.success(
+            request, _("“%(bot)s” is ready. Teach it by adding knowledge.") % {"bot": bot.name}
+        )
         return redirect("bots:detail", bot_id=bot.pk)
-    return render(request, "bots/form.html", {"form": form, "title": "Create a bot"})
+    return render(request, "bots/form.html", {"form": form, "title": _("Create a bot")})
 
 
 @login_required
@@ -45,6 +48,7 @@ def bot_detail(request, bot_id: int):
         "bot": bot,
         "inline_fields": BotFieldForm.INLINE_FIELDS,
         "is_owner": is_owner(request.user, bot.workspace),
+        "answering": answering(bot),
     }
     return render(request, "bots/detail.html", context)
 
@@ -56,16 +60,20 @@ def bot_edit(request, bot_id: int):
     form = BotForm(request.POST or None, instance=bot)
     if request.method == "POST" and form.is_valid():
         services.bot_update(bot=bot, **form.cleaned_data)
-        messages.success(request, "Settings saved.")
+        messages.success(request, _("Settings saved."))
         if bot.serving_embedding and {"provider", "embedding_model"} & set(form.changed_data):
             messages.info(
                 request,
-                "The embedding model changed: the bot's knowledge is being re-embedded. "
-                "It keeps answering with the previous model until that is done.",
+                _(
+                    "The embedding model changed: the bot's knowledge is being re-embedded. "
+                    "It keeps answering with the previous model until that is done."
+                ),
             )
         return redirect("bots:detail", bot_id=bot.pk)
     return render(
-        request, "bots/form.html", {"form": form, "bot": bot, "title": f"Settings: {bot.name}"}
+        request,
+        "bots/form.html",
+        {"form": form, "bot": bot, "title": _("Settings: %(bot)s") % {"bot": bot.name}},
     )
 
 
@@ -124,10 +132,12 @@ def bot_language(request, bot_id: int):
 def bot_delete(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     if not is_owner(request.user, bot.workspace):
-        raise PermissionDenied("Only the workspace's owners can delete a bot.")
+        raise PermissionDenied(_("Only the workspace's owners can delete a bot."))
     name = bot.name
     services.bot_delete(bot=bot)
-    messages.success(request, f"Deleted “{name}” and all its knowledge and conversations.")
+    messages.success(
+        request, _("Deleted “%(bot)s” and all its knowledge and conversations.") % {"bot": name}
+    )
     return redirect("bots:list")
 
 

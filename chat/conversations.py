@@ -17,6 +17,7 @@ from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from bots.access import get_bot_for_user
@@ -33,19 +34,19 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ConversationFilterForm(forms.Form):
-    q = forms.CharField(required=False, max_length=200, label="Search")
+    q = forms.CharField(required=False, max_length=200, label=_("Search"))
     path = forms.ChoiceField(
         required=False,
-        label="Answer",
-        choices=[("", "Any answer")] + list(Message.Path.choices),
+        label=_("Answer"),
+        choices=[("", _("Any answer"))] + list(Message.Path.choices),
     )
     rating = forms.ChoiceField(
         required=False,
-        label="Rating",
-        choices=[("", "Any rating"), ("up", "Thumbs up"), ("down", "Thumbs down")],
+        label=_("Rating"),
+        choices=[("", _("Any rating")), ("up", _("Thumbs up")), ("down", _("Thumbs down"))],
     )
-    unanswered = forms.BooleanField(required=False, label="Unanswered")
-    handoff = forms.BooleanField(required=False, label="Handed off")
+    unanswered = forms.BooleanField(required=False, label=_("Unanswered"))
+    handoff = forms.BooleanField(required=False, label=_("Handed off"))
 
     def filters(self) -> dict:
         """The cleaned filters; an invalid form (e.g. a hand-edited URL) filters nothing."""

@@ -31,6 +31,9 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot, Message
@@ -81,7 +84,8 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
             {
                 "text": labelled.text,
                 "gold": None if labelled.should_decline else labelled.faq_entry_id,
-                "origin": labelled.get_origin_display().lower(),
+                # Stored in English (the page shows ORIGINS' words in the reader's language).
+                "origin": LABELLED_ORIGINS.get(labelled.origin, labelled.origin),
             }
         )
     from training.unrelated import must_decline
@@ -102,7 +106,7 @@ def available_modes(bot: Bot) -> dict[str, str]:
     from training.models import ChatTuning
 
     deployed = ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED).exists()
-    why = "" if deployed else "Train and deploy a fine-tuned model first."
+    why = "" if deployed else _("Train and deploy a fine-tuned model first.")
     return {Bot.Mode.RAG: "", Bot.Mode.FINETUNED: why, Bot.Mode.BOTH: why}
 
 
@@ -117,9 +121,11 @@ def evaluation_start(*, bot: Bot, priorities: dict | None = None) -> Evaluation:
         from django.core.exceptions import ValidationError
 
         raise ValidationError(
-            "There is nothing to test yet: add FAQ entries with other phrasings (one of each "
-            "entry's phrasings is kept for testing), or upload questions with the answer you "
-            "expect."
+            _(
+                "There is nothing to test yet: add FAQ entries with other phrasings (one of each "
+                "entry's phrasings is kept for testing), or upload questions with the answer you "
+                "expect."
+            )
         )
     clean = {k: max(0, min(3, int((priorities or {}).get(k, v)))) for k, v in PRIORITIES.items()}
     evaluation = Evaluation.objects.create(
@@ -321,16 +327,32 @@ def compare_modes(a: list[dict], b: list[dict], *, seed: int = 0) -> dict:
 
 
 def in_plain_words(name_a: str, name_b: str, comparison: dict) -> str:
+    """A stored comparison in the reader's language (the page words it anew on each view)."""
     d = comparison["difference"]
+    names = {"a": name_a, "b": name_b}
     if d is None:
-        return f"{name_a} and {name_b} had no questions in common to compare."
+        return _("%(a)s and %(b)s had no questions in common to compare.") % names
     n = abs(round(d * 100))
     if n == 0:
-        return f"{name_a} and {name_b} answer the same share of questions right."
+        return _("%(a)s and %(b)s answer the same share of questions right.") % names
     better, worse = (name_a, name_b) if d > 0 else (name_b, name_a)
-    verdict = "that is not chance" if comparison["real"] else "that could be chance"
+    values = {"better": better, "worse": worse, "n": n}
+    if comparison["real"]:
+        return (
+            ngettext(
+                "%(better)s answers %(n)s more question in 100 than %(worse)s; that is not chance.",
+                "%(better)s answers %(n)s more questions in 100 than %(worse)s; that is not chance.",
+                n,
+            )
+            % values
+        )
     return (
-        f"{better} answers {n} more question{'s' if n != 1 else ''} in 100 than {worse}; {verdict}."
+        ngettext(
+            "%(better)s answers %(n)s more question in 100 than %(worse)s; that could be chance.",
+            "%(better)s answers %(n)s more questions in 100 than %(worse)s; that could be chance.",
+            n,
+        )
+        % values
     )
 
 
@@ -351,8 +373,23 @@ def summarise(bot: Bot, modes: list[str], rows: list[dict], priorities: dict) ->
     return results, recommend(results, modes, priorities)
 
 
+MODE_NAMES = {
+    "rag": gettext_lazy("RAG"),
+    "finetuned": gettext_lazy("Fine-tuned"),
+    "both": gettext_lazy("Fine-tuned + RAG"),
+}
+LABELLED_ORIGINS = {"upload": "uploaded", "conversation": "from a conversation"}
+# Where a compared question came from (question_set's "origin"), in the owner's words.
+ORIGINS = {
+    "held-out phrasing": gettext_lazy("held-out phrasing"),
+    "unrelated": gettext_lazy("unrelated"),
+    "uploaded": gettext_lazy("uploaded"),
+    "from a conversation": gettext_lazy("from a conversation"),
+}
+
+
 def _name(mode: str) -> str:
-    return {"rag": "RAG", "finetuned": "Fine-tuned", "both": "Fine-tuned + RAG"}.get(mode, mode)
+    return str(MODE_NAMES.get(mode, mode))
 
 
 def costs(bot: Bot, mode: str, rows: list[dict]) -> dict:
@@ -425,12 +462,7 @@ def recommend(results: dict, modes: list[str], priorities: dict) -> dict:
     for m in modes:
         r = results[m]
         acc = r["delivered_acc"] or 0
-        # An accuracy gap counts only where the paired comparison says it is real.
-        real_gap = any(
-            c["real"]
-            and ((c["a"] == m and c["difference"] < 0) or (c["b"] == m and c["difference"] > 0))
-            for c in results.get("_comparisons", [])
-        )
+        real_gap = _real_gap(results, m)
         score = weights["accuracy"] * (acc - best_acc if real_gap else 0.0) * 10
         score += weights["accuracy"] * ((r["refusal_recall"] or 0) - 1) * 2
         score -= weights["speed"] * np.log2(max(r["total_p95_ms"] or 1.0, 1.0) / fastest)
@@ -444,36 +476,87 @@ def recommend(results: dict, modes: list[str], priorities: dict) -> dict:
     return {"mode": chosen, "name": _name(chosen), "reasons": reasons[chosen], "scores": scores}
 
 
+def _real_gap(results: dict, mode: str) -> bool:
+    """Whether another mode answers more questions right than `mode`, beyond chance: an accuracy
+    gap counts only where the paired comparison says it is real."""
+    return any(
+        c["real"]
+        and ((c["a"] == mode and c["difference"] < 0) or (c["b"] == mode and c["difference"] > 0))
+        for c in results.get("_comparisons", [])
+    )
+
+
+def recommendation_in_words(results: dict, recommendation: dict) -> dict:
+    """A stored recommendation's name and reasons in the reader's language (the worker stored
+    them in its own)."""
+    mode = (recommendation or {}).get("mode")
+    if not mode or mode not in results:
+        return {}
+    r = results[mode]
+    return {
+        "mode": mode,
+        "name": _name(mode),
+        "reasons": _reasons(mode, r, _real_gap(results, mode), r.get("freshness_seconds")),
+    }
+
+
+def _percent(rate: float) -> str:
+    return f"{round(rate * 100)}%"
+
+
 def _reasons(mode: str, r: dict, real_gap: bool, fresh) -> list[str]:
     out = []
     if r["delivered_acc"] is not None:
         low, high = r["delivered_ci"]
-        out.append(
-            f"Answers {r['delivered_acc']:.0%} of your questions right "
-            f"(95 % interval {low:.0%}-{high:.0%})"
-            + ("; another mode does better, and that is not chance." if real_gap else ".")
-        )
+        values = {
+            "rate": _percent(r["delivered_acc"]),
+            "low": _percent(low),
+            "high": _percent(high),
+        }
+        if real_gap:
+            out.append(
+                _(
+                    "Answers %(rate)s of your questions right (95 %% interval %(low)s-%(high)s); "
+                    "another mode does better, and that is not chance."
+                )
+                % values
+            )
+        else:
+            out.append(
+                _("Answers %(rate)s of your questions right (95 %% interval %(low)s-%(high)s).")
+                % values
+            )
     if r["refusal_recall"] is not None:
-        out.append(f"Declines {r['refusal_recall']:.0%} of unrelated questions.")
+        out.append(
+            _("Declines %(rate)s of unrelated questions.") % {"rate": _percent(r["refusal_recall"])}
+        )
     if r["total_p95_ms"] is not None:
-        out.append(f"95 % of answers complete within {r['total_p95_ms'] / 1000:.1f} s.")
-    out.append(
-        "Costs nothing per answer (local models)."
-        if not r["cost_per_1000"]
-        else f"Costs about ${r['cost_per_1000']:.2f} per 1,000 answers."
-    )
+        out.append(
+            _("95 %% of answers complete within %(seconds)s s.")
+            % {"seconds": number_format(r["total_p95_ms"] / 1000, 1)}
+        )
+    if not r["cost_per_1000"]:
+        out.append(_("Costs nothing per answer (local models)."))
+    else:
+        out.append(
+            _("Costs about $%(cost)s per 1,000 answers.")
+            % {"cost": number_format(r["cost_per_1000"], 2)}
+        )
     if fresh is not None:
-        what = "a re-ingestion" if mode == Bot.Mode.RAG else "a new tuning run"
-        out.append(f"An edited answer shows after {what}: about {_duration(fresh)} here.")
+        if mode == Bot.Mode.RAG:
+            text = _("An edited answer shows after a re-ingestion: about %(time)s here.")
+        else:
+            text = _("An edited answer shows after a new tuning run: about %(time)s here.")
+        out.append(text % {"time": _duration(fresh)})
     return out
 
 
 def _duration(seconds: float) -> str:
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return _("%(n)s s") % {"n": f"{seconds:.0f}"}
     if seconds < 5400:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds / 3600:.1f} hours"
+        return _("%(n)s minutes") % {"n": f"{seconds / 60:.0f}"}
+    return _("%(n)s hours") % {"n": number_format(seconds / 3600, 1)}
 
 
 def mode_switch(*, bot: Bot, mode: str) -> Bot:
@@ -483,7 +566,7 @@ def mode_switch(*, bot: Bot, mode: str) -> Bot:
     if mode not in MODES:
         from django.core.exceptions import ValidationError
 
-        raise ValidationError("Unknown mode.")
+        raise ValidationError(_("Unknown mode."))
     why = available_modes(bot).get(mode)
     if why:
         from django.core.exceptions import ValidationError

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.utils.translation import gettext as _
 
 import providers
 
@@ -134,7 +135,10 @@ class SentenceChecker:
         plain = _CITATION.sub("", sentence).strip()
         missing = sorted(f.split(":", 1)[1] for f in facts(plain) - self.context_facts)
         if missing:
-            return self._fail(sentence, f"{', '.join(missing)} is not in the knowledge it cites")
+            return self._fail(
+                sentence,
+                _("%(facts)s is not in the knowledge it cites") % {"facts": ", ".join(missing)},
+            )
         words = content_words(plain)
         if len(words) < MIN_CONTENT_WORDS and not facts(plain):
             self.verdict.checked += 1
@@ -144,8 +148,8 @@ class SentenceChecker:
         if overlap < MIN_WORD_OVERLAP:
             return self._fail(
                 sentence,
-                f"most of its words are not in the knowledge ({overlap:.0%} are, needs "
-                f"{MIN_WORD_OVERLAP:.0%})",
+                _("most of its words are not in the knowledge (%(share)s are, needs %(needs)s)")
+                % {"share": f"{overlap:.0%}", "needs": f"{MIN_WORD_OVERLAP:.0%}"},
             )
         context = self._context_vectors()
         score = float((context @ np.asarray(_embed([plain])[0])).max()) if len(context) else 0.0
@@ -153,8 +157,11 @@ class SentenceChecker:
         if score < SUPPORT_THRESHOLD:
             return self._fail(
                 sentence,
-                f"no sentence of the knowledge says this (closest similarity {score:.2f}, "
-                f"needs {SUPPORT_THRESHOLD:.2f})",
+                _(
+                    "no sentence of the knowledge says this (closest similarity %(score).2f, "
+                    "needs %(needs).2f)"
+                )
+                % {"score": score, "needs": SUPPORT_THRESHOLD},
             )
         self.verdict.checked += 1
         return True

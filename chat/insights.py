@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 import providers
@@ -68,7 +69,7 @@ def insights_context(bot: Bot, days: int) -> dict:
     try:
         context["groups"] = question_groups(bot=bot, days=days)
     except providers.ProviderError as exc:
-        context["groups_error"] = f"Could not group the questions: {exc}"
+        context["groups_error"] = _("Could not group the questions: %(error)s") % {"error": exc}
     context["answered_percent"] = (
         round(100 * context["answered_count"] / context["answers_total"], 1)
         if context["answers_total"]
@@ -139,12 +140,13 @@ def insights_add_answer(request, bot_id: int):
     if entry:
         flash.success(
             request,
-            f"Added the answer to “{entry.question}”. The bot uses it as soon as it is indexed.",
+            _("Added the answer to “%(question)s”. The bot uses it as soon as it is indexed.")
+            % {"question": entry.question},
         )
     else:
         flash.error(
             request,
-            "The answer was not added: "
-            + "; ".join(m for errors in form.errors.values() for m in errors),
+            _("The answer was not added: %(errors)s")
+            % {"errors": "; ".join(m for errors in form.errors.values() for m in errors)},
         )
     return redirect(reverse("chat:insights", args=[bot.pk]) + "#groups")

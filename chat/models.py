@@ -5,6 +5,7 @@ tables are the comparison's: the questions an owner labelled, and each evaluatio
 """
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from askhandle.jobs import TrackedJob
 from bots.models import Bot
@@ -15,8 +16,8 @@ class LabelledQuestion(models.Model):
     Uploaded as CSV on the Compare page, or labelled from a real conversation."""
 
     class Origin(models.TextChoices):
-        UPLOAD = "upload", "Uploaded"
-        CONVERSATION = "conversation", "From a conversation"
+        UPLOAD = "upload", _("Uploaded")
+        CONVERSATION = "conversation", _("From a conversation")
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="labelled_questions")
     text = models.CharField(max_length=2000)
@@ -43,11 +44,11 @@ class Evaluation(TrackedJob):
     change helped. `results` holds the figures per mode, `answers` what each mode said."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     SUCCEEDED = Status.DONE
 

@@ -7,6 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
 from bots.access import get_bot_for_user
@@ -30,15 +31,17 @@ class PlaygroundForm(forms.Form):
     question = forms.CharField(
         max_length=settings.CHAT_MAX_MESSAGE_CHARS,
         widget=forms.TextInput(
-            attrs={"placeholder": "Ask what a customer would ask…", "autofocus": True}
+            attrs={"placeholder": _("Ask what a customer would ask…"), "autofocus": True}
         ),
     )
     generate = forms.BooleanField(
         required=False,
         initial=True,
-        label="Write answers with the chat model",
-        help_text="Off: only decide (direct FAQ answer, would generate, or fallback). The local "
-        "chat model writes about 8 words a second.",
+        label=_("Write answers with the chat model"),
+        help_text=_(
+            "Off: only decide (direct FAQ answer, would generate, or fallback). The local chat "
+            "model is slow: it writes a few words a second."
+        ),
     )
 
 

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from bots import services
@@ -29,7 +30,7 @@ class EmbedForm(forms.ModelForm):
             ),
             "widget_colour": forms.TextInput(attrs={"type": "color"}),
         }
-        labels = {"allowed_origins": "Allowed sites"}
+        labels = {"allowed_origins": gettext_lazy("Allowed sites")}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,8 +44,11 @@ class EmbedForm(forms.ModelForm):
         bad = [line for line in lines if not ORIGIN_RE.match(line)]
         if bad:
             raise forms.ValidationError(
-                "Use one site per line as scheme and host only, like https://shop.example.com "
-                f"(not a page address). Check: {', '.join(bad[:3])}"
+                _(
+                    "Use one site per line as scheme and host only, like https://shop.example.com "
+                    "(not a page address). Check: %(sites)s"
+                )
+                % {"sites": ", ".join(bad[:3])}
             )
         lines = list(dict.fromkeys(lines))
         self.warnings = origin_warnings(lines)
@@ -84,8 +88,8 @@ def origin_warnings(origins: list[str]) -> list[str]:
 class ApiKeyForm(forms.Form):
     name = forms.CharField(
         max_length=80,
-        label="Key name",
-        widget=forms.TextInput(attrs={"placeholder": "e.g. Website backend"}),
+        label=gettext_lazy("Key name"),
+        widget=forms.TextInput(attrs={"placeholder": gettext_lazy("e.g. Website backend")}),
     )
 
 

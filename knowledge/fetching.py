@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 MAX_REDIRECTS = 5
 USER_AGENT = "AskHandleBot/1.0 (+knowledge import)"
@@ -90,7 +91,9 @@ def _allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def _describe(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     inner = embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else []
-    return f"{ip}, which carries {', '.join(map(str, inner))}" if inner else str(ip)
+    if not inner:
+        return str(ip)
+    return _("%(ip)s, which carries %(inner)s") % {"ip": ip, "inner": ", ".join(map(str, inner))}
 
 
 def check_url(url: str) -> tuple[str, int, str]:
@@ -100,30 +103,33 @@ def check_url(url: str) -> tuple[str, int, str]:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise FetchError("That is not a valid web address.") from exc
+        raise FetchError(_("That is not a valid web address.")) from exc
     if parts.scheme not in ("http", "https"):
-        raise FetchError("Only http:// and https:// addresses can be imported.")
+        raise FetchError(_("Only http:// and https:// addresses can be imported."))
     host = parts.hostname
     if not host:
-        raise FetchError("That web address has no host name.")
+        raise FetchError(_("That web address has no host name."))
     if parts.username or parts.password:
-        raise FetchError("Web addresses with a user name or password are not allowed.")
+        raise FetchError(_("Web addresses with a user name or password are not allowed."))
     port = port or (443 if parts.scheme == "https" else 80)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise FetchError(f"The host {host!r} could not be found.") from exc
+        raise FetchError(_("The host %(host)r could not be found.") % {"host": host}) from exc
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if not _allowed(ip):
             raise FetchError(
-                f"{host} points to a private or local network address ({_describe(ip)}); only public "
-                "web pages can be imported."
+                _(
+                    "%(host)s points to a private or local network address (%(address)s); only "
+                    "public web pages can be imported."
+                )
+                % {"host": host, "address": _describe(ip)}
             )
         addresses.append(str(ip))
     if not addresses:
-        raise FetchError(f"The host {host!r} could not be found.")
+        raise FetchError(_("The host %(host)r could not be found.") % {"host": host})
     return host, port, addresses[0]
 
 
@@ -138,13 +144,13 @@ def fetch(url: str) -> Fetched:
                 if response.is_redirect:
                     location = response.headers.get("location", "")
                     if not location:
-                        raise FetchError("The web page redirected without saying where.")
+                        raise FetchError(_("The web page redirected without saying where."))
                     url = urljoin(url, location)
                     continue
                 return _read_page(response, url, deadline)
             finally:
                 response.close()
-    raise FetchError(f"The web page redirected more than {MAX_REDIRECTS} times.")
+    raise FetchError(_("The web page redirected more than %(n)s times.") % {"n": MAX_REDIRECTS})
 
 
 def _send_checked(client: httpx.Client, url: str, deadline: float) -> httpx.Response:
@@ -161,7 +167,7 @@ def _send_checked(client: httpx.Client, url: str, deadline: float) -> httpx.Resp
     }
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise FetchError("The web page took too long to answer.")
+        raise FetchError(_("The web page took too long to answer."))
     request = client.build_request(
         "GET",
         target,
@@ -173,21 +179,27 @@ def _send_checked(client: httpx.Client, url: str, deadline: float) -> httpx.Resp
     try:
         return client.send(request, stream=True)
     except httpx.TimeoutException as exc:
-        raise FetchError("The web page took too long to answer.") from exc
+        raise FetchError(_("The web page took too long to answer.")) from exc
     except httpx.HTTPError as exc:
-        raise FetchError(f"The web page could not be fetched ({exc.__class__.__name__}).") from exc
+        raise FetchError(
+            _("The web page could not be fetched (%(error)s).") % {"error": exc.__class__.__name__}
+        ) from exc
 
 
 def _read_page(response: httpx.Response, url: str, deadline: float) -> Fetched:
     """The body of a final (non-redirect) answer, within the type, size and time limits."""
     limit = settings.KNOWLEDGE_URL_MAX_BYTES
-    too_large = f"The web page is larger than {limit // (1024 * 1024)} MB."
+    too_large = _("The web page is larger than %(n)s MB.") % {"n": limit // (1024 * 1024)}
     if response.status_code >= 400:
-        raise FetchError(f"The web page answered with an error ({response.status_code}).")
+        raise FetchError(
+            _("The web page answered with an error (%(status)s).")
+            % {"status": response.status_code}
+        )
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type not in ACCEPTED_TYPES:
         raise FetchError(
-            f"The address serves {content_type}, not a web page, text or PDF document."
+            _("The address serves %(type)s, not a web page, text or PDF document.")
+            % {"type": content_type}
         )
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -199,9 +211,11 @@ def _read_page(response: httpx.Response, url: str, deadline: float) -> Fetched:
             if len(body) > limit:
                 raise FetchError(too_large)
             if time.monotonic() > deadline:
-                raise FetchError("The web page took too long to download.")
+                raise FetchError(_("The web page took too long to download."))
     except httpx.HTTPError as exc:
-        raise FetchError(f"The web page download failed ({exc.__class__.__name__}).") from exc
+        raise FetchError(
+            _("The web page download failed (%(error)s).") % {"error": exc.__class__.__name__}
+        ) from exc
     if not body.strip():
-        raise FetchError("The web page is empty.")
+        raise FetchError(_("The web page is empty."))
     return Fetched(url=url, content_type=content_type, body=bytes(body))

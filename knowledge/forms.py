@@ -1,5 +1,6 @@
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from .models import FaqEntry
 
@@ -9,7 +10,7 @@ class SourceForm(forms.Form):
 
     file = forms.FileField(
         required=False,
-        help_text="FAQ CSV, JSON / JSONL, Markdown, text, PDF or Word (DOCX).",
+        help_text=_("FAQ CSV, JSON / JSONL, Markdown, text, PDF or Word (DOCX)."),
         widget=forms.ClearableFileInput(
             attrs={
                 "accept": ".csv,.tsv,.json,.jsonl,.md,.markdown,.txt,.pdf,.docx,text/*,application/pdf"
@@ -19,14 +20,16 @@ class SourceForm(forms.Form):
     url = forms.URLField(
         required=False,
         assume_scheme="https",
-        label="or a web page",
+        label=_("or a web page"),
         widget=forms.URLInput(attrs={"placeholder": "https://example.com/faq"}),
     )
 
     def clean(self):
         cleaned = super().clean()
         if bool(cleaned.get("file")) == bool(cleaned.get("url")) and not self.errors:
-            raise ValidationError("Choose a file to upload or enter a web address (one at a time).")
+            raise ValidationError(
+                _("Choose a file to upload or enter a web address (one at a time).")
+            )
         return cleaned
 
 
@@ -35,24 +38,27 @@ class FaqEntryForm(forms.ModelForm):
         required=False,
         max_length=2000,
         assume_scheme="https",
-        label="Link",
-        widget=forms.URLInput(attrs={"placeholder": "optional link"}),
+        label=_("Link"),
+        widget=forms.URLInput(attrs={"placeholder": _("optional link")}),
     )
     alternate_questions = forms.CharField(
         required=False,
         widget=forms.Textarea(
-            attrs={"rows": 2, "placeholder": "Other ways customers ask this, one per line"}
+            attrs={"rows": 2, "placeholder": _("Other ways customers ask this, one per line")}
         ),
-        help_text="One per line. Each phrasing is matched separately.",
+        label=_("Other phrasings"),
+        help_text=_("One per line. Each phrasing is matched separately."),
     )
 
     class Meta:
         model = FaqEntry
         fields = ["question", "answer", "category", "url"]
         widgets = {
-            "question": forms.TextInput(attrs={"placeholder": "e.g. How long does delivery take?"}),
+            "question": forms.TextInput(
+                attrs={"placeholder": _("e.g. How long does delivery take?")}
+            ),
             "answer": forms.Textarea(attrs={"rows": 3}),
-            "category": forms.TextInput(attrs={"placeholder": "optional"}),
+            "category": forms.TextInput(attrs={"placeholder": _("optional")}),
         }
 
     def __init__(self, *args, **kwargs):

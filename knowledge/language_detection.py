@@ -35,10 +35,12 @@ def detect(texts: list[str]) -> str:
 
 
 def name(code: str) -> str:
-    """The language's English name (Django's table), or its code."""
+    """The language's name in the active language (Django's table and catalogues), or its code."""
     from django.conf.locale import LANG_INFO
+    from django.utils.translation import gettext
 
-    return LANG_INFO.get(code, {}).get("name", code)
+    english = LANG_INFO.get(code, {}).get("name")
+    return gettext(english) if english else code
 
 
 def bot_language_for(code: str) -> str:

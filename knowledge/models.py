@@ -2,6 +2,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 
 from askhandle.jobs import TrackedJob
@@ -13,20 +14,20 @@ class Source(TrackedJob):
     Its ingestion is a tracked job (askhandle.jobs): progress, attempts, the claim's token."""
 
     class Kind(models.TextChoices):
-        CSV = "csv", "FAQ CSV"
-        JSON = "json", "JSON / JSONL Q&A"
-        MARKDOWN = "markdown", "Markdown"
-        TEXT = "text", "Plain text"
-        PDF = "pdf", "PDF"
-        DOCX = "docx", "Word (DOCX)"
-        URL = "url", "Web page"
-        MANUAL = "manual", "FAQ editor"
+        CSV = "csv", _("FAQ CSV")
+        JSON = "json", _("JSON / JSONL Q&A")
+        MARKDOWN = "markdown", _("Markdown")
+        TEXT = "text", _("Plain text")
+        PDF = "pdf", _("PDF")
+        DOCX = "docx", _("Word (DOCX)")
+        URL = "url", _("Web page")
+        MANUAL = "manual", _("FAQ editor")
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Queued"
-        PROCESSING = "processing", "Processing"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Queued")
+        PROCESSING = "processing", _("Processing")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="sources")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -72,10 +73,10 @@ class FaqEntry(models.Model):
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="faq_entries")
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="faq_entries")
-    question = models.TextField()
-    answer = models.TextField()
-    category = models.CharField(max_length=120, blank=True)
-    url = models.URLField(max_length=2000, blank=True)
+    question = models.TextField(_("question"))
+    answer = models.TextField(_("answer"))
+    category = models.CharField(_("category"), max_length=120, blank=True)
+    url = models.URLField(_("link"), max_length=2000, blank=True)
     # Other phrasings of the question; each is embedded so paraphrases match.
     alternate_questions = models.JSONField(default=list, blank=True)
     external_id = models.CharField(max_length=200, blank=True)
@@ -130,11 +131,11 @@ class Reembedding(TrackedJob):
     """
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Re-embedding"
-        DONE = "done", "Done"
-        SKIPPED = "skipped", "Replaced by a newer change"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Re-embedding")
+        DONE = "done", _("Done")
+        SKIPPED = "skipped", _("Replaced by a newer change")
+        FAILED = "failed", _("Failed")
 
     SUCCEEDED = Status.DONE
 

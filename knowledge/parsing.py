@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
 
 
 class ParseError(ValidationError):
@@ -61,7 +63,7 @@ DOCX_MAX_MEMBERS = 2000
 def sniff_family(data: bytes) -> str:
     """PDF, DOCX or TEXT from the bytes themselves; raises ParseError for anything else."""
     if not data or not data.strip():
-        raise ParseError("The file is empty.")
+        raise ParseError(_("The file is empty."))
     if data.lstrip()[:5] == b"%PDF-":
         return PDF
     if data[:4] == b"PK\x03\x04":
@@ -76,27 +78,34 @@ def check_docx_archive(data: bytes) -> None:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ParseError("The file looks like a zip archive but cannot be opened.") from exc
+        raise ParseError(_("The file looks like a zip archive but cannot be opened.")) from exc
     names = {info.filename for info in infos}
     if "word/document.xml" not in names:
         raise ParseError(
-            "Unsupported file type: this zip archive is not a Word document (DOCX). "
-            "Upload CSV, JSON, Markdown, text, PDF or DOCX."
+            _(
+                "Unsupported file type: this zip archive is not a Word document (DOCX). "
+                "Upload CSV, JSON, Markdown, text, PDF or DOCX."
+            )
         )
     if len(infos) > DOCX_MAX_MEMBERS:
-        raise ParseError("This Word document has too many parts to be a real document.")
+        raise ParseError(_("This Word document has too many parts to be a real document."))
     total = sum(info.file_size for info in infos)
     if total > DOCX_MAX_UNCOMPRESSED:
         raise ParseError(
-            f"This Word document expands to {total // (1024 * 1024)} MB; the limit is "
-            f"{DOCX_MAX_UNCOMPRESSED // (1024 * 1024)} MB (possible zip bomb)."
+            _(
+                "This Word document expands to %(size)s MB; the limit is %(limit)s MB "
+                "(possible zip bomb)."
+            )
+            % {"size": total // (1024 * 1024), "limit": DOCX_MAX_UNCOMPRESSED // (1024 * 1024)}
         )
     for info in infos:
         if info.file_size > 1024 * 1024 and info.file_size > DOCX_MAX_RATIO * max(
             info.compress_size, 1
         ):
             raise ParseError(
-                "This Word document is compressed suspiciously well (possible zip bomb); refused."
+                _(
+                    "This Word document is compressed suspiciously well (possible zip bomb); refused."
+                )
             )
 
 
@@ -126,11 +135,14 @@ def decode_text(data: bytes) -> str:
             text = data.decode(codec)
         except UnicodeDecodeError as exc:
             raise ParseError(
-                "The file looks like UTF-16 text but does not decode as it. Save it as UTF-8."
+                _("The file looks like UTF-16 text but does not decode as it. Save it as UTF-8.")
             ) from exc
     elif b"\x00" in data[:8192]:
         raise ParseError(
-            "Unsupported file type: this is a binary file. Upload CSV, JSON, Markdown, text, PDF or DOCX."
+            _(
+                "Unsupported file type: this is a binary file. Upload CSV, JSON, Markdown, text, "
+                "PDF or DOCX."
+            )
         )
     else:
         try:
@@ -144,12 +156,14 @@ def decode_text(data: bytes) -> str:
     )
     if controls > max(2, len(head) // 100):
         raise ParseError(
-            "Unsupported file type: the content is neither UTF-8 nor Latin-1 text. "
-            "Upload CSV, JSON, Markdown, text, PDF or DOCX."
+            _(
+                "Unsupported file type: the content is neither UTF-8 nor Latin-1 text. "
+                "Upload CSV, JSON, Markdown, text, PDF or DOCX."
+            )
         )
     text = text.lstrip("\ufeff").replace("\x00", "")
     if not text.strip():
-        raise ParseError("The file is empty.")
+        raise ParseError(_("The file is empty."))
     return text
 
 
@@ -230,7 +244,10 @@ def parse_csv(text: str) -> Parsed:
     columns: dict[str, int] | None = None
     for line, cells, error in csv_rows(text):
         if cells is None:
-            result.warnings.append(f"Line {line}: unreadable row ({error}); skipped.")
+            result.warnings.append(
+                _("Line %(line)s: unreadable row (%(error)s); skipped.")
+                % {"line": line, "error": error}
+            )
             continue
         if not any(cells):
             continue
@@ -241,18 +258,27 @@ def parse_csv(text: str) -> Parsed:
             columns = {name: i for i, name in enumerate(POSITIONAL)}
         item = _row_item(cells, columns)
         if item is None:
-            missing = (
-                "question"
-                if len(cells) <= columns["question"] or not cells[columns["question"]]
-                else "answer"
-            )
-            result.warnings.append(f"Line {line}: missing {missing}; row skipped.")
+            if len(cells) <= columns["question"] or not cells[columns["question"]]:
+                warning = _("Line %(line)s: missing question; row skipped.")
+            else:
+                warning = _("Line %(line)s: missing answer; row skipped.")
+            result.warnings.append(warning % {"line": line})
             continue
         result.faqs.append(item)
     if not result.faqs:
+        if result.warnings:
+            raise ParseError(
+                _(
+                    "No question/answer rows found. The CSV needs a question column and an "
+                    "answer column (%(n)s rows were malformed)."
+                )
+                % {"n": len(result.warnings)}
+            )
         raise ParseError(
-            "No question/answer rows found. The CSV needs a question column and an answer column"
-            + (f" ({len(result.warnings)} rows were malformed)." if result.warnings else ".")
+            _(
+                "No question/answer rows found. The CSV needs a question column and an answer "
+                "column."
+            )
         )
     return result
 
@@ -294,7 +320,10 @@ def _row_item(cells: list[str], columns: dict[str, int]) -> FaqItem | None:
 # An FAQ needs three or four levels. The limit sits far below the depth at which json's C
 # decoder raises RecursionError (about a thousand), so every deep file gets the same message.
 JSON_MAX_DEPTH = 100
-TOO_DEEP = f"the JSON is nested too deeply (more than {JSON_MAX_DEPTH} levels)"
+
+
+def _too_deep() -> str:
+    return _("the JSON is nested too deeply (more than %(n)s levels)") % {"n": JSON_MAX_DEPTH}
 
 
 class JsonTooDeep(ValueError):
@@ -306,7 +335,7 @@ def load_json(text: str):
     try:
         data = json.loads(text)
     except RecursionError as exc:
-        raise JsonTooDeep(TOO_DEEP) from exc
+        raise JsonTooDeep(_too_deep()) from exc
     # Walked with a stack, not recursion: the decoded value is at most ~1000 levels deep.
     stack = [(data, 1)]
     while stack:
@@ -316,7 +345,7 @@ def load_json(text: str):
         elif not isinstance(value, list):
             continue
         if depth > JSON_MAX_DEPTH:
-            raise JsonTooDeep(TOO_DEEP)
+            raise JsonTooDeep(_too_deep())
         stack.extend((child, depth + 1) for child in value if isinstance(child, dict | list))
     return data
 
@@ -326,27 +355,34 @@ def parse_json(text: str) -> Parsed:
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     try:
         records = _json_records(load_json(text))
-        numbered = [(i + 1, record, f"Item {i + 1}") for i, record in enumerate(records)]
+        numbered = [
+            (i + 1, record, _("Item %(n)s") % {"n": i + 1}) for i, record in enumerate(records)
+        ]
     except JsonTooDeep:
         if len(lines) == 1 or not _is_json_line(lines[0][1]):
             # One document (on one line, or pretty-printed over several), not JSON Lines.
-            raise ParseError(f"{TOO_DEEP[0].upper()}{TOO_DEEP[1:]}.") from None
+            raise ParseError(capfirst(_too_deep()) + ".") from None
         numbered = _json_lines(lines, result)
     except ValueError:
         numbered = _json_lines(lines, result)
     for _n, record, where in numbered:
         item = _json_item(record)
         if item is None:
-            result.warnings.append(f"{where}: needs a question and an answer; skipped.")
+            result.warnings.append(
+                _("%(where)s: needs a question and an answer; skipped.") % {"where": where}
+            )
         else:
             result.faqs.append(item)
     if not result.faqs:
         problems = f" {result.warnings[0]}" if result.warnings else ""
         if len(result.warnings) > 1:
-            problems += f" ({len(result.warnings) - 1} more skipped.)"
+            problems += " " + _("(%(n)s more skipped.)") % {"n": len(result.warnings) - 1}
         raise ParseError(
-            f"No question/answer entries found.{problems} Use a JSON list or JSON Lines of "
-            'objects with "question" and "answer".'
+            _(
+                "No question/answer entries found.%(problems)s Use a JSON list or JSON Lines of "
+                'objects with "question" and "answer".'
+            )
+            % {"problems": problems}
         )
     return result
 
@@ -366,11 +402,13 @@ def _json_lines(lines: list[tuple[int, str]], result: Parsed) -> list[tuple[int,
     numbered: list[tuple[int, object, str]] = []
     for n, line in lines:
         try:
-            numbered.append((n, load_json(line), f"Line {n}"))
+            numbered.append((n, load_json(line), _("Line %(n)s") % {"n": n}))
         except JsonTooDeep:
-            result.warnings.append(f"Line {n}: {TOO_DEEP}; skipped.")
+            result.warnings.append(
+                _("Line %(n)s: %(problem)s; skipped.") % {"n": n, "problem": _too_deep()}
+            )
         except ValueError:
-            result.warnings.append(f"Line {n}: not valid JSON; skipped.")
+            result.warnings.append(_("Line %(n)s: not valid JSON; skipped.") % {"n": n})
     return numbered
 
 
@@ -520,18 +558,20 @@ def parse_pdf(data: bytes, filename: str) -> Parsed:
                 ok = 0
             if not ok:
                 raise ParseError(
-                    "This PDF is password-protected. Remove the password and upload it again."
+                    _("This PDF is password-protected. Remove the password and upload it again.")
                 )
         pages = [(page.extract_text() or "") for page in reader.pages]
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
         raise ParseError(
-            f"This PDF cannot be read ({exc.__class__.__name__}); it may be damaged."
+            _("This PDF cannot be read (%(error)s); it may be damaged.")
+            % {"error": exc.__class__.__name__}
         ) from exc
     except Exception as exc:  # pypdf raises more types (IndexError, AttributeError...) on damage
         raise ParseError(
-            f"This PDF cannot be read ({exc.__class__.__name__}); it may be damaged."
+            _("This PDF cannot be read (%(error)s); it may be damaged.")
+            % {"error": exc.__class__.__name__}
         ) from exc
     title = _stem(filename)
     blocks = [
@@ -539,7 +579,7 @@ def parse_pdf(data: bytes, filename: str) -> Parsed:
     ]
     parsed = blocks_to_parsed(blocks, title)
     if not parsed.faqs and not parsed.sections:
-        raise ParseError("This PDF has no text to read (is it a scan? OCR it first).")
+        raise ParseError(_("This PDF has no text to read (is it a scan? OCR it first)."))
     return parsed
 
 
@@ -551,9 +591,11 @@ def parse_docx(data: bytes, filename: str) -> Parsed:
     try:
         document = docx.Document(io.BytesIO(data))
     except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ParseError("This Word document cannot be read; it may be damaged.") from exc
+        raise ParseError(_("This Word document cannot be read; it may be damaged.")) from exc
     except Exception as exc:  # lxml raises its own errors for broken XML
-        raise ParseError(f"This Word document cannot be read ({exc.__class__.__name__}).") from exc
+        raise ParseError(
+            _("This Word document cannot be read (%(error)s).") % {"error": exc.__class__.__name__}
+        ) from exc
     blocks: list[tuple[str, str]] = []
     heading, lines = "", []
     for paragraph in document.paragraphs:
@@ -596,7 +638,7 @@ def parse_html(html: bytes | str, url: str) -> Parsed:
     try:
         root = lxml.html.fromstring(html)
     except (ValueError, lxml.etree.ParserError) as exc:
-        raise ParseError("The web page is not readable HTML.") from exc
+        raise ParseError(_("The web page is not readable HTML.")) from exc
     page_title = (root.findtext(".//title") or "").strip() or url
     for element in root.xpath("|".join(f"//{tag}" for tag in DROP_TAGS)):
         element.drop_tree()
@@ -628,14 +670,14 @@ def parse_html(html: bytes | str, url: str) -> Parsed:
     if not parsed.faqs and not parsed.sections:
         text = " ".join(body.text_content().split())
         if not text:
-            raise ParseError("The web page has no readable text.")
+            raise ParseError(_("The web page has no readable text."))
         parsed.sections.append(Section(title=page_title, text=text))
     return parsed
 
 
 def _require_content(parsed: Parsed) -> Parsed:
     if not parsed.faqs and not parsed.sections:
-        raise ParseError("The file has no text to learn from.")
+        raise ParseError(_("The file has no text to learn from."))
     return parsed
 
 

@@ -25,6 +25,9 @@ from django.core.files.base import ContentFile
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 import providers
 from askhandle.jobs import ClaimedJobs, Superseded
@@ -103,7 +106,7 @@ def source_add(
         source = Source(bot=bot, kind=detected, name=filename[:255])
         source.file.save(filename.rsplit("/", 1)[-1][:100], ContentFile(data), save=False)
     else:
-        raise ValidationError("Choose a file to upload or enter a web address.")
+        raise ValidationError(_("Choose a file to upload or enter a web address."))
     try:
         with transaction.atomic():
             # Two uploads at once must not both pass the source limit: count under the bot's lock.
@@ -123,8 +126,11 @@ def _check_source_limit(bot: Bot) -> None:
     limit = settings.KNOWLEDGE_MAX_SOURCES_PER_BOT
     if Source.objects.filter(bot=bot).count() >= limit:
         raise ValidationError(
-            f"This bot already has {limit:,} sources, the limit per bot. Delete one, or "
-            "combine files, before adding another."
+            _(
+                "This bot already has %(limit)s sources, the limit per bot. Delete one, or "
+                "combine files, before adding another."
+            )
+            % {"limit": _count(limit)}
         )
 
 
@@ -132,17 +138,24 @@ def _read_upload(upload) -> bytes:
     limit = settings.KNOWLEDGE_MAX_UPLOAD_BYTES
     size = getattr(upload, "size", None)
     if size is not None and size > limit:
-        raise ValidationError(f"The file is {_mb(size)}; the limit is {_mb(limit)}.")
+        raise ValidationError(
+            _("The file is %(size)s; the limit is %(limit)s.")
+            % {"size": _mb(size), "limit": _mb(limit)}
+        )
     data = upload.read(limit + 1)
     if len(data) > limit:
-        raise ValidationError(f"The file is larger than {_mb(limit)}.")
+        raise ValidationError(_("The file is larger than %(limit)s.") % {"limit": _mb(limit)})
     if not data.strip():
-        raise ValidationError("The file is empty.")
+        raise ValidationError(_("The file is empty."))
     return data
 
 
+def _count(n: int) -> str:
+    return number_format(n, force_grouping=True)
+
+
 def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
+    return _("%(n)s MB") % {"n": number_format(n / (1024 * 1024), 1)}
 
 
 def _detect_kind(data: bytes, filename: str, kind: str | None) -> str:
@@ -166,10 +179,10 @@ def _check_pdf_opens(data: bytes) -> None:
         reader = pypdf.PdfReader(io.BytesIO(data))
         encrypted = reader.is_encrypted and not reader.decrypt("")
     except Exception as exc:  # pypdf raises many types for damaged files
-        raise ValidationError("This PDF cannot be read; it may be damaged.") from exc
+        raise ValidationError(_("This PDF cannot be read; it may be damaged.")) from exc
     if encrypted:
         raise ValidationError(
-            "This PDF is password-protected. Remove the password and upload it again."
+            _("This PDF is password-protected. Remove the password and upload it again.")
         )
 
 
@@ -331,7 +344,7 @@ def _claim(source_id: int):
     or None. A delivery that finds a live run looks again once that run would count as dead."""
     from .tasks import ingest_source
 
-    return SOURCES.claim(source_id, recheck=ingest_source, stage="parsing")
+    return SOURCES.claim(source_id, recheck=ingest_source, stage=gettext_noop("parsing"))
 
 
 def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
@@ -359,7 +372,7 @@ def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
         if SOURCES.owned(source_id, token).update(
             status=Source.Status.PENDING,
             attempts=F("attempts") - 1,
-            stage="waiting its turn",
+            stage=gettext_noop("waiting its turn"),
             updated_at=timezone.now(),
         ):
             _enqueue(source_id)
@@ -372,7 +385,7 @@ def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
     except providers.ProviderUnavailable:
         SOURCES.owned(source_id, token).update(
             status=Source.Status.PENDING,
-            stage="waiting for the model service",
+            stage=gettext_noop("waiting for the model service"),
             updated_at=timezone.now(),
         )
         raise
@@ -441,12 +454,12 @@ def _load(source: Source) -> tuple[parsing.Parsed, list[FaqEntry] | None]:
             )(text, source.name), None
         return parsing.parse_html(page.body, page.url), None
     if not source.file:
-        raise parsing.ParseError("The uploaded file is missing; upload it again.")
+        raise parsing.ParseError(_("The uploaded file is missing; upload it again."))
     try:
         with source.file.open("rb") as handle:
             data = handle.read()
     except OSError as exc:
-        raise parsing.ParseError("The uploaded file is missing; upload it again.") from exc
+        raise parsing.ParseError(_("The uploaded file is missing; upload it again.")) from exc
     _kind, parsed = parsing.parse_bytes(data, source.file.name, source.kind)
     return parsed, None
 
@@ -491,8 +504,11 @@ def _check_size_limits(source: Source, parsed, specs: list[_ChunkSpec]) -> None:
     rows = settings.KNOWLEDGE_MAX_ROWS_PER_UPLOAD
     if source.kind != Source.Kind.MANUAL and len(parsed.faqs) > rows:
         raise ValidationError(
-            f"This file has {len(parsed.faqs):,} FAQ rows; the limit is {rows:,} rows per "
-            "upload. Split it into smaller files."
+            _(
+                "This file has %(n)s FAQ rows; the limit is %(limit)s rows per upload. Split it "
+                "into smaller files."
+            )
+            % {"n": _count(len(parsed.faqs)), "limit": _count(rows)}
         )
     _check_chunk_limit(source, len(specs))
 
@@ -502,8 +518,11 @@ def _check_chunk_limit(source: Source, count: int) -> None:
     others = Chunk.objects.filter(bot_id=source.bot_id).exclude(source=source).count()
     if others + count > chunks:
         raise ValidationError(
-            f"This source would give the bot {others + count:,} chunks; the limit is "
-            f"{chunks:,} chunks per bot. Remove sources or split the bot."
+            _(
+                "This source would give the bot %(n)s chunks; the limit is %(limit)s chunks per "
+                "bot. Remove sources or split the bot."
+            )
+            % {"n": _count(others + count), "limit": _count(chunks)}
         )
 
 
@@ -516,7 +535,7 @@ def _ingest(source: Source, token, *, slice_seconds: float = 0) -> None:
     _check_size_limits(source, parsed, specs)
     vectors = _embed(source, token, specs, model, slice_seconds=slice_seconds)
     embedded_at = time.perf_counter()
-    SOURCES.progress(source.pk, token, stage="saving")
+    SOURCES.progress(source.pk, token, stage=gettext_noop("saving"))
     _save(source, token, parsed, manual_entries, specs, vectors, model)
     log.info(
         "Source %s: %d chunks; read %.2f s, embedded %.2f s, saved %.2f s",
@@ -548,7 +567,11 @@ def _embed(source: Source, token, specs: list[_ChunkSpec], model: str, *, slice_
     ]
     reused = len(specs) - len(todo)
     SOURCES.progress(
-        source.pk, token, stage="embedding", progress_total=len(specs), progress_done=reused
+        source.pk,
+        token,
+        stage=gettext_noop("embedding"),
+        progress_total=len(specs),
+        progress_done=reused,
     )
     # Batches of similar length: the model pads each batch to its longest text, so embedding in
     # length order (as one big call would) instead of file order saved ~25% of the model time.

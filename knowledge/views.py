@@ -12,6 +12,8 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
@@ -31,12 +33,13 @@ def _faq_context(bot, q: str, source_id: str = "") -> dict:
     """Every FAQ entry the bot answers from, hand-written or imported (CSV, JSON, web page),
     optionally from one source only, searched by `q`."""
     entries = FaqEntry.objects.filter(bot=bot).select_related("source")
-    sources = list(
-        Source.objects.filter(bot=bot, faq_entries__isnull=False)
+    sources = [
+        (pk, _("FAQ editor") if kind == Source.Kind.MANUAL else name)
+        for pk, name, kind in Source.objects.filter(bot=bot, faq_entries__isnull=False)
         .distinct()
         .order_by("name")
-        .values_list("pk", "name")
-    )
+        .values_list("pk", "name", "kind")
+    ]
     source_pk = int(source_id) if str(source_id).isdigit() else None
     if source_pk:
         entries = entries.filter(source_id=source_pk)
@@ -125,7 +128,9 @@ def source_add(request, bot_id: int):
                     "sources": bot.sources.order_by("-created_at"),
                 }
                 return render(request, f"{PAGE}#sources-panel", context)
-            messages.success(request, f"“{source.name}” was added and is being read.")
+            messages.success(
+                request, _("“%(name)s” was added and is being read.") % {"name": source.name}
+            )
             return redirect("knowledge:page", bot_id=bot.pk)
     if request.htmx:  # htmx swaps 2xx responses only
         context = {"bot": bot, "source_form": form, "sources": bot.sources.order_by("-created_at")}
@@ -153,7 +158,7 @@ def source_reingest(request, bot_id: int, source_id: int):
     source = services.source_reingest(source=source)
     if request.htmx:
         return render(request, f"{PAGE}#source-row", {"bot": bot, "source": source})
-    messages.success(request, f"“{source.name}” will be read again.")
+    messages.success(request, _("“%(name)s” will be read again.") % {"name": source.name})
     return redirect("knowledge:page", bot_id=bot.pk)
 
 
@@ -165,7 +170,9 @@ def source_delete(request, bot_id: int, source_id: int):
     services.source_delete(source=source)
     if request.htmx:
         return HttpResponse("")
-    messages.success(request, f"Deleted “{name}” and everything learnt from it.")
+    messages.success(
+        request, _("Deleted “%(name)s” and everything learnt from it.") % {"name": name}
+    )
     return redirect("knowledge:page", bot_id=bot.pk)
 
 
@@ -200,7 +207,7 @@ def faq_create(request, bot_id: int):
             if request.htmx:
                 context = {"bot": bot, "faq_form": FaqEntryForm(), **_faq_context(bot, "")}
                 return _changed(render(request, f"{PAGE}#faq-panel", context))
-            messages.success(request, f"Added “{entry.question}”.")
+            messages.success(request, _("Added “%(question)s”.") % {"question": entry.question})
             return redirect("knowledge:page", bot_id=bot.pk)
     if request.htmx:
         return render(
@@ -234,7 +241,7 @@ def faq_edit(request, bot_id: int, entry_id: int):
         else:
             if request.htmx:
                 return _changed(render(request, f"{PAGE}#faq-row", {"bot": bot, "entry": entry}))
-            messages.success(request, "Saved.")
+            messages.success(request, _("Saved."))
             return redirect("knowledge:page", bot_id=bot.pk)
     status = 422 if request.method == "POST" and not request.htmx else 200  # htmx swaps 2xx only
     return render(request, template, {"bot": bot, "entry": entry, "form": form}, status=status)
@@ -247,7 +254,7 @@ def faq_delete(request, bot_id: int, entry_id: int):
     services.faq_entries_delete(bot=bot, ids=[entry.pk])
     if request.htmx:
         return _changed(HttpResponse(""))
-    messages.success(request, "Deleted the entry.")
+    messages.success(request, _("Deleted the entry."))
     return redirect("knowledge:page", bot_id=bot.pk)
 
 
@@ -264,7 +271,10 @@ def faq_bulk_delete(request, bot_id: int):
                 request, f"{PAGE}#faq-table", {"bot": bot, "deleted": count, **_faq_context(bot, q)}
             )
         )
-    messages.success(request, f"Deleted {count} entr{'y' if count == 1 else 'ies'}.")
+    messages.success(
+        request,
+        ngettext("Deleted %(n)s entry.", "Deleted %(n)s entries.", count) % {"n": count},
+    )
     return redirect("knowledge:page", bot_id=bot.pk)
 
 
@@ -288,7 +298,7 @@ def reembedding_panel(request, bot_id: int):
 def reembedding_retry(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     if reembedding.reembedding_retry(bot=bot) is None:
-        messages.info(request, "There is no failed switch of embedding model to retry.")
+        messages.info(request, _("There is no failed switch of embedding model to retry."))
     bot.refresh_from_db()
     if request.htmx:
         context = {"bot": bot, "reembedding": Reembedding.objects.filter(bot=bot).first()}

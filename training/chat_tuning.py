@@ -37,6 +37,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 import providers
 from askhandle.jobs import ClaimedJobs, Superseded
@@ -105,7 +107,7 @@ def backend_unavailable_reason(backend: str) -> str:
     if backend == ChatTuning.Backend.OPENAI and not (
         settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL
     ):
-        return (
+        return _(
             "Fine-tuning with OpenAI needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible "
             "service). The local backend needs neither."
         )
@@ -145,7 +147,10 @@ def chat_tuning_launch(
     of the bot is active.
     Stores the set as JSONL in storage; the task starts after commit."""
     if mode not in ChatTuning.Mode.values or backend not in ChatTuning.Backend.values:
-        raise ValidationError(f"Unknown mode or backend: {mode!r}, {backend!r}.")
+        raise ValidationError(
+            _("Unknown mode or backend: %(mode)r, %(backend)r.")
+            % {"mode": mode, "backend": backend}
+        )
     reason = backend_unavailable_reason(backend)
     if reason:
         raise ValidationError(reason)
@@ -193,10 +198,10 @@ def chat_tuning_launch(
 
 
 def _busy(active: ChatTuning) -> str:
-    return (
-        f"Fine-tuning run {active.pk} is {active.get_status_display().lower()}: wait for it to "
-        "finish or cancel it before starting another."
-    )
+    return _(
+        "Fine-tuning run %(run)s is %(status)s: wait for it to finish or cancel it before "
+        "starting another."
+    ) % {"run": active.pk, "status": active.get_status_display().lower()}
 
 
 def _enqueue(run_id: int, backend: str | None = None) -> None:
@@ -278,7 +283,7 @@ def _delete_folder(folder: str) -> None:
 
 def chat_tuning_run_local(*, run_id: int) -> str:
     """Train one queued local run (a task). Returns its final status ("" if not ours to run)."""
-    token = RUNS.claim(run_id, stale=_stale(), stage="loading the model")
+    token = RUNS.claim(run_id, stale=_stale(), stage=gettext_noop("loading the model"))
     if token is None:
         return ""
     run = ChatTuning.objects.select_related("bot").get(pk=run_id)
@@ -318,7 +323,7 @@ def _train(run: ChatTuning, token) -> None:
     RUNS.progress(
         run.pk,
         token,
-        stage="training",
+        stage=gettext_noop("training"),
         base_model=CHAT_MODEL,
         metrics=metrics,
         progress_done=resume[0] if resume else 0,
@@ -384,7 +389,7 @@ def _finish(run: ChatTuning, token, result: dict, metrics: dict, seconds: float,
         )
         _delete_folder(_checkpoint_dir(run))
         return
-    RUNS.progress(run.pk, token, stage="saving the adapter")
+    RUNS.progress(run.pk, token, stage=gettext_noop("saving the adapter"))
     _save_files(run.adapter, result["files"])
     key = run.adapter.rsplit("/", 1)[-1]
     if not RUNS.finish(
@@ -412,12 +417,12 @@ def _openai():
 def chat_tuning_submit(*, run_id: int) -> str:
     """Upload the set and create the provider job (a task); beat polls it from then on.
     A transient provider error puts the run back in the queue and re-raises (Celery retries)."""
-    token = RUNS.claim(run_id, stale=_stale(), stage="uploading the training file")
+    token = RUNS.claim(run_id, stale=_stale(), stage=gettext_noop("uploading the training file"))
     if token is None:
         return ""
     run = ChatTuning.objects.select_related("bot").get(pk=run_id)
     if run.provider_job_id:  # re-queued after an interruption: the job exists, keep polling it
-        RUNS.progress(run.pk, token, stage="training at the provider")
+        RUNS.progress(run.pk, token, stage=gettext_noop("training at the provider"))
         return run.status
     try:
         with default_storage.open(run.training_file, "rb") as handle:
@@ -431,7 +436,9 @@ def chat_tuning_submit(*, run_id: int) -> str:
             suffix=run.bot.slug,
         )
     except providers.ProviderUnavailable:
-        RUNS.owned(run.pk, token).update(status=ChatTuning.Status.QUEUED, stage="retrying")
+        RUNS.owned(run.pk, token).update(
+            status=ChatTuning.Status.QUEUED, stage=gettext_noop("retrying")
+        )
         raise
     except providers.ProviderError as exc:
         RUNS.finish(run.pk, token, ChatTuning.Status.FAILED, str(exc), stage="")
@@ -440,7 +447,7 @@ def chat_tuning_submit(*, run_id: int) -> str:
     RUNS.progress(
         run.pk,
         token,
-        stage="training at the provider",
+        stage=gettext_noop("training at the provider"),
         provider_file_id=submitted["file_id"],
         provider_job_id=job["id"],
         provider_status=job.get("status") or "",
@@ -559,7 +566,7 @@ def chat_tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
         "keeps answering with the model it had.",
         enqueue=_enqueue,
         failed_fields={"stage": ""},
-        requeued_fields={"stage": "re-queued after an interruption"},
+        requeued_fields={"stage": gettext_noop("re-queued after an interruption")},
     )
 
 
@@ -575,11 +582,14 @@ def chat_tuning_deploy(*, run: ChatTuning) -> ChatTuning:
         if run.status not in ChatTuning.DEPLOYABLE:
             detail = f" ({run.error})" if run.error else ""
             raise ValidationError(
-                f"Run {run.pk} is {run.get_status_display().lower()}{detail}: only a finished run "
-                "can be deployed. The bot keeps answering with the model it has."
+                _(
+                    "Run %(run)s is %(status)s%(detail)s: only a finished run can be deployed. "
+                    "The bot keeps answering with the model it has."
+                )
+                % {"run": run.pk, "status": run.get_status_display().lower(), "detail": detail}
             )
         if not run.served_model:
-            raise ValidationError(f"Run {run.pk} has no model to deploy.")
+            raise ValidationError(_("Run %(run)s has no model to deploy.") % {"run": run.pk})
         if run.status == ChatTuning.Status.DEPLOYED:
             return run
         now = timezone.now()

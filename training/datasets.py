@@ -42,6 +42,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 import providers
 from bots.models import Bot
@@ -57,10 +59,21 @@ ERROR, WARNING = "error", "warning"
 
 
 ORIGINS = {
-    "faq": "FAQ entry",
-    "refusal": "refusal (unrelated question)",
-    "conversation": "conversation marked good",
-    "document": "document (reviewed pair)",
+    "faq": gettext_lazy("FAQ entry"),
+    "refusal": gettext_lazy("refusal (unrelated question)"),
+    "conversation": gettext_lazy("conversation marked good"),
+    "document": gettext_lazy("document (reviewed pair)"),
+}
+# What the estimate counts per kind of example (TrainingSet.counts), in the owner's words.
+KINDS = {
+    "faq": gettext_lazy("FAQ"),
+    "refusal": gettext_lazy("refusals"),
+    "conversation": gettext_lazy("from conversations"),
+    "document": gettext_lazy("from documents"),
+    "context": gettext_lazy("FAQ with context"),
+    "context_refusal": gettext_lazy("refusals with context"),
+    "context_conversation": gettext_lazy("from conversations with context"),
+    "context_document": gettext_lazy("from documents with context"),
 }
 
 
@@ -428,8 +441,10 @@ def _size_issues(examples: list[Example], entries: int) -> list[Issue]:
             Issue(
                 ERROR,
                 "no_knowledge",
-                "This bot has no FAQ entries yet. Add questions and answers on the Knowledge tab; "
-                "a chat model is tuned on them.",
+                _(
+                    "This bot has no FAQ entries yet. Add questions and answers on the Knowledge "
+                    "tab; a chat model is tuned on them."
+                ),
             )
         )
     if len(examples) < settings.CHAT_TUNING_MIN_EXAMPLES:
@@ -437,9 +452,14 @@ def _size_issues(examples: list[Example], entries: int) -> list[Issue]:
             Issue(
                 ERROR,
                 "too_few",
-                f"{len(examples)} example{'s' if len(examples) != 1 else ''}: fine-tuning needs at "
-                f"least {settings.CHAT_TUNING_MIN_EXAMPLES}. Add FAQ entries, or other phrasings "
-                "of their questions.",
+                ngettext(
+                    "%(n)s example: fine-tuning needs at least %(min)s. Add FAQ entries, or other "
+                    "phrasings of their questions.",
+                    "%(n)s examples: fine-tuning needs at least %(min)s. Add FAQ entries, or other "
+                    "phrasings of their questions.",
+                    len(examples),
+                )
+                % {"n": len(examples), "min": settings.CHAT_TUNING_MIN_EXAMPLES},
             )
         )
     return issues
@@ -454,7 +474,7 @@ def _empty_issues(examples: list[Example]) -> list[Issue]:
     ]
     if empty:
         issues.append(
-            Issue(ERROR, "empty", "Empty question or answer: fill it in on the FAQ.", empty)
+            Issue(ERROR, "empty", _("Empty question or answer: fill it in on the FAQ."), empty)
         )
     return issues
 
@@ -478,8 +498,14 @@ def _duplicate_issues(examples: list[Example]) -> list[Issue]:
             Issue(
                 WARNING,
                 "duplicates",
-                f"{len(duplicates)} duplicate example(s): the same question and answer appear "
-                "twice (they are trained on twice).",
+                ngettext(
+                    "%(n)s duplicate example: the same question and answer appear twice (they "
+                    "are trained on twice).",
+                    "%(n)s duplicate examples: the same question and answer appear twice (they "
+                    "are trained on twice).",
+                    len(duplicates),
+                )
+                % {"n": len(duplicates)},
                 duplicates,
             )
         )
@@ -495,8 +521,10 @@ def _duplicate_issues(examples: list[Example]) -> list[Issue]:
             Issue(
                 ERROR,
                 "conflicting",
-                "The same question has different answers in different FAQ entries: keep the "
-                "question in one entry.",
+                _(
+                    "The same question has different answers in different FAQ entries: keep the "
+                    "question in one entry."
+                ),
                 conflicting,
             )
         )
@@ -524,9 +552,11 @@ def _faq_conflict_issues(examples: list[Example]) -> list[Issue]:
             Issue(
                 ERROR,
                 "conflicts_faq",
-                "An answer marked good for training (or an accepted document pair) answers an FAQ "
-                "question differently from the FAQ: unmark it on its conversation (or reject the "
-                "pair), or change the FAQ answer.",
+                _(
+                    "An answer marked good for training (or an accepted document pair) answers an "
+                    "FAQ question differently from the FAQ: unmark it on its conversation (or "
+                    "reject the pair), or change the FAQ answer."
+                ),
                 sorted(against_faq),
             )
         )
@@ -542,8 +572,14 @@ def _length_issues(examples: list[Example], backend: str) -> list[Issue]:
             Issue(
                 ERROR,
                 "too_long",
-                f"{len(long)} example(s) are longer than {limit} tokens of the model: shorten "
-                "those answers (or split the entry).",
+                ngettext(
+                    "%(n)s example is longer than %(limit)s tokens of the model: shorten that "
+                    "answer (or split the entry).",
+                    "%(n)s examples are longer than %(limit)s tokens of the model: shorten those "
+                    "answers (or split the entry).",
+                    len(long),
+                )
+                % {"n": len(long), "limit": limit},
                 long,
             )
         )

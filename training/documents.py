@@ -15,6 +15,7 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from bots.models import Bot
 
@@ -51,7 +52,7 @@ WORD = re.compile(r"[a-z0-9]+")
 
 def _lower_first(phrase: str) -> str:
     """Lower-case the first word unless it is an acronym or a name with inner capitals."""
-    first, _, rest = phrase.partition(" ")
+    first, _sep, rest = phrase.partition(" ")
     if first[1:] == first[1:].lower():
         first = first.lower()
     return f"{first} {rest}".strip()
@@ -177,14 +178,14 @@ def document_pair_review(
         question = " ".join(question.split())
         if len(question) > QUESTION_MAX_CHARS:
             raise ValidationError(
-                f"The question is {len(question)} characters long; the limit is "
-                f"{QUESTION_MAX_CHARS}."
+                _("The question is %(n)s characters long; the limit is %(limit)s.")
+                % {"n": len(question), "limit": QUESTION_MAX_CHARS}
             )
         pair.question = question
     if answer is not None:
         pair.answer = answer.strip()
     if accept and (not pair.question or not pair.answer):
-        raise ValidationError("A pair needs a question and an answer to be accepted.")
+        raise ValidationError(_("A pair needs a question and an answer to be accepted."))
     pair.status = DocumentPair.Status.ACCEPTED if accept else DocumentPair.Status.REJECTED
     pair.save(update_fields=["question", "answer", "status", "updated_at"])
     return pair

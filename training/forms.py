@@ -11,14 +11,14 @@ class CautionForm(forms.Form):
 class ThresholdsForm(forms.Form):
     """The advanced section's hand-set thresholds."""
 
-    direct_threshold = forms.FloatField(min_value=0.0, max_value=1.0, label="Word-for-word from")
-    answer_threshold = forms.FloatField(min_value=0.0, max_value=1.0, label="Answer from")
+    direct_threshold = forms.FloatField(min_value=0.0, max_value=1.0, label=_("Word for word from"))
+    answer_threshold = forms.FloatField(min_value=0.0, max_value=1.0, label=_("Answer from"))
 
     def clean(self):
         cleaned = super().clean()
         direct, answer = cleaned.get("direct_threshold"), cleaned.get("answer_threshold")
         if direct is not None and answer is not None and answer > direct:
-            self.add_error("answer_threshold", "Must not be above the direct-answer threshold.")
+            self.add_error("answer_threshold", _("Must not be above the direct-answer threshold."))
         return cleaned
 
 
@@ -53,7 +53,7 @@ class LaunchForm(forms.Form):
 class DocumentPairForm(forms.Form):
     """Accept (with edits) or reject a pair. A question or answer not posted stays as it is."""
 
-    action = forms.ChoiceField(choices=[("accept", "Accept"), ("reject", "Reject")])
+    action = forms.ChoiceField(choices=[("accept", _("Accept")), ("reject", _("Reject"))])
     question = forms.CharField(
         required=False, max_length=DocumentPair._meta.get_field("question").max_length
     )

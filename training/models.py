@@ -3,6 +3,7 @@ bot's FAQ phrasings (training.retrieval). ChatTuning: a fine-tuned chat model of
 per run and version (training.chat_tuning)."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from askhandle.jobs import TrackedJob
 from bots.models import Bot
@@ -10,12 +11,12 @@ from bots.models import Bot
 
 class RetrievalTuning(TrackedJob):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DEPLOYED = "deployed", "Deployed"
-        REPLACED = "replaced", "Replaced by a newer tuning"
-        SKIPPED = "skipped", "Not needed"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DEPLOYED = "deployed", _("Deployed")
+        REPLACED = "replaced", _("Replaced by a newer tuning")
+        SKIPPED = "skipped", _("Not needed")
+        FAILED = "failed", _("Failed")
 
     SUCCEEDED = Status.DEPLOYED
 
@@ -48,21 +49,21 @@ class ChatTuning(TrackedJob):
     fine-tuned and both modes answer with (training.chat_tuning.deployed_chat_model)."""
 
     class Backend(models.TextChoices):
-        LOCAL = "local", "Local (LoRA on SmolLM2, no API key)"
-        OPENAI = "openai", "OpenAI / OpenAI-compatible fine-tuning API"
+        LOCAL = "local", _("Local (LoRA on SmolLM2, no API key)")
+        OPENAI = "openai", _("OpenAI / OpenAI-compatible fine-tuning API")
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        READY = "ready", "Ready to deploy"
-        DEPLOYED = "deployed", "Deployed"
-        REPLACED = "replaced", "Replaced by another version"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        READY = "ready", _("Ready to deploy")
+        DEPLOYED = "deployed", _("Deployed")
+        REPLACED = "replaced", _("Replaced by another version")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     class Mode(models.TextChoices):
-        FINETUNED = "finetuned", "Fine-tuned model alone"
-        BOTH = "both", "Fine-tuned model + retrieval"
+        FINETUNED = "finetuned", _("Fine-tuned model alone")
+        BOTH = "both", _("Fine-tuned model + retrieval")
 
     SUCCEEDED = Status.READY
     DEPLOYABLE = (Status.READY, Status.REPLACED, Status.DEPLOYED)
@@ -134,9 +135,9 @@ class DocumentPair(models.Model):
     document replaces its chunks, so a reviewed pair outlives its chunk (chunk becomes null)."""
 
     class Status(models.TextChoices):
-        PROPOSED = "proposed", "Proposed"
-        ACCEPTED = "accepted", "Accepted"
-        REJECTED = "rejected", "Rejected"
+        PROPOSED = "proposed", _("Proposed")
+        ACCEPTED = "accepted", _("Accepted")
+        REJECTED = "rejected", _("Rejected")
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="document_pairs")
     chunk = models.ForeignKey(

@@ -37,6 +37,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 import providers
 from askhandle.jobs import DEAD_AFTER, ClaimedJobs, Superseded
@@ -82,22 +85,22 @@ def tuning_unavailable_reason(bot: Bot) -> str:
     from knowledge.models import Chunk, FaqEntry
 
     if bot.serving_embedding:
-        return "The bot is switching embedding models; tuning can start once that is done."
+        return _("The bot is switching embedding models; tuning can start once that is done.")
     if bot.provider != Bot.Provider.LOCAL:
-        return "Retrieval tuning works with the local embedding model only."
+        return _("Retrieval tuning works with the local embedding model only.")
     if (
         serving.chosen_embedding_model(bot)
         != providers.get_provider("local").default_embedding_model()
     ):
-        return (
+        return _(
             "Retrieval tuning works with the local English model only; the multilingual model "
             "that understands your bot's language cannot be fine-tuned here."
         )
     if Chunk.objects.filter(bot=bot).count() > settings.RETRIEVAL_TUNING_MAX_CHUNKS:
-        return (
-            f"This bot has more than {settings.RETRIEVAL_TUNING_MAX_CHUNKS:,} chunks; it keeps the "
-            "base model, which the shared vector index serves faster."
-        )
+        return _(
+            "This bot has more than %(n)s chunks; it keeps the base model, which the shared "
+            "vector index serves faster."
+        ) % {"n": number_format(settings.RETRIEVAL_TUNING_MAX_CHUNKS, force_grouping=True)}
     with_phrasings = sum(
         1
         for alternates in FaqEntry.objects.filter(bot=bot).values_list(
@@ -106,7 +109,9 @@ def tuning_unavailable_reason(bot: Bot) -> str:
         if alternates
     )
     if with_phrasings < 2:
-        return "Add other phrasings of the question to at least two FAQ entries to tune retrieval."
+        return _(
+            "Add other phrasings of the question to at least two FAQ entries to tune retrieval."
+        )
     return ""
 
 
@@ -241,7 +246,7 @@ def _claim(tuning_id: int):
         if busy.exists():
             return "busy"
         return TUNINGS.claim(
-            tuning_id, stale=stale, recheck=tune_retrieval, stage="reading the FAQ"
+            tuning_id, stale=stale, recheck=tune_retrieval, stage=gettext_noop("reading the FAQ")
         )
 
 
@@ -316,7 +321,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
     TUNINGS.progress(
         tuning.pk,
         token,
-        stage="training",
+        stage=gettext_noop("training"),
         base_model=base,
         model_name=model_name,
         entries=len(groups),
@@ -327,7 +332,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
         TUNINGS.progress(
             tuning.pk,
             token,
-            stage="embedding",
+            stage=gettext_noop("embedding"),
             weights=name,
             losses=losses,
             train_seconds=train_seconds,
@@ -342,7 +347,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
                 tuning.pk, token, progress_done=done, progress_total=total
             ),
         )
-        TUNINGS.progress(tuning.pk, token, stage="deploying")
+        TUNINGS.progress(tuning.pk, token, stage=gettext_noop("deploying"))
         _deploy(tuning, token, model_name, chunk_ids, vectors)
     except BaseException:
         if not RetrievalTuning.objects.filter(
@@ -418,7 +423,7 @@ def tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
         "keeps its current model.",
         enqueue=_enqueue,
         failed_fields={"stage": ""},
-        requeued_fields={"stage": "re-queued after an interruption"},
+        requeued_fields={"stage": gettext_noop("re-queued after an interruption")},
     )
     # A revert whose worker stopped: the bot still answers with its tuned model; ask again.
     reverts = list(

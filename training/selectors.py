@@ -1,5 +1,9 @@
 """Reads for the training pages."""
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from bots.answering import summary
 from bots.models import Bot
 
 from .models import RetrievalTuning
@@ -79,6 +83,23 @@ def _fitted_on(calibration: dict) -> str:
     return formats.date_format(timezone.localtime(when), "DATE_FORMAT")
 
 
+# How training.calibration chose its in-scope samples (stored in English with the fit).
+METHODS = {
+    "held-out phrasings (kept out of retrieval tuning)": gettext_lazy(
+        "held-out phrasings (kept out of retrieval tuning)"
+    ),
+    "each phrasing held out in turn": gettext_lazy("each phrasing held out in turn"),
+    "other phrasings, asked as questions": gettext_lazy("other phrasings, asked as questions"),
+}
+
+
+def _give_or_take(calibration: dict) -> int | None:
+    from .calibration import give_or_take
+
+    spread = calibration.get("refusal_spread")
+    return None if spread is None else give_or_take(spread)
+
+
 def calibration_panel_context(bot: Bot, caution: float | None = None) -> dict:
     """What the Settings page's "cautious <-> helpful" card shows: the stored fit's headline for
     the bot's caution (or `caution`, the slider's unsaved position: read off the stored curve,
@@ -93,9 +114,10 @@ def calibration_panel_context(bot: Bot, caution: float | None = None) -> dict:
         "fitted": bool(point),
         "caution": value,
         "point": point,
+        "summary": summary(point.get("at_threshold", {}), _give_or_take(calibration)),
         "rates": point.get("at_threshold", {}),
         "samples": calibration.get("samples", {}),
-        "method": calibration.get("method", ""),
+        "method": METHODS.get(calibration.get("method", ""), calibration.get("method", "")),
         "fitted_on": _fitted_on(calibration),
     }
 
@@ -103,16 +125,18 @@ def calibration_panel_context(bot: Bot, caution: float | None = None) -> dict:
 def calibration_note(bot: Bot) -> str:
     """One line on where the bot's thresholds come from (the Test page)."""
     if not bot.thresholds_auto:
-        return (
-            f"Thresholds set by hand: answers from similarity {bot.answer_threshold:.2f}, "
-            f"word for word from {bot.direct_threshold:.2f}."
-        )
+        return _(
+            "Thresholds set by hand: answers from similarity %(answer).2f, word for word from "
+            "%(direct).2f."
+        ) % {"answer": bot.answer_threshold, "direct": bot.direct_threshold}
     context = calibration_panel_context(bot)
     point, on = context["point"], context["fitted_on"]
     if not point:
-        return "Not fitted yet: add FAQ entries with other phrasings of their questions."
-    sentence = point["summary"][0].lower() + point["summary"][1:].rstrip(".")
-    return (
-        f"Thresholds fitted to your FAQ{f' on {on}' if on else ''}: {sentence}; "
-        f"caution {point['caution']:.2f}."
-    )
+        return _("Not fitted yet: add FAQ entries with other phrasings of their questions.")
+    values = {"date": on, "summary": context["summary"], "caution": point["caution"]}
+    if on:
+        return (
+            _("Thresholds fitted to your FAQ on %(date)s: %(summary)s (caution %(caution).2f)")
+            % values
+        )
+    return _("Thresholds fitted to your FAQ: %(summary)s (caution %(caution).2f)") % values

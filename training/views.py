@@ -10,6 +10,7 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -56,7 +57,7 @@ def tuning_start(request, bot_id: int):
             bot.save(update_fields=["retrieval_tuning"])
         retrieval.tuning_request(bot=bot, reason="requested by the owner", force=True)
         if not request.htmx:
-            messages.success(request, "Retrieval tuning queued.")
+            messages.success(request, _("Retrieval tuning queued."))
     return _panel_or_page(request, bot)
 
 
@@ -68,7 +69,8 @@ def tuning_off(request, bot_id: int):
     bot.refresh_from_db()
     if not request.htmx:
         messages.success(
-            request, "Retrieval tuning is off; your knowledge is re-embedded with the base model."
+            request,
+            _("Retrieval tuning is off; your knowledge is re-embedded with the base model."),
         )
     return _panel_or_page(request, bot)
 
@@ -173,7 +175,7 @@ def chat_tuning_launch(request, bot_id: int):
         for message in exc.messages:
             messages.error(request, message)
     else:
-        messages.success(request, f"Fine-tuning run {run.pk} queued.")
+        messages.success(request, _("Fine-tuning run %(run)s queued.") % {"run": run.pk})
     return redirect("training:chat_tuning", bot_id=bot.pk)
 
 
@@ -186,7 +188,7 @@ def chat_tuning_cancel(request, bot_id: int, run_id: int):
         return render(
             request, f"{CHAT_PAGE}#run", {"bot": bot, "run": run, "chart": loss_chart(run)}
         )
-    messages.success(request, f"Run {run.pk}: cancelling.")
+    messages.success(request, _("Run %(run)s: cancelling.") % {"run": run.pk})
     return redirect("training:chat_tuning", bot_id=bot.pk)
 
 
@@ -201,7 +203,8 @@ def chat_tuning_deploy(request, bot_id: int, run_id: int):
     else:
         messages.success(
             request,
-            f"Run {run.pk} deployed: {bot.name} answers with it ({run.get_mode_display()}).",
+            _("Run %(run)s deployed: %(bot)s answers with it (%(mode)s).")
+            % {"run": run.pk, "bot": bot.name, "mode": run.get_mode_display()},
         )
     return redirect("training:chat_tuning", bot_id=bot.pk)
 
@@ -211,7 +214,9 @@ def chat_tuning_deploy(request, bot_id: int, run_id: int):
 def chat_tuning_undeploy(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     chat_tuning.chat_tuning_undeploy(bot=bot)
-    messages.success(request, f"{bot.name} answers with the base model and retrieval again.")
+    messages.success(
+        request, _("%(bot)s answers with the base model and retrieval again.") % {"bot": bot.name}
+    )
     return redirect("training:chat_tuning", bot_id=bot.pk)
 
 
@@ -231,7 +236,13 @@ def document_pairs_propose(request, bot_id: int):
     made = documents.document_pairs_propose(bot=bot)
     if request.htmx:
         return render(request, f"{CHAT_PAGE}#pairs", document_pairs_context(bot))
-    messages.success(request, f"{made} pair{'s' if made != 1 else ''} proposed from documents.")
+    messages.success(
+        request,
+        ngettext(
+            "%(n)s pair proposed from documents.", "%(n)s pairs proposed from documents.", made
+        )
+        % {"n": made},
+    )
     return _pairs_page(bot)
 
 
@@ -305,10 +316,10 @@ def calibration_caution(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     form = CautionForm(request.POST)
     if not form.is_valid():
-        return HttpResponse("The caution is a number from 0 to 1.", status=400)
+        return HttpResponse(_("The caution is a number from 0 to 1."), status=400)
     calibration.caution_apply(bot=bot, caution=form.cleaned_data["caution"])
     if not request.htmx:
-        messages.success(request, "Caution saved.")
+        messages.success(request, _("Caution saved."))
     return _calibration_card(request, bot)
 
 
@@ -333,7 +344,7 @@ def calibration_thresholds(request, bot_id: int):
         messages.error(request, " ".join(m for ms in form.errors.values() for m in ms))
         return _calibration_card(request, bot)
     if not request.htmx:
-        messages.success(request, "Thresholds saved; they stay as you set them.")
+        messages.success(request, _("Thresholds saved; they stay as you set them."))
     return _calibration_card(request, bot)
 
 
@@ -344,5 +355,5 @@ def calibration_auto(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     calibration.thresholds_auto_set(bot=bot, auto=True)
     if not request.htmx:
-        messages.success(request, "Thresholds are fitted to your FAQ again.")
+        messages.success(request, _("Thresholds are fitted to your FAQ again."))
     return _calibration_card(request, bot)

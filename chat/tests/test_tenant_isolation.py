@@ -56,6 +56,7 @@ OWN_OR_PUBLIC = {
     "accounts/workspace/switch/",
     "accounts/workspace/delete/",
     "accounts/workspace/new/",  # makes a new workspace of the user's own; takes no ids
+    "accounts/language/",  # the user's own dashboard language; takes no ids
     "accounts/invitation/<str:token>/",
     "accounts/login/",
     "accounts/logout/",

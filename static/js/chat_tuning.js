@@ -1,5 +1,6 @@
 // Fine-tuning page: the loss chart of the shown run, redrawn after each htmx poll. Data comes
-// only from the #ct-loss-data JSON blob (json_script).
+// only from the #ct-loss-data JSON blob (json_script), its words from the canvas's data-*
+// attributes (in the dashboard's language).
 (function () {
   "use strict";
   let chart = null;
@@ -20,12 +21,12 @@
       type: "line",
       data: {
         labels: data.steps,
-        datasets: [{ label: "Training loss", data: data.losses, borderColor: "#4f46e5", backgroundColor: "#4f46e5", pointRadius: 1, tension: 0.2 }],
+        datasets: [{ label: canvas.dataset.loss || "Training loss", data: data.losses, borderColor: "#4f46e5", backgroundColor: "#4f46e5", pointRadius: 1, tension: 0.2 }],
       },
       options: {
         maintainAspectRatio: false,
         animation: false,
-        scales: { x: { title: { display: true, text: "step" } }, y: { beginAtZero: true } },
+        scales: { x: { title: { display: true, text: canvas.dataset.step || "step" } }, y: { beginAtZero: true } },
         plugins: { legend: { display: false } },
       },
     });

@@ -1,4 +1,5 @@
-// Compare-modes charts. Data comes only from the #compare-data JSON blob (json_script).
+// Compare-modes charts. Data comes only from the #compare-data JSON blob (json_script), the
+// words from the canvases' data-* attributes (in the dashboard's language).
 (function () {
   "use strict";
   const charts = [];
@@ -20,14 +21,14 @@
         data: {
           labels: data.modes,
           datasets: [
-            { label: "Right", data: data.right, backgroundColor: "#059669" },
-            { label: "Wrong", data: data.wrong, backgroundColor: "#dc2626" },
-            { label: "Wrongly declined", data: data.declined, backgroundColor: "#d97706" },
+            { label: outcomes.dataset.right || "Right", data: data.right, backgroundColor: "#059669" },
+            { label: outcomes.dataset.wrong || "Wrong", data: data.wrong, backgroundColor: "#dc2626" },
+            { label: outcomes.dataset.declined || "Wrongly declined", data: data.declined, backgroundColor: "#d97706" },
           ],
         },
         options: {
           maintainAspectRatio: false, animation: false,
-          plugins: { title: { display: true, text: "Your questions, by what customers read" } },
+          plugins: { title: { display: true, text: outcomes.dataset.title || "Your questions, by what customers read" } },
           scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } },
         },
       }));
@@ -36,10 +37,10 @@
     if (latency) {
       charts.push(new Chart(latency, {
         type: "bar",
-        data: { labels: data.modes, datasets: [{ label: "95th percentile, ms", data: data.p95, backgroundColor: "#4f46e5" }] },
+        data: { labels: data.modes, datasets: [{ label: latency.dataset.label || "95th percentile, ms", data: data.p95, backgroundColor: "#4f46e5" }] },
         options: {
           maintainAspectRatio: false, animation: false, indexAxis: "y",
-          plugins: { title: { display: true, text: "Time to the whole answer (p95)" }, legend: { display: false } },
+          plugins: { title: { display: true, text: latency.dataset.title || "Time to the whole answer (p95)" }, legend: { display: false } },
           scales: { x: { beginAtZero: true } },
         },
       }));

@@ -19,10 +19,10 @@
     if (activity) {
       charts.push(new Chart(activity, {
         data: {
-          labels: data.activity.labels.map((d) => new Date(d + "T00:00:00").toLocaleDateString(undefined, { month: "short", day: "numeric" })),
+          labels: data.activity.labels.map((d) => new Date(d + "T00:00:00").toLocaleDateString(document.documentElement.lang || undefined, { month: "short", day: "numeric" })),
           datasets: [
-            { type: "bar", label: "Messages", data: data.activity.messages, backgroundColor: "#c7d2fe", borderRadius: 4, yAxisID: "y" },
-            { type: "line", label: "Conversations", data: data.activity.conversations, borderColor: "#4f46e5", backgroundColor: "#4f46e5", cubicInterpolationMode: "monotone", pointRadius: 2, yAxisID: "y" },
+            { type: "bar", label: activity.dataset.messages || "Messages", data: data.activity.messages, backgroundColor: "#c7d2fe", borderRadius: 4, yAxisID: "y" },
+            { type: "line", label: activity.dataset.conversations || "Conversations", data: data.activity.conversations, borderColor: "#4f46e5", backgroundColor: "#4f46e5", cubicInterpolationMode: "monotone", pointRadius: 2, yAxisID: "y" },
           ],
         },
         options: {

@@ -5,7 +5,9 @@ The bot's Settings page shows the calibration card the same way (`{% calibration
 
 from django import template
 from django.template.loader import render_to_string
+from django.utils.translation import gettext_lazy
 
+from ..datasets import KINDS
 from ..selectors import calibration_panel_context, tuning_panel_context
 
 register = template.Library()
@@ -25,3 +27,22 @@ def calibration_panel(context, bot) -> str:
         calibration_panel_context(bot),
         request=context.get("request"),
     )
+
+
+ROLES = {
+    "system": gettext_lazy("system"),
+    "user": gettext_lazy("customer"),
+    "assistant": gettext_lazy("bot"),
+}
+
+
+@register.filter
+def example_kind(kind: str) -> str:
+    """A training example's kind (training.datasets) in the owner's words."""
+    return KINDS.get(kind, kind)
+
+
+@register.filter
+def message_role(role: str) -> str:
+    """A training example's message role in the owner's words."""
+    return ROLES.get(role, role)
