@@ -88,3 +88,48 @@ def test_an_english_owner_sees_a_german_bots_chat_page_and_widget_in_german(owne
 def test_public_chat_responses_do_not_vary_on_cookies(client, bot):
     response = client.get(reverse("chat:widget_config", args=[bot.slug]))
     assert "Cookie" not in response.get("Vary", "")
+
+
+def test_the_invitation_email_is_in_the_inviters_dashboard_language(owner_client, mailoutbox):
+    owner_client.post(reverse("accounts:language"), {"language": "de"})
+    response = owner_client.post(
+        reverse("accounts:team"), {"email": "kim@example.com", "role": "member"}
+    )
+    assert response.status_code == 302
+    (mail,) = mailoutbox
+    assert mail.subject == "Sie sind zu Acme Inc auf AskHandle eingeladen"
+    assert mail.body.startswith("Hallo,") and "Der Link funktioniert einmal" in mail.body
+    page = owner_client.get(reverse("accounts:team")).content.decode()
+    assert "Einladung an kim@example.com gesendet" in page  # the flash message too
+
+
+def test_the_activation_email_is_in_the_browsers_language(client, mailoutbox):
+    client.post(
+        reverse("accounts:signup"),
+        {"workspace_name": "Bakkerij", "email": "jan@example.nl", "password": "a-long-pass-7!"},
+        headers={"accept-language": "nl"},
+    )
+    (mail,) = mailoutbox
+    assert mail.subject == "Rond het aanmaken van je AskHandle-account af"
+    assert mail.body.startswith("Hoi,") and "Activeer het account hier:" in mail.body
+
+
+def test_dates_and_messages_follow_the_owners_language(owner_client, user):
+    from django.utils import formats, translation
+
+    owner_client.post(reverse("accounts:language"), {"language": "de"})
+    form = {
+        "name": "Hilfe",
+        "greeting": "Hallo!",
+        "mode": "rag",
+        "fallback_message": "Das weiß ich nicht.",
+        "provider": "local",
+        "primary_colour": "#4f46e5",
+    }
+    response = owner_client.post(reverse("bots:create"), form)
+    page = owner_client.get(response.url).content.decode()
+    assert "„Hilfe“ ist bereit." in page and "Übersicht" in page
+    joined = user.memberships.get().created_at
+    with translation.override("de"):
+        date = formats.date_format(joined, "DATE_FORMAT")
+    assert f"dabei seit {date}" in owner_client.get(reverse("accounts:team")).content.decode()
