@@ -127,7 +127,7 @@ def _utf16_codec(data: bytes) -> str | None:
 
 def decode_text(data: bytes) -> str:
     """UTF-16 (with a byte order mark, or ASCII-heavy without one), UTF-8 (with or without BOM),
-    else Latin-1; binary content is refused. A stray NUL further in is dropped: PostgreSQL
+    else Windows-1252, else Latin-1; binary content is refused. A stray NUL further in is dropped: PostgreSQL
     refuses NUL in text, and no text format means one."""
     codec = _utf16_codec(data)
     if codec:
@@ -148,7 +148,12 @@ def decode_text(data: bytes) -> str:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            text = data.decode("latin-1")
+            # Excel saves CSV in Windows-1252 in Western Europe: Latin-1 plus "€", curly quotes
+            # and dashes where Latin-1 has control codes. Latin-1 for the 5 bytes it lacks.
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                text = data.decode("latin-1")
     # Latin-1 decodes any byte and UTF-8 allows control bytes: many controls mean it was not text.
     head = text[:8192]
     controls = sum(
@@ -200,11 +205,24 @@ def _looks_like_json(text: str) -> bool:
 
 # --- CSV ----------------------------------------------------------------------------------------
 
+# Column names owners use, in the bot languages too (a Dutch or German owner's spreadsheet says
+# "Vraag;Antwoord" or "Frage;Antwort"). Compared lower-cased, spaces and hyphens as "_".
 HEADER_ALIASES = {
-    "question": {"question", "questions", "q", "query", "prompt", "title"},
-    "answer": {"answer", "answers", "a", "response", "reply", "text"},
-    "category": {"category", "categories", "topic", "section", "group", "tag"},
-    "url": {"url", "link", "source", "source_url", "href"},
+    "question": {
+        "question", "questions", "q", "query", "prompt", "title",
+        "vraag", "vragen", "frage", "fragen", "pregunta", "preguntas", "titel", "titre", "título",
+    },
+    "answer": {
+        "answer", "answers", "a", "response", "reply", "text",
+        "antwoord", "antwoorden", "antwort", "antworten", "réponse", "réponses", "reponse",
+        "respuesta", "respuestas", "tekst",
+    },
+    "category": {
+        "category", "categories", "topic", "section", "group", "tag",
+        "categorie", "categorieën", "kategorie", "catégorie", "categoría", "thema", "onderwerp",
+        "rubrik", "rubrique", "tema",
+    },
+    "url": {"url", "link", "source", "source_url", "href", "lien", "enlace", "bron", "quelle"},
     "alternate_questions": {
         "alternate_questions",
         "alternates",
@@ -213,7 +231,7 @@ HEADER_ALIASES = {
         "example_questions",
     },
     "external_id": {"id", "faq_id", "external_id", "key"},
-}
+}  # fmt: skip
 POSITIONAL = ["question", "answer", "category", "url"]
 
 

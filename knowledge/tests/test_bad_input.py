@@ -184,3 +184,18 @@ def test_missing_stored_file_fails_with_a_message(bot):
     source = ingest(source)
     assert source.status == Source.Status.FAILED and "missing" in source.error
     assert not Chunk.objects.exists()
+
+
+def test_a_windows_1252_csv_keeps_euro_signs_curly_quotes_and_umlauts(bot):
+    """Excel's CSV in Western Europe: "€", “ ” and – are bytes Latin-1 reads as control codes."""
+    data = (
+        "Frage;Antwort\n"
+        "Was kostet die Lieferung?;„Nur“ 4,95 € – ab 40 € gratis.\n"
+        "Wann öffnet ihr?;Täglich ab 7 Uhr, außer Montag.\n"
+    ).encode("cp1252")
+    source = ingest(add(bot, "faq.csv", data))
+    answers = dict(FaqEntry.objects.filter(source=source).values_list("question", "answer"))
+    assert answers == {
+        "Was kostet die Lieferung?": "„Nur“ 4,95 € – ab 40 € gratis.",
+        "Wann öffnet ihr?": "Täglich ab 7 Uhr, außer Montag.",
+    }
