@@ -183,3 +183,20 @@ def test_an_unknown_language_is_refused(owner_client, bot):
     response = owner_client.post(reverse("bots:language", args=[bot.pk]), {"language": "xx"})
     assert response.status_code == 400
     assert "Choose one of the bot languages" in response.content.decode()
+
+
+def test_mixed_and_unsupported_languages_get_an_answer_or_an_honest_fallback(workspace):
+    from chat.answer import answer
+
+    bot = bot_create(workspace=workspace, name="Bakkerij", language="nl")
+    ingest(bot)
+    for question in (
+        "do you bezorgen taarten at home?",  # Dutch and English mixed
+        "配達はしていますか？",  # Japanese: no bot language
+        "¿tenéis pan sin gluten?",  # Spanish to a Dutch bot
+        "🍰🍰🍰",
+    ):
+        result = answer(bot, question, generate=False)
+        assert result.path in ("direct", "best_match", "fallback"), (question, result.path)
+        assert result.text
+    assert answer(bot, "heb je brood zonder gluten?").sources[0].faq_id is not None
