@@ -104,8 +104,10 @@ def metrics(rows: list[dict]) -> dict:
 
 def data_language(data: Path) -> str:
     """The language of a set under benchmarks/data/faq_<code>/<business>/ ('en' elsewhere)."""
-    parent = data.resolve().parent.name
-    return parent.removeprefix("faq_") if parent.startswith("faq_") else "en"
+    from bots.languages import LANGUAGES
+
+    code = data.resolve().parent.name.removeprefix("faq_")
+    return code if code in LANGUAGES else "en"
 
 
 def build_bot(
