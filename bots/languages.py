@@ -75,11 +75,18 @@ DEFAULT_GREETING = gettext_noop("Hi! How can I help you today?")
 DEFAULT_FALLBACK = gettext_noop(
     "Sorry, I don't know the answer to that yet. You can ask for a human and we'll get back to you."
 )
-DEFAULT_TEXTS = {"greeting": DEFAULT_GREETING, "fallback_message": DEFAULT_FALLBACK}
+# The persona the chat model is told to take, also in the bot's language (the owner reads and
+# edits it on the Overview).
+DEFAULT_INSTRUCTIONS = gettext_noop("You are a friendly, concise customer-support assistant.")
+DEFAULT_TEXTS = {
+    "greeting": DEFAULT_GREETING,
+    "fallback_message": DEFAULT_FALLBACK,
+    "instructions": DEFAULT_INSTRUCTIONS,
+}
 
 
 def default_texts(code: str | None) -> dict[str, str]:
-    """{field: the default greeting and fallback message in the language}."""
+    """{field: the default greeting, fallback message and persona in the language}."""
     with translation.override(get(code).code):
         return {field: gettext(text) for field, text in DEFAULT_TEXTS.items()}
 

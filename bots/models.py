@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Workspace
 
 # The chat page's own words are translated into these (locale/); settings.LANGUAGES names them.
-from .languages import DEFAULT_FALLBACK, DEFAULT_GREETING, LANGUAGE_CHOICES
+from .languages import DEFAULT_FALLBACK, DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, LANGUAGE_CHOICES
 
 hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a colour like #4f46e5."))
 # scheme://host[:port] and nothing else: no path, spaces or semicolons can reach a header.
@@ -55,7 +55,7 @@ class Bot(models.Model):
     instructions = models.TextField(
         _("persona"),
         blank=True,
-        default="You are a friendly, concise customer-support assistant.",
+        default=DEFAULT_INSTRUCTIONS,
         help_text=_("Persona and rules the bot follows when it writes an answer."),
     )
     mode = models.CharField(

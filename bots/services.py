@@ -52,8 +52,9 @@ def bot_update(*, bot: Bot, **fields) -> Bot:
 
 
 def _speak_language(bot: Bot) -> list[str]:
-    """Put the greeting and fallback message into the bot's language where they are still a
-    default (in any language): a new Dutch bot greets in Dutch, not with the English default.
+    """Put the greeting, fallback message and persona into the bot's language where they are
+    still a default (in any language): a new Dutch bot greets in Dutch, not with the English
+    default.
     Returns the fields changed."""
     changed = []
     for field, text in languages.default_texts(bot.language).items():

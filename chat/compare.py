@@ -33,6 +33,8 @@ LEVELS = [
     (3, gettext_lazy("A lot")),
 ]
 DECLINE_WORDS = {"should decline", "decline", "-", "none", "no answer"}
+# ... and the words the upload's help text gives in the owner's language (locale/).
+DECLINE_WORDS |= {"afwijzen", "ablehnen", "refuser", "rechazar"}
 MAX_UPLOAD_BYTES = 1_000_000
 # A comparison asks at most ev.MAX_QUESTIONS; more rows than this cannot be a question set, and
 # a 45,505-row file held a web worker for 80 s.

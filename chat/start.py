@@ -38,8 +38,11 @@ class StartForm(forms.Form):
         widget=forms.Textarea(
             attrs={
                 "rows": 9,
-                "placeholder": "Q: How long does delivery take?\nA: Two to three working days.\n\n"
-                "Q: Can I return an order?\nA: Yes, within 30 days.",
+                # Q: and A: stay as they are in every language: the parser reads them.
+                "placeholder": gettext_lazy(
+                    "Q: How long does delivery take?\nA: Two to three working days.\n\n"
+                    "Q: Can I return an order?\nA: Yes, within 30 days."
+                ),
             }
         ),
         help_text=gettext_lazy(

@@ -1,5 +1,6 @@
 """Reads for the training pages."""
 
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -122,21 +123,25 @@ def calibration_panel_context(bot: Bot, caution: float | None = None) -> dict:
     }
 
 
+def _two(value: float) -> str:
+    return number_format(value, 2)
+
+
 def calibration_note(bot: Bot) -> str:
     """One line on where the bot's thresholds come from (the Test page)."""
     if not bot.thresholds_auto:
         return _(
-            "Thresholds set by hand: answers from similarity %(answer).2f, word for word from "
-            "%(direct).2f."
-        ) % {"answer": bot.answer_threshold, "direct": bot.direct_threshold}
+            "Thresholds set by hand: answers from similarity %(answer)s, word for word from "
+            "%(direct)s."
+        ) % {"answer": _two(bot.answer_threshold), "direct": _two(bot.direct_threshold)}
     context = calibration_panel_context(bot)
     point, on = context["point"], context["fitted_on"]
     if not point:
         return _("Not fitted yet: add FAQ entries with other phrasings of their questions.")
-    values = {"date": on, "summary": context["summary"], "caution": point["caution"]}
+    values = {"date": on, "summary": context["summary"], "caution": _two(point["caution"])}
     if on:
         return (
-            _("Thresholds fitted to your FAQ on %(date)s: %(summary)s (caution %(caution).2f)")
+            _("Thresholds fitted to your FAQ on %(date)s: %(summary)s (caution %(caution)s)")
             % values
         )
-    return _("Thresholds fitted to your FAQ: %(summary)s (caution %(caution).2f)") % values
+    return _("Thresholds fitted to your FAQ: %(summary)s (caution %(caution)s)") % values
