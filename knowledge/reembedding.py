@@ -11,6 +11,9 @@ vectors of two models never meet in one search.
 
 Retrieval tuning (training.retrieval) swaps vectors the same way, with `embed_chunks` and
 `swap_vectors` from here. A worker killed mid-job is recovered by beat like an ingestion.
+
+The job's tasks are defined here, beside the services they run (knowledge.tasks imports them for
+the worker); they retry as the ingestion's do (knowledge.services.RETRY).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import copy
 import logging
 from datetime import timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -31,6 +35,7 @@ from bots.models import Bot
 from . import serving, vector_indexes
 from .models import Chunk, Reembedding, Source
 from .resume import Staged, digest
+from .services import RETRY, source_requeue
 from .signals import faq_changed_on_commit, vectors_swapped
 from .staging import as_vector, stage_and_run
 
@@ -104,8 +109,6 @@ def swap_vectors(bot: Bot, full_name: str, chunk_ids: list[int], vectors) -> Non
     vectors and model name. Chunks the job did not see (a source that finished ingesting
     meanwhile) carry another model's vectors: their sources are ingested again, after commit,
     with the bot's model as it is then."""
-    from .services import source_requeue
-
     stage_and_run(
         table="swapped_vectors",
         columns=[("id", "bigint", "int8"), ("embedding", "vector", "vector")],
@@ -215,9 +218,12 @@ def text_search_rebuild(*, bot_id: int) -> int:
         return cur.rowcount
 
 
-def text_search_rebuild_on_commit(bot_id: int) -> None:
-    from .tasks import rebuild_text_search
+@shared_task(name="knowledge.tasks.rebuild_text_search", acks_late=True)
+def rebuild_text_search(bot_id: int) -> int:
+    return text_search_rebuild(bot_id=bot_id)
 
+
+def text_search_rebuild_on_commit(bot_id: int) -> None:
     transaction.on_commit(lambda: rebuild_text_search.delay(bot_id))
 
 
@@ -242,8 +248,6 @@ def reembedding_retry(*, bot: Bot) -> Reembedding | None:
 
 
 def _enqueue(job_id: int) -> None:
-    from .tasks import reembed_bot
-
     JOBS.send_on_commit(reembed_bot, job_id)
 
 
@@ -270,8 +274,6 @@ def reembedding_run(*, reembedding_id: int) -> str:
     ProviderUnavailable is re-raised after putting the job back to QUEUED (the task retries with
     a back-off); other provider errors fail the job, and the old vectors keep serving.
     """
-    from .tasks import reembed_bot
-
     token = JOBS.claim(reembedding_id, recheck=reembed_bot)
     if token is None:
         return ""
@@ -319,6 +321,20 @@ def reembedding_fail(*, reembedding_id: int, error: str) -> None:
         finished_at=timezone.now(),
         updated_at=timezone.now(),
     )
+
+
+def _reembedding_give_up(reembedding_id: int, *, error: str) -> None:
+    reembedding_fail(
+        reembedding_id=reembedding_id,
+        error=f"{error}. The bot still answers with its previous model.",
+    )
+
+
+@shared_task(
+    name="knowledge.tasks.reembed_bot", **RETRY, give_up=staticmethod(_reembedding_give_up)
+)
+def reembed_bot(self, reembedding_id: int) -> str:
+    return reembedding_run(reembedding_id=reembedding_id)
 
 
 def _run(job: Reembedding, token) -> None:
@@ -378,3 +394,8 @@ def reembeddings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
         "bot still answers with its previous model. Try again.",
         enqueue=_enqueue,
     )
+
+
+@shared_task(name="knowledge.tasks.recover_stuck_reembeddings")
+def recover_stuck_reembeddings() -> dict:
+    return reembeddings_recover_stuck()

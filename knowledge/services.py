@@ -7,10 +7,17 @@ A run owns its source through a claim: a conditional UPDATE PENDING -> PROCESSIN
 `started_at`. That stamp is the fencing token: progress updates and the final replace only apply
 while the row still carries it, so a duplicate delivery, a recovered run or a newer re-ingest
 request can never leave two sets of chunks.
+
+The ingestion task is defined here, beside the service it runs (as pretix does), so queueing a
+source imports nothing back; knowledge.tasks imports it for the worker. A model service that is
+down (ProviderUnavailable) is retried with Celery's exponential back-off (10 s, 20 s, 40 s ...
+with jitter, at most 10 minutes apart); after the last retry the job fails with a readable reason
+(askhandle.jobs.GiveUpTask).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -18,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -30,7 +38,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 import providers
-from askhandle.jobs import ClaimedJobs, Superseded
+from askhandle.jobs import ClaimedJobs, GiveUpTask, Superseded
 from bots.models import Bot
 
 from . import chunking, fetching, language_detection, parsing, serving, vector_indexes
@@ -59,6 +67,20 @@ FILE_KINDS = (
     Source.Kind.PDF,
     Source.Kind.DOCX,
 )
+
+
+# The ingestion's and the re-embedding's tasks (knowledge.reembedding) retry these.
+RETRY = {
+    "base": GiveUpTask,
+    "bind": True,
+    "acks_late": True,
+    # The database went away mid-run (restart, failover): retried with the same back-off; the
+    # run's claim is taken over once its heartbeat counts as dead, resuming from staged batches.
+    "autoretry_for": (providers.ProviderUnavailable, OperationalError, InterfaceError),
+    "retry_backoff": 10,
+    "retry_backoff_max": 600,
+    "max_retries": 5,
+}
 
 
 class ModelChanged(Exception):
@@ -171,9 +193,7 @@ def _detect_kind(data: bytes, filename: str, kind: str | None) -> str:
 
 
 def _check_pdf_opens(data: bytes) -> None:
-    import io
-
-    import pypdf
+    import pypdf  # ~90 ms to import: loaded when a PDF arrives, as in parsing.parse_pdf
 
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
@@ -187,8 +207,6 @@ def _check_pdf_opens(data: bytes) -> None:
 
 
 def _enqueue(source_id: int) -> None:
-    from .tasks import ingest_source
-
     SOURCES.send_on_commit(ingest_source, source_id)
 
 
@@ -342,8 +360,6 @@ class _ChunkSpec:
 def _claim(source_id: int):
     """PENDING (or PROCESSING with no heartbeat for DEAD_AFTER) -> PROCESSING; returns the token
     or None. A delivery that finds a live run looks again once that run would count as dead."""
-    from .tasks import ingest_source
-
     return SOURCES.claim(source_id, recheck=ingest_source, stage=gettext_noop("parsing"))
 
 
@@ -407,6 +423,15 @@ def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
         )
         raise
     return Source.objects.filter(pk=source_id).first()
+
+
+def _source_give_up(source_id: int, *, error: str) -> None:
+    source_fail(source_id=source_id, error=error)
+
+
+@shared_task(name="knowledge.tasks.ingest_source", **RETRY, give_up=staticmethod(_source_give_up))
+def ingest_source(self, source_id: int) -> None:
+    source_ingest(source_id=source_id, slice_seconds=settings.KNOWLEDGE_INGEST_SLICE_SECONDS)
 
 
 def _message(exc: Exception) -> str:
@@ -742,3 +767,8 @@ def sources_recover_stuck(*, stale_seconds: int | None = None) -> dict:
         failed_fields={"stage": ""},
         requeued_fields={"stage": "requeued after an interruption"},
     )
+
+
+@shared_task(name="knowledge.tasks.recover_stuck_sources")
+def recover_stuck_sources() -> dict:
+    return sources_recover_stuck()

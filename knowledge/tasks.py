@@ -1,82 +1,32 @@
-"""Ingestion tasks (queue `ingest`, routed in settings). Bodies stay thin: the work is in services.
+"""The knowledge app's entry point for the Celery worker (queue `ingest`, routed in settings).
 
-A model service that is down (ProviderUnavailable) is retried with Celery's exponential back-off
-(10 s, 20 s, 40 s ... with jitter, at most 10 minutes apart); after the last retry the job fails
-with a readable reason (askhandle.jobs.GiveUpTask)."""
+Each task is defined beside the service that does its work, under its name here
+(`knowledge.tasks.<name>`, which routes, beat and queued messages use): ingestion in
+knowledge.services, embedding-model switches and text-search rebuilds in knowledge.reembedding,
+per-bot vector indexes in knowledge.vector_indexes. Celery's autodiscovery imports this module,
+which imports them; what is left here runs when a worker starts."""
 
 import logging
 
-from celery import shared_task
 from celery.signals import worker_ready
-from django.conf import settings
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 
-from askhandle.jobs import GiveUpTask
-from providers import ProviderUnavailable
+from . import reembedding, services
+from .reembedding import rebuild_text_search, recover_stuck_reembeddings, reembed_bot
+from .services import ingest_source, recover_stuck_sources
+from .vector_indexes import sync_all_vector_indexes, sync_vector_indexes
 
-from . import reembedding, services, vector_indexes
+__all__ = [
+    "ingest_source",
+    "rebuild_text_search",
+    "recover_stuck_reembeddings",
+    "recover_stuck_sources",
+    "reembed_bot",
+    "sync_all_vector_indexes",
+    "sync_vector_indexes",
+]
 
 log = logging.getLogger(__name__)
-
-RETRY = {
-    "base": GiveUpTask,
-    "bind": True,
-    "acks_late": True,
-    # The database went away mid-run (restart, failover): retried with the same back-off; the
-    # run's claim is taken over once its heartbeat counts as dead, resuming from staged batches.
-    "autoretry_for": (ProviderUnavailable, OperationalError, InterfaceError),
-    "retry_backoff": 10,
-    "retry_backoff_max": 600,
-    "max_retries": 5,
-}
-
-
-def _source_give_up(source_id: int, *, error: str) -> None:
-    services.source_fail(source_id=source_id, error=error)
-
-
-def _reembedding_give_up(reembedding_id: int, *, error: str) -> None:
-    reembedding.reembedding_fail(
-        reembedding_id=reembedding_id,
-        error=f"{error}. The bot still answers with its previous model.",
-    )
-
-
-@shared_task(**RETRY, give_up=staticmethod(_source_give_up))
-def ingest_source(self, source_id: int) -> None:
-    services.source_ingest(
-        source_id=source_id, slice_seconds=settings.KNOWLEDGE_INGEST_SLICE_SECONDS
-    )
-
-
-@shared_task(acks_late=True)
-def rebuild_text_search(bot_id: int) -> int:
-    return reembedding.text_search_rebuild(bot_id=bot_id)
-
-
-@shared_task
-def recover_stuck_sources() -> dict:
-    return services.sources_recover_stuck()
-
-
-@shared_task(**RETRY, give_up=staticmethod(_reembedding_give_up))
-def reembed_bot(self, reembedding_id: int) -> str:
-    return reembedding.reembedding_run(reembedding_id=reembedding_id)
-
-
-@shared_task
-def recover_stuck_reembeddings() -> dict:
-    return reembedding.reembeddings_recover_stuck()
-
-
-@shared_task(acks_late=True)
-def sync_vector_indexes(bot_id: int) -> dict:
-    return vector_indexes.sync(bot_id)
-
-
-@shared_task
-def sync_all_vector_indexes() -> dict:
-    return vector_indexes.sync_all()
 
 
 @worker_ready.connect

@@ -21,6 +21,7 @@ sync(bot_id) brings a bot's indexes in line with its chunks, idempotently:
 A per-bot advisory lock keeps two runs from building the same index. It runs after every commit
 that changes a bot's chunks (`sync_on_commit`: ingestion, source deletion, vectors swapped, bot
 deleted) and in beat's hourly sweep, which also catches a sync lost while the broker was down.
+Both tasks are defined here (knowledge.tasks imports them for the worker).
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ import hashlib
 import logging
 import re
 
+from celery import shared_task
 from django.conf import settings
 from django.db import connection, transaction
+
+from askhandle.jobs import PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,11 @@ def sync(bot_id: int) -> dict:
     return done
 
 
+@shared_task(name="knowledge.tasks.sync_vector_indexes", acks_late=True)
+def sync_vector_indexes(bot_id: int) -> dict:
+    return sync(bot_id)
+
+
 def _build(cur, name: str, bot_id: int, model: str, dims: int, concurrently: str) -> None:
     # The model name and bot id are literals in the predicate (a search's client-side-bound
     # query carries them as literals too, which is how the planner matches a partial index).
@@ -150,15 +159,16 @@ def sync_all() -> dict:
     return {bot: r for bot, r in results.items() if r["created"] or r["dropped"]}
 
 
+@shared_task(name="knowledge.tasks.sync_all_vector_indexes")
+def sync_all_vector_indexes() -> dict:
+    return sync_all()
+
+
 def sync_on_commit(bot_id: int) -> None:
     """Queue sync(bot_id) once the current transaction commits. A broker that is down costs only
     speed (search scans exactly meanwhile); beat's sweep catches up."""
 
     def send() -> None:
-        from askhandle.jobs import PUBLISH_ERRORS
-
-        from .tasks import sync_vector_indexes
-
         try:
             sync_vector_indexes.delay(bot_id)
         except PUBLISH_ERRORS as exc:
