@@ -18,6 +18,9 @@ p50/p95 times, cost per 1,000 answers, one-off training time or cost, freshness 
 this bot's own last ingestion and last tuning run), and a 95 % bootstrap interval on the share
 answered right; pairs of modes are compared with a paired bootstrap (compare_modes), and the
 recommendation (recommend) weighs what the owner said matters.
+
+The comparison's tasks are defined here, beside the services they run; chat.tasks imports them
+for the worker.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import time
 from datetime import timedelta
 
 import numpy as np
+from celery import shared_task
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import number_format
@@ -37,7 +42,14 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot, Message
+from bots.services import bot_update
+from knowledge.models import FaqEntry, Source
+from training.calibration import holdout_split
+from training.models import ChatTuning
+from training.unrelated import must_decline
 
+from . import grounding
+from .answer import answer_stream
 from .models import Evaluation, LabelledQuestion
 
 MODES = (Bot.Mode.RAG, Bot.Mode.FINETUNED, Bot.Mode.BOTH)
@@ -69,9 +81,6 @@ class Cancelled(Exception):
 
 def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
     """[{"text", "gold" (FAQ entry id or None: must decline), "origin"}], deterministic."""
-    from knowledge.models import FaqEntry
-    from training.calibration import holdout_split
-
     entries = list(FaqEntry.objects.filter(bot=bot).order_by("pk"))
     groups = [[e.question, *e.alternate_questions] for e in entries]
     _train, held = holdout_split(groups)
@@ -88,8 +97,6 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
                 "origin": LABELLED_ORIGINS.get(labelled.origin, labelled.origin),
             }
         )
-    from training.unrelated import must_decline
-
     pool = must_decline(bot.language)
     for text in random.Random(bot.pk).sample(pool, min(unrelated, len(pool))):
         questions.append({"text": text, "gold": None, "origin": "unrelated"})
@@ -103,8 +110,6 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
 
 def available_modes(bot: Bot) -> dict[str, str]:
     """{mode: ""} for modes that can answer now, {mode: why not} for the others."""
-    from training.models import ChatTuning
-
     deployed = ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED).exists()
     why = "" if deployed else _("Train and deploy a fine-tuned model first.")
     return {Bot.Mode.RAG: "", Bot.Mode.FINETUNED: why, Bot.Mode.BOTH: why}
@@ -118,8 +123,6 @@ def evaluation_start(*, bot: Bot, priorities: dict | None = None) -> Evaluation:
     modes = [m for m, why in available_modes(bot).items() if not why]
     questions = question_set(bot)
     if not any(q["gold"] for q in questions):
-        from django.core.exceptions import ValidationError
-
         raise ValidationError(
             _(
                 "There is nothing to test yet: add FAQ entries with other phrasings (one of each "
@@ -136,8 +139,6 @@ def evaluation_start(*, bot: Bot, priorities: dict | None = None) -> Evaluation:
 
 
 def _enqueue(evaluation_id: int) -> None:
-    from .tasks import run_evaluation
-
     run_evaluation.delay_on_commit(evaluation_id)
 
 
@@ -191,9 +192,12 @@ def evaluation_run(*, evaluation_id: int) -> str:
     return "done"
 
 
-def _answer_everything(evaluation: Evaluation, token) -> list[dict]:
-    from knowledge.models import FaqEntry
+@shared_task(name="chat.tasks.run_evaluation", acks_late=True)
+def run_evaluation(evaluation_id: int) -> str:
+    return evaluation_run(evaluation_id=evaluation_id)
 
+
+def _answer_everything(evaluation: Evaluation, token) -> list[dict]:
     curated = dict(FaqEntry.objects.filter(bot=evaluation.bot).values_list("pk", "answer"))
     total = len(evaluation.modes) * len(evaluation.questions)
     rows, done = [], 0
@@ -212,8 +216,6 @@ def _answer_everything(evaluation: Evaluation, token) -> list[dict]:
 
 def ask(bot: Bot, question: dict, curated: dict[int, str]) -> dict:
     """One question through the real pipeline: what the customer read, and how fast."""
-    from .answer import answer_stream
-
     started = time.perf_counter()
     first = None
     result = None
@@ -255,8 +257,6 @@ def says_what(text: str, answer: str) -> bool:
     """Every sentence of a written answer is supported by the gold entry's own curated answer
     (chat.grounding against that answer alone): grounded in *some* retrieved chunk is not
     enough to call it the right answer."""
-    from . import grounding
-
     if not answer:
         return False
     checker = grounding.SentenceChecker([answer])
@@ -395,8 +395,6 @@ def _name(mode: str) -> str:
 def costs(bot: Bot, mode: str, rows: list[dict]) -> dict:
     """Cost per 1,000 answers (zero for local models; the provider's prices for the text it
     wrote otherwise) and the one-off training time and cost of the mode's model."""
-    from training.models import ChatTuning
-
     paid = bot.provider == Bot.Provider.OPENAI and mode == Bot.Mode.RAG
     run = None
     if mode != Bot.Mode.RAG:
@@ -426,9 +424,6 @@ def freshness_seconds(bot: Bot, mode: str) -> float | None:
     this bot's own history: RAG needs a re-ingestion of the edited source (the last FAQ
     ingestion's queue wait plus run time); a fine-tuned model needs a new run (the last run's
     time). None until the bot has done one."""
-    from knowledge.models import Source
-    from training.models import ChatTuning
-
     if mode == Bot.Mode.RAG:
         source = (
             Source.objects.filter(bot=bot, status=Source.Status.READY, finished_at__isnull=False)
@@ -561,16 +556,10 @@ def _duration(seconds: float) -> str:
 
 def mode_switch(*, bot: Bot, mode: str) -> Bot:
     """One click: the bot answers customers in `mode` from now on."""
-    from bots.services import bot_update
-
     if mode not in MODES:
-        from django.core.exceptions import ValidationError
-
         raise ValidationError(_("Unknown mode."))
     why = available_modes(bot).get(mode)
     if why:
-        from django.core.exceptions import ValidationError
-
         raise ValidationError(why)
     with transaction.atomic():
         return bot_update(bot=bot, mode=mode)
@@ -585,3 +574,8 @@ def evaluations_recover_stuck(*, stale_seconds: int | None = None) -> dict:
         failure="The comparison was interrupted 3 times (the worker stopped). Start it again.",
         enqueue=_enqueue,
     )
+
+
+@shared_task(name="chat.tasks.recover_stuck_evaluations")
+def recover_stuck_evaluations() -> dict:
+    return evaluations_recover_stuck()

@@ -1,16 +1,8 @@
-"""Chat tasks: the mode comparison (queue `training`, routed in settings). The work is in
-chat.evaluation."""
+"""The chat app's entry point for the Celery worker: the mode comparison's tasks, defined in
+chat.evaluation beside the services they run, under their names here (`chat.tasks.<name>`;
+run_evaluation is routed to the `training` queue in settings). Celery's autodiscovery imports
+this module, which imports them."""
 
-from celery import shared_task
+from .evaluation import recover_stuck_evaluations, run_evaluation
 
-from . import evaluation
-
-
-@shared_task(acks_late=True)
-def run_evaluation(evaluation_id: int) -> str:
-    return evaluation.evaluation_run(evaluation_id=evaluation_id)
-
-
-@shared_task
-def recover_stuck_evaluations() -> dict:
-    return evaluation.evaluations_recover_stuck()
+__all__ = ["recover_stuck_evaluations", "run_evaluation"]
