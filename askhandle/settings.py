@@ -299,7 +299,8 @@ LOCAL_EMBED_ENGINE = os.environ.get("ASKHANDLE_EMBED_ENGINE", "onnx").strip().lo
 RETRIEVAL_TUNING_AUTO = env_bool("ASKHANDLE_RETRIEVAL_TUNING_AUTO", not TESTING)
 RETRIEVAL_TUNING_EPOCHS = int(os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_EPOCHS", "3"))
 # Copies trained with different seeds whose weights are averaged (a model soup): +0.5 point of
-# CLINC150 in-scope accuracy for 3x the training time (providers.local.train_embedding_model).
+# CLINC150 in-scope accuracy for 3x the training time
+# (training.local_training.train_embedding_model).
 # The test suite trains one copy per tuning; its own test checks the averaging.
 RETRIEVAL_TUNING_RUNS = int(
     os.environ.get("ASKHANDLE_RETRIEVAL_TUNING_RUNS", "1" if TESTING else "3")

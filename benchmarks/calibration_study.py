@@ -20,8 +20,9 @@ DEV/TEST are only scored.
 Scores are computed in numpy exactly as knowledge.selectors.search() scores an FAQ entry (cosine
 to the centroid of its phrasings), and the top-1 is the entry with the best score: the pipeline
 also fuses a full-text list at weight 0.01, which moves a few near-ties (faq_bench measures the
-pipeline itself). Tuned weights are trained once with providers.local.train_embedding_model (the
-worker's settings: 3 epochs, a soup of 3 runs) and kept under --cache; so are embeddings.
+pipeline itself). Tuned weights are trained once with
+training.local_training.train_embedding_model (the worker's settings: 3 epochs, a soup of 3 runs)
+and kept under --cache; so are embeddings.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ class Models:
     def train(self, path: Path, groups) -> None:
         from django.conf import settings
 
-        from providers.local import train_embedding_model
         from training import retrieval
+        from training.local_training import train_embedding_model
 
         started = time.perf_counter()
         weights, losses = train_embedding_model(

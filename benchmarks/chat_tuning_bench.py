@@ -113,22 +113,25 @@ def product_run(bot, mode: str, hyper: dict):
 
 
 def bare_peft(conversations, hyper: dict) -> dict:
-    """The same LoRA training as providers.local.train_chat_adapter, without the product around
-    it: no database, progress, cancel check, checkpoints or storage."""
+    """The same LoRA training as training.local_training.train_chat_adapter, without the product
+    around it: no database, progress, cancel check, checkpoints or storage."""
     import tempfile
 
     import torch
     from django.conf import settings
 
-    from providers import local
+    import providers
+    from training import local_training
 
     started = time.perf_counter()
-    model = local.lora_model(r=hyper["lora_r"], alpha=2 * hyper["lora_r"], device="cpu")
+    model = local_training.lora_model(r=hyper["lora_r"], alpha=2 * hyper["lora_r"], device="cpu")
     torch.set_num_threads(settings.TRAINING_TORCH_THREADS)  # as train_chat_adapter does
     torch.manual_seed(hyper["seed"])
-    tokenizer = local.chat_tokenizer()
-    encoded = [local.encode_chat_example(tokenizer, c, hyper["max_length"]) for c in conversations]
-    steps = local.chat_batches(
+    tokenizer = providers.local_chat_tokenizer()
+    encoded = [
+        local_training.encode_chat_example(tokenizer, c, hyper["max_length"]) for c in conversations
+    ]
+    steps = local_training.chat_batches(
         len(encoded), batch_size=hyper["batch_size"], epochs=hyper["epochs"], seed=hyper["seed"]
     )
     model.train()
@@ -139,7 +142,7 @@ def bare_peft(conversations, hyper: dict) -> dict:
     t = time.perf_counter()
     losses = []
     for batch in steps:
-        input_ids, labels, mask = local.collate_chat(encoded, batch, pad)
+        input_ids, labels, mask = local_training.collate_chat(encoded, batch, pad)
         out = model(input_ids=input_ids, attention_mask=mask, labels=labels)
         optimizer.zero_grad()
         out.loss.backward()

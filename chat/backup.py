@@ -28,6 +28,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, models, transaction
 
+import providers
 from accounts.models import Membership, Workspace
 from bots.models import ApiKey, Bot, Conversation, Message
 from chat.models import Evaluation, LabelledQuestion
@@ -81,12 +82,10 @@ def _storage_names(model, row) -> list[str]:
     if model is RetrievalTuning:
         return [row.weights] if row.weights else []
     if model is ChatTuning:
-        from providers.local import ADAPTER_FILES
-
         names = [row.training_file] if row.training_file else []
         if row.adapter:
-            names += [f"{row.adapter}/{n}" for n in ADAPTER_FILES]
-            names += [f"{row.adapter}/checkpoint/{n}" for n in ADAPTER_FILES]
+            names += [f"{row.adapter}/{n}" for n in providers.ADAPTER_FILES]
+            names += [f"{row.adapter}/checkpoint/{n}" for n in providers.ADAPTER_FILES]
         return names
     if model is Source:
         return [row.file.name] if row.file else []

@@ -1,16 +1,34 @@
 """The one place that talks to models. Callers use `get_provider()` / `for_bot()`; which model
 serves a bot's knowledge is knowledge.serving's business.
 
-Providers are built lazily and cached per process; no model loads at import time.
+Providers are built lazily and cached per process; no model loads at import time. The training
+app tunes the local models through the names below (training.local_training): the base models
+it starts from, the torch runtime as providers configure it, and the names and files its results
+are served under. Training itself is not done here.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from concurrent.futures import Future
 from functools import cache
 
+from django.conf import settings
+
 from .base import ChatMessage, Provider, ProviderError, ProviderUnavailable
-from .batching import Overloaded
+from .batching import Overloaded, batcher
+from .local import (
+    ADAPTER_FILES,
+    TUNED_SEPARATOR,
+    LocalProvider,
+    prepare_torch,
+    tuned_chat_model_name,
+    tuned_weights_name,
+)
+from .local import chat_tokenizer as local_chat_tokenizer
+from .local import embedder as local_embedder
+from .local import ensure_chat_model_dir as local_chat_model_dir
 
 __all__ = [
     "submit",
@@ -22,6 +40,15 @@ __all__ = [
     "get_provider",
     "for_bot",
     "PROVIDER_NAMES",
+    # The local models, for training.local_training and the files of what it trained.
+    "ADAPTER_FILES",
+    "TUNED_SEPARATOR",
+    "local_chat_model_dir",
+    "local_chat_tokenizer",
+    "local_embedder",
+    "prepare_torch",
+    "tuned_chat_model_name",
+    "tuned_weights_name",
 ]
 
 PROVIDER_NAMES = ("local", "openai")
@@ -29,15 +56,11 @@ PROVIDER_NAMES = ("local", "openai")
 
 @cache
 def get_provider(name: str | None = None) -> Provider:
-    from django.conf import settings
-
     name = name or settings.ASKHANDLE_DEFAULT_PROVIDER
     if name == "local":
-        from .local import LocalProvider
-
         return LocalProvider()
     if name == "openai":
-        from .openai_compat import OpenAICompatibleProvider
+        from .openai_compat import OpenAICompatibleProvider  # the openai client takes ~2 s
 
         return OpenAICompatibleProvider()
     raise ProviderError(
@@ -53,8 +76,6 @@ def submit(provider: str, model: str | None, text: str) -> Future:
     """One question for `provider`'s embedding `model`, queued in this process's micro-batch
     (providers.batching): a Future of its unit vector, embedded together with the other
     questions waiting. Raises Overloaded at once when too many are waiting."""
-    from .batching import batcher
-
     return batcher().submit(provider, model, text)
 
 
@@ -64,8 +85,6 @@ def warm_up_in_background() -> None:
     The web process calls this once it starts serving, so the first customer question does not
     pay the 10-15 s model load. Nothing loads at import time.
     """
-    import logging
-    import threading
 
     def run():
         try:

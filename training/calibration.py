@@ -88,11 +88,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from celery import shared_task
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from bots.models import Bot
 from knowledge import serving
+from knowledge.models import Chunk, FaqEntry
+from providers import ProviderUnavailable
+
+from .unrelated import carriers, every
 
 # The caution is the share of out-of-scope questions a bot should decline (estimated on its own
 # samples). 0.7 is what the product promises an owner by default (see the module docstring).
@@ -246,8 +252,6 @@ def pseudo_paraphrases(
     customers wrap a question in words of their own, which pulls its embedding away from the
     FAQ's wording; short carriers left pseudo-paraphrases far closer to their question than real
     ones). Deterministic for a (question, seed, language)."""
-    from .unrelated import carriers
-
     wrappers = carriers(language)
     words = _WORD.findall(question.lower())
     if not words:
@@ -329,7 +333,7 @@ def _passes(scores: np.ndarray, thresholds: np.ndarray, smooth: bool) -> np.ndar
     h = bandwidth(scores) if smooth else 0.0
     if h <= 0:
         return (scores[None, :] >= thresholds[:, None]).astype(np.float64)
-    from scipy.special import ndtr
+    from scipy.special import ndtr  # ~300 ms to import: only smoothed curves need it
 
     return ndtr((scores[None, :] - thresholds[:, None]) / h)
 
@@ -584,8 +588,6 @@ def build_samples(
 
 
 def load_unrelated(language: str = "en") -> list[str]:
-    from .unrelated import every
-
     return every(language)
 
 
@@ -691,8 +693,6 @@ def _with_observed(bot, samples: Samples, observed, vectors, labels, entries, re
 def _phrasing_vectors(bot, model: str):
     """The bot's FAQ entries, their phrasing groups, and the stored phrasing vectors of `model`
     with dense entry labels and chunk titles; None when no entry has vectors yet."""
-    from knowledge.models import Chunk, FaqEntry
-
     entries = list(
         FaqEntry.objects.filter(bot=bot)
         .order_by("pk")
@@ -721,8 +721,6 @@ def _phrasing_vectors(bot, model: str):
 
 def _held_out(bot, groups, titles, labels, remap) -> tuple[list[int], str]:
     """Indexes of the in-scope samples among the phrasing vectors, and how they were chosen."""
-    from knowledge.models import Chunk
-
     tuned = bool(getattr(bot, "tuned_embedding_model", "")) and not bot.serving_embedding
     if tuned:
         # Chunk titles are the phrasings (cut to the title field's length).
@@ -746,8 +744,6 @@ def _held_out(bot, groups, titles, labels, remap) -> tuple[list[int], str]:
 def calibration_request(bot_id: int) -> None:
     """Queue a calibration of the bot after the current transaction commits (or now, outside
     one). Called after its FAQ or serving model changed and after a tuning deploy or revert."""
-    from .tasks import calibrate_bot
-
     calibrate_bot.delay_on_commit(bot_id)
 
 
@@ -758,8 +754,6 @@ def calibration_run(*, bot_id: int) -> dict | None:
     calibration is cleared; automatic thresholds go back to the defaults), or switched models
     while this ran (the switch queues its own calibration). Model I/O runs outside the
     transaction that stores the result."""
-    from bots.models import Bot
-
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None:
         return None
@@ -784,6 +778,20 @@ def calibration_run(*, bot_id: int) -> dict | None:
             fields.update(answer_threshold=answer, direct_threshold=direct)
         Bot.objects.filter(pk=bot_id).update(**fields)
     return result
+
+
+@shared_task(
+    name="training.tasks.calibrate_bot",
+    acks_late=True,
+    autoretry_for=(ProviderUnavailable,),
+    retry_backoff=10,
+    retry_backoff_max=600,
+    max_retries=5,
+)
+def calibrate_bot(bot_id: int) -> bool:
+    """Fit the bot's thresholds (calibration_run); a repeat stores the same fit. Defined here,
+    beside its service; training.tasks imports it for the worker."""
+    return calibration_run(bot_id=bot_id) is not None
 
 
 def _point(calibration: dict, caution: float) -> dict:
@@ -812,8 +820,6 @@ def caution_apply(*, bot, caution: float):
     """Save the owner's caution. With automatic thresholds the bot answers by the thresholds it
     gives on the stored curve at once (no model call); with hand-set ones only the caution is
     kept for when they are switched back to automatic. Returns the bot."""
-    from bots.models import Bot
-
     caution = min(1.0, max(0.0, float(caution)))
     fields: dict = {"caution": caution}
     if bot.thresholds_auto and bot.calibration.get("curve"):
@@ -832,8 +838,6 @@ def caution_apply(*, bot, caution: float):
 def thresholds_auto_set(*, bot, auto: bool):
     """Switch between fitted thresholds and hand-set ones (the advanced section). Back to
     automatic, the stored fit's thresholds for the bot's caution apply at once."""
-    from bots.models import Bot
-
     Bot.objects.filter(pk=bot.pk).update(thresholds_auto=auto)
     bot.thresholds_auto = auto
     if auto:
@@ -845,8 +849,6 @@ def thresholds_hand_set(*, bot, direct: float, answer: float):
     """The owner's own thresholds (the advanced section): stored as given and automatic fitting
     switched off, so the next calibration keeps them. Raises ValidationError when the answer
     threshold is above the direct one or either is outside 0..1. Returns the bot."""
-    from bots.models import Bot
-
     direct, answer = float(direct), float(answer)
     if not (0.0 <= answer <= 1.0 and 0.0 <= direct <= 1.0):
         raise ValidationError("Thresholds are similarities between 0 and 1.")

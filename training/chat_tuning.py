@@ -2,7 +2,7 @@
 
 One interface, two backends, every run's state on its ChatTuning row:
 - local (default, offline): a Celery task on the `training` queue trains a LoRA adapter on
-  SmolLM2 (providers.local.train_chat_adapter), on the GPU when there is one. Each step records
+  SmolLM2 (training.local_training.train_chat_adapter), on the GPU when there is one. Each step records
   its loss, the step of total and the time left (askhandle.jobs.ClaimedJobs.progress, which is
   also the run's sign of life) and checks the owner's cancel flag; every
   settings.CHAT_TUNING_CHECKPOINT_STEPS steps the adapter is saved to storage. A worker that dies
@@ -10,6 +10,8 @@ One interface, two backends, every run's state on its ChatTuning row:
   the next run resumes from the checkpoint, or after MAX_ATTEMPTS claims fails it with the reason.
 - openai (OpenAI or an OpenAI-compatible fine-tuning API): a task uploads the JSONL and creates
   the job, storing its id; beat polls status and events (chat_tunings_poll), so no worker waits.
+The tasks are defined here, beside the services they run; training.tasks imports them for the
+worker.
 
 A launch validates the training set (training.datasets) first: nothing starts with errors, and
 one run per bot at a time. The set that was validated is stored as JSONL beside the run, so the
@@ -29,6 +31,7 @@ import secrets
 import time
 from datetime import timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
@@ -41,10 +44,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 import providers
-from askhandle.jobs import ClaimedJobs, Superseded
+from askhandle.jobs import ClaimedJobs, GiveUpTask, Superseded
 from bots.models import Bot
 
 from . import datasets
+from .local_training import train_chat_adapter
 from .models import ChatTuning
 
 log = logging.getLogger(__name__)
@@ -205,8 +209,6 @@ def _busy(active: ChatTuning) -> str:
 
 
 def _enqueue(run_id: int, backend: str | None = None) -> None:
-    from .tasks import submit_chat_tuning, train_chat_tuning
-
     if backend is None:
         backend = ChatTuning.objects.filter(pk=run_id).values_list("backend", flat=True).first()
     task = train_chat_tuning if backend == ChatTuning.Backend.LOCAL else submit_chat_tuning
@@ -226,8 +228,6 @@ def chat_tuning_cancel(*, run: ChatTuning) -> ChatTuning:
         cancel_requested=True
     ):
         if run.backend == ChatTuning.Backend.OPENAI and run.provider_job_id:
-            from .tasks import cancel_provider_tuning
-
             cancel_provider_tuning.delay_on_commit(run.pk)
     run.refresh_from_db()
     return run
@@ -262,11 +262,9 @@ def _save_files(folder: str, files: dict[str, bytes]) -> None:
 
 
 def _load_files(folder: str) -> dict[str, bytes] | None:
-    from providers.local import ADAPTER_FILES
-
     try:
         out = {}
-        for name in ADAPTER_FILES:
+        for name in providers.ADAPTER_FILES:
             with default_storage.open(f"{folder}/{name}", "rb") as handle:
                 out[name] = handle.read()
         return out
@@ -275,9 +273,7 @@ def _load_files(folder: str) -> dict[str, bytes] | None:
 
 
 def _delete_folder(folder: str) -> None:
-    from providers.local import ADAPTER_FILES
-
-    for name in ADAPTER_FILES:
+    for name in providers.ADAPTER_FILES:
         default_storage.delete(f"{folder}/{name}")
 
 
@@ -308,9 +304,13 @@ def chat_tuning_run_local(*, run_id: int) -> str:
     return run.status
 
 
-def _train(run: ChatTuning, token) -> None:
-    from providers.local import CHAT_MODEL, train_chat_adapter, tuned_chat_model_name
+@shared_task(name="training.tasks.train_chat_tuning", acks_late=True)
+def train_chat_tuning(run_id: int) -> str:
+    """A local LoRA run; a second delivery finds the row claimed and does nothing."""
+    return chat_tuning_run_local(run_id=run_id)
 
+
+def _train(run: ChatTuning, token) -> None:
     hyper = run.hyperparameters
     conversations = _read_set(run)
     resume, losses = _resume_point(run)
@@ -324,7 +324,7 @@ def _train(run: ChatTuning, token) -> None:
         run.pk,
         token,
         stage=gettext_noop("training"),
-        base_model=CHAT_MODEL,
+        base_model=providers.get_provider("local").default_chat_model(),
         metrics=metrics,
         progress_done=resume[0] if resume else 0,
     )
@@ -361,7 +361,7 @@ def _train(run: ChatTuning, token) -> None:
     )
     seconds = time.perf_counter() - started
     metrics.update(device=result["device"], eta_seconds=0)
-    _finish(run, token, result, metrics, seconds, tuned_chat_model_name)
+    _finish(run, token, result, metrics, seconds, providers.tuned_chat_model_name)
 
 
 def _resume_point(run: ChatTuning):
@@ -454,8 +454,6 @@ def chat_tuning_submit(*, run_id: int) -> str:
     )
     if ChatTuning.objects.filter(pk=run.pk, cancel_requested=True).exists():
         # The owner cancelled while the file was uploading: cancel the job just created.
-        from .tasks import cancel_provider_tuning
-
         cancel_provider_tuning.delay(run.pk)
     return ChatTuning.Status.RUNNING
 
@@ -465,6 +463,21 @@ def chat_tuning_give_up(run_id: int, *, error: str) -> None:
     ChatTuning.objects.filter(pk=run_id, status__in=ChatTuning.ACTIVE).update(
         status=ChatTuning.Status.FAILED, error=error, finished_at=timezone.now(), stage=""
     )
+
+
+@shared_task(
+    name="training.tasks.submit_chat_tuning",
+    base=GiveUpTask,
+    acks_late=True,
+    autoretry_for=(providers.ProviderUnavailable,),
+    retry_backoff=10,
+    retry_backoff_max=600,
+    max_retries=5,
+    give_up=staticmethod(chat_tuning_give_up),
+)
+def submit_chat_tuning(run_id: int) -> str:
+    """Upload the set and create the job at the provider; beat polls it (poll_chat_tunings)."""
+    return chat_tuning_submit(run_id=run_id)
 
 
 def chat_tunings_poll() -> dict:
@@ -494,6 +507,11 @@ def chat_tunings_poll() -> dict:
             finished = True
         counts["finished"] += int(finished)
     return counts
+
+
+@shared_task(name="training.tasks.poll_chat_tunings")
+def poll_chat_tunings() -> dict:
+    return chat_tunings_poll()
 
 
 def _poll_one(run: ChatTuning) -> bool:
@@ -551,6 +569,17 @@ def chat_tuning_cancel_at_provider(*, run_id: int) -> None:
         _openai().fine_tune_cancel(run.provider_job_id)
 
 
+@shared_task(
+    name="training.tasks.cancel_provider_tuning",
+    acks_late=True,
+    autoretry_for=(providers.ProviderUnavailable,),
+    retry_backoff=10,
+    max_retries=5,
+)
+def cancel_provider_tuning(run_id: int) -> None:
+    chat_tuning_cancel_at_provider(run_id=run_id)
+
+
 # --- Recovery ------------------------------------------------------------------------------------
 
 
@@ -568,6 +597,11 @@ def chat_tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
         failed_fields={"stage": ""},
         requeued_fields={"stage": gettext_noop("re-queued after an interruption")},
     )
+
+
+@shared_task(name="training.tasks.recover_stuck_chat_tunings")
+def recover_stuck_chat_tunings() -> dict:
+    return chat_tunings_recover_stuck()
 
 
 # --- Versions: deploy, roll back, back to the base model ---------------------------------------
@@ -632,10 +666,8 @@ def deployed_chat_model(bot: Bot) -> tuple[str, str] | None:
 def _delete_files_on_commit(run: ChatTuning) -> None:
     names = [run.training_file] if run.training_file else []
     if run.adapter:
-        from providers.local import ADAPTER_FILES
-
-        names += [f"{run.adapter}/{n}" for n in ADAPTER_FILES]
-        names += [f"{run.adapter}/checkpoint/{n}" for n in ADAPTER_FILES]
+        names += [f"{run.adapter}/{n}" for n in providers.ADAPTER_FILES]
+        names += [f"{run.adapter}/checkpoint/{n}" for n in providers.ADAPTER_FILES]
 
     def delete() -> None:
         for name in names:

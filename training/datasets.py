@@ -42,13 +42,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
+from django.db.models import OuterRef, Q, Subquery
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 import providers
-from bots.models import Bot
+from bots.models import Bot, Message
+from knowledge import selectors
+from knowledge.models import Chunk, FaqEntry
 
 from .calibration import holdout_split, load_unrelated
+from .models import DocumentPair
 
 CONTEXT_CHUNKS = 3  # as chat.answer.CONTEXT_CHUNKS: what a both-mode answer is given
 REFUSAL_SHARE = 0.2  # refusal examples per FAQ example (at least MIN_REFUSALS)
@@ -196,18 +200,12 @@ def _stable_rng(bot: Bot, salt: str) -> random.Random:
 
 
 def _entries(bot: Bot) -> list:
-    from knowledge.models import FaqEntry
-
     return list(FaqEntry.objects.filter(bot=bot).order_by("pk"))
 
 
 def _approved_answers(bot: Bot) -> list[tuple[int, str, str]]:
     """(message pk, the customer's question before it, the answer) of every bot answer the owner
     marked good for training, oldest first. No question before it gives "" (an "empty" issue)."""
-    from django.db.models import OuterRef, Q, Subquery
-
-    from bots.models import Message
-
     before = Message.objects.filter(
         conversation=OuterRef("conversation"), role=Message.Role.USER
     ).filter(
@@ -224,8 +222,6 @@ def _approved_answers(bot: Bot) -> list[tuple[int, str, str]]:
 
 
 def _accepted_pairs(bot: Bot) -> list:
-    from .models import DocumentPair
-
     return list(
         DocumentPair.objects.filter(bot=bot, status=DocumentPair.Status.ACCEPTED)
         .select_related("chunk")
@@ -239,8 +235,6 @@ def _normal(question: str) -> str:
 
 def _refusal_questions(bot: Bot, n: int) -> list[str]:
     """`n` unrelated questions this bot's retrieval would not answer (deterministic per bot)."""
-    from knowledge import selectors
-
     pool = load_unrelated(bot.language)
     _stable_rng(bot, "refusals").shuffle(pool)
     candidates = pool[: n * 2]
@@ -260,9 +254,6 @@ def _refusal_questions(bot: Bot, n: int) -> list[str]:
 def _contexts(bot: Bot, questions: list[str], gold: list) -> list[list[tuple[str, str]]]:
     """The top CONTEXT_CHUNKS chunks retrieval gives each question, the gold (an FaqEntry or a
     document Chunk; None for a refusal) always among them at a seeded position."""
-    from knowledge import selectors
-    from knowledge.models import Chunk
-
     vectors = selectors.embed_queries(bot, questions) if questions else []
     rng = _stable_rng(bot, "contexts")
     out = []
@@ -405,9 +396,7 @@ def count_tokens(examples: list[Example], backend: str) -> None:
     """Each example's length in the target model's tokens: the local model's own tokenizer and
     chat template; for an OpenAI model (no tokenizer here) about 4 characters a token."""
     if backend == "local":
-        from providers.local import chat_tokenizer
-
-        tokenizer = chat_tokenizer()
+        tokenizer = providers.local_chat_tokenizer()
         for e in examples:
             e.tokens = len(tokenizer.apply_chat_template(e.messages, tokenize=True)["input_ids"])
     else:

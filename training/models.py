@@ -43,7 +43,7 @@ class RetrievalTuning(TrackedJob):
 class ChatTuning(TrackedJob):
     """One fine-tuning run of a bot's chat model, and the version it produced.
 
-    Local runs train a LoRA adapter on SmolLM2 (providers.local) whose files live in Django's
+    Local runs train a LoRA adapter on SmolLM2 (training.local_training) whose files live in Django's
     default storage under `adapter`; OpenAI-compatible runs are a provider job (`provider_job_id`)
     whose result is `fine_tuned_model`. At most one run per bot is DEPLOYED: the model its
     fine-tuned and both modes answer with (training.chat_tuning.deployed_chat_model)."""

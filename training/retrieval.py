@@ -2,7 +2,7 @@
 
 An FAQ entry's phrasings (its question and the other ways customers ask it) are a labelled
 training set that every FAQ bot already has. Contrastive fine-tuning on them (SetFit-style,
-providers.local.train_embedding_model) pulls each entry's phrasings together and pushes other
+training.local_training.train_embedding_model) pulls each entry's phrasings together and pushes other
 entries' apart, which is what tells "freeze my card" from "unfreeze my card". On CLINC150
 (150 entries, 6 phrasings each; benchmarks/faq_bench.py answers with the base model, then tuned)
 it takes the answer pipeline's in-scope top-1 on DEV from 0.865 (base model at its own
@@ -23,6 +23,9 @@ searches a model that has no vectors.
 
 Searches filter on the model name, so base and tuned vectors never mix. A worker killed mid-job
 is recovered by the beat task like an ingestion: re-queued, or failed after MAX_ATTEMPTS.
+
+The tasks are defined here, beside the services they run; training.tasks imports them for the
+worker.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import secrets
 import time
 from datetime import timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -45,10 +49,11 @@ import providers
 from askhandle.jobs import DEAD_AFTER, ClaimedJobs, Superseded
 from bots.models import Bot
 from knowledge import serving
+from knowledge.models import Chunk, FaqEntry
 from knowledge.reembedding import embed_chunks, swap_vectors
-from providers.local import TUNED_SEPARATOR, train_embedding_model, tuned_weights_name
 
 from .calibration import calibration_request, holdout_split
+from .local_training import train_embedding_model
 from .models import RetrievalTuning
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,7 @@ REVERTING = "reverting"  # stage of a deployed tuning while tuning_revert re-emb
 BATCH_SIZE = 64
 LEARNING_RATE = 5e-5
 MIN_STEPS = 20  # a small FAQ still gets enough updates to move
+BUSY_RETRY_SECONDS = 30
 TUNINGS = ClaimedJobs(
     RetrievalTuning,
     waiting=RetrievalTuning.Status.QUEUED,
@@ -82,8 +88,6 @@ def _lock_bot(bot_id: int) -> None:
 
 def tuning_unavailable_reason(bot: Bot) -> str:
     """Why this bot cannot be tuned now ("" if it can)."""
-    from knowledge.models import Chunk, FaqEntry
-
     if bot.serving_embedding:
         return _("The bot is switching embedding models; tuning can start once that is done.")
     if bot.provider != Bot.Provider.LOCAL:
@@ -162,8 +166,6 @@ def tuning_disable(*, bot: Bot) -> None:
 
 
 def _enqueue_revert(bot_id: int) -> None:
-    from .tasks import revert_retrieval
-
     revert_retrieval.delay_on_commit(bot_id)
 
 
@@ -201,6 +203,11 @@ def tuning_revert(*, bot_id: int) -> bool:
     return True
 
 
+@shared_task(name="training.tasks.revert_retrieval", acks_late=True)
+def revert_retrieval(bot_id: int) -> bool:
+    return tuning_revert(bot_id=bot_id)
+
+
 def tuned_models_retire(bot_id: int, message: str) -> None:
     """The bot no longer searches its tuned model (replaced, turned off, or knowledge.reembedding
     switched the bot to another embedding model): mark the deployed tuning replaced and delete
@@ -219,8 +226,6 @@ def delete_weights_on_commit(name: str) -> None:
 
 
 def _enqueue(tuning_id: int) -> None:
-    from .tasks import tune_retrieval
-
     TUNINGS.send_on_commit(tune_retrieval, tuning_id)
 
 
@@ -230,8 +235,6 @@ def _enqueue(tuning_id: int) -> None:
 def _claim(tuning_id: int):
     """The run's token, None when the tuning is not ours to run, or "busy" while another tuning
     of the same bot runs (one at a time per bot: each deploys over the other)."""
-    from .tasks import tune_retrieval
-
     stale = DEAD_AFTER  # a running tuning's heartbeat (TUNINGS.heartbeat) beats every 10 s
     tuning = RetrievalTuning.objects.filter(pk=tuning_id).first()
     if tuning is None:
@@ -298,10 +301,16 @@ def tuning_run(*, tuning_id: int) -> str:
     return tuning.status
 
 
+@shared_task(name="training.tasks.tune_retrieval", bind=True, acks_late=True, max_retries=None)
+def tune_retrieval(self, tuning_id: int) -> str:
+    status = tuning_run(tuning_id=tuning_id)
+    if status == "busy":  # another tuning of the same bot is running: this one follows it
+        raise self.retry(countdown=BUSY_RETRY_SECONDS)
+    return status
+
+
 def _faq_groups(bot: Bot) -> list[list[str]]:
     """Each FAQ entry's phrasings, exactly the texts its chunks were embedded from."""
-    from knowledge.models import FaqEntry
-
     return [
         [question, *alternates]
         for question, alternates in FaqEntry.objects.filter(bot=bot)
@@ -317,7 +326,7 @@ def _run(tuning: RetrievalTuning, token) -> None:
     # Unique across installations sharing one storage (and test runs): a key is never reused,
     # so a process can never load another model's weights under this name.
     key = f"t{tuning.pk}-{secrets.token_hex(4)}"
-    model_name = f"{base}{TUNED_SEPARATOR}{key}"
+    model_name = f"{base}{providers.TUNED_SEPARATOR}{key}"
     TUNINGS.progress(
         tuning.pk,
         token,
@@ -374,8 +383,9 @@ def _train_and_store(tuning: RetrievalTuning, token, groups, key: str):
         ),
     )
     train_seconds = time.perf_counter() - started
-    name = default_storage.save(tuned_weights_name(key), ContentFile(weights))
-    if name != tuned_weights_name(key):  # the storage renamed it: providers could not find it
+    wanted = providers.tuned_weights_name(key)
+    name = default_storage.save(wanted, ContentFile(weights))
+    if name != wanted:  # the storage renamed it: providers could not find it
         default_storage.delete(name)
         raise providers.ProviderError("Could not store the tuned model under its name; try again.")
     return name, losses, train_seconds
@@ -434,3 +444,8 @@ def tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     for bot_id in reverts:
         _enqueue_revert(bot_id)
     return {**counts, "reverts": len(reverts)}
+
+
+@shared_task(name="training.tasks.recover_stuck_tunings")
+def recover_stuck_tunings() -> dict:
+    return tunings_recover_stuck()

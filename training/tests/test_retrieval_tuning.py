@@ -14,6 +14,7 @@ from knowledge.models import Chunk, Source
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.test_search import ingest_faqs as ingest
 from training import retrieval
+from training.local_training import train_embedding_model
 from training.models import RetrievalTuning
 
 pytestmark = pytest.mark.django_db
@@ -113,8 +114,6 @@ def test_tuning_pulls_an_entrys_phrasings_together_and_pushes_others_apart(bot):
 def test_a_soup_of_runs_is_the_average_of_the_runs_weights():
     """runs=2 trains two copies (seeds 0 and 1) and stores the mean of their weights."""
     from safetensors.numpy import load as load_safetensors
-
-    from providers.local import train_embedding_model
 
     groups = [[e["question"], *e["example_questions"]] for e in ACCOUNT_FAQ]
     options = dict(epochs=1, batch_size=64, learning_rate=5e-5, min_steps=4)
