@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 import threading
 
+from django.conf.locale import LANG_INFO
+from django.utils.translation import gettext
+
 from bots import languages
 
 SAMPLE_CHARS = 6000  # enough for a stable guess; classifying a whole manual would cost seconds
@@ -18,7 +21,7 @@ def _classifier():
     global _identifier
     with _lock:
         if _identifier is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier  # on first detection
 
             _identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     return _identifier
@@ -36,9 +39,6 @@ def detect(texts: list[str]) -> str:
 
 def name(code: str) -> str:
     """The language's name in the active language (Django's table and catalogues), or its code."""
-    from django.conf.locale import LANG_INFO
-    from django.utils.translation import gettext
-
     english = LANG_INFO.get(code, {}).get("name")
     return gettext(english) if english else code
 

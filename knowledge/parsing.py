@@ -563,7 +563,7 @@ def parse_text(text: str, filename: str) -> Parsed:
 
 
 def parse_pdf(data: bytes, filename: str) -> Parsed:
-    import pypdf
+    import pypdf  # the parsers' libraries load with the first file of their kind
     from pypdf.errors import PdfReadError
 
     try:
@@ -602,7 +602,7 @@ def parse_pdf(data: bytes, filename: str) -> Parsed:
 
 
 def parse_docx(data: bytes, filename: str) -> Parsed:
-    import docx
+    import docx  # the parsers' libraries load with the first file of their kind
     from docx.opc.exceptions import PackageNotFoundError
 
     check_docx_archive(data)
@@ -651,7 +651,7 @@ BLOCK_TAGS = {"p", "li", "pre", "blockquote", "td", "th", "dd", "dt", "figcaptio
 
 
 def parse_html(html: bytes | str, url: str) -> Parsed:
-    import lxml.html
+    import lxml.html  # the parsers' libraries load with the first page fetched
 
     try:
         root = lxml.html.fromstring(html)

@@ -31,7 +31,10 @@ import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
 
-from . import serving, vector_indexes
+from bots import languages
+
+from . import language_detection, serving, vector_indexes
+from .models import Source
 
 # hnsw.ef_search floor: candidates per pass of the graph search (see _ef_search).
 HNSW_EF_SEARCH = 100
@@ -480,11 +483,6 @@ def language_notice(bot) -> dict | None:
     """When most of the bot's knowledge (by chunks) is written in another language than the
     bot's: {"detected": code, "detected_name", "suggest": the bot language to switch to,
     "suggest_name", "supported": whether it is one of the bot languages}; else None."""
-    from bots import languages
-
-    from . import language_detection
-    from .models import Source
-
     weights: dict[str, int] = {}
     for code, chunks in (
         Source.objects.filter(bot=bot, chunk_count__gt=0)

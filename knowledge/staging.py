@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 from django.db import connection
+from pgvector.psycopg.vector import register_vector_info
+from psycopg.types import TypeInfo
 
 
 def stage_and_run(
@@ -22,9 +24,6 @@ def stage_and_run(
     """Inside the caller's transaction: create the temp table `table` with `columns`
     ((name, SQL type, COPY type) each), COPY `rows` into it (numpy arrays for vector columns),
     run `statements` ((sql, params) each), and drop the table."""
-    from pgvector.psycopg.vector import register_vector_info
-    from psycopg.types import TypeInfo
-
     names = ", ".join(name for name, _, _ in columns)
     ddl = ", ".join(f"{name} {sql_type}" for name, sql_type, _ in columns)
     with connection.cursor() as cursor:

@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from django.conf import settings
+
 from .base import ProviderUnavailable
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,7 @@ _batcher_lock = threading.Lock()
 
 
 def _embed_with(provider: str, model: str | None, texts: Sequence[str]) -> list[list[float]]:
-    from . import get_provider
+    from . import get_provider  # the package imports this module while it initialises
 
     return get_provider(provider).embed(list(texts), model=model or None)
 
@@ -144,8 +146,6 @@ def batcher() -> MicroBatcher:
     """This process's batcher, built from settings on first use."""
     global _batcher
     if _batcher is None:
-        from django.conf import settings
-
         with _batcher_lock:
             if _batcher is None:
                 _batcher = MicroBatcher(

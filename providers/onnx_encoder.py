@@ -96,7 +96,7 @@ class OnnxEncoder:
 
 
 def _is_mean_pooled_transformer(model) -> bool:
-    from sentence_transformers.models import Normalize, Pooling, Transformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer  # loaded by now
 
     modules = list(model)
     return (
@@ -109,7 +109,7 @@ def _is_mean_pooled_transformer(model) -> bool:
 
 
 def _export(model, threads: int) -> OnnxEncoder:
-    import onnxruntime
+    import onnxruntime  # with torch: only a process that exports the encoder loads them
     import torch
 
     transformer = model[0].auto_model

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from bots.models import Bot
+from knowledge.models import Chunk
 
 from .models import DocumentPair
 
@@ -130,8 +131,6 @@ def document_pairs_propose(*, bot: Bot) -> int:
     """Replace the bot's proposed (unreviewed) pairs with fresh ones from its document chunks.
     Accepted and rejected pairs stay; a chunk or question already reviewed is not proposed
     again. Returns how many were proposed."""
-    from knowledge.models import Chunk
-
     with transaction.atomic():
         DocumentPair.objects.filter(bot=bot, status=DocumentPair.Status.PROPOSED).delete()
         reviewed = list(DocumentPair.objects.filter(bot=bot).values_list("chunk_id", "question"))

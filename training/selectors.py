@@ -1,5 +1,9 @@
 """Reads for the training pages."""
 
+from datetime import datetime
+
+from django.db.models import Case, IntegerField, Value, When
+from django.utils import formats, timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -7,7 +11,8 @@ from django.utils.translation import gettext_lazy
 from bots.answering import summary
 from bots.models import Bot
 
-from .models import RetrievalTuning
+from .calibration import caution_preview, give_or_take
+from .models import ChatTuning, DocumentPair, RetrievalTuning
 from .retrieval import tuning_unavailable_reason
 
 
@@ -32,8 +37,6 @@ def tuning_panel_context(bot: Bot) -> dict:
 def chat_tuning_context(bot: Bot) -> dict:
     """What the Fine-tuning page shows besides a built set: the latest run, every version and
     the one deployed."""
-    from .models import ChatTuning
-
     runs = list(ChatTuning.objects.filter(bot=bot).order_by("-created_at", "-pk")[:30])
     deployed = next((r for r in runs if r.status == ChatTuning.Status.DEPLOYED), None)
     return {
@@ -49,10 +52,6 @@ def chat_tuning_context(bot: Bot) -> dict:
 
 def document_pairs_context(bot: Bot) -> dict:
     """The document pairs card: pairs to review first, then accepted, then rejected."""
-    from django.db.models import Case, IntegerField, Value, When
-
-    from .models import DocumentPair
-
     order = Case(
         When(status=DocumentPair.Status.PROPOSED, then=Value(0)),
         When(status=DocumentPair.Status.ACCEPTED, then=Value(1)),
@@ -73,10 +72,6 @@ def loss_chart(run) -> dict:
 
 
 def _fitted_on(calibration: dict) -> str:
-    from datetime import datetime
-
-    from django.utils import formats, timezone
-
     try:
         when = datetime.fromisoformat(calibration.get("fitted_at", ""))
     except ValueError:
@@ -95,8 +90,6 @@ METHODS = {
 
 
 def _give_or_take(calibration: dict) -> int | None:
-    from .calibration import give_or_take
-
     spread = calibration.get("refusal_spread")
     return None if spread is None else give_or_take(spread)
 
@@ -105,8 +98,6 @@ def calibration_panel_context(bot: Bot, caution: float | None = None) -> dict:
     """What the Settings page's "cautious <-> helpful" card shows: the stored fit's headline for
     the bot's caution (or `caution`, the slider's unsaved position: read off the stored curve,
     no model call), its numbers for the advanced section, and when it was fitted."""
-    from .calibration import caution_preview
-
     calibration = bot.calibration or {}
     value = bot.caution if caution is None else min(1.0, max(0.0, float(caution)))
     point = caution_preview(calibration, value)
