@@ -46,13 +46,22 @@ _chat = None  # (tokenizer, model)
 _multilingual = None
 
 
+_torch_threads_set = False
+
+
 def prepare_torch():
+    """torch, imported offline; the first call gives it settings.LOCAL_TORCH_THREADS threads.
+    Later calls leave the count alone: a training run sets TRAINING_TORCH_THREADS around its
+    steps, and its helpers calling this again reset it to one thread."""
+    global _torch_threads_set
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch  # after the variables above, which it and transformers read at import
 
-    torch.set_num_threads(max(1, settings.LOCAL_TORCH_THREADS))
+    if not _torch_threads_set:
+        torch.set_num_threads(max(1, settings.LOCAL_TORCH_THREADS))
+        _torch_threads_set = True
     return torch
 
 

@@ -353,3 +353,27 @@ def test_choosing_another_embedding_model_replaces_the_tuned_one_once_switched(
     tuning.refresh_from_db()
     assert tuning.status == RetrievalTuning.Status.REPLACED
     assert not default_storage.exists(tuning.weights)
+
+
+def test_tuning_runs_on_the_training_threads_and_gives_the_web_threads_back(settings):
+    """The training helpers load torch again on every step; that must not put a run that asked
+    for TRAINING_TORCH_THREADS back on the one thread the web process answers with."""
+    import torch
+
+    from providers.local import prepare_torch
+
+    prepare_torch()
+    before = torch.get_num_threads()
+    settings.TRAINING_TORCH_THREADS = before + 1
+    seen = []
+    groups = [[e["question"], *e["example_questions"]] for e in ACCOUNT_FAQ]
+    train_embedding_model(
+        groups,
+        epochs=1,
+        batch_size=64,
+        learning_rate=5e-5,
+        min_steps=2,
+        on_step=lambda done, total: seen.append(torch.get_num_threads()),
+    )
+    assert seen and set(seen) == {before + 1}
+    assert torch.get_num_threads() == before
