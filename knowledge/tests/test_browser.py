@@ -96,7 +96,7 @@ def test_owner_switches_embedding_model_and_the_bot_never_stops_answering(
 
     # A model name the service does not have: the switch fails, nothing is lost.
     page.goto(f"{asgi_server}/bots/{bot.pk}/settings/")
-    page.get_by_label("Provider").select_option("openai")
+    page.get_by_label("Models").select_option("openai")
     page.get_by_label("Embedding model").fill("text-embedding-9-huge")
     page.get_by_role("button", name="Save settings").click()
     expect(page.locator("body")).to_contain_text("keeps answering with the previous model")
