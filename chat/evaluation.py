@@ -527,8 +527,8 @@ def _reasons(mode: str, r: dict, real_gap: bool, fresh) -> list[str]:
         )
     if r["total_p95_ms"] is not None:
         out.append(
-            _("95 %% of answers complete within %(seconds)s s.")
-            % {"seconds": number_format(r["total_p95_ms"] / 1000, 1)}
+            _("95 %% of answers complete within %(time)s.")
+            % {"time": _duration_ms(r["total_p95_ms"])}
         )
     if not r["cost_per_1000"]:
         out.append(_("Costs nothing per answer (local models)."))
@@ -544,6 +544,13 @@ def _reasons(mode: str, r: dict, real_gap: bool, fresh) -> list[str]:
             text = _("An edited answer shows after a new tuning run: about %(time)s here.")
         out.append(text % {"time": _duration(fresh)})
     return out
+
+
+def _duration_ms(ms: float) -> str:
+    """An answer time: in milliseconds under a second ("0,0 s" said nothing), else seconds."""
+    if ms < 1000:
+        return _("%(n)s ms") % {"n": f"{ms:.0f}"}
+    return _("%(n)s s") % {"n": number_format(ms / 1000, 1)}
 
 
 def _duration(seconds: float) -> str:
