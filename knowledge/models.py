@@ -45,6 +45,9 @@ class Source(TrackedJob):
     # The language it is written in, detected at ingest (knowledge.language_detection; ISO 639-1,
     # "" when unclear): the Knowledge tab says so when it is not the bot's.
     language = models.CharField(max_length=8, blank=True)
+    # The dashboard language of whoever added or last re-read it: the worker writes its notes
+    # (error, warnings) in it, since the owner reads them on the Knowledge tab ("" = English).
+    notes_language = models.CharField(max_length=8, blank=True, editable=False)
     # The owner edited or deleted entries of this imported FAQ in the dashboard: from then on
     # its entries in the database are what it says (a re-ingest keeps the edits), not the file.
     entries_edited = models.BooleanField(default=False)

@@ -32,7 +32,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
@@ -129,6 +129,7 @@ def source_add(
         source.file.save(filename.rsplit("/", 1)[-1][:100], ContentFile(data), save=False)
     else:
         raise ValidationError(_("Choose a file to upload or enter a web address."))
+    source.notes_language = _reader_language()
     try:
         with transaction.atomic():
             # Two uploads at once must not both pass the source limit: count under the bot's lock.
@@ -215,7 +216,7 @@ def source_reingest(*, source: Source) -> Source:
 
     A run in progress is superseded (its claim no longer matches) and drops its work.
     """
-    _request_ingest(source.pk)
+    _request_ingest(source.pk, notes_language=_reader_language())
     _enqueue(source.pk)
     source.refresh_from_db()
     return source
@@ -227,7 +228,10 @@ def source_requeue(*, source_id: int) -> None:
     _enqueue(source_id)
 
 
-def _request_ingest(source_id: int) -> None:
+def _request_ingest(source_id: int, *, notes_language: str | None = None) -> None:
+    """Back to PENDING; `notes_language` (an owner's request) is what the worker writes its
+    notes in, None (the system's own requeue) keeps the last one."""
+    language = {} if notes_language is None else {"notes_language": notes_language}
     Source.objects.filter(pk=source_id).update(
         status=Source.Status.PENDING,
         attempts=0,
@@ -235,7 +239,13 @@ def _request_ingest(source_id: int) -> None:
         progress_done=0,
         progress_total=0,
         updated_at=timezone.now(),
+        **language,
     )
+
+
+def _reader_language() -> str:
+    """The dashboard language of the request being served (settings.LANGUAGE_CODE outside one)."""
+    return translation.get_language() or ""
 
 
 def source_delete(*, source: Source) -> None:
@@ -273,7 +283,7 @@ def faq_entry_create(
     source = manual_source(bot=bot)
     with transaction.atomic():
         # The source row first: an ingestion holding it must finish before entries change.
-        _request_ingest(source.pk)
+        _request_ingest(source.pk, notes_language=_reader_language())
         entry = FaqEntry(
             bot=bot,
             source=source,
@@ -302,7 +312,7 @@ def faq_entry_update(
     source then keeps its entries from the database (Source.entries_edited): re-ingesting it
     keeps the edit instead of reading the file again."""
     with transaction.atomic():
-        _request_ingest(entry.source_id)
+        _request_ingest(entry.source_id, notes_language=_reader_language())
         _mark_edited(entry.source_id)
         entry.question, entry.answer = question.strip(), answer.strip()
         entry.category, entry.url = category.strip(), url.strip()
@@ -323,7 +333,7 @@ def faq_entries_delete(*, bot: Bot, ids: Iterable[int]) -> int:
     deleted = 0
     with transaction.atomic():
         for source_id in source_ids:  # in id order: two deletions never wait on each other
-            _request_ingest(source_id)
+            _request_ingest(source_id, notes_language=_reader_language())
             _mark_edited(source_id)
         _total, per_model = FaqEntry.objects.filter(
             bot=bot, source_id__in=source_ids, pk__in=ids
@@ -380,6 +390,15 @@ def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
     if token is None:
         return Source.objects.filter(pk=source_id).first()
     source = Source.objects.select_related("bot").get(pk=source_id)
+    # Parse errors, skipped rows and limits are written for the owner who asked for this run.
+    with translation.override(source.notes_language or settings.LANGUAGE_CODE):
+        _ingest_and_record(source, token, slice_seconds)
+    return Source.objects.filter(pk=source_id).first()
+
+
+def _ingest_and_record(source: Source, token, slice_seconds: float) -> None:
+    """source_ingest's run and what each way it can end leaves on the row."""
+    source_id = source.pk
     try:
         with SOURCES.heartbeat(source_id, token):
             _ingest(source, token, slice_seconds=slice_seconds)
@@ -413,16 +432,16 @@ def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
     except (ValidationError, providers.ProviderError) as exc:
         _fail(source_id, token, _message(exc))
     except SoftTimeLimitExceeded:
-        _fail(source_id, token, "Ingestion took too long and was stopped; try a smaller file.")
+        _fail(source_id, token, _("Ingestion took too long and was stopped; try a smaller file."))
     except Exception as exc:
         log.exception("Ingestion of source %s failed", source_id)
         _fail(
             source_id,
             token,
-            f"Unexpected error while reading this source ({exc.__class__.__name__}).",
+            _("Unexpected error while reading this source (%(error)s).")
+            % {"error": exc.__class__.__name__},
         )
         raise
-    return Source.objects.filter(pk=source_id).first()
 
 
 def _source_give_up(source_id: int, *, error: str) -> None:
