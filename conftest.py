@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -110,6 +108,31 @@ def child_env() -> dict:
     return env
 
 
+def wait_for(predicate, timeout: float, what: str, *logs: Path):
+    """Polls `predicate` every 0.1 s until it returns something true, and returns that; fails the
+    test after `timeout` seconds, naming `what` and showing the end of each log file."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    tails = "\n".join(f"--- {log} ---\n{log.read_text()[-3000:]}" for log in logs)
+    pytest.fail(f"Timed out after {timeout:.0f} s waiting for {what}\n{tails}")
+
+
+def terminate_other_connections() -> int:
+    """Every backend of this test database but this test's own: what a PostgreSQL restart does to
+    the clients (the shared server itself is not restarted). Returns how many were cut."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
 @pytest.fixture
 def asgi_server(transactional_db, tmp_path):
     """uvicorn serving askhandle.asgi:application (as in production) on a free port against the
@@ -127,45 +150,15 @@ def asgi_server(transactional_db, tmp_path):
 def celery_worker_process(transactional_db, tmp_path):
     """A real Celery worker in its own process, consuming every queue, on the test database.
 
-    Yields the Popen; the test must use transactional_db so the worker sees committed rows.
+    Yields the Popen (its output in `.log_path`); the test must use transactional_db so the
+    worker sees committed rows.
     """
-    env = child_env()
-    log = tmp_path / "worker.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "askhandle",
-            "worker",
-            "-Q",
-            "default,ingest,training",
-            "-c",
-            "1",
-            "--pool",
-            "prefork",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"test{os.getpid()}@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Celery worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    proc.log_path = log
-    yield proc
-    from askhandle.devtools import stop_process
+    from askhandle.devtools import start_celery_worker, stop_process
 
+    proc = start_celery_worker(
+        child_env(), tmp_path / "worker.log", name=f"test{os.getpid()}@%h", timeout=60
+    )
+    yield proc
     stop_process(proc)
 
 

@@ -1,16 +1,21 @@
-"""Local server processes for tests and benchmarks: a free port, uvicorn on a given database.
+"""Local server processes for tests, benchmarks and `make run`: a free port, uvicorn on a given
+database, a Celery worker that is ready to consume.
 
-Nothing here runs in production; it lives in the package so the test suite and `benchmarks/`
-share one implementation.
+Nothing here runs in production; it lives in the package so the test suite, `benchmarks/` and
+scripts/run.py share one implementation.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import httpx
@@ -78,3 +83,91 @@ def start_uvicorn(
             proc.kill()
             raise RuntimeError(f"uvicorn did not start:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+WORKER_QUEUES = "default,ingest,training"
+# What celery.apps.worker logs once it consumes: "<name>@<host> ready." ("already." is no match).
+WORKER_READY = re.compile(r"@\S+ ready\.\s*$", re.MULTILINE)
+
+
+class WorkerDidNotStart(RuntimeError):
+    """The worker exited, or did not say it was ready in time (its process group is killed then).
+    `proc` is the ended process."""
+
+    def __init__(self, message: str, proc: subprocess.Popen):
+        super().__init__(message)
+        self.proc = proc
+
+
+def start_celery_worker(
+    env: dict, log_path: Path | None = None, *, name: str | None = None, timeout: float = 90
+) -> subprocess.Popen:
+    """`celery -A askhandle worker` on every queue, one pool process, in its own session (its
+    process group is its pid); returns once the worker logs "ready." (it consumes from then on).
+
+    Its output goes to `log_path` (the Popen's `log_path` then), or, when None, is copied line by
+    line to this process's stdout. `name`: the worker's node name (-n), celery's default when
+    None. Raises WorkerDidNotStart, with the end of the output, if the worker exits first or is not
+    ready within `timeout` seconds.
+    """
+    command = [sys.executable, "-m", "celery", "-A", "askhandle", "worker"]
+    command += ["-Q", WORKER_QUEUES, "-c", "1", "--loglevel", "INFO"]
+    if name:
+        command += ["-n", name]
+    ready = threading.Event()
+    recent: deque[str] = deque(maxlen=60)  # the output's end, when it is not in a file
+    if log_path is not None:
+        with log_path.open("w") as log:
+            proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def is_ready() -> bool:
+            return WORKER_READY.search(log_path.read_text(errors="replace")) is not None
+
+        def tail() -> str:
+            return log_path.read_text(errors="replace")[-3000:]
+    else:
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+        )
+
+        def copy_output() -> None:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                recent.append(line)
+                if WORKER_READY.search(line):
+                    ready.set()
+
+        threading.Thread(target=copy_output, name="celery-worker-output", daemon=True).start()
+        is_ready = ready.is_set
+
+        def tail() -> str:
+            return "".join(recent)[-3000:]
+
+    proc.log_path = log_path
+    deadline = time.monotonic() + timeout
+    while not is_ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the main process and any pool children
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise WorkerDidNotStart(f"Celery worker did not start:\n{tail()}", proc)
+        time.sleep(0.2)
+    return proc

@@ -17,7 +17,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(1, str(ROOT))
 import services  # noqa: E402
+
+from askhandle.devtools import WorkerDidNotStart, start_celery_worker  # noqa: E402
 
 PY = sys.executable
 HOST = os.environ.get("HOST", "127.0.0.1")
@@ -65,20 +68,7 @@ def main() -> int:
             "--no-access-log",
             "--no-proxy-headers",  # X-Forwarded-For counts only from ASKHANDLE_TRUSTED_PROXIES
         ],
-        "worker": [
-            PY,
-            "-m",
-            "celery",
-            "-A",
-            "askhandle",
-            "worker",
-            "-Q",
-            "default,ingest,training",
-            "-c",
-            "1",
-            "--loglevel",
-            "INFO",
-        ],
+        "worker": None,  # askhandle.devtools.start_celery_worker
         "beat": [
             PY,
             "-m",
@@ -94,9 +84,18 @@ def main() -> int:
     }
 
     def start(name: str) -> subprocess.Popen:
-        return subprocess.Popen(procs[name], env=env, start_new_session=True)
+        if name != "worker":
+            return subprocess.Popen(procs[name], env=env, start_new_session=True)
+        # Its output is copied to ours; returns once it consumes (a worker that exits or hangs
+        # while starting is handed back ended: the loop below restarts it or stops).
+        try:
+            return start_celery_worker(env)
+        except WorkerDidNotStart as failed:
+            print(f"[run] {failed}", flush=True)
+            return failed.proc
 
-    children = {name: start(name) for name in procs}
+    # The worker last: the web server and beat start while it gets ready.
+    children = {name: start(name) for name in ("web", "beat", "worker")}
     restarts: dict[str, list[float]] = {name: [] for name in procs}
     # One-off, in the background: the first generated answer would otherwise wait ~1 minute
     # for the local chat model's one-time conversion. Not supervised: it simply ends.

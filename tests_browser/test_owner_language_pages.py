@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import translation
 from playwright.sync_api import expect
 
-from askhandle.tests.test_translations import catalogue, po_path
+from askhandle.tests.support import catalogue, po_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.models, pytest.mark.django_db(transaction=True)]
 

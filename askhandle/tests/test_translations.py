@@ -4,18 +4,17 @@ hold every string the sources mark (what `makemessages` would extract today)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from .support import ROOT, catalogue, po_path
+
 LANGUAGES = [code for code, _name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
 # What `makemessages` is run with (README): the virtualenv and the benchmark scripts are no
 # dashboard; --no-location keeps the catalogues free of line numbers.
@@ -24,43 +23,6 @@ MAKEMESSAGES = ["--ignore=.venv", "--ignore=benchmarks", "--no-location"]
 NOT_SOURCES = shutil.ignore_patterns(
     ".venv", ".run", ".git", "benchmarks", "locale", "__pycache__", "*.egg-info", "node_modules"
 )
-
-
-def catalogue(path: Path) -> list[dict]:
-    """The entries of a .po file: msgid (and msgid_plural), its msgstr(s) and flags. Obsolete
-    entries (#~) are left out, as gettext leaves them out of the compiled catalogue."""
-    entries = []
-    for block in path.read_text(encoding="utf-8").split("\n\n"):
-        entry: dict = {"flags": [], "msgstr": {}}
-        key = None
-        for line in block.splitlines():
-            if line.startswith("#~"):
-                entry = {}
-                break
-            if line.startswith("#,"):
-                entry["flags"] += [flag.strip() for flag in line[2:].split(",")]
-            elif line.startswith("#") or not line.strip():
-                continue
-            elif line.startswith('"'):
-                value = json.loads(line)
-                if key in ("msgid", "msgid_plural", "msgctxt"):
-                    entry[key] += value
-                else:
-                    entry["msgstr"][key] += value
-            else:
-                key, _space, quoted = line.partition(" ")
-                value = json.loads(quoted)
-                if key in ("msgid", "msgid_plural", "msgctxt"):
-                    entry[key] = value
-                else:
-                    entry["msgstr"][key] = value
-        if entry.get("msgid"):  # the header has an empty msgid
-            entries.append(entry)
-    return entries
-
-
-def po_path(language: str, root: Path = ROOT) -> Path:
-    return root / "locale" / language / "LC_MESSAGES" / "django.po"
 
 
 def test_the_reader_sees_plurals_fuzzy_flags_and_continued_lines(tmp_path):

@@ -6,26 +6,16 @@ acknowledged write. (Ingestion: knowledge/tests/test_db_restart.py.)"""
 
 import httpx
 import pytest
-from django.db import connection
 
 from bots.models import Message
 from chat.apikeys import api_key_create
 from chat.tests.chat_helpers import add_faq
+from conftest import terminate_other_connections
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUESTION = "How do I reset my password?"
 ANSWER = "Use the Forgot password link on the login page."
-
-
-def terminate_other_connections() -> int:
-    """Every backend of this test database but this test's own: what a restart does to them."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
 
 
 def ask(base: str, key: str) -> httpx.Response:

@@ -5,34 +5,44 @@ stops, and the source ends READY with one set of chunks, resuming from its stage
 
 import os
 import signal
+import time
 
 import pytest
 
-from chat.tests.test_db_restart import terminate_other_connections
+from askhandle.devtools import start_celery_worker
+from conftest import child_env, terminate_other_connections, wait_for
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source, StagedVector
-from knowledge.tests.test_fairness import _entries, _start_worker, _wait
+from knowledge.tests.support import numbered_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.mark.e2e
 def test_an_ingestion_whose_database_connections_are_cut_finishes_by_itself(bot, tmp_path):
-    source = services.faq_entries_import(bot=bot, name="big", entries=_entries(600), enqueue=False)
+    source = services.faq_entries_import(
+        bot=bot, name="big", entries=numbered_entries(600), enqueue=False
+    )
     log = tmp_path / "worker.log"
-    worker = _start_worker(log, ASKHANDLE_INGEST_SLICE_SECONDS="0")
+    worker = start_celery_worker(
+        {**child_env(), "ASKHANDLE_INGEST_SLICE_SECONDS": "0"},
+        log,
+        name=f"dbcut{os.getpid()}-{time.monotonic_ns()}@%h",
+    )
     try:
         services.source_requeue(source_id=source.pk)
-        _wait(lambda: StagedVector.objects.filter(source=source).exists(), 120, "a batch", log)
+        wait_for(lambda: StagedVector.objects.filter(source=source).exists(), 120, "a batch", log)
         cut = terminate_other_connections()
+        cut_at = time.monotonic()
         # A write acknowledged while the worker is cut off stays.
         entry = services.faq_entry_create(bot=bot, question="Open on Sunday?", answer="No.")
-        seconds = _wait(
+        wait_for(
             lambda: Source.objects.get(pk=source.pk).status == Source.Status.READY,
             150,
             "the source to be ready",
             log,
         )
+        seconds = time.monotonic() - cut_at
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)

@@ -5,26 +5,18 @@ runs within one slice."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from django.conf import settings
 
-from conftest import ROOT, child_env
+from askhandle.devtools import start_celery_worker
+from conftest import child_env, wait_for
 from knowledge import selectors, services
 from knowledge.models import Chunk, Source, StagedVector
 from knowledge.tests.factories import upload
+from knowledge.tests.support import numbered_entries
 
 pytestmark = pytest.mark.django_db
-
-
-def _entries(n: int, prefix: str = "Question") -> list[dict]:
-    return [
-        {"question": f"{prefix} {i} about bike part {i * 7}?", "answer": f"Answer {i}."}
-        for i in range(n)
-    ]
 
 
 def test_a_file_over_the_row_limit_fails_before_embedding_and_names_the_limit(bot, settings):
@@ -42,15 +34,19 @@ def test_a_file_over_the_row_limit_fails_before_embedding_and_names_the_limit(bo
 
 def test_the_chunk_limit_counts_the_bots_other_sources(bot, other_bot, settings):
     settings.KNOWLEDGE_MAX_CHUNKS_PER_BOT = 30
-    first = services.faq_entries_import(bot=bot, name="a", entries=_entries(20), enqueue=False)
+    first = services.faq_entries_import(
+        bot=bot, name="a", entries=numbered_entries(20), enqueue=False
+    )
     assert services.source_ingest(source_id=first.pk).status == Source.Status.READY
     # Another tenant's chunks do not count against this bot.
     theirs = services.faq_entries_import(
-        bot=other_bot, name="t", entries=_entries(20), enqueue=False
+        bot=other_bot, name="t", entries=numbered_entries(20), enqueue=False
     )
     assert services.source_ingest(source_id=theirs.pk).status == Source.Status.READY
 
-    second = services.faq_entries_import(bot=bot, name="b", entries=_entries(11), enqueue=False)
+    second = services.faq_entries_import(
+        bot=bot, name="b", entries=numbered_entries(11), enqueue=False
+    )
     second = services.source_ingest(source_id=second.pk)
 
     assert second.status == Source.Status.FAILED
@@ -71,7 +67,9 @@ def test_adding_a_source_over_the_source_limit_is_refused_with_the_limit(bot, se
 
 
 def test_a_sliced_ingestion_yields_after_each_slice_and_ends_with_one_set_of_chunks(bot):
-    source = services.faq_entries_import(bot=bot, name="big", entries=_entries(600), enqueue=False)
+    source = services.faq_entries_import(
+        bot=bot, name="big", entries=numbered_entries(600), enqueue=False
+    )
 
     # A slice this short embeds one batch (256 texts) per delivery.
     slices = []
@@ -89,35 +87,6 @@ def test_a_sliced_ingestion_yields_after_each_slice_and_ends_with_one_set_of_chu
     assert hits and hits[0].title == "Question 417 about bike part 2919?"
 
 
-def _start_worker(log_path, **env) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "askhandle", "worker", "-Q"]
-        + ["default,ingest,training", "-c", "1", "--loglevel", "INFO"]
-        + ["-n", f"fair{os.getpid()}-{time.monotonic_ns()}@%h"],
-        cwd=ROOT,
-        env={**child_env(), "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT), **env},
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while "ready." not in log_path.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"Celery worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    return proc
-
-
-def _wait(predicate, timeout: float, what: str, log) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.1)
-    pytest.fail(f"Timed out waiting for {what}\n{log.read_text()[-3000:]}")
-
-
 def _status(source) -> str:
     return Source.objects.values_list("status", flat=True).get(pk=source.pk)
 
@@ -132,29 +101,28 @@ def test_a_small_edit_is_ingested_within_seconds_while_another_tenants_large_fil
     # did once, in CI; two 1 s slices embed well under 1,000 rows here), so the file is large and
     # the slices short.
     large = services.faq_entries_import(
-        bot=bot, name="large", entries=_entries(2400), enqueue=False
+        bot=bot, name="large", entries=numbered_entries(2400), enqueue=False
     )
     log = tmp_path / "worker.log"
-    worker = _start_worker(log, ASKHANDLE_INGEST_SLICE_SECONDS="1")
+    worker = start_celery_worker(
+        {**child_env(), "ASKHANDLE_INGEST_SLICE_SECONDS": "1"},
+        log,
+        name=f"fair{os.getpid()}-{time.monotonic_ns()}@%h",
+    )
     try:
         services.source_requeue(source_id=large.pk)  # autocommit: sent at once
-        _wait(
+        wait_for(
             lambda: StagedVector.objects.filter(source=large).exists(), 120, "A's first batch", log
         )
-        edit_at = time.monotonic()
         entry = services.faq_entry_create(
             bot=other_bot, question="Do you ship to Norway?", answer="Yes, in five days."
         )
-        small_seconds = _wait(
-            lambda: _status(entry.source) == Source.Status.READY, 60, "B's edit", log
-        )
+        saved_at = time.monotonic()
+        wait_for(lambda: _status(entry.source) == Source.Status.READY, 60, "B's edit", log)
+        small_seconds = time.monotonic() - saved_at
         large_status_then = _status(large)
-        large_seconds = (
-            _wait(lambda: _status(large) == Source.Status.READY, 300, "A's file", log)
-            + time.monotonic()
-            - edit_at
-            - small_seconds
-        )
+        wait_for(lambda: _status(large) == Source.Status.READY, 300, "A's file", log)
+        large_seconds = time.monotonic() - saved_at
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(timeout=30)

@@ -10,25 +10,12 @@ from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source
 from knowledge.tasks import ingest_source
 
-from .factories import docx_bytes, pdf_bytes, upload
+from .factories import docx_bytes, pdf_bytes
+from .support import FAQ_CSV
+from .support import add_upload as add
+from .support import ingest_through_task as ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-FAQ_CSV = (
-    "question,answer,category,url\n"
-    "What are your opening hours?,We are open 9:00-18:00 Monday to Saturday.,hours,https://example.com/hours\n"
-    'Do you repair e-bikes?,"Yes, our workshop services all e-bike brands.",repairs,\n'
-)
-
-
-def add(bot, name, data, **kwargs):
-    return services.source_add(bot=bot, upload=upload(name, data), **kwargs)
-
-
-def ingest(source):
-    ingest_source.apply(args=[source.pk]).get()
-    source.refresh_from_db()
-    return source
 
 
 def test_csv_faq_becomes_one_chunk_per_phrasing_embedded_from_the_phrasing(bot):

@@ -16,7 +16,9 @@ from knowledge.selectors import search
 from knowledge.tasks import reembed_bot
 from providers.tests.openai_server import API_KEY
 
-from .test_ingest import FAQ_CSV, add, ingest
+from .support import FAQ_CSV
+from .support import add_upload as add
+from .support import ingest_through_task as ingest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

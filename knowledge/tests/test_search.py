@@ -5,31 +5,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-import providers
-from knowledge import selectors, services, vector_indexes
+from knowledge import selectors, vector_indexes
 from knowledge.models import Chunk, FaqEntry, Source
 
-from .factories import SHOP_FAQ, upload
+from .factories import SHOP_FAQ
+from .support import embed, ingest_faqs, ingest_text
 
 pytestmark = pytest.mark.django_db
-
-
-def ingest_faqs(bot, entries, name="FAQ"):
-    source = services.faq_entries_import(bot=bot, name=name, entries=entries, enqueue=False)
-    source = services.source_ingest(source_id=source.pk)
-    assert source.status == Source.Status.READY, source.error
-    return source
-
-
-def ingest_text(bot, name, text):
-    source = services.source_add(bot=bot, upload=upload(name, text), enqueue=False)
-    source = services.source_ingest(source_id=source.pk)
-    assert source.status == Source.Status.READY, source.error
-    return source
-
-
-def embed(text):
-    return np.asarray(providers.get_provider("local").embed([text])[0])
 
 
 def test_paraphrase_finds_the_entry_once_scored_by_the_centroid_of_its_phrasings(bot):

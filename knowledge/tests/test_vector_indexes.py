@@ -7,13 +7,13 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from conftest import wait_for
 from knowledge import selectors, services, vector_indexes
 from knowledge.models import Chunk, Source
 from knowledge.reembedding import swap_vectors
 
 from .factories import SHOP_FAQ
-from .test_e2e import wait_for
-from .test_search import embed, ingest_faqs
+from .support import embed, ingest_faqs
 
 MODEL = "local:all-MiniLM-L6-v2"
 ENTRIES = [
@@ -126,14 +126,14 @@ def test_the_worker_builds_the_index_after_an_ingest_and_drops_it_with_the_sourc
     wait_for(
         lambda: vector_indexes.existing(bot.pk) == {name: (bot.pk, True)},
         120,
-        celery_worker_process,
         "the worker to build the bot's index",
+        celery_worker_process.log_path,
     )
     assert Source.objects.get(pk=source.pk).status == Source.Status.READY
     services.source_delete(source=source)
     wait_for(
         lambda: vector_indexes.existing(bot.pk) == {},
         60,
-        celery_worker_process,
         "the worker to drop the index of a bot without chunks",
+        celery_worker_process.log_path,
     )

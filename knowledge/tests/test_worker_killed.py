@@ -3,65 +3,25 @@ dead within DEAD_AFTER (30 s) and taken over, resuming from the last staged batc
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
+from askhandle.devtools import start_celery_worker
 from askhandle.jobs import DEAD_AFTER
-from conftest import ROOT, child_env
+from conftest import child_env, wait_for
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source, StagedVector
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def start_worker(log_path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "askhandle",
-            "worker",
-            "-Q",
-            "default,ingest,training",
-            "-c",
-            "1",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"killed{os.getpid()}-{time.monotonic_ns()}@%h",
-        ],
-        cwd=ROOT,
-        # The upload lies in this test's media folder (knowledge/tests/conftest.py).
-        env={**child_env(), "DJANGO_MEDIA_ROOT": str(settings.MEDIA_ROOT)},
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+def start_worker(log_path):
+    return start_celery_worker(
+        child_env(), log_path, name=f"killed{os.getpid()}-{time.monotonic_ns()}@%h"
     )
-    deadline = time.monotonic() + 90
-    while "ready." not in log_path.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pytest.fail(f"Celery worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    return proc
-
-
-def wait_for(predicate, timeout: float, what: str, logs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    tails = "\n".join(path.read_text()[-3000:] for path in logs)
-    pytest.fail(f"Timed out waiting for {what}\n{tails}")
 
 
 @pytest.mark.e2e
@@ -88,7 +48,7 @@ def test_killed_worker_is_taken_over_within_a_minute_and_resumes_from_the_last_b
             ),
             180,
             "a batch to be embedded",
-            [first_log],
+            first_log,
         )
         row = Source.objects.get(pk=source.pk)
         assert row.status == Source.Status.PROCESSING, (row.error, first_log.read_text()[-3000:])
@@ -112,14 +72,14 @@ def test_killed_worker_is_taken_over_within_a_minute_and_resumes_from_the_last_b
             ),
             60,
             "the new worker to take the source over",
-            [second_log],
+            second_log,
         )
         taken_over = time.monotonic() - killed_at
         wait_for(
             lambda: Source.objects.get(pk=source.pk).status == Source.Status.READY,
             120,
             "the source to be ready",
-            [second_log],
+            second_log,
         )
         ready = time.monotonic() - killed_at
     finally:

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from training.models import RetrievalTuning
 
-from .test_retrieval_tuning import ACCOUNT_FAQ
+from .support import ACCOUNT_FAQ
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 PASSWORD = "correct-horse-battery-9"  # conftest.make_user

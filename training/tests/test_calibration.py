@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from knowledge import serving
+from knowledge.tests.support import ingest_faqs
 from training import calibration as cal
 
 # Two entries in 2-D. Entry 0: (1, 0) and (0.8, 0.6); entry 1: (0, 1) and (0.6, 0.8).
@@ -297,8 +298,6 @@ ACCOUNT_FAQ = [
 
 @pytest.mark.django_db
 def test_calibration_fit_of_a_small_bot(bot, monkeypatch):
-    from knowledge.tests.test_search import ingest_faqs
-
     assert cal.calibration_fit(bot) is None  # no FAQ yet
     ingest_faqs(bot, ACCOUNT_FAQ)
 
@@ -326,7 +325,6 @@ def test_calibration_fit_of_a_small_bot(bot, monkeypatch):
 @pytest.mark.django_db
 def test_calibrate_bot_stores_the_fit_and_a_new_caution_moves_the_thresholds_at_once(bot):
     from bots.models import Bot
-    from knowledge.tests.test_search import ingest_faqs
     from training.tasks import calibrate_bot
 
     assert Bot._meta.get_field("caution").default == cal.DEFAULT_CAUTION

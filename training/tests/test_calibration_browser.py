@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from bots.models import Bot
 from training import calibration as cal
 
-from .test_calibration_views import synthetic_fit
+from .support import synthetic_fit
 
 pytestmark = [pytest.mark.browser]
 PASSWORD = "correct-horse-battery-9"  # conftest.make_user

@@ -1,7 +1,6 @@
 """The calibration card on the bot's Settings page (slider, live preview, advanced thresholds)
 and its line on the Test page. The stored fit is built from synthetic scores: no model call."""
 
-import numpy as np
 import pytest
 from django.urls import reverse
 from django.utils.html import escape
@@ -10,20 +9,10 @@ from bots.models import Bot
 from training import calibration as cal
 from training.selectors import calibration_note
 
+from .support import synthetic_fit
+
 pytestmark = pytest.mark.django_db
 HX = {"HTTP_HX_REQUEST": "true"}
-
-
-def synthetic_fit() -> dict:
-    in_scores = np.linspace(0.30, 0.95, 60)
-    samples = cal.Samples(
-        in_scores=in_scores,
-        in_correct=in_scores > 0.45,
-        unrelated=np.linspace(0.05, 0.60, 100),
-        on_topic=np.linspace(0.20, 0.70, 60),
-    )
-    return {**cal.fit(samples), "model": "local:test", "method": "synthetic",
-            "fitted_at": "2025-03-04T10:00:00+00:00"}  # fmt: skip
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import providers
 from askhandle.jobs import ClaimedJobs
 from bots.models import Bot
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs as ingest
+from knowledge.tests.support import ingest_faqs as ingest
 from providers.local import ADAPTER_FILES
 from training import chat_tuning, datasets
 from training.models import ChatTuning

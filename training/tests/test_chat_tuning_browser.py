@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs
+from knowledge.tests.support import ingest_faqs
 from providers.local import ADAPTER_FILES
 from training.models import ChatTuning
 

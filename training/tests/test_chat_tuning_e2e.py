@@ -9,7 +9,7 @@ import pytest
 from django.core.files.storage import default_storage
 
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs
+from knowledge.tests.support import ingest_faqs
 from providers.local import ADAPTER_FILES
 from training import chat_tuning
 from training.models import ChatTuning

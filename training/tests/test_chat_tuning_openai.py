@@ -9,7 +9,7 @@ import providers
 from bots.models import Bot, Message
 from chat.answer import answer
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs as ingest
+from knowledge.tests.support import ingest_faqs as ingest
 from training import chat_tuning
 from training.models import ChatTuning
 from training.tasks import submit_chat_tuning

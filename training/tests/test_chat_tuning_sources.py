@@ -9,7 +9,7 @@ from django.urls import reverse
 from bots.models import Conversation, Message
 from chat import services
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs as ingest
+from knowledge.tests.support import ingest_faqs as ingest
 from training import chat_tuning, datasets
 from training.models import ChatTuning
 

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs as ingest
+from knowledge.tests.support import ingest_faqs as ingest
 from training import chat_tuning
 from training.models import ChatTuning
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from knowledge.models import Chunk
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs, ingest_text
+from knowledge.tests.support import ingest_faqs, ingest_text
 from training import chat_tuning, documents
 from training.models import DocumentPair
 

@@ -7,11 +7,11 @@ import pytest
 from django.urls import reverse
 
 from chat.answer import answer
+from conftest import wait_for
 from knowledge.tests.factories import upload
-from knowledge.tests.test_e2e import wait_for
 from training.models import RetrievalTuning
 
-from .test_retrieval_tuning import ACCOUNT_FAQ
+from .support import ACCOUNT_FAQ
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -30,8 +30,8 @@ def test_an_uploaded_faq_is_tuned_by_the_worker_and_answers_with_the_tuned_model
             bot=bot, status__in=["deployed", "failed", "skipped"]
         ).first(),
         300,
-        celery_worker_process,
         "the worker to tune retrieval after the ingest",
+        celery_worker_process.log_path,
     )
     assert tuning.status == RetrievalTuning.Status.DEPLOYED, tuning.message
     assert tuning.reason == "cards.jsonl changed"

@@ -12,40 +12,14 @@ from bots.models import Bot
 from knowledge import selectors, services, serving
 from knowledge.models import Chunk, Source
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.test_search import ingest_faqs as ingest
+from knowledge.tests.support import ingest_faqs as ingest
 from training import retrieval
 from training.local_training import train_embedding_model
 from training.models import RetrievalTuning
 
-pytestmark = pytest.mark.django_db
+from .support import ACCOUNT_FAQ
 
-# Entries that share most of their words: what a generic embedding model confuses.
-ACCOUNT_FAQ = [
-    {
-        "faq_id": "freeze",
-        "question": "How do I freeze my card?",
-        "answer": "Tap Card > Freeze in the app.",
-        "example_questions": ["block my card for now", "I want to lock my card", "pause my card"],
-    },
-    {
-        "faq_id": "unfreeze",
-        "question": "How do I unfreeze my card?",
-        "answer": "Tap Card > Unfreeze in the app.",
-        "example_questions": ["unblock my card", "I want to unlock my card", "reactivate my card"],
-    },
-    {
-        "faq_id": "lost",
-        "question": "I lost my card, what do I do?",
-        "answer": "Report it lost in the app; we send a new one.",
-        "example_questions": ["my card is missing", "someone stole my card", "card got stolen"],
-    },
-    {
-        "faq_id": "limit",
-        "question": "What is my card's spending limit?",
-        "answer": "5,000 EUR a month unless you change it.",
-        "example_questions": ["how much can I spend with my card", "raise my card limit"],
-    },
-]
+pytestmark = pytest.mark.django_db
 
 
 def tune(bot) -> RetrievalTuning:

@@ -5,10 +5,11 @@ from django.urls import reverse
 
 from knowledge import services
 from knowledge.models import Chunk
+from knowledge.tests.support import ingest_faqs as ingest
 from training import retrieval
 from training.models import RetrievalTuning
 
-from .test_retrieval_tuning import ACCOUNT_FAQ, ingest
+from .support import ACCOUNT_FAQ
 
 pytestmark = pytest.mark.django_db
 
