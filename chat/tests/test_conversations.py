@@ -3,6 +3,7 @@ import io
 import uuid
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from bots.models import Conversation, Message
@@ -202,6 +203,8 @@ def test_conversation_of_another_bot_in_same_workspace_is_404(
     assert owner_client.get(url).status_code == 404
     url = reverse("chat:conversation", args=[bot.pk, uuid.uuid4()])
     assert owner_client.get(url).status_code == 404
+    own = owner_client.get(reverse("chat:conversation", args=[bot.pk, history["refund"].public_id]))
+    assert own.status_code == 200 and b"How do refunds work?" in own.content
 
 
 def read_csv(response) -> list[list[str]]:
@@ -274,9 +277,12 @@ def test_export_keeps_ordinary_text_unchanged(owner_client, bot):
         ("chat:conversation", {"public_id": True}),
     ],
 )
-def test_another_tenant_gets_404_on_every_url(other_client, bot, history, name, extra):
+def test_another_tenant_gets_404_on_every_url(other_client, user, bot, history, name, extra):
     args = [bot.pk, history["refund"].public_id] if extra else [bot.pk]
     assert other_client.get(reverse(name, args=args)).status_code == 404
+    owner = Client()  # the same address opens for the bot's own workspace
+    owner.force_login(user)
+    assert owner.get(reverse(name, args=args)).status_code == 200
 
 
 def test_missing_bot_is_404(owner_client):
@@ -291,6 +297,13 @@ def test_anonymous_is_sent_to_login(client, bot):
 def test_other_bots_conversations_never_appear(owner_client, bot, other_bot, history):
     chat(other_bot, ("Rival secret question", "Rival answer", "direct", 1))
     response = owner_client.get(list_url(bot))
+    assert response.status_code == 200
+    assert shown(response) == ids(*history.values())  # this bot's three, nothing else
+    assert b"Do you ship to Canada?" in response.content
     assert b"Rival secret question" not in response.content
-    rows = read_csv(owner_client.get(reverse("chat:conversation_export", args=[bot.pk])))
+    export = owner_client.get(reverse("chat:conversation_export", args=[bot.pk]))
+    assert export.status_code == 200
+    rows = read_csv(export)
+    assert len(rows) == 1 + 2 + 4 + 2  # the header and every message of this bot's three
+    assert {row[0] for row in rows[1:]} == ids(*history.values())
     assert not any("Rival" in cell for row in rows for cell in row)

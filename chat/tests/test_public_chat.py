@@ -102,8 +102,11 @@ def test_conversation_survives_a_reload(client, faq_bot):
     html = client.get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
     assert QUESTION in html and "And do you ship abroad?" in html
     assert "<strong>3-5 business days</strong>" in html
-    # A new visitor (no cookie) starts fresh.
-    assert QUESTION not in Client().get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
+    # A new visitor (no cookie) starts fresh: the bot's page with its greeting, no history.
+    fresh = Client().get(reverse("chat:page", args=[faq_bot.slug]))
+    assert fresh.status_code == 200
+    assert faq_bot.name in fresh.content.decode() and faq_bot.greeting in fresh.content.decode()
+    assert QUESTION not in fresh.content.decode()
 
 
 def test_conversation_id_from_local_storage_restores_it_without_cookie(client, faq_bot):
@@ -121,9 +124,19 @@ def test_conversation_id_from_local_storage_restores_it_without_cookie(client, f
 
 
 def test_cookie_of_one_bot_does_not_open_another_bots_conversation(client, faq_bot, other_bot):
-    ask(client, faq_bot.slug, QUESTION, accept="application/json")
-    html = client.get(reverse("chat:page", args=[other_bot.slug])).content.decode()
-    assert QUESTION not in html
+    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
+    assert data["message"]["path"] == "direct"
+    # The cookie opens the conversation on its own bot's page...
+    own = client.get(reverse("chat:page", args=[faq_bot.slug]))
+    assert own.status_code == 200 and QUESTION in own.content.decode()
+    # ...and the other bot's page, with the same cookies, is that bot's page with no history.
+    response = client.get(reverse("chat:page", args=[other_bot.slug]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert other_bot.name in html and other_bot.greeting in html
+    assert faq_bot.name not in html
+    assert QUESTION not in html and "3-5 business days" not in html
+    assert not Conversation.objects.filter(bot=other_bot).exists()
 
 
 def test_unanswerable_question_gets_the_fallback(client, bot):
@@ -220,9 +233,16 @@ def test_no_owner_data_reaches_the_public_page_or_json(client, faq_bot, user):
     faq_bot.direct_threshold = 0.8123
     faq_bot.save()
     key, raw = api_key_create(bot=faq_bot, name="Backend")
-    data = ask(client, faq_bot.slug, QUESTION, accept="application/json").content.decode()
-    page = client.get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
-    widget = client.get(reverse("chat:widget_config", args=[faq_bot.slug])).content.decode()
+    answered = ask(client, faq_bot.slug, QUESTION, accept="application/json")
+    shown = client.get(reverse("chat:page", args=[faq_bot.slug]))
+    config = client.get(reverse("chat:widget_config", args=[faq_bot.slug]))
+    # What a customer is meant to get: the answer, the bot's page with the conversation, the
+    # widget's settings.
+    assert answered.status_code == shown.status_code == config.status_code == 200
+    assert answered.json()["message"]["text"] == ANSWER
+    data, page, widget = (r.content.decode() for r in (answered, shown, config))
+    assert faq_bot.name in page and QUESTION in page and "3-5 business days" in page
+    assert config.json()["name"] == faq_bot.name
     for text in (page, data, widget):
         assert user.email not in text
         assert "Acme Inc" not in text  # the workspace name
@@ -250,6 +270,9 @@ def test_cannot_rate_someone_elses_answer(client, faq_bot):
     own_user_msg = reverse("chat:rate", args=[faq_bot.slug, user_msg.pk])
     assert client.post(own_user_msg, {"value": "up"}).status_code == 404
     assert Message.objects.get(pk=data["message"]["id"]).rating is None
+    # The same request from the visitor who was answered is taken.
+    own = client.post(url, {"value": "down"}, HTTP_ACCEPT="application/json")
+    assert own.status_code == 200 and own.json() == {"rating": -1}
 
 
 # --- Another visitor's conversation (issue 23, finding 1) -----------------------------------------
@@ -278,16 +301,23 @@ def test_asking_with_someone_elses_conversation_id_starts_a_new_conversation(
     assert public_id(data["conversation"]) == str(theirs.public_id)
     assert theirs.channel == ("widget" if embed else "web")
     assert theirs.messages.filter(role="user").get().text == "Do you sell gift cards?"
-    html = Client().get(reverse("chat:page", args=[faq_bot.slug])).content.decode()
-    assert str(victim.public_id) not in html
+    fresh = Client().get(reverse("chat:page", args=[faq_bot.slug]))
+    assert fresh.status_code == 200 and faq_bot.greeting in fresh.content.decode()
+    assert str(victim.public_id) not in fresh.content.decode()
 
 
 def test_a_forged_conversation_token_is_not_accepted(client, faq_bot):
     data = ask(client, faq_bot.slug, QUESTION, accept="application/json").json()
     victim = Conversation.objects.get()
     forged = f"{victim.public_id}:{data['conversation'].split(':', 1)[1][::-1]}"
-    ask(Client(), faq_bot.slug, "Second question", accept="application/json", conversation=forged)
+    response = ask(
+        Client(), faq_bot.slug, "Second question", accept="application/json", conversation=forged
+    )
+    assert response.status_code == 200 and response.json()["message"]["text"]
     assert victim.messages.count() == 2 and Conversation.objects.count() == 2
+    theirs = Conversation.objects.exclude(pk=victim.pk).get()
+    assert public_id(response.json()["conversation"]) == str(theirs.public_id)
+    assert theirs.messages.filter(role="user").get().text == "Second question"
 
 
 @pytest.mark.parametrize("embed", ["", "1"])
