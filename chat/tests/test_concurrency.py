@@ -14,6 +14,7 @@ from django.test import Client
 
 from chat.apikeys import api_key_create
 from chat.tests.chat_helpers import add_document_chunk, add_faq
+from conftest import wait_for
 
 WARRANTY = "Every bicycle frame has a lifetime warranty. Components are covered for two years."
 REPLY = "Every frame has a lifetime warranty [1]. Components are covered for two years [1]."
@@ -53,11 +54,14 @@ def test_dashboard_and_other_customers_answer_while_a_slow_answer_streams(
     slow: dict = {}
     writer = threading.Thread(target=_slow_stream, args=(asgi_server, key, slow))
     writer.start()
-    deadline = time.monotonic() + 30
-    while not any(p.endswith("/chat/completions") for p in openai_server.requests):
-        assert time.monotonic() < deadline and writer.is_alive(), f"no slow answer: {slow}"
-        time.sleep(0.05)
-    time.sleep(0.5)  # well inside the model's writing
+    # Well inside the model's writing: its first words are out (the second comes 0.5 s after
+    # the first), the rest of the reply still to come.
+    wait_for(
+        lambda: openai_server.streamed_words >= 2 or not writer.is_alive(),
+        30,
+        "the model to be writing the slow answer",
+    )
+    assert writer.is_alive(), f"no slow answer: {slow}"
 
     with httpx.Client(base_url=asgi_server, timeout=30) as http:
         http.cookies.set(settings.SESSION_COOKIE_NAME, session)

@@ -2,30 +2,20 @@
 worker process is SIGKILLed mid-ingest."""
 
 import os
+import re
 import signal
 import subprocess
-import time
 
 import pytest
 from django.urls import reverse
 
+from conftest import wait_for
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source
 
 from .factories import upload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, timeout: float, proc=None, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    log = proc.log_path.read_text()[-3000:] if proc is not None else ""
-    pytest.fail(f"Timed out waiting for {what}\n{log}")
 
 
 def pool_children(pid: int) -> list[int]:
@@ -56,8 +46,8 @@ def test_upload_is_ingested_by_the_worker_and_polling_stops(
     response = wait_for(
         lambda: (r := owner_client.get(row, HTTP_HX_REQUEST="true")).status_code == 286 and r,
         120,
-        celery_worker_process,
         "the source to be ingested",
+        celery_worker_process.log_path,
     )
     assert b"Ready" in response.content
     source.refresh_from_db()
@@ -82,7 +72,7 @@ def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(
             and s.progress_done < s.progress_total
         )
 
-    wait_for(embedding_started, 120, celery_worker_process, "embedding to start")
+    wait_for(embedding_started, 120, "embedding to start", celery_worker_process.log_path)
     children = pool_children(celery_worker_process.pid)
     assert children, "no pool process to kill"
     for pid in children:
@@ -90,13 +80,23 @@ def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(
 
     # The worker redelivers the lost task (reject_on_worker_lost); the claim is still held and
     # fresh, so that delivery does nothing: no duplicate run, the row stays as it was.
-    wait_for(
-        lambda: "exited with 'signal 9" in celery_worker_process.log_path.read_text(),
+    log = celery_worker_process.log_path
+    noticed = wait_for(
+        lambda: (at := log.read_text().find("exited with 'signal 9")) >= 0 and at,
         30,
-        celery_worker_process,
         "the worker to notice",
+        log,
     )
-    time.sleep(3)
+    # The message that was running (the last received before the kill), delivered again.
+    lost = re.findall(r"ingest_source\[([\w-]+)\] received", log.read_text()[:noticed])[-1]
+    # Instead of waiting a while for nothing to happen: that delivery has run in the new pool
+    # process and ended.
+    wait_for(
+        lambda: f"ingest_source[{lost}] succeeded" in log.read_text()[noticed:],
+        60,
+        "the lost task's redelivery to end",
+        log,
+    )
     stuck = Source.objects.get(pk=source.pk)
     assert stuck.status == Source.Status.PROCESSING and stuck.attempts == 1
     assert not Chunk.objects.filter(source=source).exists()
@@ -107,8 +107,8 @@ def test_worker_killed_mid_ingest_is_recovered_with_one_set_of_chunks(
     wait_for(
         lambda: Source.objects.get(pk=source.pk).status == Source.Status.READY,
         180,
-        celery_worker_process,
         "the requeued ingestion",
+        celery_worker_process.log_path,
     )
     source.refresh_from_db()
     assert source.attempts == 2 and source.chunk_count == 700
@@ -132,8 +132,8 @@ def test_switching_embedding_model_runs_on_the_worker_while_the_old_vectors_answ
     wait_for(
         lambda: Source.objects.get(pk=source.pk).status == Source.Status.READY,
         120,
-        celery_worker_process,
         "the source to be ingested",
+        celery_worker_process.log_path,
     )
     form = {
         "name": bot.name,
@@ -158,8 +158,8 @@ def test_switching_embedding_model_runs_on_the_worker_while_the_old_vectors_answ
     response = wait_for(
         lambda: (r := owner_client.get(panel, HTTP_HX_REQUEST="true")).status_code == 286 and r,
         120,
-        celery_worker_process,
         "the switch to finish",
+        celery_worker_process.log_path,
     )
     assert b"2 chunks re-embedded" in response.content
     job = Reembedding.objects.get(bot=bot)

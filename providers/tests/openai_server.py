@@ -182,6 +182,7 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(self.server.chunk_delay)
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
+                self.server.streamed_words += 1
             done = {
                 "id": "chatcmpl-stub",
                 "object": "chat.completion.chunk",
@@ -523,6 +524,7 @@ class OpenAIStubServer(ThreadingHTTPServer):
         self.fine_tuning_steps = 3
         # Seconds between streamed words (0: all at once), for tests of a slow model.
         self.chunk_delay = 0.0
+        self.streamed_words = 0  # words sent so far by streamed replies (all of them)
 
     @property
     def base_url(self) -> str:
