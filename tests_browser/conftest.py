@@ -1,5 +1,6 @@
 """Browser-test fixtures beyond the root conftest's (asgi_server, browser, screenshot): a
-customer's own site that embeds the widget."""
+customer's own site that embeds the widget; training's auto_tuning and cleanup for the
+retrieval-tuning card."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from training.tests.support import auto_tuning, cleanup  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

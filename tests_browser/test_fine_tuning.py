@@ -30,7 +30,8 @@ def tiny_runs(monkeypatch, settings):
 
 
 @pytest.fixture
-def cleanup(bot):
+def chat_tuning_cleanup(bot):
+    """Deletes the runs' adapters and training sets (stored where the worker can read them)."""
     yield
     from django.core.files.storage import default_storage
 
@@ -42,7 +43,14 @@ def cleanup(bot):
 
 
 def test_owner_tunes_deploys_chats_and_rolls_back(
-    tiny_runs, browser, asgi_server, celery_worker_process, user, bot, cleanup, screenshot
+    tiny_runs,
+    browser,
+    asgi_server,
+    celery_worker_process,
+    user,
+    bot,
+    chat_tuning_cleanup,
+    screenshot,
 ):
     ingest_faqs(bot, SHOP_FAQ)
     page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()

@@ -6,8 +6,7 @@ from playwright.sync_api import expect
 
 from bots.models import Bot
 from training import calibration as cal
-
-from .support import synthetic_fit
+from training.tests.support import synthetic_fit
 
 pytestmark = [pytest.mark.browser]
 PASSWORD = "correct-horse-battery-9"  # conftest.make_user

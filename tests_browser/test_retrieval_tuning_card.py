@@ -7,8 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from training.models import RetrievalTuning
-
-from .support import ACCOUNT_FAQ
+from training.tests.support import ACCOUNT_FAQ
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 PASSWORD = "correct-horse-battery-9"  # conftest.make_user
