@@ -158,7 +158,10 @@ def test_customer_chats_owner_adds_missing_answer_next_customer_gets_it(
     dash.get_by_text("7 days").click()  # htmx swaps the body; the charts are drawn again
     expect(dash).to_have_url(re.compile(r"days=7"))
     expect(dash.locator("#chart-activity")).to_be_visible()
-    assert dash.evaluate("Chart.getChart('chart-activity').data.labels.length") == 7
+    # The charts are drawn again on htmx:afterSettle, a moment after the swap shows the canvas.
+    dash.wait_for_function(
+        "Chart.getChart('chart-activity')?.data.labels.length === 7", timeout=TIMEOUT
+    )
     group = dash.locator("article.qgroup").filter(has_text="gift card")
     group.get_by_label("Your answer").fill(GIFT_A)
     group.get_by_role("button", name="Add an answer").click()
