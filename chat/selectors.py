@@ -250,24 +250,24 @@ def refusal_promise(bot: Bot, days: int = 7) -> dict | None:
 
     since = timezone.now() - timedelta(days=days)
     marked = LabelledQuestion.objects.filter(bot=bot, should_decline=True).values("text")
+    reply = (
+        Message.objects.filter(
+            conversation_id=OuterRef("conversation_id"),
+            role=Message.Role.BOT,
+            pk__gt=OuterRef("pk"),
+        )
+        .order_by("pk")
+        .values("path")[:1]
+    )
     asked = list(
         Message.objects.filter(
             conversation__bot=bot, role=Message.Role.USER, created_at__gte=since, text__in=marked
         )
+        .annotate(reply=Subquery(reply))
         .order_by("-created_at")
-        .values_list("pk", "conversation_id")[:500]
+        .values_list("reply", flat=True)[:500]
     )
     if not asked:
         return None
-    declined = 0
-    for pk, conversation_id in asked:
-        reply = (
-            Message.objects.filter(
-                conversation_id=conversation_id, role=Message.Role.BOT, pk__gt=pk
-            )
-            .order_by("pk")
-            .values_list("path", flat=True)
-            .first()
-        )
-        declined += reply == Message.Path.FALLBACK
+    declined = sum(path == Message.Path.FALLBACK for path in asked)
     return {"caution": bot.caution, "marked": len(asked), "declined": declined, "days": days}
