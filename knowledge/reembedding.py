@@ -198,12 +198,9 @@ def embedding_settings_changed_receiver(
         text_search_rebuild_on_commit(bot.pk)
 
 
-# The full-text vectors of every chunk, in the bot's language (knowledge.serving); the same
-# expression the ingestion's INSERT computes (knowledge.services.INSERT_SQL).
+# The full-text vectors of every chunk, in the bot's language (knowledge.serving).
 TEXT_SEARCH_SQL = (
-    "UPDATE knowledge_chunk SET search_vector = "
-    "setweight(to_tsvector(%(ts)s::regconfig, title), 'A') || "
-    "setweight(to_tsvector(%(ts)s::regconfig, text), 'B') WHERE bot_id = %(bot)s"
+    f"UPDATE knowledge_chunk SET search_vector = {serving.SEARCH_VECTOR_SQL} WHERE bot_id = %(bot)s"
 )
 
 

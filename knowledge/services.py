@@ -718,10 +718,8 @@ CHUNK_COLUMNS = ", ".join(name for name, _, _ in STAGE_COLUMNS)
 # inserts the rows, in the bot's language (knowledge.serving.text_search_config): a separate UPDATE would write every row twice, and each new row version is
 # inserted into the HNSW and GIN indexes again (measured: saving took about twice as long).
 INSERT_SQL = (
-    f"INSERT INTO knowledge_chunk ({CHUNK_COLUMNS}, search_vector) SELECT {CHUNK_COLUMNS},"
-    " setweight(to_tsvector(%(ts)s::regconfig, title), 'A')"
-    " || setweight(to_tsvector(%(ts)s::regconfig, text), 'B')"
-    " FROM knowledge_chunk_stage ORDER BY position"
+    f"INSERT INTO knowledge_chunk ({CHUNK_COLUMNS}, search_vector) SELECT {CHUNK_COLUMNS}, "
+    f"{serving.SEARCH_VECTOR_SQL} FROM knowledge_chunk_stage ORDER BY position"
 )
 
 

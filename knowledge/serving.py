@@ -93,6 +93,14 @@ def chunk_embed_text(chunk: dict, model: str) -> str:
     return f"{chunk['title']}\n{chunk['text']}"
 
 
+# A chunk's full-text vector (title weight A, text weight B) in the configuration %(ts)s: the one
+# expression both the ingestion's INSERT and a language change's rebuild compute.
+SEARCH_VECTOR_SQL = (
+    "setweight(to_tsvector(%(ts)s::regconfig, title), 'A') || "
+    "setweight(to_tsvector(%(ts)s::regconfig, text), 'B')"
+)
+
+
 def text_search_config(bot) -> str:
     """The PostgreSQL text-search configuration of the bot's language."""
     return languages.text_search_config(getattr(bot, "language", ""))
