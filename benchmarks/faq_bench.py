@@ -199,8 +199,8 @@ def fmt(x: float) -> str:
 def ungrounded_shown(result) -> bool:
     """A written answer whose delivered text fails a fresh grounding check against its cited
     sources: what the pipeline's check exists to prevent (counted, never assumed zero)."""
-    from bots.models import Message
     from chat import grounding
+    from chat.models import Message
     from knowledge.models import Chunk
 
     if result.path != Message.Path.GENERATED or not result.text:

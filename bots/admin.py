@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiKey, Bot, Conversation, Message
+from .models import Bot
 from .services import bot_update
 
 
@@ -20,50 +20,3 @@ class BotAdmin(admin.ModelAdmin):
         # fields), and a new embedding model starts the tracked switch.
         if form.changed_data:
             bot_update(bot=obj, **{name: form.cleaned_data[name] for name in form.changed_data})
-
-
-class MessageInline(admin.TabularInline):
-    model = Message
-    extra = 0
-    fields = ["role", "text", "path", "score", "latency_ms", "rating", "created_at"]
-    readonly_fields = fields
-    can_delete = False
-
-
-@admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["public_id", "bot", "channel", "message_count", "handoff_email", "created_at"]
-    list_filter = ["channel", "bot__workspace", "created_at"]
-    search_fields = ["public_id", "handoff_email", "messages__text", "bot__name"]
-    autocomplete_fields = ["bot"]
-    inlines = [MessageInline]
-
-    @admin.display(description="Messages")
-    def message_count(self, obj):
-        return obj.messages.count()
-
-
-@admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = ["short_text", "role", "path", "score", "latency_ms", "rating", "created_at"]
-    list_filter = ["role", "path", "rating", "created_at"]
-    search_fields = ["text"]
-    raw_id_fields = ["conversation"]
-
-    @admin.display(description="Text")
-    def short_text(self, obj):
-        return obj.text[:80]
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    # Keys are created (and shown once) on the bot's Share & embed page; the admin only audits
-    # and revokes them, so nothing here can reveal or forge one.
-    list_display = ["name", "prefix", "bot", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["revoked_at", "bot__workspace"]
-    search_fields = ["name", "prefix", "bot__name"]
-    fields = ["bot", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["bot", "prefix", "created_at", "last_used_at"]
-
-    def has_add_permission(self, request):
-        return False

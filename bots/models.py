@@ -1,5 +1,4 @@
 import re
-import uuid
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -198,83 +197,3 @@ class Bot(models.Model):
         """The valid origins among `allowed_origins`; they go into a CSP header verbatim."""
         lines = (line.strip().rstrip("/") for line in self.allowed_origins.splitlines())
         return [line for line in lines if ORIGIN_RE.match(line)]
-
-
-class Conversation(models.Model):
-    """One customer's chat with a bot. `public_id` is the only handle the customer ever sees."""
-
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="conversations")
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    channel = models.CharField(max_length=16, default="web")  # web, widget, api, test
-    handoff_email = models.EmailField(blank=True)
-    handoff_requested_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.bot} #{self.pk}"
-
-
-class Message(models.Model):
-    class Role(models.TextChoices):
-        USER = "user", _("Customer")
-        BOT = "assistant", _("Bot")
-
-    class Path(models.TextChoices):
-        DIRECT = "direct", _("Direct FAQ answer")
-        BEST_MATCH = "best_match", _("Best-matching FAQ answer")
-        EXTRACTIVE = "extractive", _("Quoted from documents")
-        GENERATED = "generated", _("Generated from knowledge")
-        FALLBACK = "fallback", _("Fallback (unanswered)")
-        ERROR = "error", _("Error")
-
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
-    )
-    role = models.CharField(max_length=16, choices=Role.choices)
-    text = models.TextField()
-    path = models.CharField(max_length=16, choices=Path.choices, blank=True)
-    sources = models.JSONField(default=list, blank=True)  # [{"title", "url", "chunk_id", "score"}]
-    related = models.JSONField(default=list, blank=True)  # questions offered to ask next
-    score = models.FloatField(null=True, blank=True)
-    latency_ms = models.PositiveIntegerField(null=True, blank=True)
-    rating = models.SmallIntegerField(null=True, blank=True)  # +1 / -1
-    # The owner marked this answer "good for training": training.datasets adds it, with the
-    # customer's question before it, to the chat fine-tuning set.
-    training_approved = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["created_at", "pk"]
-
-    def __str__(self) -> str:
-        return f"{self.role}: {self.text[:60]}"
-
-
-class ApiKey(models.Model):
-    """A developer key for the OpenAI-compatible API, scoped to one bot.
-
-    Only a SHA-256 hash is stored: the key itself is shown once, when it is created.
-    """
-
-    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="api_keys")
-    name = models.CharField(_("key name"), max_length=80)
-    prefix = models.CharField(max_length=16)  # shown in the list so owners can tell keys apart
-    key_hash = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = _("API key")
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None

@@ -41,11 +41,12 @@ from django.utils.translation import gettext, gettext_noop
 
 import providers
 from bots import languages
-from bots.models import Bot, Message
+from bots.models import Bot
 from training.chat_tuning import deployed_chat_model
 from training.datasets import hit_context, prompt_messages
 
 from . import grounding
+from .models import Message
 from .workers import release_connection
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,14 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from bots.models import ApiKey, Bot, Conversation
+from bots.models import Bot
 from providers import Overloaded
 
 from . import ratelimit, services, workers
 from .answer import answer_stream
 from .apikeys import api_key_authenticate
 from .markup import stream_json
+from .models import ApiKey, Conversation
 from .streaming import answer_events, finish_query_vector, start_query_vector
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from bots.models import ApiKey, Bot
+from bots.models import Bot
+
+from .models import ApiKey
 
 KEY_PREFIX = "ah_"
 SHOWN_PREFIX_CHARS = 10

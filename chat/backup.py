@@ -30,10 +30,12 @@ from django.db import connection, models, transaction
 
 import providers
 from accounts.models import Membership, Workspace
-from bots.models import ApiKey, Bot, Conversation, Message
+from bots.models import Bot
 from chat.models import Evaluation, LabelledQuestion
 from knowledge.models import Chunk, FaqEntry, Source
 from training.models import ChatTuning, DocumentPair, RetrievalTuning
+
+from .models import ApiKey, Conversation, Message
 
 FORMAT = "askhandle-workspace/1"
 # Parents before children: restore walks this order and remaps each foreign key.
@@ -51,6 +53,12 @@ MODELS: list[type[models.Model]] = [
     LabelledQuestion,
     Evaluation,
 ]
+# Where a model's rows were filed in dumps made before it moved to the app that owns it.
+EARLIER_LABELS = {
+    "chat.Conversation": "bots.Conversation",
+    "chat.Message": "bots.Message",
+    "chat.ApiKey": "bots.ApiKey",
+}
 SKIP_FIELDS = {"search_vector"}  # recomputed from title and text on restore
 UNIQUE_CHECKS = [(Bot, "slug"), (ApiKey, "key_hash"), (Conversation, "public_id")]
 
@@ -117,9 +125,16 @@ def workspace_dump(*, workspace: Workspace) -> dict:
     return doc
 
 
+def _table(doc: dict, model) -> list[dict]:
+    """The dumped rows of `model`, also from a dump made before it moved apps."""
+    label = model._meta.label
+    tables = doc["tables"]
+    return tables.get(label, tables.get(EARLIER_LABELS.get(label, label), []))
+
+
 def _check_unique(doc: dict) -> None:
     for model, name in UNIQUE_CHECKS:
-        values = [row[name] for row in doc["tables"].get(model._meta.label, [])]
+        values = [row[name] for row in _table(doc, model)]
         taken = model.objects.filter(**{f"{name}__in": values}).values_list(name, flat=True)
         if taken:
             raise ValidationError(
@@ -154,7 +169,7 @@ def workspace_restore(*, doc: dict, name: str | None = None) -> Workspace:
     ids: dict[str, dict[int, int]] = {Workspace._meta.label: {doc["workspace"]["id"]: workspace.pk}}
     for model in MODELS:
         label = model._meta.label
-        rows = doc["tables"].get(label, [])
+        rows = _table(doc, model)
         fields = [f for f in model._meta.concrete_fields if f.name not in SKIP_FIELDS]
         objs = []
         for row in rows:

@@ -19,11 +19,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from bots.access import get_bot_for_user
-from bots.models import Bot, Conversation, Message
+from bots.models import Bot
 from training.calibration import calibration_request
 
 from . import evaluation as ev
-from .models import Evaluation, LabelledQuestion
+from .models import Conversation, Evaluation, LabelledQuestion, Message
 
 PAGE = "chat/compare.html"
 LEVELS = [

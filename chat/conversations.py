@@ -21,11 +21,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from bots.access import get_bot_for_user
-from bots.models import Bot, Conversation, Message
+from bots.models import Bot
 from knowledge.models import FaqEntry
 
 from . import services
-from .models import LabelledQuestion
+from .models import Conversation, LabelledQuestion, Message
 
 PAGE_SIZE = 25
 

@@ -41,7 +41,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from askhandle.jobs import ClaimedJobs, Superseded
-from bots.models import Bot, Message
+from bots.models import Bot
 from bots.services import bot_update
 from knowledge.models import FaqEntry, Source
 from training.calibration import holdout_split
@@ -50,7 +50,7 @@ from training.unrelated import must_decline
 
 from . import grounding
 from .answer import answer_stream
-from .models import Evaluation, LabelledQuestion
+from .models import Evaluation, LabelledQuestion, Message
 
 MODES = (Bot.Mode.RAG, Bot.Mode.FINETUNED, Bot.Mode.BOTH)
 UNRELATED_SAMPLE = 40

@@ -14,9 +14,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 import providers
 from bots.access import get_bot_for_user
-from bots.models import Bot, Message
+from bots.models import Bot
 
 from .clustering import QuestionGroup, question_groups
+from .models import Message
 from .selectors import (
     RANGES,
     answer_paths,

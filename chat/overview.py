@@ -1,5 +1,5 @@
 """Reads for a bot's Overview card (rendered into bots/detail.html by the `bot_overview` tag):
-its conversation figures (bots.selectors), the questions it could not answer, the state of its
+its conversation figures (chat.selectors), the questions it could not answer, the state of its
 knowledge and tuning, or a getting-started checklist while it knows nothing yet."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db.models import Count, Q
 
 from bots.models import Bot
-from bots.selectors import conversation_figures, daily_conversations, unanswered_questions
+from chat.selectors import conversation_figures, daily_conversations, unanswered_questions
 from knowledge.models import FaqEntry, Source
 from training.models import ChatTuning, RetrievalTuning
 

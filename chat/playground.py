@@ -11,10 +11,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
 from bots.access import get_bot_for_user
-from bots.models import Message
 from training.selectors import calibration_note
 
 from .answer import answer
+from .models import Message
 from .overview import suggested_questions
 
 PATH_BADGES = {

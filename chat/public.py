@@ -40,13 +40,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from bots.models import Bot, Conversation, Message
+from bots.models import Bot
 from providers import Overloaded
 
 from . import ratelimit, services, workers
 from .answer import Answer, answer_stream
 from .i18n import chat_strings, in_bot_language
 from .markup import render_markdown, stream_json
+from .models import Conversation, Message
 from .streaming import answer_events, finish_query_vector, start_query_vector
 
 log = logging.getLogger(__name__)

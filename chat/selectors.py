@@ -1,4 +1,8 @@
-"""Insights reads: what customers ask and how the bot answered, from Conversation/Message rows."""
+"""Reads of a bot's conversations, for Insights and the Overview: what customers ask, how the
+bot answered, the rates support teams track, and what the owner labelled or approved.
+
+Windows are whole local days: "7 days" starts at midnight six days before today.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from django.db.models import Aggregate, Count, FloatField, OuterRef, Q, Subquery
+from django.db.models import Aggregate, Count, Exists, FloatField, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from bots.models import Bot, Conversation, Message
+from bots.models import Bot
+
+from .models import Conversation, Message
 
 RANGES = (7, 30, 90)
 
@@ -55,6 +61,18 @@ def range_start(days: int) -> datetime:
     """Midnight (local time) at the start of the window, so the first day is a whole day."""
     first_day = timezone.localdate() - timedelta(days=days - 1)
     return timezone.make_aware(datetime.combine(first_day, datetime.min.time()))
+
+
+def question_before():
+    """A subquery for annotating a bot reply with the customer's question it answered: the
+    newest customer message before it in its conversation."""
+    return Subquery(
+        Message.objects.filter(
+            conversation=OuterRef("conversation"), role=Message.Role.USER, pk__lt=OuterRef("pk")
+        )
+        .order_by("-pk")
+        .values("text")[:1]
+    )
 
 
 def _messages(bot: Bot, since: datetime):
@@ -180,13 +198,6 @@ def normalise(question: str) -> str:
 
 def weak_questions(*, bot: Bot, days: int, limit: int = MAX_QUESTIONS) -> list[WeakQuestion]:
     """The customer question behind each fallback or thumbs-down answer, most recent first."""
-    question = (
-        Message.objects.filter(
-            conversation=OuterRef("conversation"), role=Message.Role.USER, pk__lt=OuterRef("pk")
-        )
-        .order_by("-pk")
-        .values("text")[:1]
-    )
     # The newest matching answers first, then their questions: a subquery in the WHERE clause
     # would run for every candidate row (seconds on 10k messages with stale statistics).
     answers = (
@@ -195,7 +206,7 @@ def weak_questions(*, bot: Bot, days: int, limit: int = MAX_QUESTIONS) -> list[W
         .filter(Q(path=Message.Path.FALLBACK) | Q(rating=-1))
         .order_by("-created_at", "-pk")[:limit]
     )
-    rows = Message.objects.filter(pk__in=answers.values("pk")).annotate(question=Subquery(question))
+    rows = Message.objects.filter(pk__in=answers.values("pk")).annotate(question=question_before())
     rows = sorted(
         rows.values_list("question", "created_at", "path", "rating", "pk"),
         key=lambda r: (r[1], r[4]),
@@ -229,7 +240,7 @@ def answered_questions(bot: Bot) -> dict[str, object]:
 
 def labelled_for_calibration(bot: Bot) -> list[tuple[str, int | None]]:
     """The questions the owner labelled (from conversations, or uploaded on the Compare tab), as
-    training.calibration.observed_source wants them: (text, the FAQ entry it should get, or None:
+    training.sources wants them: (text, the FAQ entry it should get, or None:
     decline). The newest LABELS_FOR_CALIBRATION."""
     from .models import LabelledQuestion
 
@@ -271,3 +282,128 @@ def refusal_promise(bot: Bot, days: int = 7) -> dict | None:
         return None
     declined = sum(path == Message.Path.FALLBACK for path in asked)
     return {"caution": bot.caution, "marked": len(asked), "declined": declined, "days": days}
+
+
+def approved_for_training(bot: Bot) -> list[tuple[int, str, str]]:
+    """The bot answers the owner marked good for training, as training.sources wants them:
+    (message pk, the customer's question before it, the answer), oldest first. No question
+    before it gives "" (the training set reports it as empty)."""
+    rows = (
+        Message.objects.filter(conversation__bot=bot, role=Message.Role.BOT, training_approved=True)
+        .annotate(question=question_before())
+        .order_by("created_at", "pk")
+        .values_list("pk", "question", "text")
+    )
+    return [(pk, question or "", text) for pk, question, text in rows]
+
+
+# Answers that came from the bot's knowledge; FALLBACK and ERROR are the unanswered ones.
+ANSWERED_PATHS = (
+    Message.Path.DIRECT,
+    Message.Path.BEST_MATCH,
+    Message.Path.EXTRACTIVE,
+    Message.Path.GENERATED,
+)
+
+
+def _percent(n: int, of: int) -> float | None:
+    return round(100 * n / of, 1) if of else None
+
+
+@dataclass(frozen=True)
+class ConversationFigures:
+    days: int
+    conversations: int
+    answers: int  # the bot's replies
+    answered: int  # replies from its knowledge
+    resolved: int  # conversations with no hand-off and no thumbs-down
+    handed_off: int
+    thumbs_up: int
+    thumbs_down: int
+
+    @property
+    def answer_rate(self) -> float | None:
+        return _percent(self.answered, self.answers)
+
+    @property
+    def resolution_rate(self) -> float | None:
+        return _percent(self.resolved, self.conversations)
+
+    @property
+    def handoff_rate(self) -> float | None:
+        return _percent(self.handed_off, self.conversations)
+
+
+def conversation_figures(*, bot: Bot, days: int) -> ConversationFigures:
+    """The rates support teams track, over the conversations started in the window:
+    answer rate (replies from knowledge / all replies), resolution rate (conversations without a
+    hand-off or a thumbs-down), hand-off rate, and thumbs up and down given to its replies."""
+    since = range_start(days)
+    thumbs_down = Message.objects.filter(conversation=OuterRef("pk"), rating=-1)
+    conversations = Conversation.objects.filter(bot=bot, created_at__gte=since).aggregate(
+        total=Count("pk"),
+        handed_off=Count("pk", filter=Q(handoff_requested_at__isnull=False)),
+        resolved=Count("pk", filter=Q(handoff_requested_at__isnull=True) & ~Exists(thumbs_down)),
+    )
+    replies = Message.objects.filter(
+        conversation__bot=bot, conversation__created_at__gte=since, role=Message.Role.BOT
+    ).aggregate(
+        total=Count("pk"),
+        answered=Count("pk", filter=Q(path__in=ANSWERED_PATHS)),
+        up=Count("pk", filter=Q(rating=1)),
+        down=Count("pk", filter=Q(rating=-1)),
+    )
+    return ConversationFigures(
+        days=days,
+        conversations=conversations["total"],
+        answers=replies["total"],
+        answered=replies["answered"],
+        resolved=conversations["resolved"],
+        handed_off=conversations["handed_off"],
+        thumbs_up=replies["up"],
+        thumbs_down=replies["down"],
+    )
+
+
+def daily_conversations(*, bot: Bot, days: int) -> dict:
+    """Conversations started per local day, and how many of them were handed off (zeros kept)."""
+    since = range_start(days)
+    rows = (
+        Conversation.objects.filter(bot=bot, created_at__gte=since)
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .values("day")
+        .annotate(
+            n=Count("pk"), handed_off=Count("pk", filter=Q(handoff_requested_at__isnull=False))
+        )
+    )
+    by_day = {r["day"]: r for r in rows}
+    first: date = since.date()
+    day_list = [first + timedelta(days=i) for i in range(days)]
+    return {
+        "labels": [d.isoformat() for d in day_list],
+        "conversations": [by_day.get(d, {}).get("n", 0) for d in day_list],
+        "handed_off": [by_day.get(d, {}).get("handed_off", 0) for d in day_list],
+    }
+
+
+def unanswered_questions(*, bot: Bot, days: int, limit: int = 200) -> list[tuple[str, int]]:
+    """The customer questions behind the newest `limit` fallback replies in the window, as
+    (text, times asked), most asked first (case, spacing and end punctuation ignored)."""
+    fallbacks = (
+        Message.objects.filter(
+            conversation__bot=bot,
+            created_at__gte=range_start(days),
+            role=Message.Role.BOT,
+            path=Message.Path.FALLBACK,
+        )
+        .order_by("-created_at", "-pk")
+        .annotate(question=question_before())
+        .values_list("question", flat=True)[:limit]
+    )
+    counts: dict[str, list] = {}
+    for text in fallbacks:
+        if not text or not text.strip():
+            continue
+        key = " ".join(text.split()).rstrip("?!. ").casefold()
+        counts.setdefault(key, [text.strip(), 0])[1] += 1
+    return sorted((tuple(v) for v in counts.values()), key=lambda qv: -qv[1])

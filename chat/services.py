@@ -7,7 +7,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from bots.models import Bot, Conversation, Message
+from bots.models import Bot
+
+from .models import Conversation, Message
 
 
 def conversation_start(*, bot: Bot, channel: str = "web") -> Conversation:

@@ -9,7 +9,8 @@ from datetime import timedelta
 import numpy as np
 from django.utils import timezone
 
-from bots.models import Bot, Conversation, Message
+from bots.models import Bot
+from chat.models import Conversation, Message
 
 FAQ = [
     ("How long does delivery take?", "Orders arrive in two to three working days.", "Delivery"),

@@ -12,7 +12,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from bots.models import Conversation, Message
+from chat.models import Conversation, Message
 
 pytestmark = [
     pytest.mark.browser,

@@ -89,7 +89,7 @@ def test_owner_tunes_deploys_chats_and_rolls_back(
     expect(answers).to_have_count(1, timeout=TIMEOUT)
     expect(answers.nth(0).locator("form.chat-rate")).to_be_visible(timeout=TIMEOUT)
     screenshot(chat, "finetune-05-chat")
-    from bots.models import Message
+    from chat.models import Message
 
     reply = Message.objects.filter(role="assistant").latest("created_at")
     # Six steps teach a 135M model little: whatever it wrote passed the grounding check, or

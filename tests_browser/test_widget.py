@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from askhandle.devtools import free_port
-from bots.models import Conversation, Message
+from chat.models import Conversation, Message
 from chat.tests.chat_helpers import add_faq
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -84,7 +84,6 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,6 +97,7 @@ from knowledge import serving
 from knowledge.models import Chunk, FaqEntry
 from providers import ProviderUnavailable
 
+from .sources import observed_questions
 from .unrelated import carriers, every
 
 # The caution is the share of out-of-scope questions a bot should decline (estimated on its own
@@ -286,7 +286,7 @@ class Samples:
     in_correct: np.ndarray  # ... whether that best entry is their own
     unrelated: np.ndarray  # generic unrelated questions, already trimmed
     on_topic: np.ndarray  # leave one entry out: on topic, no entry answers them
-    # Questions from the bot's own traffic the owner marked "should decline" (observed_source)
+    # Questions from the bot's own traffic the owner marked "should decline" (training.sources)
     observed_out: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
@@ -296,21 +296,6 @@ class Samples:
 # questions: a handful of labels nudge the curve, a few dozen decide it. A prior's strength, not
 # a figure fitted to a data set.
 OBSERVED_PRIOR = 20
-ObservedSource = Callable[[object], list[tuple[str, int | None]]]
-_observed_sources: list[ObservedSource] = []
-
-
-def observed_source(source: ObservedSource) -> ObservedSource:
-    """Register a function bot -> [(question, FaqEntry pk it should get, or None: decline)]:
-    questions of the bot's own traffic whose right outcome the owner said (chat registers its
-    labels in its AppConfig.ready: training cannot import chat, which comes after it)."""
-    if source not in _observed_sources:
-        _observed_sources.append(source)
-    return source
-
-
-def observed_questions(bot) -> list[tuple[str, int | None]]:
-    return [item for source in _observed_sources for item in source(bot)]
 
 
 def grid() -> np.ndarray:

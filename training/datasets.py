@@ -42,17 +42,17 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
-from django.db.models import OuterRef, Q, Subquery
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 import providers
-from bots.models import Bot, Message
+from bots.models import Bot
 from knowledge import selectors
 from knowledge.models import Chunk, FaqEntry
 
 from .calibration import holdout_split, load_unrelated
 from .models import DocumentPair
+from .sources import approved_answers
 
 CONTEXT_CHUNKS = 3  # as chat.answer.CONTEXT_CHUNKS: what a both-mode answer is given
 REFUSAL_SHARE = 0.2  # refusal examples per FAQ example (at least MIN_REFUSALS)
@@ -203,24 +203,6 @@ def _entries(bot: Bot) -> list:
     return list(FaqEntry.objects.filter(bot=bot).order_by("pk"))
 
 
-def _approved_answers(bot: Bot) -> list[tuple[int, str, str]]:
-    """(message pk, the customer's question before it, the answer) of every bot answer the owner
-    marked good for training, oldest first. No question before it gives "" (an "empty" issue)."""
-    before = Message.objects.filter(
-        conversation=OuterRef("conversation"), role=Message.Role.USER
-    ).filter(
-        Q(created_at__lt=OuterRef("created_at"))
-        | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk"))
-    )
-    rows = (
-        Message.objects.filter(conversation__bot=bot, role=Message.Role.BOT, training_approved=True)
-        .annotate(question=Subquery(before.order_by("-created_at", "-pk").values("text")[:1]))
-        .order_by("created_at", "pk")
-        .values_list("pk", "question", "text")
-    )
-    return [(pk, question or "", text) for pk, question, text in rows]
-
-
 def _accepted_pairs(bot: Bot) -> list:
     return list(
         DocumentPair.objects.filter(bot=bot, status=DocumentPair.Status.ACCEPTED)
@@ -288,7 +270,7 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
     ]
     pairs = [(entry, q) for entry, group in zip(entries, train_groups, strict=True) for q in group]
     held_questions = {_normal(h["question"]) for h in held_out}
-    approved = [a for a in _approved_answers(bot) if _normal(a[1]) not in held_questions]
+    approved = [a for a in approved_answers(bot) if _normal(a[1]) not in held_questions]
     documents = [d for d in _accepted_pairs(bot) if _normal(d.question) not in held_questions]
     extra = len(approved) + len(documents)
     refusals = (

@@ -6,8 +6,8 @@ local stub at the HTTP boundary (the slow local chat model is not needed to test
 
 import pytest
 
-from bots.models import Message
 from chat.answer import answer, answer_stream
+from chat.models import Message
 from knowledge import selectors, services
 from knowledge.models import Source
 from knowledge.tests.factories import SHOP_FAQ, upload

@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from bots.models import ApiKey, Conversation, Message
 from chat.apikeys import api_key_create, api_key_revoke
+from chat.models import ApiKey, Conversation, Message
 from chat.tests.chat_helpers import add_faq
 
 QUESTION = "How do I reset my password?"

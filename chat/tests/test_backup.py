@@ -11,9 +11,10 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import Workspace
 from accounts.services import workspace_delete
-from bots.models import ApiKey, Bot, Conversation, Message
+from bots.models import Bot
 from chat.answer import answer
 from chat.apikeys import api_key_create
+from chat.models import ApiKey, Conversation, Message
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source
 from knowledge.tests.factories import upload
@@ -98,3 +99,29 @@ def test_restoring_beside_the_original_refuses_and_names_the_clash(bot, tmp_path
     with pytest.raises(CommandError, match="acme"):
         call_command("workspace_restore", str(dump))
     assert Workspace.objects.count() == 1 and ApiKey.objects.count() == 1
+
+
+def test_a_dump_made_before_the_chat_models_moved_restores_its_conversations_and_keys(
+    bot, tmp_path, django_capture_on_commit_callbacks
+):
+    conversation = Conversation.objects.create(bot=bot)
+    Message.objects.create(conversation=conversation, role="user", text="Hello")
+    api_key_create(bot=bot, name="site")
+    dump = tmp_path / "workspace.json"
+    call_command("workspace_dump", str(bot.workspace.pk), "--output", str(dump))
+    doc = json.loads(dump.read_text())
+    # Before chat 0002 these rows were filed under bots' labels.
+    for model in ("Conversation", "Message", "ApiKey"):
+        doc["tables"][f"bots.{model}"] = doc["tables"].pop(f"chat.{model}")
+    dump.write_text(json.dumps(doc))
+    with django_capture_on_commit_callbacks(execute=True):
+        workspace_delete(workspace=bot.workspace, confirm_name=bot.workspace.name)
+    assert not Conversation.objects.exists()
+
+    call_command("workspace_restore", str(dump))
+
+    restored = Bot.objects.get(slug="acme")
+    assert list(
+        Message.objects.filter(conversation__bot=restored).values_list("text", flat=True)
+    ) == ["Hello"]
+    assert ApiKey.objects.get(bot=restored).name == "site"

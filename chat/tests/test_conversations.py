@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from bots.models import Conversation, Message
+from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ acknowledged write. (Ingestion: knowledge/tests/test_db_restart.py.)"""
 import httpx
 import pytest
 
-from bots.models import Message
 from chat.apikeys import api_key_create
+from chat.models import Message
 from chat.tests.chat_helpers import add_faq
 from conftest import terminate_other_connections
 

@@ -11,9 +11,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from accounts.models import Membership, Workspace
-from bots.models import ApiKey, Bot, Conversation, Message
+from bots.models import Bot
 from bots.services import bot_delete
 from chat.apikeys import api_key_create
+from chat.models import ApiKey, Conversation, Message
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source
 from knowledge.tests.factories import upload

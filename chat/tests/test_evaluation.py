@@ -6,9 +6,9 @@ import time
 import pytest
 from django.urls import reverse
 
-from bots.models import Bot, Conversation, Message
+from bots.models import Bot
 from chat import evaluation as ev
-from chat.models import Evaluation, LabelledQuestion
+from chat.models import Conversation, Evaluation, LabelledQuestion, Message
 from chat.tasks import run_evaluation
 from knowledge import services
 from knowledge.models import FaqEntry, Source

@@ -12,8 +12,8 @@ import time
 import pytest
 from django.urls import reverse
 
-from bots.models import Conversation, Message
 from chat.apikeys import api_key_create
+from chat.models import Conversation, Message
 from chat.tests.chat_helpers import add_faq
 from knowledge import selectors, services
 from knowledge.models import Source

@@ -57,7 +57,7 @@ def test_share_page_has_a_copy_button_for_the_link_snippet_and_a_new_key(owner_c
 def test_the_chat_page_rates_with_svg_thumbs(bot):
     from django.template.loader import render_to_string
 
-    from bots.models import Conversation, Message
+    from chat.models import Conversation, Message
     from chat.public import message_view
 
     conv = Conversation.objects.create(bot=bot)

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from bots.models import Conversation, Message
 from chat import clustering, selectors
+from chat.models import Conversation, Message
 from knowledge import serving
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """A bot's Overview: real figures from seeded conversations (computed by hand below), the top
 unanswered questions with a link to answer them, knowledge and tuning state, and a checklist
-for a new bot. The figures are read in bots.selectors; the cards are rendered by chat's tag."""
+for a new bot. The figures are read in chat.selectors; the cards are rendered by chat's tag."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from bots.models import Conversation, Message
-from bots.selectors import conversation_figures, daily_conversations
+from chat.models import Conversation, Message
+from chat.selectors import conversation_figures, daily_conversations
 
 pytestmark = pytest.mark.django_db
 

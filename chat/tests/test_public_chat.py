@@ -9,8 +9,8 @@ from django.core.signing import TimestampSigner
 from django.test import Client
 from django.urls import reverse
 
-from bots.models import Conversation, Message
 from chat.apikeys import api_key_create
+from chat.models import Conversation, Message
 from chat.public import TOKEN_SALT
 from chat.tests.chat_helpers import add_document_chunk, add_faq
 

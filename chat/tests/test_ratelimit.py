@@ -14,9 +14,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from bots.models import Message
 from chat import ratelimit
 from chat.apikeys import api_key_create
+from chat.models import Message
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from bots.models import Message
 from chat.apikeys import api_key_create
+from chat.models import Message
 from chat.tests.chat_helpers import add_faq
 
 pytestmark = pytest.mark.django_db

@@ -15,10 +15,9 @@ import uuid
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from bots.models import Conversation, Message
 from chat.answer import answer
 from chat.apikeys import api_key_create
-from chat.models import Evaluation
+from chat.models import Conversation, Evaluation, Message
 from chat.tests.chat_helpers import add_faq
 from knowledge import selectors
 from knowledge.models import Source

@@ -4,8 +4,8 @@ form), undone the same way; only the owner's workspace can, and only the bot's a
 import pytest
 from django.urls import reverse
 
-from bots.models import Conversation, Message
 from chat import services
+from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
 

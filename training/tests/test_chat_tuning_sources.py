@@ -6,8 +6,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from bots.models import Conversation, Message
 from chat import services
+from chat.models import Conversation, Message
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.support import ingest_faqs as ingest
 from training import chat_tuning, datasets
