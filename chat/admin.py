@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import ApiKey, Conversation, Message
+from .models import ApiKey, Conversation, Message, Widget
 
 
 class MessageInline(admin.TabularInline):
@@ -48,3 +48,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(Widget)
+class WidgetAdmin(admin.ModelAdmin):
+    # Each bot's Share & embed settings; the owner edits them on that page, staff read them here.
+    list_display = ["bot", "colour", "position", "allowed_origins"]
+    list_filter = ["position", "bot__workspace"]
+    search_fields = ["bot__name", "bot__slug", "allowed_origins"]
+    fields = ["bot", "allowed_origins", "colour", "position"]
+    readonly_fields = ["bot"]
+
+    def has_add_permission(self, request):
+        return False  # every bot gets its row when it is created

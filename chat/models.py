@@ -1,17 +1,68 @@
 """What customers and developers leave behind: conversations and their messages, /v1 API keys,
-and the Compare tab's data (the questions an owner labelled, and each evaluation run).
+and the Compare tab's data (the questions an owner labelled, and each evaluation run); and the
+bot's Share & embed settings (Widget), kept off Bot as a one-to-one row of chat's own.
 
 Conversation, Message and ApiKey keep the table names they had in bots, where they lived until
 chat's migration 0002 moved them without touching a row.
 """
 
+import re
 import uuid
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from askhandle.jobs import TrackedJob
-from bots.models import Bot
+from bots.models import Bot, hex_colour
+
+# An origin as CSP's frame-ancestors takes it: scheme and host (a leading "*." for every
+# subdomain), an optional port, no path.
+ORIGIN_RE = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
+
+
+class Widget(models.Model):
+    """The bot's Share & embed settings: which sites may embed its chat, and the widget's bubble.
+    Every bot has one (chat.receivers creates it with the bot); read it through `Widget.of`,
+    which also covers a bot saved without signals (bulk_create, a restore)."""
+
+    bot = models.OneToOneField(
+        Bot, on_delete=models.CASCADE, primary_key=True, related_name="widget"
+    )
+    allowed_origins = models.TextField(
+        _("allowed sites"),
+        blank=True,
+        help_text=_(
+            "Sites allowed to embed the chat widget, one per line, e.g. https://shop.example.com."
+        ),
+    )
+    colour = models.CharField(
+        max_length=7, default="#4f46e5", validators=[hex_colour], verbose_name=_("bubble colour")
+    )
+    position = models.CharField(
+        max_length=16,
+        choices=[("bottom-right", _("Bottom right")), ("bottom-left", _("Bottom left"))],
+        default="bottom-right",
+        verbose_name=_("bubble position"),
+    )
+
+    def __str__(self) -> str:
+        return f"Widget of {self.bot}"
+
+    @classmethod
+    def of(cls, bot: Bot) -> "Widget":
+        """The bot's widget settings; created with the defaults if the bot has none yet."""
+        try:
+            return bot.widget
+        except cls.DoesNotExist:
+            widget, _created = cls.objects.get_or_create(bot=bot)
+            bot.widget = widget  # cached on the bot for the rest of the request
+            return widget
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        """The valid origins among `allowed_origins`; they go into a CSP header verbatim."""
+        lines = (line.strip().rstrip("/") for line in self.allowed_origins.splitlines())
+        return [line for line in lines if ORIGIN_RE.match(line)]
 
 
 class LabelledQuestion(models.Model):

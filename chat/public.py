@@ -47,7 +47,7 @@ from . import ratelimit, services, workers
 from .answer import Answer, answer_stream
 from .i18n import chat_strings, in_bot_language
 from .markup import render_markdown, stream_json
-from .models import Conversation, Message
+from .models import Conversation, Message, Widget
 from .streaming import answer_events, finish_query_vector, start_query_vector
 
 log = logging.getLogger(__name__)
@@ -71,18 +71,18 @@ def _cookie_name(slug: str) -> str:  # read by slug, before the bot is loaded
 
 
 def public_bot(slug: str) -> Bot:
-    return get_object_or_404(Bot, slug=slug)
+    # With its widget settings in the same query: the page's frame policy and widget.json read them.
+    return get_object_or_404(Bot.objects.select_related("widget"), slug=slug)
 
 
 def public_profile(bot: Bot) -> dict:
-    """Everything about a bot that a customer may see."""
+    """Everything about a bot that a customer may see on its chat page. (The widget's bubble,
+    from the bot's Widget, goes out in widget_config.)"""
     return {
         "slug": bot.slug,
         "name": bot.name,
         "greeting": bot.greeting,
         "colour": bot.primary_colour,
-        "widget_colour": bot.widget_colour,
-        "widget_position": bot.widget_position,
     }
 
 
@@ -158,7 +158,7 @@ def remember_conversation(request, response, bot: Bot, conversation: Conversatio
 
 def frame_policy(response, bot: Bot):
     """The chat page may be framed by its own site and the owner's allowed origins only."""
-    ancestors = " ".join(["'self'", *bot.allowed_origin_list])
+    ancestors = " ".join(["'self'", *Widget.of(bot).allowed_origin_list])
     response["Content-Security-Policy"] = (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
@@ -615,18 +615,18 @@ def widget_config(request, slug: str):
     """Public settings for widget.js, fetched cross-origin from the customer's site."""
     bot = public_bot(slug)
     origin = request.headers.get("Origin", "")
-    profile = public_profile(bot)
+    widget = Widget.of(bot)
     response = JsonResponse(
         {
-            "name": profile["name"],
-            "colour": profile["widget_colour"],
-            "position": profile["widget_position"],
-            "label": _("Chat with %(name)s") % {"name": profile["name"]},
+            "name": bot.name,
+            "colour": widget.colour,
+            "position": widget.position,
+            "label": _("Chat with %(name)s") % {"name": bot.name},
             "lang": translation.get_language(),
             "url": request.build_absolute_uri(reverse("chat:page", args=[bot.slug])) + "?embed=1",
             # The page refuses other framers (CSP); telling the widget avoids an empty frame.
             "allowed": not origin
-            or origin_allowed(origin, bot.allowed_origin_list)
+            or origin_allowed(origin, widget.allowed_origin_list)
             or _same_origin(request, origin),
         }
     )

@@ -10,17 +10,19 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
-from bots import services
 from bots.access import get_bot_for_user
-from bots.models import ORIGIN_RE, Bot
+from bots.models import Bot
 
 from .apikeys import api_key_create, api_key_revoke
+from .models import ORIGIN_RE, Widget
 
 
 class EmbedForm(forms.ModelForm):
+    """The bot's widget settings (its Widget row)."""
+
     class Meta:
-        model = Bot
-        fields = ["allowed_origins", "widget_colour", "widget_position"]
+        model = Widget
+        fields = ["allowed_origins", "colour", "position"]
         widgets = {
             "allowed_origins": forms.Textarea(
                 attrs={
@@ -28,7 +30,7 @@ class EmbedForm(forms.ModelForm):
                     "placeholder": "https://www.example.com\nhttps://shop.example.com",
                 }
             ),
-            "widget_colour": forms.TextInput(attrs={"type": "color"}),
+            "colour": forms.TextInput(attrs={"type": "color"}),
         }
         labels = {"allowed_origins": gettext_lazy("Allowed sites")}
 
@@ -101,7 +103,7 @@ def _context(request, bot: Bot, **extra) -> dict:
         "widget_url": site + reverse("chat:widget_js"),
         "api_base": site + "/v1",
         "keys": bot.api_keys.all(),
-        "form": EmbedForm(instance=bot),
+        "form": EmbedForm(instance=Widget.of(bot)),
         "key_form": ApiKeyForm(),
         **extra,
     }
@@ -113,11 +115,11 @@ def bot_share(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     extra = {}
     if request.method == "POST":
-        form = EmbedForm(request.POST, instance=bot)
+        form = EmbedForm(request.POST, instance=Widget.of(bot))
         if form.is_valid():
-            bot = services.bot_update(bot=bot, **form.cleaned_data)
+            form.save()
             extra.update(saved=True, origin_warnings=form.warnings)
-            form = EmbedForm(instance=bot)
+            form = EmbedForm(instance=form.instance)
         extra["form"] = form
     context = _context(request, bot, **extra)
     status = 422 if request.method == "POST" and "saved" not in extra else 200

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from askhandle.devtools import free_port
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, Widget
 from chat.tests.chat_helpers import add_faq
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -47,9 +47,7 @@ def host_site():
 def test_customer_chats_through_the_widget_on_another_site(
     browser, asgi_server, host_site, bot, tmp_path
 ):
-    bot.allowed_origins = host_site.origin
-    bot.widget_colour = "#e11d48"
-    bot.save()
+    Widget.objects.filter(bot=bot).update(allowed_origins=host_site.origin, colour="#e11d48")
     add_faq(
         bot,
         "How long does shipping take?",

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from chat.apikeys import api_key_create
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, Widget
 from chat.public import TOKEN_SALT
 from chat.tests.chat_helpers import add_document_chunk, add_faq
 
@@ -483,10 +483,9 @@ def test_public_posts_enforce_csrf(faq_bot):
 
 
 def test_page_may_be_framed_only_by_allowed_sites(client, bot):
-    bot.allowed_origins = (
-        "https://shop.example.com\nhttp://localhost:8080/\nnot a url; script-src *"
+    Widget.objects.filter(bot=bot).update(
+        allowed_origins="https://shop.example.com\nhttp://localhost:8080/\nnot a url; script-src *"
     )
-    bot.save()
     response = client.get(reverse("chat:page", args=[bot.slug]) + "?embed=1")
     assert "X-Frame-Options" not in response.headers
     csp = response["Content-Security-Policy"]

@@ -6,6 +6,9 @@ import re
 import pytest
 from django.urls import reverse
 
+from bots.models import Bot
+from chat.models import Widget
+
 pytestmark = pytest.mark.django_db
 
 
@@ -22,10 +25,9 @@ def test_widget_script_is_served_as_javascript(client, db):
 
 
 def test_widget_config_reports_colour_position_and_whether_the_site_may_embed(client, bot):
-    bot.widget_colour = "#ff5500"
-    bot.widget_position = "bottom-left"
-    bot.allowed_origins = "https://shop.example.com"
-    bot.save()
+    Widget.objects.filter(bot=bot).update(
+        colour="#ff5500", position="bottom-left", allowed_origins="https://shop.example.com"
+    )
     url = reverse("chat:widget_config", args=[bot.slug])
     data = client.get(url, HTTP_ORIGIN="https://shop.example.com").json()
     assert (
@@ -50,7 +52,7 @@ def test_share_page_shows_link_snippet_and_settings(owner_client, bot):
         '&lt;script src="http://testserver/widget.js" data-bot="acme" async&gt;&lt;/script&gt;'
         in html
     )
-    assert 'name="allowed_origins"' in html and 'name="widget_colour"' in html
+    assert 'name="allowed_origins"' in html and 'name="colour"' in html
     assert 'class="tabs"' in html and "Share &amp; embed" in html
 
 
@@ -59,14 +61,14 @@ def test_saving_widget_settings_changes_the_page_policy(owner_client, client, bo
         reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "https://shop.example.com/\n\nhttps://www.example.org",
-            "widget_colour": "#00aa00",
-            "widget_position": "bottom-left",
+            "colour": "#00aa00",
+            "position": "bottom-left",
         },
     )
     assert response.status_code == 200 and b"Widget settings saved" in response.content
-    bot.refresh_from_db()
-    assert bot.allowed_origins == "https://shop.example.com\nhttps://www.example.org"
-    assert (bot.widget_colour, bot.widget_position) == ("#00aa00", "bottom-left")
+    widget = Widget.objects.get(bot=bot)
+    assert widget.allowed_origins == "https://shop.example.com\nhttps://www.example.org"
+    assert (widget.colour, widget.position) == ("#00aa00", "bottom-left")
     csp = client.get(reverse("chat:page", args=[bot.slug]))["Content-Security-Policy"]
     assert "frame-ancestors 'self' https://shop.example.com https://www.example.org" in csp
 
@@ -77,8 +79,8 @@ def test_plain_http_and_top_level_wildcard_origins_are_saved_with_a_warning(owne
         reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "http://shop.example.com\nhttp://localhost:8080\nhttps://*.example",
-            "widget_colour": "#00aa00",
-            "widget_position": "bottom-right",
+            "colour": "#00aa00",
+            "position": "bottom-right",
         },
         HTTP_HX_REQUEST="true",
     )
@@ -88,8 +90,7 @@ def test_plain_http_and_top_level_wildcard_origins_are_saved_with_a_warning(owne
     assert "http://shop.example.com is plain HTTP" in html
     assert "http://localhost:8080 is plain HTTP" not in html
     assert "https://*.example lets every site ending in .example embed the chat" in html
-    bot.refresh_from_db()
-    assert bot.allowed_origin_list == [
+    assert Widget.objects.get(bot=bot).allowed_origin_list == [
         "http://shop.example.com",
         "http://localhost:8080",
         "https://*.example",
@@ -98,8 +99,8 @@ def test_plain_http_and_top_level_wildcard_origins_are_saved_with_a_warning(owne
         reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "https://*.example.com",
-            "widget_colour": "#00aa00",
-            "widget_position": "bottom-right",
+            "colour": "#00aa00",
+            "position": "bottom-right",
         },
     ).content.decode()
     assert "Widget settings saved" in quiet and 'class="warning"' not in quiet
@@ -113,8 +114,9 @@ def test_the_share_page_says_what_a_wildcard_origin_matches(owner_client, bot):
 
 def test_widget_config_allows_what_a_wildcard_origin_lets_frame_the_page(client, bot):
     # The CSP let subdomains frame the chat, but widget.json said "not allowed" to them.
-    bot.allowed_origins = "https://*.example.com\nhttps://partner.example.org"
-    bot.save()
+    Widget.objects.filter(bot=bot).update(
+        allowed_origins="https://*.example.com\nhttps://partner.example.org"
+    )
     url = reverse("chat:widget_config", args=[bot.slug])
     for origin, allowed in [
         ("https://shop.example.com", True),
@@ -136,8 +138,8 @@ def test_invalid_origins_are_refused_with_a_clear_error(owner_client, bot):
         reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "https://shop.example.com/checkout\nhttps://ok.example",
-            "widget_colour": "#00aa00",
-            "widget_position": "bottom-right",
+            "colour": "#00aa00",
+            "position": "bottom-right",
         },
         HTTP_HX_REQUEST="true",
     )
@@ -145,8 +147,7 @@ def test_invalid_origins_are_refused_with_a_clear_error(owner_client, bot):
     html = response.content.decode()
     assert "<html" not in html and 'id="embed"' in html  # only the fragment
     assert "https://shop.example.com/checkout" in html and "scheme and host only" in html
-    bot.refresh_from_db()
-    assert bot.allowed_origins == ""
+    assert Widget.objects.get(bot=bot).allowed_origins == ""
 
 
 def test_another_tenant_gets_404_on_the_share_page(other_client, bot):
@@ -155,15 +156,36 @@ def test_another_tenant_gets_404_on_the_share_page(other_client, bot):
         reverse("chat:share", args=[bot.pk]),
         {
             "allowed_origins": "https://evil.example",
-            "widget_colour": "#000000",
-            "widget_position": "bottom-right",
+            "colour": "#000000",
+            "position": "bottom-right",
         },
     )
     assert response.status_code == 404
-    bot.refresh_from_db()
-    assert bot.allowed_origins == ""
+    assert Widget.objects.get(bot=bot).allowed_origins == ""
 
 
 def test_share_page_needs_login(client, bot):
     response = client.get(reverse("chat:share", args=[bot.pk]))
     assert response.status_code == 302 and "/accounts/login" in response.url
+
+
+def test_a_new_bot_has_its_widget_settings_with_the_defaults(bot):
+    widget = Widget.objects.get(bot=bot)
+    assert (widget.allowed_origins, widget.colour, widget.position) == (
+        "",
+        "#4f46e5",
+        "bottom-right",
+    )
+    assert widget.allowed_origin_list == []
+    assert Widget.of(bot) == widget
+
+
+def test_a_bot_saved_without_signals_gets_its_widget_when_first_read(client, workspace):
+    # bulk_create (a restore does it) sends no post_save: the row is made on first read.
+    (bot,) = Bot.objects.bulk_create([Bot(workspace=workspace, name="Restored", slug="restored")])
+    assert not Widget.objects.filter(bot=bot).exists()
+    data = client.get(reverse("chat:widget_config", args=["restored"])).json()
+    assert (data["colour"], data["position"]) == ("#4f46e5", "bottom-right")
+    assert Widget.objects.filter(bot=bot).count() == 1
+    page = client.get(reverse("chat:page", args=["restored"]))
+    assert page["Content-Security-Policy"].endswith("frame-ancestors 'self'")
