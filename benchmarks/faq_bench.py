@@ -163,7 +163,7 @@ def calibrate(bot):
     print(
         f"Calibrated in {time.perf_counter() - started:.1f} s: direct >= "
         f"{bot.direct_threshold:.3f}, answer >= {bot.answer_threshold:.3f}, caution "
-        f"{bot.caution:.2f} ({summary})",
+        f"{bot.calibration.caution:.2f} ({summary})",
         flush=True,
     )
     return bot
@@ -488,7 +488,7 @@ def promise_kept(bot, rows: list[dict]) -> dict:
     threshold alone decides what is declined and what is delivered."""
     from training.calibration import threshold_for_caution
 
-    if not bot.calibration.get("curve"):
+    if not bot.calibration.fit.get("curve"):
         return {}
     inside = [r for r in rows if r["gold"]]
     outside = [r for r in rows if not r["gold"]]
@@ -501,7 +501,7 @@ def promise_kept(bot, rows: list[dict]) -> dict:
         "threshold_at_caution": [],
     }
     for caution in CAUTIONS:
-        t = threshold_for_caution(bot.calibration, caution)
+        t = threshold_for_caution(bot.calibration.fit, caution)
         refusal = sum(r["score"] < t for r in outside) / max(1, len(outside))
         delivered = sum(r["score"] >= t and r["top"] == r["gold"] for r in inside) / max(
             1, len(inside)

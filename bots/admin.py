@@ -11,7 +11,7 @@ class BotAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug", "workspace__name"]
     autocomplete_fields = ["workspace"]
     prepopulated_fields = {"slug": ["name"]}
-    readonly_fields = ["tuned_embedding_model", "serving_embedding", "created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -57,11 +57,6 @@ class BotForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if any(
-            name in cleaned and cleaned[name] != getattr(self.instance, name)
-            for name in self.THRESHOLDS
-        ):
-            cleaned["thresholds_auto"] = False  # hand-set numbers: calibration leaves them
         direct, answer = cleaned.get("direct_threshold"), cleaned.get("answer_threshold")
         if direct is not None and answer is not None and answer > direct:
             self.add_error("answer_threshold", _("Must not be above the direct-answer threshold."))

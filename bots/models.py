@@ -1,5 +1,3 @@
-import re
-
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -10,8 +8,6 @@ from accounts.models import Workspace
 from .languages import DEFAULT_FALLBACK, DEFAULT_GREETING, DEFAULT_INSTRUCTIONS, LANGUAGE_CHOICES
 
 hex_colour = RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a colour like #4f46e5."))
-# scheme://host[:port] and nothing else: no path, spaces or semicolons can reach a header.
-ORIGIN_RE = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 
 
 class Bot(models.Model):
@@ -112,19 +108,8 @@ class Bot(models.Model):
             "one). The Knowledge tab shows its progress."
         ),
     )
-    # Set by training.retrieval when a tuned embedding model is deployed (e.g.
-    # 'all-MiniLM-L6-v2~t12'); blank = the bot's embedding model as chosen.
-    tuned_embedding_model = models.CharField(max_length=200, blank=True, editable=False)
-    # While the bot switches embedding models (knowledge.reembedding): the fully qualified model
-    # its stored vectors come from, e.g. 'local:all-MiniLM-L6-v2'. Searches and ingestions keep
-    # using it until every chunk has the new model's vector; blank = the model the settings name.
-    serving_embedding = models.CharField(max_length=200, blank=True, editable=False)
-    # Answer thresholds, on the cosine between the question and an FAQ entry's mean phrasing.
-    # Calibrated on the CLINC150 dev split (benchmarks/faq_bench.py --sweep) for the default path,
-    # a local FAQ bot with tuned retrieval: at 0.80, 34% of questions get a verbatim answer and
-    # 99% of those are right; below 0.45 the bot refuses (dev: 0.906 in-scope top-1 at 0.84
-    # out-of-scope refusal recall; see docs/decisions.md). With the untuned
-    # base model the same threshold refuses more.
+    # On the cosine between a question and an FAQ entry: the defaults hold until the bot's first
+    # calibration (training.calibration) fits them to its FAQ (docs/decisions.md: how chosen).
     direct_threshold = models.FloatField(
         _("word-for-word threshold"),
         default=0.80,
@@ -137,44 +122,8 @@ class Bot(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text=_("Similarity below which the bot gives its fallback message."),
     )
-    # Fitted to this bot by training.calibration from its own FAQ and a shipped set of unrelated
-    # questions, after every FAQ change, tuning deploy or model switch: the curve that `caution`
-    # moves along, the thresholds it gives and the owner's plain-words figures ({} until then).
-    calibration = models.JSONField(default=dict, blank=True, editable=False)
-    caution = models.FloatField(
-        _("caution"),
-        default=0.7,  # training.calibration.DEFAULT_CAUTION
-        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
-        help_text=_(
-            "The share of questions it has no answer for that the bot declines (estimated), "
-            "from helpful (0: answers more, now and then with the wrong entry) to cautious "
-            "(1: declines more, answers only when sure)."
-        ),
-    )
-    thresholds_auto = models.BooleanField(
-        _("fit thresholds automatically"),
-        default=True,
-        help_text=_("Off: the direct and answer thresholds stay as you set them."),
-    )
     primary_colour = models.CharField(
         _("colour"), max_length=7, default="#4f46e5", validators=[hex_colour]
-    )
-    # Share & embed (public chat page, widget).
-    allowed_origins = models.TextField(
-        _("allowed sites"),
-        blank=True,
-        help_text=_(
-            "Sites allowed to embed the chat widget, one per line, e.g. https://shop.example.com."
-        ),
-    )
-    widget_colour = models.CharField(
-        max_length=7, default="#4f46e5", validators=[hex_colour], verbose_name=_("bubble colour")
-    )
-    widget_position = models.CharField(
-        max_length=16,
-        choices=[("bottom-right", _("Bottom right")), ("bottom-left", _("Bottom left"))],
-        default="bottom-right",
-        verbose_name=_("bubble position"),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -191,9 +140,3 @@ class Bot(models.Model):
         if self.generation == self.Generation.AUTO:
             return self.provider == self.Provider.OPENAI
         return self.generation == self.Generation.ON
-
-    @property
-    def allowed_origin_list(self) -> list[str]:
-        """The valid origins among `allowed_origins`; they go into a CSP header verbatim."""
-        lines = (line.strip().rstrip("/") for line in self.allowed_origins.splitlines())
-        return [line for line in lines if ORIGIN_RE.match(line)]

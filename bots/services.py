@@ -5,7 +5,10 @@ from accounts.models import Workspace
 
 from . import languages
 from .models import Bot
-from .signals import embedding_settings_changed
+from .signals import embedding_settings_changed, thresholds_set_by_hand
+
+# Fitted by training.calibration unless the owner sets them by hand.
+THRESHOLDS = {"direct_threshold", "answer_threshold"}
 
 
 def unique_bot_slug(name: str) -> str:
@@ -30,24 +33,32 @@ def bot_update(*, bot: Bot, **fields) -> Bot:
     bot's vectors (knowledge.reembedding, through bots.signals; a language has its own embedding
     model and text search); the old ones keep answering until it is done."""
     # From the database: a ModelForm has already put the new values on the instance.
-    before = (
-        Bot.objects.filter(pk=bot.pk).values_list("provider", "embedding_model", "language").first()
+    stored = (
+        Bot.objects.filter(pk=bot.pk)
+        .values("provider", "embedding_model", "language", *sorted(THRESHOLDS))
+        .first()
     )
+    before = (stored["provider"], stored["embedding_model"], stored["language"]) if stored else None
     for key, value in fields.items():
         setattr(bot, key, value)
     if before and before[2] != bot.language:
         fields = {**fields, **{field: None for field in _speak_language(bot)}}
     bot.full_clean()
-    # Only these fields: workers change others (tuned_embedding_model, serving_embedding) meanwhile.
+    # Only these fields: workers may change others meanwhile.
     bot.save(update_fields=[*fields, "updated_at"])
+    if stored and any(stored[name] != getattr(bot, name) for name in THRESHOLDS & fields.keys()):
+        thresholds_set_by_hand.send(sender=Bot, bot=bot)
+    # Read by the settings view: say the knowledge is being re-embedded (knowledge's receiver).
+    bot.embedding_switch_started = False
     if before and before != (bot.provider, bot.embedding_model, bot.language):
-        embedding_settings_changed.send(
+        responses = embedding_settings_changed.send(
             sender=Bot,
             bot=bot,
             provider_before=before[0],
             model_before=before[1],
             language_before=before[2],
         )
+        bot.embedding_switch_started = any(response is True for _, response in responses)
     return bot
 
 

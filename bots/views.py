@@ -12,7 +12,6 @@ from accounts.access import current_workspace, is_owner, workspace_required
 
 from . import languages, services
 from .access import bots_for_user, get_bot_for_user
-from .answering import answering
 from .forms import BotFieldForm, BotForm
 
 
@@ -48,7 +47,6 @@ def bot_detail(request, bot_id: int):
         "bot": bot,
         "inline_fields": BotFieldForm.INLINE_FIELDS,
         "is_owner": is_owner(request.user, bot.workspace),
-        "answering": answering(bot),
     }
     return render(request, "bots/detail.html", context)
 
@@ -59,9 +57,11 @@ def bot_edit(request, bot_id: int):
     bot = get_bot_for_user(request.user, bot_id)
     form = BotForm(request.POST or None, instance=bot)
     if request.method == "POST" and form.is_valid():
-        services.bot_update(bot=bot, **form.cleaned_data)
+        bot = services.bot_update(bot=bot, **form.cleaned_data)
         messages.success(request, _("Settings saved."))
-        if bot.serving_embedding and {"provider", "embedding_model"} & set(form.changed_data):
+        if bot.embedding_switch_started and {"provider", "embedding_model"} & set(
+            form.changed_data
+        ):
             messages.info(
                 request,
                 _(

@@ -104,19 +104,6 @@ class Answer:
         return self.path not in (Message.Path.FALLBACK, Message.Path.ERROR)
 
 
-def build_prompt(bot: Bot, question: str, hits: list, history=()) -> list[providers.ChatMessage]:
-    context = "\n\n".join(f"[{i}] {hit.title}\n{hit.text}" for i, hit in enumerate(hits, 1))
-    system = (
-        f"{bot.instructions}\n\nAnswer the customer's question using only the numbered knowledge "
-        "below. Cite the entries you used like [1]. If the knowledge does not contain the answer, "
-        f"reply exactly: {bot.fallback_message}\n\nKnowledge:\n{context}"
-    )
-    messages: list[providers.ChatMessage] = [{"role": "system", "content": system}]
-    messages += [{"role": m["role"], "content": m["content"]} for m in history][-6:]
-    messages.append({"role": "user", "content": question})
-    return messages
-
-
 def cite(hit) -> Source:
     """A source as the customer sees it: an FAQ entry by its own question (not the phrasing
     that happened to match), a passage by its title."""
@@ -321,7 +308,8 @@ def _generated(
         provider, model = providers.get_provider(tuned[0]), tuned[1]
         run.policy = f"tuned ({run.bot.mode})"
     else:
-        messages = build_prompt(run.bot, question, relevant, history)
+        context = [(hit.title, hit.text) for hit in relevant]
+        messages = prompt_messages(run.bot, question, context=context, history=history, cite=True)
         provider, model = providers.for_bot(run.bot), run.bot.chat_model or None
     checked = relevant or hits[:CONTEXT_CHUNKS]
     score = checked[0].score if checked else None

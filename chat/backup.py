@@ -26,21 +26,25 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection, models, transaction
+from django.db import models, transaction
 
 import providers
 from accounts.models import Membership, Workspace
 from bots.models import Bot
 from chat.models import Evaluation, LabelledQuestion
-from knowledge.models import Chunk, FaqEntry, Source
-from training.models import ChatTuning, DocumentPair, RetrievalTuning
+from knowledge.models import Chunk, EmbeddingState, FaqEntry, Source
+from knowledge.reembedding import text_search_rebuild
+from training.models import Calibration, ChatTuning, DocumentPair, RetrievalTuning
 
-from .models import ApiKey, Conversation, Message
+from .models import ApiKey, Conversation, Message, Widget
 
 FORMAT = "askhandle-workspace/1"
 # Parents before children: restore walks this order and remaps each foreign key.
 MODELS: list[type[models.Model]] = [
     Bot,
+    EmbeddingState,
+    Calibration,
+    Widget,
     Source,
     FaqEntry,
     Chunk,
@@ -58,6 +62,24 @@ EARLIER_LABELS = {
     "chat.Conversation": "bots.Conversation",
     "chat.Message": "bots.Message",
     "chat.ApiKey": "bots.ApiKey",
+}
+# Settings that lived on Bot before they moved to the app that owns them: a dump made then has
+# them in its bot rows, under these names (new name: old name).
+FROM_BOT_ROW = {
+    "knowledge.EmbeddingState": {
+        "tuned_embedding_model": "tuned_embedding_model",
+        "serving_embedding": "serving_embedding",
+    },
+    "training.Calibration": {
+        "fit": "calibration",
+        "caution": "caution",
+        "thresholds_auto": "thresholds_auto",
+    },
+    "chat.Widget": {
+        "allowed_origins": "allowed_origins",
+        "colour": "widget_colour",
+        "position": "widget_position",
+    },
 }
 SKIP_FIELDS = {"search_vector"}  # recomputed from title and text on restore
 UNIQUE_CHECKS = [(Bot, "slug"), (ApiKey, "key_hash"), (Conversation, "public_id")]
@@ -129,6 +151,14 @@ def _table(doc: dict, model) -> list[dict]:
     """The dumped rows of `model`, also from a dump made before it moved apps."""
     label = model._meta.label
     tables = doc["tables"]
+    if label not in tables and label in FROM_BOT_ROW:
+        return [
+            {
+                "bot_id": bot["id"],
+                **{new: bot[old] for new, old in FROM_BOT_ROW[label].items() if old in bot},
+            }
+            for bot in tables.get(Bot._meta.label, [])
+        ]
     return tables.get(label, tables.get(EARLIER_LABELS.get(label, label), []))
 
 
@@ -175,15 +205,18 @@ def workspace_restore(*, doc: dict, name: str | None = None) -> Workspace:
         for row in rows:
             values = {}
             for f in fields:
-                if f.primary_key:
-                    continue
+                if f.primary_key and not f.is_relation:
+                    continue  # a new id; a settings row's key is its bot's, remapped below
+                if f.attname not in row and f.has_default():
+                    continue  # a field newer than the dump
                 value = row.get(f.attname)
                 if f.is_relation and value is not None:
                     value = ids[f.related_model._meta.label][value]
                 values[f.attname] = value
             objs.append(model(**values))
         created = model.objects.bulk_create(objs, batch_size=1000)
-        ids[label] = {row["id"]: obj.pk for row, obj in zip(rows, created, strict=True)}
+        key = model._meta.pk.attname
+        ids[label] = {row[key]: obj.pk for row, obj in zip(rows, created, strict=True)}
         # auto_now(_add) stamps "now" on create: put the dumped times back.
         stamped = [
             f.attname
@@ -195,15 +228,8 @@ def workspace_restore(*, doc: dict, name: str | None = None) -> Workspace:
                 for attname in stamped:
                     setattr(obj, attname, row[attname])
             model.objects.bulk_update(created, stamped, batch_size=1000)
-    bot_ids = list(ids[Bot._meta.label].values())
-    if bot_ids:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {Chunk._meta.db_table} SET search_vector ="
-                " setweight(to_tsvector('english', title), 'A') ||"
-                " setweight(to_tsvector('english', text), 'B') WHERE bot_id = ANY(%s)",
-                [bot_ids],
-            )
+    for bot_id in ids[Bot._meta.label].values():
+        text_search_rebuild(bot_id=bot_id)  # in the bot's language
     _write_files(doc.get("files", {}))
     return workspace
 

@@ -7,12 +7,19 @@ from __future__ import annotations
 from django.db.models import Count, Q
 
 from bots.models import Bot
-from chat.selectors import conversation_figures, daily_conversations, unanswered_questions
+from knowledge import serving
 from knowledge.models import FaqEntry, Source
 from training.models import ChatTuning, RetrievalTuning
 
 from .clustering import QuestionGroup
-from .selectors import answered_questions, normalise, refusal_promise
+from .selectors import (
+    answered_questions,
+    conversation_figures,
+    daily_conversations,
+    normalise,
+    refusal_promise,
+    unanswered_questions,
+)
 
 TOP_UNANSWERED = 5
 SUGGESTED = 3
@@ -38,7 +45,7 @@ def tuning_state(bot: Bot) -> dict:
     return {
         "retrieval": retrieval,
         "retrieval_on": bot.retrieval_tuning,
-        "tuned_model": bot.tuned_embedding_model,
+        "tuned_model": serving.tuned_model(bot),
         "chat_deployed": chat,
     }
 

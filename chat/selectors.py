@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from bots.models import Bot
+from training.models import Calibration
 
 from .models import Conversation, Message
 
@@ -281,7 +282,8 @@ def refusal_promise(bot: Bot, days: int = 7) -> dict | None:
     if not asked:
         return None
     declined = sum(path == Message.Path.FALLBACK for path in asked)
-    return {"caution": bot.caution, "marked": len(asked), "declined": declined, "days": days}
+    caution = Calibration.of(bot).caution
+    return {"caution": caution, "marked": len(asked), "declined": declined, "days": days}
 
 
 def approved_for_training(bot: Bot) -> list[tuple[int, str, str]]:

@@ -177,3 +177,30 @@ class StagedVector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.embedding_model} {self.digest[:12]}"
+
+
+class EmbeddingState(models.Model):
+    """Which vectors serve a bot's knowledge (knowledge.serving): the tuned model training
+    deployed, and while the bot switches models (knowledge.reembedding) the fully qualified model
+    its stored vectors still come from, e.g. 'local:all-MiniLM-L6-v2'. Blank: the model the bot's
+    settings name. Workers write it; the owner's settings form never does."""
+
+    bot = models.OneToOneField(
+        Bot, on_delete=models.CASCADE, primary_key=True, related_name="embedding_state"
+    )
+    # A tuned embedding model deployed by training.retrieval, e.g. 'all-MiniLM-L6-v2~t12'.
+    tuned_embedding_model = models.CharField(max_length=200, blank=True)
+    serving_embedding = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.bot}: {self.serving_embedding or self.tuned_embedding_model or 'as set'}"
+
+    @classmethod
+    def of(cls, bot: Bot) -> "EmbeddingState":
+        """The bot's row (read once per bot instance), created for a bot that has none yet."""
+        try:
+            return bot.embedding_state
+        except cls.DoesNotExist:
+            state, _ = cls.objects.get_or_create(bot=bot)
+            bot.embedding_state = state
+            return state

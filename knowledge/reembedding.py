@@ -1,7 +1,7 @@
 """Switching a bot's knowledge to another embedding model, as one tracked job.
 
 When the owner picks another provider or embedding model, `embedding_change` records the model
-the stored vectors come from as Bot.serving_embedding (searches and ingestions keep using it, see
+the stored vectors come from as EmbeddingState.serving_embedding (searches and ingestions keep using it, see
 knowledge.serving.embedding_model_for_bot) and queues a Reembedding. The job (queue `ingest`) embeds every
 chunk of the bot with the new model, then, in one transaction holding the bot row, swaps all the
 vectors in and clears serving_embedding. Until that commit the bot answers exactly as before; if
@@ -142,15 +142,15 @@ def embedding_change(
     nothing to re-embed (no knowledge yet, or back to the model that is still serving)."""
     with transaction.atomic():
         current = Bot.objects.select_for_update().get(pk=bot.pk)
-        if current.serving_embedding:  # a switch is under way: its old vectors still serve
-            serving_model = current.serving_embedding
+        if serving.serving_embedding(current):  # a switch is under way: old vectors serve
+            serving_model = serving.serving_embedding(current)
         else:
             old = copy.copy(current)
             old.provider, old.embedding_model = provider_before, model_before
             old.language = language_before or current.language
             serving_model = serving.configured_embedding_model(old)
         # A tuned model was trained from the previous model; it goes once nothing serves it.
-        current.tuned_embedding_model = ""
+        serving.state(current).tuned_embedding_model = ""
         target = serving.configured_embedding_model(current)
         now = timezone.now()
         Reembedding.objects.filter(bot=current, status__in=ACTIVE).update(
@@ -160,8 +160,10 @@ def embedding_change(
             updated_at=now,
         )
         switching = target != serving_model and Chunk.objects.filter(bot=current).exists()
-        Bot.objects.filter(pk=current.pk).update(
-            tuned_embedding_model="", serving_embedding=serving_model if switching else ""
+        serving.state_update(
+            current,
+            tuned_embedding_model="",
+            serving_embedding=serving_model if switching else "",
         )
         job = None
         if switching:
@@ -171,8 +173,9 @@ def embedding_change(
             vectors_swapped.send(
                 sender=Reembedding, bot_id=current.pk, reason="The bot's embedding model changed."
             )
-    bot.tuned_embedding_model = ""
-    bot.serving_embedding = serving_model if switching else ""
+    serving.state_update(
+        bot, tuned_embedding_model="", serving_embedding=serving_model if switching else ""
+    )
     return job
 
 
@@ -184,9 +187,10 @@ def embedding_settings_changed_receiver(
     model_before: str,
     language_before: str | None = None,
     **kwargs,
-) -> None:
-    """bots.signals.embedding_settings_changed: the owner saved another model or language."""
-    embedding_change(
+) -> bool:
+    """bots.signals.embedding_settings_changed: the owner saved another model or language.
+    True when the bot's knowledge is being re-embedded (the old vectors serve meanwhile)."""
+    job = embedding_change(
         bot=bot,
         provider_before=provider_before,
         model_before=model_before,
@@ -196,6 +200,7 @@ def embedding_settings_changed_receiver(
         language_before
     ) != languages.text_search_config(bot.language):
         text_search_rebuild_on_commit(bot.pk)
+    return job is not None
 
 
 # The full-text vectors of every chunk, in the bot's language (knowledge.serving).
@@ -230,14 +235,14 @@ def reembedding_retry(*, bot: Bot) -> Reembedding | None:
         current = Bot.objects.select_for_update().get(pk=bot.pk)
         last = Reembedding.objects.filter(bot=current).first()
         if (
-            not current.serving_embedding
+            not serving.serving_embedding(current)
             or last is None
             or last.status != Reembedding.Status.FAILED
         ):
             return None
         job = Reembedding.objects.create(
             bot=current,
-            from_model=current.serving_embedding,
+            from_model=serving.serving_embedding(current),
             to_model=serving.configured_embedding_model(current),
         )
         _enqueue(job.pk)
@@ -252,10 +257,11 @@ def reembedding_to_show(bot: Bot) -> Reembedding | None:
     """The switch the knowledge page shows: one under way or failed (the old model still serves),
     or one that ended in the last day."""
     job = Reembedding.objects.filter(bot=bot).first()
-    if job is None or (job.status == Reembedding.Status.FAILED and not bot.serving_embedding):
+    switching = bool(serving.serving_embedding(bot))
+    if job is None or (job.status == Reembedding.Status.FAILED and not switching):
         return None  # a failure the owner has since undone (back to the model that serves)
     recent = job.finished_at and job.finished_at > timezone.now() - SHOW_FINISHED_FOR
-    return job if job.is_active or bot.serving_embedding or recent else None
+    return job if job.is_active or switching or recent else None
 
 
 # --- Running one -----------------------------------------------------------------------------------
@@ -352,7 +358,7 @@ def _run(job: Reembedding, token) -> None:
             raise Skipped("The bot's settings changed again; a newer switch follows.")
         swap_vectors(bot, job.to_model, chunk_ids, vectors)
         staged.clear()
-        Bot.objects.filter(pk=bot.pk).update(serving_embedding="")
+        serving.state_update(bot, serving_embedding="")
         vectors_swapped.send(
             sender=Reembedding, bot_id=bot.pk, reason="The bot's embedding model changed."
         )

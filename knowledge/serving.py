@@ -13,15 +13,41 @@ from concurrent.futures import Future
 import providers
 from bots import languages
 
+from .models import EmbeddingState
+
 # Models that embed an FAQ phrasing together with its answer, as a passage: multilingual-e5 was
 # trained to match a query to a passage, and a short question alone carries too little of the
 # entry (a Dutch FAQ: 21 of 25 customer questions found their entry with question + answer).
 PASSAGE_MODELS = (f"local:{languages.MULTILINGUAL_MODEL}",)
 
 
+def state(bot) -> EmbeddingState:
+    """The bot's EmbeddingState: its deployed tuned model and the model still serving."""
+    return EmbeddingState.of(bot)
+
+
+def state_update(bot, **fields) -> None:
+    """Write the bot's EmbeddingState fields (workers: a tuned model deployed or withdrawn, a
+    switch begun or done), on the row and on the bot instance in hand."""
+    current = state(bot)
+    EmbeddingState.objects.filter(pk=current.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(current, name, value)
+
+
+def tuned_model(bot) -> str:
+    """The tuned embedding model training deployed to the bot ('' for none)."""
+    return state(bot).tuned_embedding_model
+
+
+def serving_embedding(bot) -> str:
+    """The fully qualified model a switching bot's vectors still come from ('' when none)."""
+    return state(bot).serving_embedding
+
+
 def _serving(bot) -> tuple[str, str] | None:
     """(provider name, model argument) of the vectors a switching bot still serves, else None."""
-    serving = getattr(bot, "serving_embedding", "")
+    serving = serving_embedding(bot)
     if not serving:
         return None
     name, _, model = serving.partition(":")
@@ -51,21 +77,21 @@ def embedding_model_arg(bot) -> str | None:
     serving = _serving(bot)
     if serving:
         return serving[1]
-    return getattr(bot, "tuned_embedding_model", "") or chosen_embedding_model(bot)
+    return tuned_model(bot) or chosen_embedding_model(bot)
 
 
 def configured_embedding_model(bot) -> str:
     """The fully qualified embedding model the bot's settings ask for (with its tuned model, if
     deployed), e.g. 'local:all-MiniLM-L6-v2' or 'local:all-MiniLM-L6-v2~t12'."""
     provider = providers.for_bot(bot)
-    model = getattr(bot, "tuned_embedding_model", "") or chosen_embedding_model(bot)
+    model = tuned_model(bot) or chosen_embedding_model(bot)
     return f"{provider.name}:{model or provider.default_embedding_model()}"
 
 
 def embedding_model_for_bot(bot) -> str:
     """The fully qualified embedding model stored beside every vector of the bot and searched:
     configured_embedding_model(bot), or while the bot switches models, the one still serving."""
-    return getattr(bot, "serving_embedding", "") or configured_embedding_model(bot)
+    return serving_embedding(bot) or configured_embedding_model(bot)
 
 
 def embed_for_bot(bot, texts, *, kind: str = "query") -> list[list[float]]:

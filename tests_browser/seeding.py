@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from bots.models import Bot
 from chat.models import Conversation, Message
+from training.models import Calibration
 
 FAQ = [
     ("How long does delivery take?", "Orders arrive in two to three working days.", "Delivery"),
@@ -133,8 +134,8 @@ def seed_calibration(bot) -> None:
     )
     fit = calibration.fit(samples)
     fit.update(fitted_at=timezone.now().isoformat(), method="each phrasing held out in turn")
+    Calibration.objects.update_or_create(bot=bot, defaults={"fit": fit})
     Bot.objects.filter(pk=bot.pk).update(
-        calibration=fit,
         answer_threshold=fit["answer_threshold"],
         direct_threshold=fit["direct_threshold"],
     )

@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 from bots.models import Bot
 from training import calibration as cal
-from training.tests.support import synthetic_fit
+from training.tests.support import calibration_set, synthetic_fit
 
 pytestmark = [pytest.mark.browser]
 PASSWORD = "correct-horse-battery-9"  # conftest.make_user
@@ -14,10 +14,9 @@ PASSWORD = "correct-horse-battery-9"  # conftest.make_user
 
 def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, screenshot):
     fitted = synthetic_fit()
-    answer, direct = cal.thresholds_for_caution(fitted, bot.caution)
-    Bot.objects.filter(pk=bot.pk).update(
-        calibration=fitted, answer_threshold=answer, direct_threshold=direct
-    )
+    answer, direct = cal.thresholds_for_caution(fitted, bot.calibration.caution)
+    Bot.objects.filter(pk=bot.pk).update(answer_threshold=answer, direct_threshold=direct)
+    calibration_set(bot, fit=fitted)
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{asgi_server}/accounts/login/?next=/bots/{bot.pk}/settings/")
     page.locator("input[name=username]").fill(user.email)
@@ -46,7 +45,7 @@ def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, scree
     card.get_by_role("button", name="Save").click()
     expect(card).not_to_contain_text("not saved yet")
     bot.refresh_from_db()
-    assert bot.caution == 0.6
+    assert bot.calibration.caution == 0.6
     assert (bot.answer_threshold, bot.direct_threshold) == cal.thresholds_for_caution(fitted, 0.6)
 
     card.locator("details summary").click()
@@ -59,5 +58,6 @@ def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, scree
     expect(card.locator(".badge")).to_have_text("Fitted to your FAQ")
     bot.refresh_from_db()
     assert (
-        bot.thresholds_auto and bot.answer_threshold == cal.thresholds_for_caution(fitted, 0.6)[0]
+        bot.calibration.thresholds_auto
+        and bot.answer_threshold == cal.thresholds_for_caution(fitted, 0.6)[0]
     )

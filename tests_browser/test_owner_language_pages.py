@@ -57,7 +57,7 @@ def bot_with_knowledge(workspace, *, name: str, language: str, faq: str):
         run = evaluation.evaluation_start(bot=bot)
     evaluation.evaluation_run(evaluation_id=run.pk)
     bot.refresh_from_db()
-    assert bot.calibration and bot.evaluations.get().status == "done"
+    assert bot.calibration.fit and bot.evaluations.get().status == "done"
     return bot
 
 

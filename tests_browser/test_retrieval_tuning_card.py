@@ -55,5 +55,5 @@ def test_owner_watches_the_worker_tune_retrieval_after_an_upload(
     expect(card.locator(".badge")).to_have_text("Off", timeout=60_000)
     expect(card).to_contain_text("Tuning is off")
     bot.refresh_from_db()
-    assert bot.tuned_embedding_model == "" and bot.retrieval_tuning is False
+    assert bot.embedding_state.tuned_embedding_model == "" and bot.retrieval_tuning is False
     assert RetrievalTuning.objects.get(bot=bot).status == RetrievalTuning.Status.REPLACED

@@ -97,6 +97,7 @@ from knowledge import serving
 from knowledge.models import Chunk, FaqEntry
 from providers import ProviderUnavailable
 
+from .models import Calibration
 from .sources import observed_questions
 from .unrelated import carriers, every
 
@@ -706,7 +707,7 @@ def _phrasing_vectors(bot, model: str):
 
 def _held_out(bot, groups, titles, labels, remap) -> tuple[list[int], str]:
     """Indexes of the in-scope samples among the phrasing vectors, and how they were chosen."""
-    tuned = bool(getattr(bot, "tuned_embedding_model", "")) and not bot.serving_embedding
+    tuned = bool(serving.tuned_model(bot)) and not serving.serving_embedding(bot)
     if tuned:
         # Chunk titles are the phrasings (cut to the title field's length).
         cut = Chunk._meta.get_field("title").max_length
@@ -733,7 +734,7 @@ def calibration_request(bot_id: int) -> None:
 
 
 def calibration_run(*, bot_id: int) -> dict | None:
-    """Fit the bot's calibration and store it in Bot.calibration; with automatic thresholds, also
+    """Fit the bot's calibration and store it in its Calibration row; with automatic thresholds, also
     set its answer and direct thresholds from its caution. Idempotent (the same FAQ and model
     give the same fit). Returns the stored fit, or None when the bot is gone, has no FAQ (its
     calibration is cleared; automatic thresholds go back to the defaults), or switched models
@@ -751,17 +752,16 @@ def calibration_run(*, bot_id: int) -> dict | None:
             return None
         if result is not None and serving.embedding_model_for_bot(bot) != result["model"]:
             return None
-        fields: dict = {"calibration": result or {}}
-        if bot.thresholds_auto:
+        settings = Calibration.of(bot)
+        if settings.thresholds_auto:
             if result is None:
                 answer = Bot._meta.get_field("answer_threshold").default
                 direct = Bot._meta.get_field("direct_threshold").default
             else:
-                answer, direct = thresholds_for_caution(result, bot.caution)
-                result = {**result, **_point(result, bot.caution)}
-                fields["calibration"] = result
-            fields.update(answer_threshold=answer, direct_threshold=direct)
-        Bot.objects.filter(pk=bot_id).update(**fields)
+                answer, direct = thresholds_for_caution(result, settings.caution)
+                result = {**result, **_point(result, settings.caution)}
+            Bot.objects.filter(pk=bot_id).update(answer_threshold=answer, direct_threshold=direct)
+        Calibration.objects.filter(pk=settings.pk).update(fit=result or {})
     return result
 
 
@@ -806,27 +806,29 @@ def caution_apply(*, bot, caution: float):
     gives on the stored curve at once (no model call); with hand-set ones only the caution is
     kept for when they are switched back to automatic. Returns the bot."""
     caution = min(1.0, max(0.0, float(caution)))
-    fields: dict = {"caution": caution}
-    if bot.thresholds_auto and bot.calibration.get("curve"):
-        point = _point(bot.calibration, caution)
-        fields.update(
-            answer_threshold=point["answer_threshold"],
-            direct_threshold=point["direct_threshold"],
-            calibration={**bot.calibration, **point},
-        )
-    Bot.objects.filter(pk=bot.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(bot, name, value)
+    settings = Calibration.of(bot)
+    settings.caution = caution
+    if settings.thresholds_auto and settings.fit.get("curve"):
+        point = _point(settings.fit, caution)
+        settings.fit = {**settings.fit, **point}
+        _set_thresholds(bot, point["direct_threshold"], point["answer_threshold"])
+    Calibration.objects.filter(pk=settings.pk).update(caution=caution, fit=settings.fit)
     return bot
+
+
+def _set_thresholds(bot, direct: float, answer: float) -> None:
+    Bot.objects.filter(pk=bot.pk).update(direct_threshold=direct, answer_threshold=answer)
+    bot.direct_threshold, bot.answer_threshold = direct, answer
 
 
 def thresholds_auto_set(*, bot, auto: bool):
     """Switch between fitted thresholds and hand-set ones (the advanced section). Back to
     automatic, the stored fit's thresholds for the bot's caution apply at once."""
-    Bot.objects.filter(pk=bot.pk).update(thresholds_auto=auto)
-    bot.thresholds_auto = auto
+    settings = Calibration.of(bot)
+    Calibration.objects.filter(pk=settings.pk).update(thresholds_auto=auto)
+    settings.thresholds_auto = auto
     if auto:
-        return caution_apply(bot=bot, caution=bot.caution)
+        return caution_apply(bot=bot, caution=settings.caution)
     return bot
 
 
@@ -841,8 +843,14 @@ def thresholds_hand_set(*, bot, direct: float, answer: float):
         raise ValidationError(
             {"answer_threshold": "Must not be above the direct-answer threshold."}
         )
-    fields = {"direct_threshold": direct, "answer_threshold": answer, "thresholds_auto": False}
-    Bot.objects.filter(pk=bot.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(bot, name, value)
+    _set_thresholds(bot, direct, answer)
+    thresholds_by_hand(bot)
     return bot
+
+
+def thresholds_by_hand(bot) -> None:
+    """The bot's thresholds were set by hand (here, or on the bots settings form through
+    bots.signals.thresholds_set_by_hand): the next calibration keeps them."""
+    settings = Calibration.of(bot)
+    Calibration.objects.filter(pk=settings.pk).update(thresholds_auto=False)
+    settings.thresholds_auto = False

@@ -1,7 +1,9 @@
-"""Model training jobs. RetrievalTuning: a per-bot fine-tune of the local embedding model on the
-bot's FAQ phrasings (training.retrieval). ChatTuning: a fine-tuned chat model of the bot, one row
-per run and version (training.chat_tuning)."""
+"""Model training jobs and what they fit. RetrievalTuning: a per-bot fine-tune of the local
+embedding model on the bot's FAQ phrasings (training.retrieval). ChatTuning: a fine-tuned chat
+model of the bot, one row per run and version (training.chat_tuning). Calibration: the bot's
+fitted refusal curve and the owner's caution (training.calibration)."""
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -161,3 +163,43 @@ class DocumentPair(models.Model):
 
     def __str__(self) -> str:
         return f"{self.question[:60]} ({self.status})"
+
+
+class Calibration(models.Model):
+    """How sure a bot must be to answer: the curve training.calibration fits to its FAQ after every
+    FAQ change, tuning deploy or model switch, the owner's caution that moves along it, and
+    whether the bot's answer thresholds (on Bot) follow the fit or were set by hand."""
+
+    bot = models.OneToOneField(
+        Bot, on_delete=models.CASCADE, primary_key=True, related_name="calibration"
+    )
+    # The fit: the curve, the thresholds it gives and the plain-words figures ({} until then).
+    fit = models.JSONField(default=dict, blank=True)
+    caution = models.FloatField(
+        _("caution"),
+        default=0.7,  # training.calibration.DEFAULT_CAUTION
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=_(
+            "The share of questions it has no answer for that the bot declines (estimated), "
+            "from helpful (0: answers more, now and then with the wrong entry) to cautious "
+            "(1: declines more, answers only when sure)."
+        ),
+    )
+    thresholds_auto = models.BooleanField(
+        _("fit thresholds automatically"),
+        default=True,
+        help_text=_("Off: the direct and answer thresholds stay as you set them."),
+    )
+
+    def __str__(self) -> str:
+        return f"{self.bot}: caution {self.caution:.2f}"
+
+    @classmethod
+    def of(cls, bot: Bot) -> "Calibration":
+        """The bot's row (read once per bot instance), created for a bot that has none yet."""
+        try:
+            return bot.calibration
+        except cls.DoesNotExist:
+            row, _created = cls.objects.get_or_create(bot=bot)
+            bot.calibration = row
+            return row

@@ -16,7 +16,7 @@ The job (queue `training`, one running per bot; a second waits for the first):
   3. re-embed every chunk of the bot with the tuned model (the bot keeps answering with the old
      vectors meanwhile);
   4. deploy in one transaction, holding the bot row: swap every chunk's vector and model name,
-     set Bot.tuned_embedding_model. Chunks saved by an ingestion that finished in between are
+     set EmbeddingState.tuned_embedding_model. Chunks saved by an ingestion that finished in between are
      re-queued; an ingestion that saves later sees the new model and re-embeds (knowledge.services).
 Turning tuning off runs the same swap back to the base model (tuning_revert), so the bot never
 searches a model that has no vectors.
@@ -49,7 +49,7 @@ import providers
 from askhandle.jobs import DEAD_AFTER, ClaimedJobs, Superseded
 from bots.models import Bot
 from knowledge import serving
-from knowledge.models import Chunk, FaqEntry
+from knowledge.models import Chunk, EmbeddingState, FaqEntry
 from knowledge.reembedding import embed_chunks, swap_vectors
 
 from .calibration import calibration_request, holdout_split
@@ -88,7 +88,7 @@ def _lock_bot(bot_id: int) -> None:
 
 def tuning_unavailable_reason(bot: Bot) -> str:
     """Why this bot cannot be tuned now ("" if it can)."""
-    if bot.serving_embedding:
+    if serving.serving_embedding(bot):
         return _("The bot is switching embedding models; tuning can start once that is done.")
     if bot.provider != Bot.Provider.LOCAL:
         return _("Retrieval tuning works with the local embedding model only.")
@@ -160,7 +160,7 @@ def tuning_disable(*, bot: Bot) -> None:
             message="Tuning was turned off.",
             finished_at=timezone.now(),
         )
-        if Bot.objects.filter(pk=bot.pk).exclude(tuned_embedding_model="").exists():
+        if EmbeddingState.objects.filter(bot=bot).exclude(tuned_embedding_model="").exists():
             _enqueue_revert(bot.pk)
     bot.retrieval_tuning = False
 
@@ -173,7 +173,7 @@ def tuning_revert(*, bot_id: int) -> bool:
     """Back to the base model for a bot whose tuning was turned off: re-embed every chunk with
     it, then swap in one transaction. Idempotent; does nothing if tuning was turned back on."""
     bot = Bot.objects.filter(pk=bot_id).first()
-    if bot is None or bot.retrieval_tuning or not bot.tuned_embedding_model:
+    if bot is None or bot.retrieval_tuning or not serving.tuned_model(bot):
         return False
     # Progress goes on the deployed tuning's row, which the tuning card shows while reverting.
     deployed = list(
@@ -192,13 +192,13 @@ def tuning_revert(*, bot_id: int) -> bool:
     )
     with transaction.atomic():
         bot = Bot.objects.select_for_update().get(pk=bot_id)
-        if bot.retrieval_tuning or not bot.tuned_embedding_model:
+        if bot.retrieval_tuning or not serving.tuned_model(bot):
             return False
-        bot.tuned_embedding_model = ""
+        serving.state(bot).tuned_embedding_model = ""
         swap_vectors(bot, serving.embedding_model_for_bot(bot), chunk_ids, vectors)
         tuned_models_retire(bot.pk, "Tuning was turned off; the base model answers again.")
         calibration_request(bot.pk)
-        Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model="")
+        serving.state_update(bot, tuned_embedding_model="")
     log.info("Bot %s is back on the base embedding model (%d chunks)", bot_id, len(chunk_ids))
     return True
 
@@ -404,7 +404,7 @@ def _deploy(tuning: RetrievalTuning, token, model_name: str, chunk_ids: list[int
         swap_vectors(bot, f"local:{model_name}", chunk_ids, vectors)
         tuned_models_retire(bot.pk, f"Replaced by tuning {tuning.pk}.")
         calibration_request(bot.pk)  # the scores moved: refit the thresholds
-        Bot.objects.filter(pk=bot.pk).update(tuned_embedding_model=model_name)
+        serving.state_update(bot, tuned_embedding_model=model_name)
         _finish(
             tuning.pk,
             token,
@@ -438,7 +438,7 @@ def tunings_recover_stuck(*, stale_seconds: int | None = None) -> dict:
     # A revert whose worker stopped: the bot still answers with its tuned model; ask again.
     reverts = list(
         Bot.objects.filter(retrieval_tuning=False, updated_at__lt=timezone.now() - stale)
-        .exclude(tuned_embedding_model="")
+        .filter(embedding_state__tuned_embedding_model__gt="")
         .values_list("pk", flat=True)
     )
     for bot_id in reverts:

@@ -8,11 +8,12 @@ from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from bots.answering import summary
 from bots.models import Bot
+from knowledge import serving
 
+from .answering import summary
 from .calibration import caution_preview, give_or_take
-from .models import ChatTuning, DocumentPair, RetrievalTuning
+from .models import Calibration, ChatTuning, DocumentPair, RetrievalTuning
 from .retrieval import tuning_unavailable_reason
 
 
@@ -30,7 +31,8 @@ def tuning_panel_context(bot: Bot) -> dict:
         "deployed": deployed,
         "unavailable": tuning_unavailable_reason(bot),
         # Turned off, and a worker is putting the base model's vectors back (tuning_revert).
-        "reverting": not bot.retrieval_tuning and bool(bot.tuned_embedding_model),
+        "reverting": not bot.retrieval_tuning and bool(serving.tuned_model(bot)),
+        "embedding": serving.state(bot),
     }
 
 
@@ -98,11 +100,13 @@ def calibration_panel_context(bot: Bot, caution: float | None = None) -> dict:
     """What the Settings page's "cautious <-> helpful" card shows: the stored fit's headline for
     the bot's caution (or `caution`, the slider's unsaved position: read off the stored curve,
     no model call), its numbers for the advanced section, and when it was fitted."""
-    calibration = bot.calibration or {}
-    value = bot.caution if caution is None else min(1.0, max(0.0, float(caution)))
+    settings = Calibration.of(bot)
+    calibration = settings.fit or {}
+    value = settings.caution if caution is None else min(1.0, max(0.0, float(caution)))
     point = caution_preview(calibration, value)
     return {
         "bot": bot,
+        "settings": settings,
         "fitted": bool(point),
         "caution": value,
         "point": point,
@@ -120,7 +124,7 @@ def _two(value: float) -> str:
 
 def calibration_note(bot: Bot) -> str:
     """One line on where the bot's thresholds come from (the Test page)."""
-    if not bot.thresholds_auto:
+    if not Calibration.of(bot).thresholds_auto:
         return _(
             "Thresholds set by hand: answers from similarity %(answer)s, word for word from "
             "%(direct)s."

@@ -14,7 +14,7 @@ from accounts.services import workspace_delete
 from bots.models import Bot
 from chat.answer import answer
 from chat.apikeys import api_key_create
-from chat.models import ApiKey, Conversation, Message
+from chat.models import ApiKey, Conversation, Message, Widget
 from knowledge import services
 from knowledge.models import Chunk, FaqEntry, Source
 from knowledge.tests.factories import upload
@@ -55,6 +55,9 @@ def test_a_restored_workspace_answers_the_same_questions_the_same_way(
         assert services.source_ingest(source_id=source.pk).status == Source.Status.READY
     Bot.objects.filter(pk=bot.pk).update(direct_threshold=0.9, answer_threshold=0.5)
     bot.refresh_from_db()
+    bot.calibration.caution = 0.55
+    bot.calibration.save()
+    Widget.objects.filter(bot=bot).update(allowed_origins="https://shop.example.com")
     conversation = Conversation.objects.create(bot=bot)
     Message.objects.create(conversation=conversation, role="user", text="Hello")
     _key, raw = api_key_create(bot=bot, name="site")
@@ -79,6 +82,9 @@ def test_a_restored_workspace_answers_the_same_questions_the_same_way(
     assert restored.pk != bot.pk and restored.workspace.pk != workspace.pk
     assert restored.workspace.memberships.get().user.email == "owner@example.com"
     assert (restored.direct_threshold, restored.answer_threshold) == (0.9, 0.5)
+    # The settings of later apps travel too.
+    assert restored.calibration.caution == 0.55
+    assert restored.widget.allowed_origin_list == ["https://shop.example.com"]
     assert {m: m.objects.filter(bot=restored).count() for m in counts} == counts
     assert sorted(p.read_bytes() for p in media.rglob("*") if p.is_file()) == files
     assert Message.objects.filter(conversation__bot=restored).count() == 1
@@ -101,7 +107,7 @@ def test_restoring_beside_the_original_refuses_and_names_the_clash(bot, tmp_path
     assert Workspace.objects.count() == 1 and ApiKey.objects.count() == 1
 
 
-def test_a_dump_made_before_the_chat_models_moved_restores_its_conversations_and_keys(
+def test_a_dump_made_before_models_moved_apps_restores_conversations_keys_and_settings(
     bot, tmp_path, django_capture_on_commit_callbacks
 ):
     conversation = Conversation.objects.create(bot=bot)
@@ -113,6 +119,14 @@ def test_a_dump_made_before_the_chat_models_moved_restores_its_conversations_and
     # Before chat 0002 these rows were filed under bots' labels.
     for model in ("Conversation", "Message", "ApiKey"):
         doc["tables"][f"bots.{model}"] = doc["tables"].pop(f"chat.{model}")
+    # and the settings of later apps were fields of the bot row.
+    for label in ("knowledge.EmbeddingState", "training.Calibration", "chat.Widget"):
+        del doc["tables"][label]
+    doc["tables"]["bots.Bot"][0].update(
+        tuned_embedding_model="", serving_embedding="", calibration={"curve": {}}, caution=0.4,
+        thresholds_auto=False, allowed_origins="https://shop.example.com",
+        widget_colour="#123456", widget_position="bottom-left",
+    )  # fmt: skip
     dump.write_text(json.dumps(doc))
     with django_capture_on_commit_callbacks(execute=True):
         workspace_delete(workspace=bot.workspace, confirm_name=bot.workspace.name)
@@ -125,3 +139,10 @@ def test_a_dump_made_before_the_chat_models_moved_restores_its_conversations_and
         Message.objects.filter(conversation__bot=restored).values_list("text", flat=True)
     ) == ["Hello"]
     assert ApiKey.objects.get(bot=restored).name == "site"
+    assert (restored.calibration.caution, restored.calibration.thresholds_auto) == (0.4, False)
+    assert restored.calibration.fit == {"curve": {}}
+    assert restored.embedding_state.serving_embedding == ""
+    assert (restored.widget.allowed_origins, restored.widget.colour) == (
+        "https://shop.example.com",
+        "#123456",
+    )

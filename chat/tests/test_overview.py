@@ -148,8 +148,8 @@ def test_the_overview_says_whether_the_refusal_promise_held_on_labelled_question
     # 40 days ago (outside the window). Another question was declined but is not labelled.
     LabelledQuestion.objects.create(bot=bot, text="Do you sell gift cards?", should_decline=True)
     LabelledQuestion.objects.create(bot=bot, text="Where are you?", should_decline=True)
-    bot.caution = 0.7
-    bot.save(update_fields=["caution"])
+    bot.calibration.caution = 0.7
+    bot.calibration.save(update_fields=["caution"])
     page = owner_client.get(reverse("bots:detail", args=[bot.pk])).content.decode()
     card = page[page.index('id="overview-promise"') :]
     assert "Asked to decline about 7 in 10" in card

@@ -165,7 +165,7 @@ def test_switching_embedding_model_runs_on_the_worker_while_the_old_vectors_answ
     job = Reembedding.objects.get(bot=bot)
     assert job.status == Reembedding.Status.DONE and job.attempts == 1
     bot.refresh_from_db()
-    assert bot.serving_embedding == ""
+    assert bot.embedding_state.serving_embedding == ""
     assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
         "openai:text-embedding-3-small"
     }

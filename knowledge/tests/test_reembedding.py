@@ -58,7 +58,7 @@ def test_the_old_model_answers_until_the_switch_swaps_every_vector(bot, openai_s
     assert job.status == Reembedding.Status.QUEUED
     assert (job.from_model, job.to_model) == (LOCAL, OPENAI)
     bot.refresh_from_db()
-    assert bot.serving_embedding == LOCAL
+    assert bot.embedding_state.serving_embedding == LOCAL
     # Meanwhile the bot still searches the vectors it has, with the model that made them.
     assert serving.embedding_model_for_bot(bot) == LOCAL
     assert top_question(bot, "when are you open") == "What are your opening hours?"
@@ -69,7 +69,7 @@ def test_the_old_model_answers_until_the_switch_swaps_every_vector(bot, openai_s
     assert job.status == Reembedding.Status.DONE, job.error
     assert job.chunks == 2 and job.progress_done == job.progress_total == 2
     bot.refresh_from_db()
-    assert bot.serving_embedding == ""
+    assert bot.embedding_state.serving_embedding == ""
     assert chunk_models(bot) == {OPENAI}
     assert {len(c.embedding) for c in Chunk.objects.filter(bot=bot)} == {1536}
     source.refresh_from_db()
@@ -93,7 +93,7 @@ def test_a_failed_switch_keeps_the_old_model_answering_and_can_be_retried(bot, o
     assert job.status == Reembedding.Status.FAILED
     assert "no-such-embedding-model" in job.error and "does not exist" in job.error
     bot.refresh_from_db()
-    assert bot.serving_embedding == LOCAL
+    assert bot.embedding_state.serving_embedding == LOCAL
     assert chunk_models(bot) == {LOCAL}
     assert top_question(bot, "do you fix electric bikes") == "Do you repair e-bikes?"
 
@@ -136,7 +136,7 @@ def test_changing_again_mid_switch_replaces_the_queued_job(bot, openai_server):
     assert first.status == Reembedding.Status.SKIPPED
     assert run(first).status == Reembedding.Status.SKIPPED  # a late delivery does nothing
     bot.refresh_from_db()
-    assert bot.serving_embedding == "" and chunk_models(bot) == {LOCAL}
+    assert bot.embedding_state.serving_embedding == "" and chunk_models(bot) == {LOCAL}
 
     second = switch_to_openai(bot)
     assert run(second).status == Reembedding.Status.DONE
@@ -167,7 +167,10 @@ def test_sources_added_during_a_switch_answer_at_once_and_follow_the_switch(bot,
 def test_a_bot_without_knowledge_switches_at_once(bot, openai_server):
     assert switch_to_openai(bot) is None
     bot.refresh_from_db()
-    assert bot.serving_embedding == "" and serving.embedding_model_for_bot(bot) == OPENAI
+    assert (
+        bot.embedding_state.serving_embedding == ""
+        and serving.embedding_model_for_bot(bot) == OPENAI
+    )
     source = ingest(add(bot, "faq.csv", FAQ_CSV))
     assert source.embedding_model == OPENAI
 
@@ -200,7 +203,7 @@ def test_recovery_requeues_a_stalled_switch_then_fails_it(bot, openai_server):
     job.refresh_from_db()
     assert job.status == Reembedding.Status.FAILED and "interrupted" in job.error
     bot.refresh_from_db()
-    assert bot.serving_embedding == LOCAL  # never stuck, never without answers
+    assert bot.embedding_state.serving_embedding == LOCAL  # never stuck, never without answers
     assert top_question(bot, "when are you open") == "What are your opening hours?"
 
 
@@ -288,7 +291,9 @@ def test_undoing_a_failed_switch_takes_it_off_the_page(owner_client, bot, openai
     )
     assert undo is None  # the local vectors never left
     bot.refresh_from_db()
-    assert bot.serving_embedding == "" and reembedding.reembedding_to_show(bot) is None
+    assert (
+        bot.embedding_state.serving_embedding == "" and reembedding.reembedding_to_show(bot) is None
+    )
     page = owner_client.get(reverse("knowledge:page", args=[bot.pk])).content.decode()
     assert 'id="reembed-panel"' not in page and "Try again" not in page
 
@@ -318,7 +323,9 @@ def test_staff_changing_the_model_in_admin_starts_the_same_switch(admin_client, 
     job = Reembedding.objects.get(bot=bot)
     assert (job.from_model, job.to_model) == (LOCAL, OPENAI)
     bot.refresh_from_db()
-    assert bot.serving_embedding == LOCAL  # the local vectors keep answering meanwhile
+    assert (
+        bot.embedding_state.serving_embedding == LOCAL
+    )  # the local vectors keep answering meanwhile
     assert top_question(bot, "when are you open") == "What are your opening hours?"
 
 

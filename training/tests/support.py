@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 
 from knowledge.models import Source
 from training import calibration as cal
-from training.models import RetrievalTuning
+from training.models import Calibration, RetrievalTuning
 
 # Entries that share most of their words: what a generic embedding model confuses.
 ACCOUNT_FAQ = [
@@ -39,6 +39,12 @@ ACCOUNT_FAQ = [
         "example_questions": ["how much can I spend with my card", "raise my card limit"],
     },
 ]
+
+
+def calibration_set(bot, **fields) -> Calibration:
+    """Store the bot's Calibration fields (fit, caution, thresholds_auto) as a fit would."""
+    row, _ = Calibration.objects.update_or_create(bot=bot, defaults=fields)
+    return row
 
 
 def synthetic_fit() -> dict:

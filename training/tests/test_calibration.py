@@ -10,6 +10,8 @@ import pytest
 from knowledge import serving
 from knowledge.tests.support import ingest_faqs
 from training import calibration as cal
+from training.models import Calibration
+from training.tests.support import calibration_set
 
 # Two entries in 2-D. Entry 0: (1, 0) and (0.8, 0.6); entry 1: (0, 1) and (0.6, 0.8).
 VECTORS = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, 0.8]])
@@ -327,20 +329,20 @@ def test_calibrate_bot_stores_the_fit_and_a_new_caution_moves_the_thresholds_at_
     from bots.models import Bot
     from training.tasks import calibrate_bot
 
-    assert Bot._meta.get_field("caution").default == cal.DEFAULT_CAUTION
+    assert Calibration._meta.get_field("caution").default == cal.DEFAULT_CAUTION
     ingest_faqs(bot, ACCOUNT_FAQ)
     assert calibrate_bot.apply(args=[bot.pk]).get() is True
     bot.refresh_from_db()
-    fitted = bot.calibration
+    fitted = bot.calibration.fit
     assert fitted["model"] == "local:all-MiniLM-L6-v2" and fitted["curve"]["threshold"]
     assert (bot.answer_threshold, bot.direct_threshold) == cal.thresholds_for_caution(
-        fitted, bot.caution
+        fitted, bot.calibration.caution
     )
     assert fitted["fitted_at"]  # the Test page and the Settings card say when
     # A second delivery stores the same fit (only its date moves).
     assert calibrate_bot.apply(args=[bot.pk]).get() is True
     bot.refresh_from_db()
-    assert {**bot.calibration, "fitted_at": ""} == {**fitted, "fitted_at": ""}
+    assert {**bot.calibration.fit, "fitted_at": ""} == {**fitted, "fitted_at": ""}
 
     # The slider: the preview and the saved value agree, and neither needs the model.
     helpful, cautious = cal.caution_preview(fitted, 0.0), cal.caution_preview(fitted, 1.0)
@@ -348,8 +350,8 @@ def test_calibrate_bot_stores_the_fit_and_a_new_caution_moves_the_thresholds_at_
     assert helpful["at_threshold"]["answer"] >= cautious["at_threshold"]["answer"]
     cal.caution_apply(bot=bot, caution=1.0)
     bot.refresh_from_db()
-    assert bot.caution == 1.0 and bot.answer_threshold == cautious["answer_threshold"]
-    assert bot.calibration["summary"] == cautious["summary"]
+    assert bot.calibration.caution == 1.0 and bot.answer_threshold == cautious["answer_threshold"]
+    assert bot.calibration.fit["summary"] == cautious["summary"]
 
     # Thresholds set by hand stay, whatever the caution or a new fit says.
     cal.thresholds_auto_set(bot=bot, auto=False)
@@ -358,7 +360,7 @@ def test_calibrate_bot_stores_the_fit_and_a_new_caution_moves_the_thresholds_at_
     cal.caution_apply(bot=bot, caution=0.0)
     calibrate_bot.apply(args=[bot.pk])
     bot.refresh_from_db()
-    assert (bot.answer_threshold, bot.direct_threshold, bot.caution) == (0.3, 0.9, 0.0)
+    assert (bot.answer_threshold, bot.direct_threshold, bot.calibration.caution) == (0.3, 0.9, 0.0)
     # Back to automatic: the fitted thresholds for the saved caution apply.
     cal.thresholds_auto_set(bot=bot, auto=True)
     bot.refresh_from_db()
@@ -369,40 +371,51 @@ def test_calibrate_bot_stores_the_fit_and_a_new_caution_moves_the_thresholds_at_
 def test_a_bot_without_faq_keeps_default_thresholds(bot):
     from bots.models import Bot
 
-    Bot.objects.filter(pk=bot.pk).update(answer_threshold=0.6, calibration={"curve": {}})
+    Bot.objects.filter(pk=bot.pk).update(answer_threshold=0.6)
+    calibration_set(bot, fit={"curve": {}})
     assert cal.calibration_run(bot_id=bot.pk) is None
     bot.refresh_from_db()
-    assert bot.calibration == {} and bot.answer_threshold == 0.45
+    assert bot.calibration.fit == {} and bot.answer_threshold == 0.45
 
 
-@pytest.mark.django_db
-def test_the_migration_to_a_refusal_target_keeps_each_bot_s_threshold(bot, other_bot):
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_to_a_refusal_target_keeps_each_bot_s_threshold():
     """bots.0013: a bot fitted under the old caution (a weight) keeps the answer threshold it
     has; its new caution is the refusal its stored curve estimates there (on this curve the
-    share asked for binds, so reading the caution back gives that threshold again)."""
-    import importlib
+    share asked for binds, so reading the caution back gives that threshold again). Run on the
+    real migrations: back to bots 0012, bots written there, forward to the newest."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
 
-    from django.apps import apps
-
-    from bots.models import Bot
-
-    migration = importlib.import_module("bots.migrations.0013_caution_is_a_refusal_target")
+    before = [("bots", "0012_message_training_approved")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    workspace = old.get_model("accounts", "Workspace").objects.create(name="Old")
+    bot_model = old.get_model("bots", "Bot")
     old_fit = cal.fit(_synthetic_bot(np.random.default_rng(5)))
-    Bot.objects.filter(pk=bot.pk).update(calibration=old_fit, answer_threshold=0.62, caution=0.25)
-    Bot.objects.filter(pk=other_bot.pk).update(calibration={}, caution=0.25)
+    fitted = bot_model.objects.create(
+        workspace=workspace, name="Fitted", slug="old-fitted", calibration=old_fit,
+        answer_threshold=0.62, caution=0.25,
+    )  # fmt: skip
+    unfitted = bot_model.objects.create(
+        workspace=workspace, name="Unfitted", slug="old-unfitted", calibration={}, caution=0.25
+    )
 
-    migration.forwards(apps, None)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
 
-    bot.refresh_from_db()
-    other_bot.refresh_from_db()
+    from training.models import Calibration
+
+    caution = Calibration.objects.get(bot_id=fitted.pk).caution
     i = old_fit["curve"]["threshold"].index(0.62)
-    assert bot.caution == old_fit["curve"]["refuse_out"][i]
+    assert caution == old_fit["curve"]["refuse_out"][i]
     # Read back with the new rule, the caution gives that threshold (or a lower one declining
     # as much: the curve is flat between them).
-    again = cal.threshold_for_caution(old_fit, bot.caution)
+    again = cal.threshold_for_caution(old_fit, caution)
     j = old_fit["curve"]["threshold"].index(again)
-    assert again <= 0.62 and old_fit["curve"]["refuse_out"][j] == bot.caution
-    assert other_bot.caution == cal.DEFAULT_CAUTION
+    assert again <= 0.62 and old_fit["curve"]["refuse_out"][j] == caution
+    assert Calibration.objects.get(bot_id=unfitted.pk).caution == cal.DEFAULT_CAUTION
 
 
 def test_the_owners_labelled_declines_move_the_refusal_line():

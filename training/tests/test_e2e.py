@@ -39,7 +39,7 @@ def test_an_uploaded_faq_is_tuned_by_the_worker_and_answers_with_the_tuned_model
     assert tuning.status == RetrievalTuning.Status.DEPLOYED, tuning.message
     assert tuning.reason == "cards.jsonl changed"
     bot.refresh_from_db()
-    assert bot.tuned_embedding_model == tuning.model_name
+    assert bot.embedding_state.tuned_embedding_model == tuning.model_name
 
     panel = owner_client.get(
         reverse("training:tuning_panel", args=[bot.pk]), HTTP_HX_REQUEST="true"

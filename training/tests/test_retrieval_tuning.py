@@ -38,7 +38,7 @@ def test_tuning_trains_stores_and_deploys_a_model_that_search_then_uses(bot):
     assert (tuning.entries, tuning.phrasings, tuning.chunks) == (4, 15, 15)
     assert tuning.progress_percent == 100 and tuning.losses and tuning.train_seconds > 0
     bot.refresh_from_db()
-    assert bot.tuned_embedding_model == tuning.model_name
+    assert bot.embedding_state.tuned_embedding_model == tuning.model_name
     assert tuning.model_name.startswith(f"all-MiniLM-L6-v2~t{tuning.pk}-")
     full_name = serving.embedding_model_for_bot(bot)
     assert full_name == f"local:{tuning.model_name}"
@@ -53,7 +53,9 @@ def test_tuning_trains_stores_and_deploys_a_model_that_search_then_uses(bot):
     # The stored vectors are the tuned model's, not the base model's.
     chunk = Chunk.objects.filter(bot=bot, title="block my card for now").get()
     tuned = np.asarray(
-        providers.get_provider("local").embed([chunk.title], model=bot.tuned_embedding_model)[0]
+        providers.get_provider("local").embed(
+            [chunk.title], model=bot.embedding_state.tuned_embedding_model
+        )[0]
     )
     base = np.asarray(providers.get_provider("local").embed([chunk.title])[0])
     assert float(np.dot(np.asarray(chunk.embedding), tuned)) > 0.999
@@ -122,7 +124,7 @@ def test_a_bot_without_alternate_phrasings_is_not_tuned_and_says_why(bot):
     tuning.refresh_from_db()
     assert tuning.status == RetrievalTuning.Status.SKIPPED
     assert "other phrasings" in tuning.message
-    assert Bot.objects.get(pk=bot.pk).tuned_embedding_model == ""
+    assert serving.tuned_model(Bot.objects.get(pk=bot.pk)) == ""
 
 
 def test_openai_bots_and_big_bots_are_not_tuned(bot, settings):
@@ -204,7 +206,10 @@ def test_turning_tuning_off_keeps_the_tuned_model_answering_until_the_base_one_i
     retrieval.tuning_disable(bot=bot)
 
     bot.refresh_from_db()
-    assert bot.retrieval_tuning is False and bot.tuned_embedding_model == tuning.model_name
+    assert (
+        bot.retrieval_tuning is False
+        and bot.embedding_state.tuned_embedding_model == tuning.model_name
+    )
     assert (
         selectors.search(bot=bot, query="how do I freeze my card", limit=1)[0].faq_external_id
         == "freeze"
@@ -214,7 +219,7 @@ def test_turning_tuning_off_keeps_the_tuned_model_answering_until_the_base_one_i
     assert retrieval.tuning_revert(bot_id=bot.pk) is False  # delivered twice: nothing more to do
 
     bot.refresh_from_db()
-    assert bot.tuned_embedding_model == ""
+    assert bot.embedding_state.tuned_embedding_model == ""
     tuning.refresh_from_db()
     assert tuning.status == RetrievalTuning.Status.REPLACED
     source.refresh_from_db()
@@ -237,7 +242,7 @@ def test_turning_tuning_back_on_before_the_revert_ran_keeps_the_tuned_model(bot)
     Bot.objects.filter(pk=bot.pk).update(retrieval_tuning=True)
 
     assert retrieval.tuning_revert(bot_id=bot.pk) is False
-    assert Bot.objects.get(pk=bot.pk).tuned_embedding_model == tuning.model_name
+    assert serving.tuned_model(Bot.objects.get(pk=bot.pk)) == tuning.model_name
 
 
 def test_a_lost_revert_is_asked_for_again_by_the_beat_task(bot):
@@ -308,7 +313,10 @@ def test_choosing_another_embedding_model_replaces_the_tuned_one_once_switched(
 
     # The tuned model keeps answering (its weights stay) until the new vectors are in.
     bot.refresh_from_db()
-    assert bot.tuned_embedding_model == "" and bot.serving_embedding == tuned
+    assert (
+        bot.embedding_state.tuned_embedding_model == ""
+        and bot.embedding_state.serving_embedding == tuned
+    )
     assert serving.embedding_model_for_bot(bot) == tuned
     assert selectors.search(bot=bot, query="lock my card")[0].faq_id is not None
     assert RetrievalTuning.objects.get(pk=tuning.pk).status == RetrievalTuning.Status.DEPLOYED
@@ -319,7 +327,7 @@ def test_choosing_another_embedding_model_replaces_the_tuned_one_once_switched(
         assert reembedding.reembedding_run(reembedding_id=job.pk) == "done"
 
     bot.refresh_from_db()
-    assert bot.serving_embedding == ""
+    assert bot.embedding_state.serving_embedding == ""
     assert serving.embedding_model_for_bot(bot) == "openai:text-embedding-3-small"
     assert set(Chunk.objects.filter(bot=bot).values_list("embedding_model", flat=True)) == {
         "openai:text-embedding-3-small"

@@ -7,6 +7,7 @@ from django.db import transaction
 
 from accounts.models import Membership, Workspace
 from bots.models import Bot
+from knowledge import serving
 
 DEMO_EMAIL = "demo@askhandle.local"
 DEMO_PASSWORD = "demo-password-123"
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         from training.retrieval import tuning_request
 
         bot.refresh_from_db()
-        if settings.RETRIEVAL_TUNING_AUTO and not bot.tuned_embedding_model:
+        if settings.RETRIEVAL_TUNING_AUTO and not serving.tuned_model(bot):
             if tuning_request(bot=bot, reason="demo set-up"):
                 self.stdout.write(
                     "  retrieval tuning queued (the worker trains it in the background)"

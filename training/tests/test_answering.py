@@ -7,8 +7,10 @@ import pytest
 from django.urls import reverse
 from django.utils import translation
 
-from bots.answering import rates_at, summary
 from bots.models import Bot
+from training.answering import rates_at, summary
+
+from .support import calibration_set
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +35,7 @@ def answering_card(client, bot) -> str:
 
 
 def test_a_fitted_bot_says_how_sure_it_must_be_and_keeps_the_numbers_advanced(owner_client, bot):
-    Bot.objects.filter(pk=bot.pk).update(calibration=CALIBRATION, caution=0.7)
+    calibration_set(bot, fit=CALIBRATION, caution=0.7)
     card = answering_card(owner_client, bot)
     assert (
         "Answers word for word when it is very sure; declines about 7 in 10 unrelated questions."
@@ -59,9 +61,8 @@ def test_a_bot_not_fitted_yet_says_so(owner_client, bot):
 
 
 def test_hand_set_thresholds_are_read_off_the_stored_curve(owner_client, bot):
-    Bot.objects.filter(pk=bot.pk).update(
-        calibration=CALIBRATION, thresholds_auto=False, answer_threshold=0.6
-    )
+    calibration_set(bot, fit=CALIBRATION, thresholds_auto=False)
+    Bot.objects.filter(pk=bot.pk).update(answer_threshold=0.6)
     card = answering_card(owner_client, bot)
     assert "declines about 10 in 10 unrelated questions" in card  # the curve at 0.6
     assert "You set how sure it must be by hand" in card
@@ -74,7 +75,7 @@ def test_a_bot_that_writes_says_its_sentences_are_checked(owner_client, bot):
 
 
 def test_a_dutch_owner_reads_the_card_in_dutch(owner_client, bot):
-    Bot.objects.filter(pk=bot.pk).update(calibration=CALIBRATION)
+    calibration_set(bot, fit=CALIBRATION)
     owner_client.post(reverse("accounts:language"), {"language": "nl"})
     card = answering_card(owner_client, bot)
     assert (

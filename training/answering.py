@@ -1,11 +1,14 @@
 """What the bot's thresholds mean for customers, in the owner's words (the Overview's Answering
 card and the Settings page's calibration card). Built from the bot's stored calibration
-(Bot.calibration, fitted by training.calibration): its rates at the answer threshold and its
-caution; the numbers themselves stay in an Advanced section."""
+(training.models.Calibration, fitted by training.calibration): its rates at the answer
+threshold and its caution; the numbers themselves stay in an Advanced section. The bot's
+Overview (bots) shows the card through `{% answering_panel bot %}` (training_panels)."""
 
 from __future__ import annotations
 
 from django.utils.translation import gettext as _
+
+from .models import Calibration
 
 
 def in_ten(rate: float | None) -> int:
@@ -63,8 +66,9 @@ def summary(at: dict[str, float], give_or_take: int | None = None) -> str:
 def answering(bot) -> dict:
     """The Overview's Answering card: a headline, the figures behind it in words, where they come
     from, and the raw numbers for the Advanced section."""
-    calibration = bot.calibration or {}
-    if bot.thresholds_auto:
+    settings = Calibration.of(bot)
+    calibration = settings.fit or {}
+    if settings.thresholds_auto:
         at = calibration.get("at_threshold") or {}
     else:
         at = rates_at(calibration, bot.answer_threshold)
@@ -85,13 +89,13 @@ def answering(bot) -> dict:
             "When it is less sure, it gives your best-matching answer, introduced as a best "
             "match, or quotes your documents; below that, your fallback message."
         )
-    if not bot.thresholds_auto:
+    if not settings.thresholds_auto:
         source = _("You set how sure it must be by hand, in Settings.")
     elif at:
         source = _(
             "Fitted to your FAQ: it declines about %(n)s in 10 of the questions it has no answer "
             "for, as you chose under “Cautious or helpful” in Settings."
-        ) % {"n": in_ten(bot.caution)}
+        ) % {"n": in_ten(settings.caution)}
     else:
         source = _(
             "Not fitted to your FAQ yet: once it has FAQ entries, this card says how often it "
@@ -100,9 +104,11 @@ def answering(bot) -> dict:
     return {
         "headline": headline,
         "less_sure": less_sure,
-        "details": summary(at, calibration.get("give_or_take") if bot.thresholds_auto else None),
+        "details": summary(
+            at, calibration.get("give_or_take") if settings.thresholds_auto else None
+        ),
         "source": source,
         "direct_threshold": bot.direct_threshold,
         "answer_threshold": bot.answer_threshold,
-        "caution": bot.caution,
+        "caution": settings.caution,
     }
