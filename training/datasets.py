@@ -1,5 +1,5 @@
-"""A bot's chat fine-tuning set: examples built from its knowledge, their validation, the estimate
-of a run, and the JSONL export in the chat fine-tuning format OpenAI's API accepts.
+"""A bot's chat fine-tuning set: examples built from its knowledge, validated (training.dataset_checks),
+the estimate of a run, and the JSONL export in the chat fine-tuning format OpenAI's API accepts.
 
 Examples (each a system / user / assistant conversation):
 - "faq": every training phrasing of every FAQ entry (its question and alternates) answered with
@@ -20,8 +20,9 @@ Examples (each a system / user / assistant conversation):
   pairs their own chunk among the distractors.
 
 Every example records its origin (faq, refusal, conversation, document), shown in the preview.
-An approved answer or accepted pair that contradicts an FAQ answer to the same question is an error, like two FAQ entries
-that do; one whose question is a held-out phrasing is left out (it would leak the evaluation).
+An approved answer or accepted pair that contradicts an FAQ answer to the same question is an
+error, like two FAQ entries that do; one whose question is a held-out phrasing is left out (it
+would leak the evaluation).
 
 One phrasing of every entry with three or more is held out (training.calibration.holdout_split,
 the same one retrieval tuning holds out): those questions never reach a tuning run and are
@@ -34,16 +35,14 @@ chat.answer asks the deployed model with it, so what it learned is what it is as
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from django.conf import settings
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 
 import providers
 from bots.models import Bot
@@ -51,24 +50,16 @@ from knowledge import selectors
 from knowledge.models import Chunk, FaqEntry
 
 from .calibration import holdout_split, load_unrelated
+from .dataset_checks import ERROR, Example, Issue, normal_question, validate
 from .models import DocumentPair
 from .sources import approved_answers
 
-CONTEXT_CHUNKS = 3  # as chat.answer.CONTEXT_CHUNKS: what a both-mode answer is given
+CONTEXT_CHUNKS = 3  # as chat.answering.pipeline.CONTEXT_CHUNKS: what a both-mode answer is given
 REFUSAL_SHARE = 0.2  # refusal examples per FAQ example (at least MIN_REFUSALS)
-MIN_REFUSALS = 4
-PREVIEW = 8
+MIN_REFUSALS = 4  # so that even a tiny FAQ's model sees declining more than once or twice
+PREVIEW = 8  # examples shown before a launch: a few of every kind, still one screen to read
 FINETUNED, BOTH = "finetuned", "both"
-ERROR, WARNING = "error", "warning"
 
-
-ORIGINS = {
-    "faq": gettext_lazy("FAQ entry"),
-    "refusal": gettext_lazy("refusal (unrelated question)"),
-    "conversation": gettext_lazy("conversation marked good"),
-    "document": gettext_lazy("document (reviewed pair)"),
-}
-# What the estimate counts per kind of example (TrainingSet.counts), in the owner's words.
 KINDS = {
     "faq": gettext_lazy("FAQ"),
     "refusal": gettext_lazy("refusals"),
@@ -79,41 +70,6 @@ KINDS = {
     "context_conversation": gettext_lazy("from conversations with context"),
     "context_document": gettext_lazy("from documents with context"),
 }
-
-
-@dataclass
-class Example:
-    messages: list[dict]
-    # faq, refusal, conversation, document; both mode: context, context_refusal,
-    # context_conversation, context_document
-    kind: str
-    faq_id: int | None = None
-    tokens: int = 0
-    origin: str = "faq"  # a key of ORIGINS
-    origin_id: int | None = None  # the approved Message's or accepted DocumentPair's pk
-
-    @property
-    def origin_label(self) -> str:
-        return ORIGINS.get(self.origin, self.origin)
-
-    @property
-    def question(self) -> str:
-        return next((m["content"] for m in self.messages if m["role"] == "user"), "")
-
-    @property
-    def target(self) -> str:
-        return self.messages[-1]["content"] if self.messages else ""
-
-    def as_jsonl(self) -> str:
-        return json.dumps({"messages": self.messages}, ensure_ascii=False)
-
-
-@dataclass
-class Issue:
-    level: str  # "error" blocks a launch; "warning" does not
-    code: str
-    message: str
-    examples: list[int] = field(default_factory=list)  # 1-based example numbers
 
 
 @dataclass
@@ -161,25 +117,34 @@ class TrainingSet:
 # --- The prompt a tuned model is trained on and asked with ------------------------------------
 
 
-def system_prompt(bot: Bot, context: Sequence[tuple[str, str]] | None = None) -> str:
+def system_prompt(
+    bot: Bot, context: Sequence[tuple[str, str]] | None = None, *, cite: bool = False
+) -> str:
     persona = (bot.instructions or "").strip()
     if context is None:
         return persona
     knowledge = "\n\n".join(f"[{i}] {title}\n{text}" for i, (title, text) in enumerate(context, 1))
+    citing = " Cite the entries you used like [1]." if cite else ""
     return (
-        f"{persona}\n\nAnswer the customer's question using only the numbered knowledge below. "
-        f"If the knowledge does not contain the answer, reply exactly: {bot.fallback_message}"
-        f"\n\nKnowledge:\n{knowledge}"
+        f"{persona}\n\nAnswer the customer's question using only the numbered knowledge below."
+        f"{citing} If the knowledge does not contain the answer, reply exactly: "
+        f"{bot.fallback_message}\n\nKnowledge:\n{knowledge}"
     ).strip()
 
 
 def prompt_messages(
-    bot: Bot, question: str, *, context: Sequence[tuple[str, str]] | None = None, history=()
+    bot: Bot,
+    question: str,
+    *,
+    context: Sequence[tuple[str, str]] | None = None,
+    history=(),
+    cite: bool = False,
 ) -> list[providers.ChatMessage]:
-    """The messages a tuned model sees: persona (with the retrieved context in both mode), the
-    last turns of the conversation, the question."""
+    """The one prompt format: the messages a tuned model is trained on and asked with, and a base
+    chat model writing from retrieved knowledge (`cite`: asked to cite it like [1]). Persona
+    (with the numbered context, if any), the last turns of the conversation, the question."""
     messages: list[providers.ChatMessage] = []
-    system = system_prompt(bot, context)
+    system = system_prompt(bot, context, cite=cite)
     if system:
         messages.append({"role": "system", "content": system})
     messages += [{"role": m["role"], "content": m["content"]} for m in history][-6:]
@@ -209,10 +174,6 @@ def _accepted_pairs(bot: Bot) -> list:
         .select_related("chunk")
         .order_by("pk")
     )
-
-
-def _normal(question: str) -> str:
-    return " ".join(question.lower().split())
 
 
 def _refusal_questions(bot: Bot, n: int) -> list[str]:
@@ -269,9 +230,11 @@ def build(bot: Bot, *, mode: str = FINETUNED, backend: str = "local") -> Trainin
         for gi, pi in held
     ]
     pairs = [(entry, q) for entry, group in zip(entries, train_groups, strict=True) for q in group]
-    held_questions = {_normal(h["question"]) for h in held_out}
-    approved = [a for a in approved_answers(bot) if _normal(a[1]) not in held_questions]
-    documents = [d for d in _accepted_pairs(bot) if _normal(d.question) not in held_questions]
+    held_questions = {normal_question(h["question"]) for h in held_out}
+    approved = [a for a in approved_answers(bot) if normal_question(a[1]) not in held_questions]
+    documents = [
+        d for d in _accepted_pairs(bot) if normal_question(d.question) not in held_questions
+    ]
     extra = len(approved) + len(documents)
     refusals = (
         _refusal_questions(bot, max(MIN_REFUSALS, math.ceil(REFUSAL_SHARE * (len(pairs) + extra))))
@@ -384,177 +347,6 @@ def count_tokens(examples: list[Example], backend: str) -> None:
     else:
         for e in examples:
             e.tokens = sum(4 + math.ceil(len(m["content"]) / 4) for m in e.messages) + 3
-
-
-# --- Validation -----------------------------------------------------------------------------------
-
-
-def max_tokens(backend: str) -> int:
-    return settings.CHAT_TUNING_MAX_TOKENS if backend == "local" else 65536
-
-
-def validate(examples: list[Example], *, entries: int, backend: str = "local") -> list[Issue]:
-    """Everything wrong with a training set, each issue naming its examples (1-based). Errors
-    block a launch; warnings are shown."""
-    return [
-        *_size_issues(examples, entries),
-        *_empty_issues(examples),
-        *_duplicate_issues(examples),
-        *_faq_conflict_issues(examples),
-        *_length_issues(examples, backend),
-    ]
-
-
-def _size_issues(examples: list[Example], entries: int) -> list[Issue]:
-    issues: list[Issue] = []
-    if entries == 0 and not any(e.origin not in ("faq", "refusal") for e in examples):
-        issues.append(
-            Issue(
-                ERROR,
-                "no_knowledge",
-                _(
-                    "This bot has no FAQ entries yet. Add questions and answers on the Knowledge "
-                    "tab; a chat model is tuned on them."
-                ),
-            )
-        )
-    if len(examples) < settings.CHAT_TUNING_MIN_EXAMPLES:
-        issues.append(
-            Issue(
-                ERROR,
-                "too_few",
-                ngettext(
-                    "%(n)s example: fine-tuning needs at least %(min)s. Add FAQ entries, or other "
-                    "phrasings of their questions.",
-                    "%(n)s examples: fine-tuning needs at least %(min)s. Add FAQ entries, or other "
-                    "phrasings of their questions.",
-                    len(examples),
-                )
-                % {"n": len(examples), "min": settings.CHAT_TUNING_MIN_EXAMPLES},
-            )
-        )
-    return issues
-
-
-def _empty_issues(examples: list[Example]) -> list[Issue]:
-    issues: list[Issue] = []
-    empty = [
-        i
-        for i, e in enumerate(examples, 1)
-        if not e.question.strip() or not e.target.strip() or any(not m["role"] for m in e.messages)
-    ]
-    if empty:
-        issues.append(
-            Issue(ERROR, "empty", _("Empty question or answer: fill it in on the FAQ."), empty)
-        )
-    return issues
-
-
-def _duplicate_issues(examples: list[Example]) -> list[Issue]:
-    """Duplicates (a warning) and one question with different answers (an error)."""
-    issues: list[Issue] = []
-    seen: dict[str, int] = {}
-    duplicates = []
-    answers: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, e in enumerate(examples, 1):
-        key = e.as_jsonl()
-        if key in seen:
-            duplicates.append(i)
-        else:
-            seen[key] = i
-        context = e.messages[0]["content"] if e.kind.startswith("context") else ""
-        answers[" ".join(e.question.lower().split()) + "\0" + context][e.target.strip()].append(i)
-    if duplicates:
-        issues.append(
-            Issue(
-                WARNING,
-                "duplicates",
-                ngettext(
-                    "%(n)s duplicate example: the same question and answer appear twice (they "
-                    "are trained on twice).",
-                    "%(n)s duplicate examples: the same question and answer appear twice (they "
-                    "are trained on twice).",
-                    len(duplicates),
-                )
-                % {"n": len(duplicates)},
-                duplicates,
-            )
-        )
-    conflicting = sorted(
-        i
-        for targets in answers.values()
-        if len(targets) > 1
-        for ids in targets.values()
-        for i in ids
-    )
-    if conflicting:
-        issues.append(
-            Issue(
-                ERROR,
-                "conflicting",
-                _(
-                    "The same question has different answers in different FAQ entries: keep the "
-                    "question in one entry."
-                ),
-                conflicting,
-            )
-        )
-    return issues
-
-
-def _faq_conflict_issues(examples: list[Example]) -> list[Issue]:
-    issues: list[Issue] = []
-    # An approved answer (or another non-FAQ example) that answers an FAQ question differently:
-    # compared on the question alone, as both mode's contexts differ between the two.
-    faq_targets: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, e in enumerate(examples, 1):
-        if e.origin == "faq":
-            faq_targets[_normal(e.question)][e.target.strip()].append(i)
-    against_faq: set[int] = set()
-    for i, e in enumerate(examples, 1):
-        targets = (
-            faq_targets.get(_normal(e.question)) if e.origin not in ("faq", "refusal") else None
-        )
-        if targets and e.target.strip() not in targets:
-            against_faq.add(i)
-            against_faq.update(j for ids in targets.values() for j in ids)
-    if against_faq:
-        issues.append(
-            Issue(
-                ERROR,
-                "conflicts_faq",
-                _(
-                    "An answer marked good for training (or an accepted document pair) answers an "
-                    "FAQ question differently from the FAQ: unmark it on its conversation (or "
-                    "reject the pair), or change the FAQ answer."
-                ),
-                sorted(against_faq),
-            )
-        )
-    return issues
-
-
-def _length_issues(examples: list[Example], backend: str) -> list[Issue]:
-    issues: list[Issue] = []
-    limit = max_tokens(backend)
-    long = [i for i, e in enumerate(examples, 1) if e.tokens > limit]
-    if long:
-        issues.append(
-            Issue(
-                ERROR,
-                "too_long",
-                ngettext(
-                    "%(n)s example is longer than %(limit)s tokens of the model: shorten that "
-                    "answer (or split the entry).",
-                    "%(n)s examples are longer than %(limit)s tokens of the model: shorten those "
-                    "answers (or split the entry).",
-                    len(long),
-                )
-                % {"n": len(long), "limit": limit},
-                long,
-            )
-        )
-    return issues
 
 
 # --- Estimate -------------------------------------------------------------------------------------

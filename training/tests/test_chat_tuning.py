@@ -13,7 +13,7 @@ from bots.models import Bot
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.support import ingest_faqs as ingest
 from providers.local import ADAPTER_FILES
-from training import chat_tuning, datasets
+from training import chat_tuning, dataset_checks, datasets
 from training.models import ChatTuning
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +100,7 @@ def test_jsonl_is_the_chat_fine_tuning_format(shop):
 
 
 def _example(q, a, tokens=20, kind="faq"):
-    return datasets.Example(
+    return dataset_checks.Example(
         [
             {"role": "system", "content": "Be nice."},
             {"role": "user", "content": q},
@@ -120,7 +120,7 @@ def test_validation_names_each_problem_and_its_examples(settings):
         _example("", "Something"),  # empty question
         _example("Long one", "x", tokens=settings.CHAT_TUNING_MAX_TOKENS + 1),
     ]
-    issues = {i.code: i for i in datasets.validate(examples, entries=3)}
+    issues = {i.code: i for i in dataset_checks.validate(examples, entries=3)}
 
     assert issues["too_few"].level == "error"
     assert issues["duplicates"].level == "warning" and issues["duplicates"].examples == [2]
