@@ -99,12 +99,12 @@ def delivered_right(text: str, gold: str) -> bool:
 
 
 def product_run(bot, mode: str, hyper: dict):
-    from training import chat_tuning
+    from training import chat_tuning, chat_tuning_local
     from training.models import ChatTuning
 
     started = time.perf_counter()
     run = chat_tuning.chat_tuning_launch(bot=bot, mode=mode, hyperparameters=hyper)
-    chat_tuning.chat_tuning_run_local(run_id=run.pk)
+    chat_tuning_local.chat_tuning_run_local(run_id=run.pk)
     run.refresh_from_db()
     wall = time.perf_counter() - started
     if run.status != ChatTuning.Status.READY:

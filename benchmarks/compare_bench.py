@@ -88,7 +88,7 @@ def retrieval_tune(bot):
 
 def chat_tune(bot, max_steps: int):
     """A local LoRA run as the worker runs it, then deployed. Returns (run, seconds) or None."""
-    from training import chat_tuning
+    from training import chat_tuning, chat_tuning_local
     from training.models import ChatTuning
 
     started = time.perf_counter()
@@ -100,7 +100,7 @@ def chat_tune(bot, max_steps: int):
     except Exception as exc:  # report, and compare what can be compared
         print(f"Fine-tuning not launched: {exc}", flush=True)
         return None
-    chat_tuning.chat_tuning_run_local(run_id=run.pk)  # a no-op when the launch already ran it
+    chat_tuning_local.chat_tuning_run_local(run_id=run.pk)  # a no-op when the launch already ran it
     run.refresh_from_db()
     seconds = time.perf_counter() - started
     print(

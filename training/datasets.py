@@ -1,5 +1,6 @@
-"""A bot's chat fine-tuning set: examples built from its knowledge, validated (training.dataset_checks),
-the estimate of a run, and the JSONL export in the chat fine-tuning format OpenAI's API accepts.
+"""A bot's chat fine-tuning set: examples built from its knowledge, validated
+(training.dataset_checks), the estimate of a run, and the JSONL export in the chat fine-tuning
+format OpenAI's API accepts.
 
 Examples (each a system / user / assistant conversation):
 - "faq": every training phrasing of every FAQ entry (its question and alternates) answered with

@@ -4,16 +4,14 @@ provider fine-tuning calls go to `default`).
 Each task is defined beside the service that does its work, under its name here
 (`training.tasks.<name>`, which routes, beat and queued messages use): retrieval tuning in
 training.retrieval, calibration in training.calibration, chat fine-tuning in
-training.chat_tuning. Celery's autodiscovery imports this module, which imports them."""
+training.chat_tuning (recovery), training.chat_tuning_local (local runs) and
+training.chat_tuning_openai (provider runs). Celery's autodiscovery imports this module, which
+imports them."""
 
 from .calibration import calibrate_bot
-from .chat_tuning import (
-    cancel_provider_tuning,
-    poll_chat_tunings,
-    recover_stuck_chat_tunings,
-    submit_chat_tuning,
-    train_chat_tuning,
-)
+from .chat_tuning import recover_stuck_chat_tunings
+from .chat_tuning_local import train_chat_tuning
+from .chat_tuning_openai import cancel_provider_tuning, poll_chat_tunings, submit_chat_tuning
 from .retrieval import recover_stuck_tunings, revert_retrieval, tune_retrieval
 
 __all__ = [

@@ -12,7 +12,7 @@ from chat.models import Message
 from knowledge import services
 from knowledge.models import Source
 from knowledge.tests.factories import SHOP_FAQ
-from training import chat_tuning
+from training import chat_tuning, chat_tuning_local
 from training.models import ChatTuning
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +125,7 @@ def test_a_local_lora_adapter_answers_through_the_pipeline(shop, settings):
     run = chat_tuning.chat_tuning_launch(
         bot=shop, hyperparameters={"max_steps": 2, "batch_size": 2, "epochs": 1}
     )
-    chat_tuning.chat_tuning_run_local(run_id=run.pk)
+    chat_tuning_local.chat_tuning_run_local(run_id=run.pk)
     run.refresh_from_db()
     chat_tuning.chat_tuning_deploy(run=run)
     shop.refresh_from_db()

@@ -13,7 +13,7 @@ from bots.models import Bot
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.support import ingest_faqs as ingest
 from providers.local import ADAPTER_FILES
-from training import chat_tuning, dataset_checks, datasets
+from training import chat_tuning, chat_tuning_local, dataset_checks, datasets
 from training.models import ChatTuning
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def launch(bot, **kwargs) -> ChatTuning:
 
 def train(bot, **kwargs) -> ChatTuning:
     run = launch(bot, **kwargs)
-    chat_tuning.chat_tuning_run_local(run_id=run.pk)
+    chat_tuning_local.chat_tuning_run_local(run_id=run.pk)
     run.refresh_from_db()
     return run
 
@@ -201,7 +201,7 @@ def test_cancel_stops_a_running_loop_at_its_next_step(shop, monkeypatch):
             chat_tuning.chat_tuning_cancel(run=ChatTuning.objects.get(pk=pk))
 
     monkeypatch.setattr(ClaimedJobs, "progress", progress)
-    chat_tuning.chat_tuning_run_local(run_id=run.pk)
+    chat_tuning_local.chat_tuning_run_local(run_id=run.pk)
     run.refresh_from_db()
 
     assert run.status == ChatTuning.Status.CANCELLED
@@ -230,7 +230,7 @@ def test_a_run_whose_worker_died_resumes_from_its_checkpoint(shop, monkeypatch, 
 
     monkeypatch.setattr(ClaimedJobs, "progress", dies_after_checkpoint)
     with pytest.raises(WorkerKilled):
-        chat_tuning.chat_tuning_run_local(run_id=run.pk)
+        chat_tuning_local.chat_tuning_run_local(run_id=run.pk)
     monkeypatch.setattr(ClaimedJobs, "progress", real_progress)
     run.refresh_from_db()
     assert run.status == ChatTuning.Status.RUNNING and run.checkpoint_step == 2
@@ -239,7 +239,7 @@ def test_a_run_whose_worker_died_resumes_from_its_checkpoint(shop, monkeypatch, 
     assert chat_tuning.chat_tunings_recover_stuck(stale_seconds=0)["requeued"] == 1
     run.refresh_from_db()
     assert run.status == ChatTuning.Status.QUEUED
-    chat_tuning.chat_tuning_run_local(run_id=run.pk)
+    chat_tuning_local.chat_tuning_run_local(run_id=run.pk)
     run.refresh_from_db()
 
     assert run.status == ChatTuning.Status.READY, run.error

@@ -11,7 +11,7 @@ from django.core.files.storage import default_storage
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.support import ingest_faqs
 from providers.local import ADAPTER_FILES
-from training import chat_tuning
+from training import chat_tuning, chat_tuning_local
 from training.models import ChatTuning
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +48,7 @@ def test_a_killed_worker_leaves_a_checkpoint_the_recovered_run_resumes_from(
 
     # Beat finds no sign of life (stale after 0 s here) and re-queues the run.
     assert chat_tuning.chat_tunings_recover_stuck(stale_seconds=0)["requeued"] == 1
-    chat_tuning.chat_tuning_run_local(run_id=run.pk)  # the next worker's delivery
+    chat_tuning_local.chat_tuning_run_local(run_id=run.pk)  # the next worker's delivery
     run.refresh_from_db()
 
     assert run.status == ChatTuning.Status.READY, run.error

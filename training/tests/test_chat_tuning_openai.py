@@ -11,7 +11,7 @@ from chat.answer import answer
 from chat.models import Message
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.support import ingest_faqs as ingest
-from training import chat_tuning
+from training import chat_tuning, chat_tuning_openai
 from training.models import ChatTuning
 from training.tasks import submit_chat_tuning
 
@@ -34,14 +34,14 @@ def launch(bot) -> ChatTuning:
 
 
 def submit(run) -> ChatTuning:
-    chat_tuning.chat_tuning_submit(run_id=run.pk)
+    chat_tuning_openai.chat_tuning_submit(run_id=run.pk)
     run.refresh_from_db()
     return run
 
 
 def poll_until_final(run, polls: int = 10) -> ChatTuning:
     for _ in range(polls):
-        chat_tuning.chat_tunings_poll()
+        chat_tuning_openai.chat_tunings_poll()
         run.refresh_from_db()
         if run.is_final:
             break
@@ -121,7 +121,7 @@ def test_rate_limited_submission_goes_back_to_the_queue_and_retries(shop, openai
     run = launch(shop)
     # The upload succeeds, the job creation is rate limited.
     with pytest.raises(providers.ProviderUnavailable):
-        chat_tuning.chat_tuning_submit(run_id=run.pk)
+        chat_tuning_openai.chat_tuning_submit(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == ChatTuning.Status.QUEUED and not run.provider_job_id
 
@@ -149,11 +149,11 @@ def test_a_poll_that_meets_a_5xx_or_429_keeps_the_run_and_polls_again(shop, open
     run = submit(launch(shop))
     openai_server.fine_tuning_fail_next = [503, 429]
 
-    counts = chat_tuning.chat_tunings_poll()
+    counts = chat_tuning_openai.chat_tunings_poll()
     assert counts["unavailable"] == 1
     run.refresh_from_db()
     assert run.status == ChatTuning.Status.RUNNING and "last_poll_error" in run.metrics
-    chat_tuning.chat_tunings_poll()  # the 429
+    chat_tuning_openai.chat_tunings_poll()  # the 429
 
     run = poll_until_final(run)
     assert run.status == ChatTuning.Status.READY and "last_poll_error" not in run.metrics
@@ -163,7 +163,7 @@ def test_cancel_cancels_the_job_at_the_provider(shop, openai_server):
     run = submit(launch(shop))
 
     chat_tuning.chat_tuning_cancel(run=run)
-    chat_tuning.chat_tuning_cancel_at_provider(run_id=run.pk)  # the task cancel queued
+    chat_tuning_openai.chat_tuning_cancel_at_provider(run_id=run.pk)  # the task cancel queued
     run = poll_until_final(run)
 
     assert openai_server.jobs[run.provider_job_id]["status"] == "cancelled"
