@@ -341,7 +341,7 @@ OPENAI_FINE_TUNING_PRICE_PER_MTOK = float(os.environ.get("OPENAI_FINE_TUNING_PRI
 # Query embeddings remembered per process (repeated customer questions skip the model); 0 = off.
 QUERY_EMBED_CACHE_SIZE = int(os.environ.get("ASKHANDLE_QUERY_EMBED_CACHE", "4096"))
 # Public chat and /v1 do their synchronous work (ORM, answer steps, model calls) in one bounded
-# thread pool per web process (chat.workers); requests beyond ANSWER_THREADS + ANSWER_QUEUE get
+# thread pool per web process (chat.answering.thread_pool); requests beyond ANSWER_THREADS + ANSWER_QUEUE get
 # 503 with Retry-After instead of piling up. 0 runs that work on Django's thread-sensitive
 # executor (the in-process test client: its views must share the test's transaction).
 # Fewer threads contend less for the GIL with the embedding batch (benchmarks/chat_load.py).

@@ -45,7 +45,7 @@ Ends with one JSON line (`make bench-load`).
 
 Embedding figures (2 cores, 50 clients, 2 workers, 2026-12-02). A/B in turns, two runs each:
 each question waiting for its batch on an answer thread (batches capped at a worker's 8 threads)
-against awaiting it on the event loop (chat.streaming.finish_query_vector):
+against awaiting it on the event loop (chat.answering.streaming.finish_query_vector):
 
                         on a thread    on the loop
   mean batch            2.2            3.8-3.9

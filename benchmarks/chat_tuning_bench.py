@@ -164,7 +164,7 @@ def bare_peft(conversations, hyper: dict) -> dict:
 
 def evaluate(bot, items, mode: str) -> dict:
     from bots.models import Bot
-    from chat.answer import answer
+    from chat.answering import answer
 
     variant = Bot.objects.get(pk=bot.pk)
     variant.mode = mode

@@ -56,7 +56,7 @@ def prepare(bot, *, tuning: bool):
 
 
 def ask_all(bot, questions: list[dict]) -> list[dict]:
-    from chat.answer import answer
+    from chat.answering import answer
 
     answer(bot, "warm-up")  # model load, connection
     rows = []

@@ -199,7 +199,7 @@ def fmt(x: float) -> str:
 def ungrounded_shown(result) -> bool:
     """A written answer whose delivered text fails a fresh grounding check against its cited
     sources: what the pipeline's check exists to prevent (counted, never assumed zero)."""
-    from chat import grounding
+    from chat.answering import grounding
     from chat.models import Message
     from knowledge.models import Chunk
 
@@ -216,7 +216,7 @@ def ungrounded_shown(result) -> bool:
 
 def answer_all(bot, questions, external, *, baseline: bool):
     """Every question through the pipeline (precomputed vectors); with the plain-NN baseline."""
-    from chat.answer import answer
+    from chat.answering import answer
     from chat.evaluation import delivered_right
     from knowledge import selectors
     from knowledge.models import FaqEntry
@@ -459,7 +459,7 @@ def run(args) -> dict:
 def measure_latency(bot, texts: list[str], sample_size: int):
     """As a customer sees it: one question at a time, embedding included; the whole answer's
     time, and the time to its first token by path."""
-    from chat.answer import answer_stream
+    from chat.answering import answer_stream
 
     sample = random.Random(0).sample(texts, min(sample_size, len(texts)))
     list(answer_stream(bot, sample[0]))  # warm-up: model load, connection

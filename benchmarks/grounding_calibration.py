@@ -1,4 +1,4 @@
-"""Calibrates chat.grounding's support threshold: how similar a written sentence must be to the
+"""Calibrates chat.answering.grounding's support threshold: how similar a written sentence must be to the
 closest sentence of its context to count as "the knowledge says this".
 
     python -m benchmarks.grounding_calibration
@@ -127,7 +127,7 @@ def main(argv=None) -> None:
     import django
 
     django.setup()
-    from chat import grounding
+    from chat.answering import grounding
 
     answers = faq_answers()
     questions = list(answers)

@@ -27,12 +27,17 @@ from django.views.decorators.csrf import csrf_exempt
 from bots.models import Bot
 from providers import Overloaded
 
-from . import ratelimit, services, workers
-from .answer import answer_stream
+from . import ratelimit, services
+from .answering import (
+    answer_events,
+    answer_stream,
+    finish_query_vector,
+    start_query_vector,
+    thread_pool,
+)
 from .apikeys import api_key_authenticate
 from .markup import stream_json
 from .models import ApiKey, Conversation
-from .streaming import answer_events, finish_query_vector, start_query_vector
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +189,7 @@ class ApiTurn:
     history: list[dict]
     stream: bool
     conversation: Conversation | None = None
-    vector: list[float] | None = None  # the question's embedding (chat.streaming)
+    vector: list[float] | None = None  # the question's embedding (chat.answering.streaming)
 
 
 def estimate_tokens(text: str) -> int:
@@ -327,7 +332,7 @@ def _complete(turn: ApiTurn) -> dict:
     raise RuntimeError("answer stream ended without an answer")
 
 
-async def _chunks(turn: ApiTurn, ticket: workers.Ticket):
+async def _chunks(turn: ApiTurn, ticket: thread_pool.Ticket):
     try:
         async for piece in _chunks_of(turn):
             yield piece
@@ -360,7 +365,7 @@ async def _chunks_of(turn: ApiTurn):
                 if kind == "token":
                     yield chunk({"content": value})
                 else:
-                    await workers.run(_record, turn, value)
+                    await thread_pool.run(_record, turn, value)
                     yield chunk({}, "stop", askhandle=_extra(turn, value))
     except Exception:
         log.exception("API answer failed for bot %s", turn.bot.pk)
@@ -376,7 +381,7 @@ async def _chunks_of(turn: ApiTurn):
 
 def _prepare_and_embed(request) -> tuple[ApiTurn | HttpResponse, object]:
     """_prepare, then the question's embedding started (batched): (turn, what
-    chat.streaming.start_query_vector gave). Overloaded propagates."""
+    chat.answering.streaming.start_query_vector gave). Overloaded propagates."""
     turn = _prepare(request)
     if not isinstance(turn, ApiTurn):
         return turn, None
@@ -399,13 +404,13 @@ async def chat_completions(request):
     if request.method != "POST":
         return openai_error(405, f"Method {request.method} not allowed; use POST.")
     try:
-        ticket = workers.admit()
+        ticket = thread_pool.admit()
     except Overloaded as exc:
         return _busy(exc)
     streaming = False
     try:
         try:
-            turn, pending = await workers.run(_prepare_and_embed, request)
+            turn, pending = await thread_pool.run(_prepare_and_embed, request)
         except Overloaded as exc:
             return _busy(exc)
         if isinstance(turn, HttpResponse):
@@ -421,7 +426,7 @@ async def chat_completions(request):
             response["X-Accel-Buffering"] = "no"
             return response
         try:
-            return JsonResponse(await workers.run(_complete, turn))
+            return JsonResponse(await thread_pool.run(_complete, turn))
         except Exception:
             log.exception("API answer failed for bot %s", turn.bot.pk)
             return openai_error(500, "The answer failed; please retry.", type_="server_error")

@@ -48,8 +48,7 @@ from training.calibration import holdout_split
 from training.models import ChatTuning
 from training.unrelated import must_decline
 
-from . import grounding
-from .answer import answer_stream
+from .answering import answer_stream, grounding
 from .models import Evaluation, LabelledQuestion, Message
 
 MODES = (Bot.Mode.RAG, Bot.Mode.FINETUNED, Bot.Mode.BOTH)
@@ -255,7 +254,7 @@ def delivered_right(result, gold: int, curated: dict[int, str]) -> bool:
 
 def says_what(text: str, answer: str) -> bool:
     """Every sentence of a written answer is supported by the gold entry's own curated answer
-    (chat.grounding against that answer alone): grounded in *some* retrieved chunk is not
+    (chat.answering.grounding against that answer alone): grounded in *some* retrieved chunk is not
     enough to call it the right answer."""
     if not answer:
         return False

@@ -12,7 +12,7 @@ from django.utils import translation
 
 from bots.models import Bot
 
-from . import workers
+from .answering import thread_pool
 
 
 def bot_language(slug: str) -> str:
@@ -32,7 +32,7 @@ def in_bot_language(view):
             # On the answer pool, whose threads give their database connection back after each
             # piece: on the request's own thread it would be held until the (streamed) answer
             # ends, one per waiting customer, and 50 of them emptied the connection pool.
-            language = await workers.run(bot_language, slug)
+            language = await thread_pool.run(bot_language, slug)
             # The override is a context variable, so sync_to_async steps inherit it.
             with translation.override(language):
                 response = await view(request, slug, *args, **kwargs)

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 from bots.access import get_bot_for_user
 from training.selectors import calibration_note
 
-from .answer import answer
+from .answering import answer
 from .models import Message
 from .overview import suggested_questions
 

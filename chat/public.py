@@ -1,11 +1,11 @@
-"""The public chat: the page customers see at /c/<slug>/, its answer stream, ratings, hand-off,
-and the widget's script and config.
+"""The public chat: the page customers see at /c/<slug>/, its answer stream, ratings and
+hand-off. Which bot and conversation a visitor has is chat.visitors'; the widget is chat.widget's.
 
 Nothing here is tenant-scoped: a bot's slug is public. Templates get a `chat` dict of the public
 fields only (name, greeting, colour), never the Bot, so owner data cannot reach a page by accident.
 
 Answers stream as server-sent events from an async view (ASGI). The answer pipeline is sync (ORM,
-model calls), so each piece runs on the bounded answer pool (chat.workers): the event loop stays
+model calls), so each piece runs on the bounded answer pool (chat.answering.thread_pool): the event loop stays
 free, a slow answer never holds a thread another request needs, and beyond the pool's queue a
 question gets 503 with Retry-After.
 """
@@ -13,19 +13,14 @@ question gets 503 with Retry-After.
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cache
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
@@ -43,36 +38,33 @@ from django.views.decorators.http import require_GET, require_POST
 from bots.models import Bot
 from providers import Overloaded
 
-from . import ratelimit, services, workers
-from .answer import Answer, answer_stream
+from . import ratelimit, services
+from .answering import (
+    Answer,
+    answer_events,
+    answer_stream,
+    finish_query_vector,
+    start_query_vector,
+    thread_pool,
+)
 from .i18n import chat_strings, in_bot_language
 from .markup import render_markdown, stream_json
-from .models import Conversation, Message, Widget
-from .streaming import answer_events, finish_query_vector, start_query_vector
+from .models import Conversation, Message
+from .visitors import (
+    bot_and_conversation,
+    conversation_token,
+    public_bot,
+    remember_conversation,
+    visitor_conversation,
+)
+from .widget import frame_policy
 
 log = logging.getLogger(__name__)
 
-COOKIE_SALT = "askhandle.chat.conversation"
-COOKIE_MAX_AGE = timedelta(days=90)
-TOKEN_SALT = "askhandle.chat.conversation-token"
-SUBDOMAIN_RE = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 HISTORY_TURNS = 6
 ERROR_TEXT = gettext_noop(
     "Sorry, something went wrong while answering. Please try again in a moment."
 )
-
-
-def cookie_name(bot: Bot) -> str:
-    return _cookie_name(bot.slug)
-
-
-def _cookie_name(slug: str) -> str:  # read by slug, before the bot is loaded
-    return f"ahc_{slug}"
-
-
-def public_bot(slug: str) -> Bot:
-    # With its widget settings in the same query: the page's frame policy and widget.json read them.
-    return get_object_or_404(Bot.objects.select_related("widget"), slug=slug)
 
 
 def public_profile(bot: Bot) -> dict:
@@ -84,87 +76,6 @@ def public_profile(bot: Bot) -> dict:
         "greeting": bot.greeting,
         "colour": bot.primary_colour,
     }
-
-
-def conversation_token(conversation: Conversation) -> str:
-    """The handle the visitor's page keeps (the forms' hidden field, localStorage) to come back
-    to its conversation where cookies are blocked (third-party iframes): the public_id signed
-    by this server, valid as long as the cookie. The bare public_id is not enough: the owners
-    see it (dashboard addresses, the hand-off e-mail) and whoever learnt one could otherwise
-    write into that visitor's conversation and hand it off to their own address."""
-    return signing.TimestampSigner(salt=TOKEN_SALT).sign(str(conversation.public_id))
-
-
-def _token_public_id(token: str) -> uuid.UUID | None:
-    try:
-        value = signing.TimestampSigner(salt=TOKEN_SALT).unsign(token, max_age=COOKIE_MAX_AGE)
-        return uuid.UUID(value)
-    except (signing.BadSignature, ValueError):
-        return None
-
-
-def _visitor_conversation_id(request, slug: str) -> uuid.UUID | None:
-    """The signed cookie's public_id, else the signed token the page posted; None when neither
-    proves anything (a bare or forged id counts as no conversation)."""
-    public_id = request.get_signed_cookie(
-        _cookie_name(slug), default=None, salt=COOKIE_SALT, max_age=COOKIE_MAX_AGE
-    )
-    if public_id:
-        try:
-            return uuid.UUID(str(public_id))
-        except ValueError:
-            pass
-    return _token_public_id(request.POST.get("conversation") or "")
-
-
-def visitor_conversation(request, bot: Bot) -> Conversation | None:
-    """The visitor's conversation: the signed cookie, else the signed token the page kept in
-    localStorage (see conversation_token). Never a conversation named by a bare public_id."""
-    public_id = _visitor_conversation_id(request, bot.slug)
-    if public_id is None:
-        return None
-    return Conversation.objects.filter(bot=bot, public_id=public_id).first()
-
-
-def bot_and_conversation(request, slug: str) -> tuple[Bot, Conversation | None]:
-    """public_bot and visitor_conversation in one query for a returning visitor (every question
-    after the first), in two for a new one; 404 for an unknown bot."""
-    public_id = _visitor_conversation_id(request, slug)
-    if public_id is not None:
-        conversation = (
-            Conversation.objects.select_related("bot")
-            .filter(bot__slug=slug, public_id=public_id)
-            .first()
-        )
-        if conversation is not None:
-            return conversation.bot, conversation
-    return public_bot(slug), None
-
-
-def remember_conversation(request, response, bot: Bot, conversation: Conversation) -> None:
-    # Inside a third-party iframe only SameSite=None cookies are sent, and those need HTTPS.
-    secure = request.is_secure()
-    response.set_signed_cookie(
-        cookie_name(bot),
-        str(conversation.public_id),
-        salt=COOKIE_SALT,
-        max_age=COOKIE_MAX_AGE,
-        httponly=True,
-        secure=secure,
-        samesite="None" if secure else "Lax",
-        path=f"/c/{bot.slug}/",
-    )
-
-
-def frame_policy(response, bot: Bot):
-    """The chat page may be framed by its own site and the owner's allowed origins only."""
-    ancestors = " ".join(["'self'", *Widget.of(bot).allowed_origin_list])
-    response["Content-Security-Policy"] = (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
-        f"object-src 'none'; frame-ancestors {ancestors}"
-    )
-    return response
 
 
 def message_view(message: Message) -> dict:
@@ -345,7 +256,7 @@ class Turn:
     question: str
     history: Sequence[dict]  # a LazyHistory for a returning visitor
     new_conversation: bool
-    vector: list[float] | None = None  # the question's embedding (chat.streaming)
+    vector: list[float] | None = None  # the question's embedding (chat.answering.streaming)
 
 
 def _prepare_turn(request, slug: str) -> Turn | HttpResponse:
@@ -440,7 +351,7 @@ def sse(event: str, data) -> bytes:
     return f"event: {event}\ndata: {stream_json(data)}\n\n".encode()
 
 
-async def _answer_events(turn: Turn, ticket: workers.Ticket):
+async def _answer_events(turn: Turn, ticket: thread_pool.Ticket):
     recorded = False
     try:
         yield sse("start", {"conversation": conversation_token(turn.conversation)})
@@ -451,18 +362,18 @@ async def _answer_events(turn: Turn, ticket: workers.Ticket):
                 if kind == "token":
                     yield sse("token", {"text": value})
                 else:
-                    payload = await workers.run(_record_reply, turn, value)
+                    payload = await thread_pool.run(_record_reply, turn, value)
                     recorded = True
                     yield sse("done", payload)
     except Exception:
         log.exception("Answering in conversation %s failed", turn.conversation.public_id)
-        payload = await workers.run(_record_failure, turn)
+        payload = await thread_pool.run(_record_failure, turn)
         recorded = True
         yield sse("done", payload)
     finally:
         try:
             if not recorded:  # the visitor left mid-answer: keep their question for the owner
-                await workers.run(_record_question_only, turn)
+                await thread_pool.run(_record_question_only, turn)
         finally:
             ticket.release()
 
@@ -487,10 +398,12 @@ def _prepare_and_embed(
 def _busy(request, exc: Overloaded):
     """503 with Retry-After: the answer queue or the embedding queue is full."""
     if _wants(request) == "html":
-        response = HttpResponse(_(workers.OVERLOADED_TEXT), status=503, content_type="text/plain")
+        response = HttpResponse(
+            _(thread_pool.OVERLOADED_TEXT), status=503, content_type="text/plain"
+        )
     else:
         response = JsonResponse(
-            {"error": _(workers.OVERLOADED_TEXT), "retry_after": exc.retry_after}, status=503
+            {"error": _(thread_pool.OVERLOADED_TEXT), "retry_after": exc.retry_after}, status=503
         )
     response["Retry-After"] = str(exc.retry_after)
     return response
@@ -511,14 +424,14 @@ async def chat_ask(request, slug: str):
     and a query of its own (benchmarks/chat_load.py). _prepare_turn switches to the bot's
     language with the bot it loads anyway, and the reply renders in it (_reply_payload)."""
     try:
-        ticket = workers.admit()
+        ticket = thread_pool.admit()
     except Overloaded as exc:
         return _busy(request, exc)
     streaming = False
     wants = _wants(request)
     try:
         try:
-            turn, pending, payload = await workers.run(
+            turn, pending, payload = await thread_pool.run(
                 _prepare_and_embed, request, slug, answer=wants != "sse"
             )
         except Overloaded as exc:
@@ -528,7 +441,7 @@ async def chat_ask(request, slug: str):
         if pending is not None:  # the question waits for its batch here, not on a pool thread
             turn.vector = await finish_query_vector(turn.bot, pending)
             if wants != "sse":
-                payload = await workers.run(_answer_whole, turn)
+                payload = await thread_pool.run(_answer_whole, turn)
         if wants == "sse":
             events = _answer_events(turn, ticket)
             weakref.finalize(events, ticket.release)  # a stream that never starts
@@ -606,70 +519,6 @@ def chat_handoff(request, slug: str):
         response = JsonResponse({"conversation": conversation_token(conversation), "handoff": True})
     if new:
         remember_conversation(request, response, bot, conversation)
-    return response
-
-
-@require_GET
-@in_bot_language
-def widget_config(request, slug: str):
-    """Public settings for widget.js, fetched cross-origin from the customer's site."""
-    bot = public_bot(slug)
-    origin = request.headers.get("Origin", "")
-    widget = Widget.of(bot)
-    response = JsonResponse(
-        {
-            "name": bot.name,
-            "colour": widget.colour,
-            "position": widget.position,
-            "label": _("Chat with %(name)s") % {"name": bot.name},
-            "lang": translation.get_language(),
-            "url": request.build_absolute_uri(reverse("chat:page", args=[bot.slug])) + "?embed=1",
-            # The page refuses other framers (CSP); telling the widget avoids an empty frame.
-            "allowed": not origin
-            or origin_allowed(origin, widget.allowed_origin_list)
-            or _same_origin(request, origin),
-        }
-    )
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Cache-Control"] = "public, max-age=60"
-    response["Vary"] = "Origin"
-    return response
-
-
-def origin_allowed(origin: str, allowed: list[str]) -> bool:
-    """Whether the chat page's frame-ancestors (frame_policy, the same list) let `origin` frame
-    it: an origin listed as is, or `scheme://*.host[:port]`, which CSP matches for every
-    subdomain of host at any depth, not host itself. The widget checks this before it opens
-    the frame, so it must agree with what the browser enforces."""
-    for entry in allowed:
-        if entry == origin:
-            return True
-        scheme, wildcard, suffix = entry.partition("://*.")
-        if wildcard and origin.startswith(f"{scheme}://") and origin.endswith(f".{suffix}"):
-            if SUBDOMAIN_RE.fullmatch(origin[len(scheme) + 3 : -len(suffix) - 1]):
-                return True
-    return False
-
-
-def _same_origin(request, origin: str) -> bool:
-    return origin == f"{request.scheme}://{request.get_host()}"
-
-
-@cache
-def _widget_source() -> bytes:
-    return (settings.BASE_DIR / "static" / "js" / "widget.js").read_bytes()
-
-
-@require_GET
-def widget_js(request):
-    body = (
-        (settings.BASE_DIR / "static" / "js" / "widget.js").read_bytes()
-        if settings.DEBUG
-        else _widget_source()
-    )
-    response = HttpResponse(body, content_type="text/javascript; charset=utf-8")
-    response["Cache-Control"] = "public, max-age=300"
-    response["Access-Control-Allow-Origin"] = "*"
     return response
 
 

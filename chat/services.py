@@ -1,5 +1,5 @@
 """Conversations and messages: what the public chat, the widget, the API and the test page
-record. Services for writes (HackSoftware style); the answer itself comes from chat.answer."""
+record. Services for writes (HackSoftware style); the answer itself comes from chat.answeringing."""
 
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -29,7 +29,7 @@ def _message(conversation: Conversation, role: str, text: str, answer=None) -> M
 
 @transaction.atomic
 def message_record(*, conversation: Conversation, role: str, text: str, answer=None) -> Message:
-    """Save one message; for the bot's reply pass the `chat.answer.Answer` it came from."""
+    """Save one message; for the bot's reply pass the `chat.answering.Answer` it came from."""
     message = _message(conversation, role, text, answer)
     message.save()
     # Touch the conversation so "latest activity" orderings see the new message.
@@ -46,7 +46,7 @@ def turn_record(
     bot: Bot | None = None,
     channel: str = "web",
 ) -> Message:
-    """Save the customer's question and the bot's reply (a `chat.answer.Answer`) together,
+    """Save the customer's question and the bot's reply (a `chat.answering.Answer`) together,
     starting a conversation on `bot`/`channel` when none is given. Returns the reply.
 
     One transaction per turn: every commit waits for a WAL flush, which dominated the chat's

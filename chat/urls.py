@@ -4,7 +4,7 @@ conversation, insights, test and share pages under a bot (/bots/<id>/...)."""
 
 from django.urls import include, path
 
-from . import api, compare, conversations, insights, playground, public, share, start
+from . import api, compare, conversations, insights, playground, public, share, start, widget
 
 app_name = "chat"
 
@@ -13,7 +13,7 @@ public_patterns = [
     path("ask/", public.chat_ask, name="ask"),
     path("messages/<int:message_id>/rate/", public.chat_rate, name="rate"),
     path("handoff/", public.chat_handoff, name="handoff"),
-    path("widget.json", public.widget_config, name="widget_config"),
+    path("widget.json", widget.widget_config, name="widget_config"),
 ]
 
 dashboard_patterns = [
@@ -49,7 +49,7 @@ dashboard_patterns = [
 urlpatterns = [
     path("c/<slug:slug>/", include(public_patterns)),
     path("bots/<int:bot_id>/", include(dashboard_patterns)),
-    path("widget.js", public.widget_js, name="widget_js"),
+    path("widget.js", widget.widget_js, name="widget_js"),
     path("healthz", public.healthz, name="healthz"),
     path("v1/chat/completions", api.chat_completions, name="api_chat_completions"),
     path("v1/models", api.models, name="api_models"),

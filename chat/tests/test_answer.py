@@ -6,7 +6,7 @@ local stub at the HTTP boundary (the slow local chat model is not needed to test
 
 import pytest
 
-from chat.answer import answer, answer_stream
+from chat.answering import answer, answer_stream
 from chat.models import Message
 from knowledge import selectors, services
 from knowledge.models import Source

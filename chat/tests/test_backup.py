@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from accounts.models import Workspace
 from accounts.services import workspace_delete
 from bots.models import Bot
-from chat.answer import answer
+from chat.answering import answer
 from chat.apikeys import api_key_create
 from chat.models import ApiKey, Conversation, Message, Widget
 from knowledge import services

@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # The customer's side: the chat page and widget, the answer and its framing, the defaults a
 # new bot speaks with, and the errors the page shows.
 PYTHON_SOURCES = [
-    "chat/answer.py",
+    "chat/answering/pipeline.py",
     "chat/public.py",
     "chat/i18n.py",
-    "chat/workers.py",
+    "chat/answering/thread_pool.py",
     "chat/ratelimit.py",
     "bots/languages.py",
 ]

@@ -383,7 +383,7 @@ def test_must_decline_questions_leave_out_other_businesses_customer_questions():
 
 
 def test_a_written_answer_is_right_only_when_it_says_what_the_gold_entry_says():
-    from chat.answer import Answer, Source
+    from chat.answering import Answer, Source
 
     curated = {
         1: "Orders ship within two working days. Express delivery arrives the next day.",

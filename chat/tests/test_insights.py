@@ -314,7 +314,7 @@ def test_insights_page_lists_groups_with_add_answer_forms(owner_client, bot, mis
 @pytest.mark.models
 @pytest.mark.django_db(transaction=True)
 def test_added_answer_answers_the_next_customer(celery_worker_process, client, user, bot):
-    from chat.answer import answer
+    from chat.answering import answer
     from knowledge.models import FaqEntry, Source
 
     turn(bot, "Do you ship to Canada?")

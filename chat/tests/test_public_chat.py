@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from chat.apikeys import api_key_create
 from chat.models import Conversation, Message, Widget
-from chat.public import TOKEN_SALT
 from chat.tests.chat_helpers import add_document_chunk, add_faq
+from chat.visitors import TOKEN_SALT
 
 pytestmark = [
     pytest.mark.django_db,

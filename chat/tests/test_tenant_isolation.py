@@ -15,7 +15,7 @@ import uuid
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from chat.answer import answer
+from chat.answering import answer
 from chat.apikeys import api_key_create
 from chat.models import Conversation, Evaluation, Message
 from chat.tests.chat_helpers import add_faq

@@ -7,7 +7,7 @@ what it says is scripted; a locally tuned LoRA adapter answers through the real 
 import pytest
 
 from bots.models import Bot
-from chat.answer import answer, answer_stream
+from chat.answering import answer, answer_stream
 from chat.models import Message
 from knowledge import services
 from knowledge.models import Source

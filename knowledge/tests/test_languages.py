@@ -186,7 +186,7 @@ def test_an_unknown_language_is_refused(owner_client, bot):
 
 
 def test_mixed_and_unsupported_languages_get_an_answer_or_an_honest_fallback(workspace):
-    from chat.answer import answer
+    from chat.answering import answer
 
     bot = bot_create(workspace=workspace, name="Bakkerij", language="nl")
     ingest(bot)

@@ -30,7 +30,7 @@ def test_seed_demo_ingests_the_sample_knowledge_once():
 
 
 def test_seed_demo_adds_a_dutch_bot_that_understands_dutch():
-    from chat.answer import answer
+    from chat.answering import answer
     from knowledge import serving
 
     call_command("seed_demo")

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 import providers
 from bots.models import Bot
-from chat.answer import answer
+from chat.answering import answer
 from chat.models import Message
 from knowledge.tests.factories import SHOP_FAQ
 from knowledge.tests.support import ingest_faqs as ingest

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from chat.answer import answer
+from chat.answering import answer
 from conftest import wait_for
 from knowledge.tests.factories import upload
 from training.models import RetrievalTuning

@@ -6,7 +6,7 @@
     (2) something relevant was found (score >= answer threshold), and
         (a) the bot may generate (bot.may_generate: an OpenAI-compatible chat model, or the owner
             switched it on) -> the chat model writes from the top chunks; every sentence passes
-            chat.grounding before it is shown; a first sentence that fails falls back to (b)
+            chat.answering.grounding before it is shown; a first sentence that fails falls back to (b)
                                                                                    path "generated"
         (b) otherwise, the best entry is an FAQ entry -> its curated answer, framed as a best
             match ("Here is what I found about ..."), with up to three related questions
@@ -45,9 +45,9 @@ from bots.models import Bot
 from training.chat_tuning import deployed_chat_model
 from training.datasets import hit_context, prompt_messages
 
+from ..models import Message
 from . import grounding
-from .models import Message
-from .workers import release_connection
+from .thread_pool import release_connection
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Answer:
     latency_ms: int = 0
     timings: dict = field(default_factory=dict)
     related: list[str] = field(default_factory=list)  # questions the customer can ask next
-    grounding: dict | None = None  # chat.grounding.Verdict.as_dict() when the model wrote
+    grounding: dict | None = None  # chat.answering.grounding.Verdict.as_dict() when the model wrote
     policy: str = ""  # "generate" or "curated": which answer policy applied
 
     @property
@@ -351,7 +351,7 @@ def _generated(
 
 
 class _Written:
-    """The sentences a model writes: each is checked (chat.grounding) before it is sent. Text
+    """The sentences a model writes: each is checked (chat.answering.grounding) before it is sent. Text
     that is still the start of the bot's fallback message is held back until it is clear
     whether the model declines (the prompt asks it to reply exactly that)."""
 

@@ -1,7 +1,7 @@
 """The one loop that streams an answer to an async view (the public page's SSE and /v1's chunks).
 
-chat.answer.answer_stream is a synchronous generator (database reads, model calls); each step
-runs on the bounded answer pool (chat.workers), so the event loop stays free while the next token
+chat.answering.pipeline.answer_stream is a synchronous generator (database reads, model calls); each step
+runs on the bounded answer pool (chat.answering.thread_pool), so the event loop stays free while the next token
 is produced and a slow answer holds one pool thread, never a thread other requests need.
 """
 
@@ -14,8 +14,8 @@ from concurrent.futures import Future
 
 from providers import Overloaded
 
-from . import workers
-from .answer import answer_stream
+from . import thread_pool
+from .pipeline import answer_stream
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,10 @@ async def answer_events(
     """
     stream = answer_stream(bot, question, history=history, vector=vector)
     try:
-        while (event := await workers.run(next, stream, None)) is not None:
+        while (event := await thread_pool.run(next, stream, None)) is not None:
             yield event
             if event[0] == "done":
                 return
         raise RuntimeError("answer stream ended without an answer")
     finally:
-        await workers.run(stream.close)
+        await thread_pool.run(stream.close)

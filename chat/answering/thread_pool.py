@@ -1,6 +1,6 @@
 """Where the public chat and /v1 do their synchronous work: one bounded thread pool per process.
 
-The answer pipeline is synchronous (ORM reads and writes, each step of chat.answer.answer_stream,
+The answer pipeline is synchronous (ORM reads and writes, each step of chat.answering.pipeline.answer_stream,
 calls to a local model or a provider over HTTP). Async views hand each piece to this pool with
 `await run(fn, ...)`, so the event loop stays free and the number of threads (and of database
 connections: one per pool thread at most) stays ANSWER_THREADS whatever the load. Django's own
