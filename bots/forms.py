@@ -4,6 +4,15 @@ from django.utils.translation import gettext_lazy as _
 from .models import Bot
 
 
+def check_thresholds(form: forms.BaseForm) -> None:
+    """The answer threshold must not be above the direct one (the settings form, and the
+    calibration card's hand-set thresholds in training)."""
+    direct = form.cleaned_data.get("direct_threshold")
+    answer = form.cleaned_data.get("answer_threshold")
+    if direct is not None and answer is not None and answer > direct:
+        form.add_error("answer_threshold", _("Must not be above the direct-answer threshold."))
+
+
 class BotForm(forms.ModelForm):
     THRESHOLDS = ("direct_threshold", "answer_threshold")
 
@@ -57,9 +66,7 @@ class BotForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        direct, answer = cleaned.get("direct_threshold"), cleaned.get("answer_threshold")
-        if direct is not None and answer is not None and answer > direct:
-            self.add_error("answer_threshold", _("Must not be above the direct-answer threshold."))
+        check_thresholds(self)
         return cleaned
 
 

@@ -1,6 +1,8 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from bots.forms import check_thresholds
+
 from .models import ChatTuning, DocumentPair
 
 
@@ -16,9 +18,7 @@ class ThresholdsForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        direct, answer = cleaned.get("direct_threshold"), cleaned.get("answer_threshold")
-        if direct is not None and answer is not None and answer > direct:
-            self.add_error("answer_threshold", _("Must not be above the direct-answer threshold."))
+        check_thresholds(self)
         return cleaned
 
 

@@ -22,15 +22,8 @@ TINY = {"max_steps": 2, "batch_size": 2, "epochs": 1}
 
 
 @pytest.fixture(autouse=True)
-def tiny_runs(settings):
+def tiny_runs(settings, small_sets):
     settings.TRAINING_TORCH_THREADS = 1
-    settings.CHAT_TUNING_MIN_EXAMPLES = 4
-
-
-@pytest.fixture
-def shop(bot):
-    ingest(bot, SHOP_FAQ)
-    return bot
 
 
 def launch(bot, **kwargs) -> ChatTuning:

@@ -9,24 +9,11 @@ import providers
 from bots.models import Bot
 from chat.answering import answer
 from chat.models import Message
-from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.support import ingest_faqs as ingest
 from training import chat_tuning, chat_tuning_openai
 from training.models import ChatTuning
 from training.tasks import submit_chat_tuning
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def small_sets(settings):
-    settings.CHAT_TUNING_MIN_EXAMPLES = 4
-
-
-@pytest.fixture
-def shop(bot):
-    ingest(bot, SHOP_FAQ)
-    return bot
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("small_sets")]
 
 
 def launch(bot) -> ChatTuning:

@@ -9,22 +9,10 @@ from django.urls import reverse
 from chat import services
 from chat.models import Conversation, Message
 from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.support import ingest_faqs as ingest
 from training import chat_tuning, datasets
 from training.models import ChatTuning
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def small_sets(settings):
-    settings.CHAT_TUNING_MIN_EXAMPLES = 4
-
-
-@pytest.fixture
-def shop(bot):
-    ingest(bot, SHOP_FAQ)
-    return bot
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("small_sets")]
 
 
 def conversation(bot, *turns) -> list[Message]:

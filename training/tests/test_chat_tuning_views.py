@@ -5,23 +5,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from knowledge.tests.factories import SHOP_FAQ
-from knowledge.tests.support import ingest_faqs as ingest
 from training import chat_tuning
 from training.models import ChatTuning
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def small_sets(settings):
-    settings.CHAT_TUNING_MIN_EXAMPLES = 4
-
-
-@pytest.fixture
-def shop(bot):
-    ingest(bot, SHOP_FAQ)
-    return bot
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("small_sets")]
 
 
 def ready_run(bot, **fields) -> ChatTuning:
