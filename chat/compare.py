@@ -20,6 +20,8 @@ from django_htmx.http import HttpResponseStopPolling
 
 from bots.access import get_bot_for_user
 from bots.models import Bot
+from knowledge.faq_files import csv_rows
+from knowledge.parsing import decode_text
 from training.calibration import calibration_request
 
 from . import evaluation as ev
@@ -304,8 +306,6 @@ class ImportResult:
 def _rows(data: bytes) -> list[tuple[int, list[str] | None, str]]:
     """The file's non-empty rows, read like the Knowledge tab's CSV import (encoding and
     delimiter detected); ValidationError for a file that is not text or has too many rows."""
-    from knowledge.parsing import csv_rows, decode_text
-
     rows = []
     for line, cells, error in csv_rows(decode_text(data)):
         if cells is not None and not any(cells):

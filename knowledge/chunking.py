@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .parsing import Section
+from .parsed import Section
 
 MAX_CHARS = 1200  # ~250 tokens: inside MiniLM's 256-token window, so nothing is truncated
 OVERLAP_CHARS = 200

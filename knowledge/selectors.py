@@ -379,7 +379,7 @@ def search(*, bot, query: str, limit: int = 5, vector=None) -> list[Hit]:
 
     # Every source that has chunks answers, whatever its status: a source being re-ingested,
     # re-embedded or whose re-ingest failed keeps its last good chunks until a successful
-    # replace (knowledge.services swaps them atomically).
+    # replace (knowledge.ingest_steps swaps them atomically).
     sources, chunks, indexed = _ready_sources(bot.pk, model)
     if not sources:
         return []

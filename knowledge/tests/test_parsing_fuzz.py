@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from knowledge import parsing
+from knowledge import documents, faq_files, parsing
+from knowledge.parsed import ParseError
 
 # Modest and CI-fast; database=None keeps hypothesis from writing .hypothesis/ into the tree.
 FUZZ = settings(
@@ -25,7 +26,7 @@ def parses_or_refuses(call):
     """Run a parser; ParseError is the only refusal allowed, and success means content."""
     try:
         result = call()
-    except parsing.ParseError as exc:
+    except ParseError as exc:
         assert exc.messages and all(m.strip() for m in exc.messages)
         return None
     parsed = result[1] if isinstance(result, tuple) else result
@@ -64,7 +65,7 @@ def test_random_text_only_raises_parse_error(text, name, kind):
 @example(html="")
 @example(html="<html><body><main></main></body></html>")
 def test_random_web_pages_only_raise_parse_error(html):
-    parses_or_refuses(lambda: parsing.parse_html(html, "https://example.com/faq"))
+    parses_or_refuses(lambda: documents.parse_html(html, "https://example.com/faq"))
 
 
 JSON_SCALARS = st.one_of(
@@ -115,16 +116,16 @@ def test_any_nesting_depth_parses_or_says_it_is_too_deep(depth, brackets, jsonl)
     too_deep = "the JSON is nested too deeply (more than 100 levels)"
     try:
         parsed = parsing.parse_bytes(text.encode("utf-8"), "faq.json", None)[1]
-    except parsing.ParseError as exc:
+    except ParseError as exc:
         assert not jsonl  # the plain line is always read
-        if levels > parsing.JSON_MAX_DEPTH:
+        if levels > faq_files.JSON_MAX_DEPTH:
             assert exc.messages == [f"T{too_deep[1:]}."]
         else:  # only the top level is read as entries
             assert "No question/answer entries found. Item 1" in exc.messages[0]
     else:
         assert jsonl or depth == 1  # [entry] or {"faqs": [entry]}
         assert parsed.faqs[0].question == "Do you deliver?"
-        if jsonl and levels > parsing.JSON_MAX_DEPTH:
+        if jsonl and levels > faq_files.JSON_MAX_DEPTH:
             assert parsed.warnings == [f"Line 2: {too_deep}; skipped."]
 
 
@@ -152,8 +153,8 @@ def test_csv_edge_cases_only_raise_parse_error(rows, delimiter, bom, header):
 @pytest.mark.parametrize("depth", [101, 1_000, 100_000])
 def test_deeply_nested_json_document_says_it_is_too_deep(depth):
     text = "[" * depth + "]" * depth
-    with pytest.raises(parsing.ParseError) as caught:
-        parsing.parse_json(text)
+    with pytest.raises(ParseError) as caught:
+        faq_files.parse_json(text)
     assert caught.value.messages == ["The JSON is nested too deeply (more than 100 levels)."]
     assert parsing.text_kind(text, "upload.json") == "json"  # detection does not crash either
 
@@ -164,18 +165,18 @@ def test_json_nested_exactly_to_the_limit_is_read():
         extra = json.loads("[" * extra_levels + "]" * extra_levels)
         return json.dumps([{"question": "Open on Sunday?", "answer": "No.", "extra": extra}])
 
-    limit = parsing.JSON_MAX_DEPTH
-    assert parsing.parse_json(document(limit - 2)).faqs[0].answer == "No."
-    with pytest.raises(parsing.ParseError, match=r"nested too deeply \(more than 100 levels\)"):
-        parsing.parse_json(document(limit - 1))
-    with pytest.raises(parsing.JsonTooDeep):
-        parsing.load_json('{"a":' * (limit + 1) + "1" + "}" * (limit + 1))
+    limit = faq_files.JSON_MAX_DEPTH
+    assert faq_files.parse_json(document(limit - 2)).faqs[0].answer == "No."
+    with pytest.raises(ParseError, match=r"nested too deeply \(more than 100 levels\)"):
+        faq_files.parse_json(document(limit - 1))
+    with pytest.raises(faq_files.JsonTooDeep):
+        faq_files.load_json('{"a":' * (limit + 1) + "1" + "}" * (limit + 1))
 
 
 def test_deeply_nested_jsonl_line_is_named_and_the_rest_kept():
     good = json.dumps({"question": "Do you deliver?", "answer": "Yes."})
     text = "\n".join([good, "[" * 50_000 + "]" * 50_000, good.replace("deliver", "ship")])
-    parsed = parsing.parse_json(text)
+    parsed = faq_files.parse_json(text)
     assert [f.question for f in parsed.faqs] == ["Do you deliver?", "Do you ship?"]
     assert parsed.warnings == [
         "Line 2: the JSON is nested too deeply (more than 100 levels); skipped."
@@ -184,8 +185,8 @@ def test_deeply_nested_jsonl_line_is_named_and_the_rest_kept():
 
 def test_jsonl_with_only_deep_lines_fails_naming_the_line():
     deep = "[" * 5000 + "]" * 5000
-    with pytest.raises(parsing.ParseError) as caught:
-        parsing.parse_json(f"{deep}\n\n{deep}")
+    with pytest.raises(ParseError) as caught:
+        faq_files.parse_json(f"{deep}\n\n{deep}")
     message = caught.value.messages[0]
     assert message.startswith(
         "No question/answer entries found. Line 1: the JSON is nested too deeply "
@@ -197,7 +198,7 @@ def test_many_blank_lines_parse_in_linear_time():
     # The Q:/A: search used \s* under re.M, so without a "Q:" after them every blank line
     # rescanned all the following ones: 40,000 blank lines took 47 s.
     started = time.monotonic()
-    parsed = parsing.parse_text("Intro\n" + "\n" * 50_000 + "Outro", "notes.txt")
+    parsed = documents.parse_text("Intro\n" + "\n" * 50_000 + "Outro", "notes.txt")
     assert time.monotonic() - started < 5
     assert parsed.faqs == [] and parsed.sections[0].text.split() == ["Intro", "Outro"]
 
@@ -205,10 +206,12 @@ def test_many_blank_lines_parse_in_linear_time():
 def test_padded_markdown_heading_parses_in_linear_time():
     # The heading regex backtracked cubically on trailing spaces: 1,000 took 2 s.
     started = time.monotonic()
-    parsed = parsing.parse_markdown("# Opening hours" + " " * 5_000 + "x ##\nNine to five.", "a.md")
+    parsed = documents.parse_markdown(
+        "# Opening hours" + " " * 5_000 + "x ##\nNine to five.", "a.md"
+    )
     assert time.monotonic() - started < 5
     assert parsed.sections[0].title == "Opening hours" + " " * 5_000 + "x"
-    assert parsing.parse_markdown("## Shipping ##  \nDaily.", "a.md").sections[0].title == (
+    assert documents.parse_markdown("## Shipping ##  \nDaily.", "a.md").sections[0].title == (
         "Shipping"
     )
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from askhandle.devtools import start_celery_worker
 from askhandle.jobs import DEAD_AFTER
 from conftest import child_env, wait_for
-from knowledge import services
+from knowledge import ingest_steps, services
 from knowledge.models import Chunk, FaqEntry, Source, StagedVector
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -106,13 +106,13 @@ def test_a_run_shows_life_through_its_heartbeat_and_stops_when_superseded(bot):
     source = services.faq_entries_import(
         bot=bot, name="small", entries=[{"question": "Q?", "answer": "A."}], enqueue=False
     )
-    token = services.SOURCES.claim(source.pk)
+    token = ingest_steps.SOURCES.claim(source.pk)
     quiet = timezone.now() - DEAD_AFTER
     Source.objects.filter(pk=source.pk).update(updated_at=quiet)
-    with services.SOURCES.heartbeat(source.pk, token, every=0.2):
+    with ingest_steps.SOURCES.heartbeat(source.pk, token, every=0.2):
         time.sleep(1)  # a long model call: no progress written
         assert Source.objects.get(pk=source.pk).updated_at > quiet + DEAD_AFTER / 2
-        assert services.SOURCES.claim(source.pk) is None  # alive: not taken over
+        assert ingest_steps.SOURCES.claim(source.pk) is None  # alive: not taken over
         beats = [t for t in threading.enumerate() if t.name == f"heartbeat-Source-{source.pk}"]
         assert len(beats) == 1 and beats[0].is_alive()
         services.source_requeue(source_id=source.pk)  # a newer request supersedes the run
