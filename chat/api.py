@@ -24,8 +24,10 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+import providers
 from bots.models import Bot
 from providers import Overloaded
+from training.chat_tuning import deployed_chat_model
 
 from . import ratelimit, services
 from .answering import (
@@ -125,9 +127,6 @@ def _limit(request, key: ApiKey) -> HttpResponse | None:
 def _model_card(bot: Bot) -> dict:
     """The bot as a model; `root` names the chat model that writes its answers: its deployed
     fine-tuned model (training.chat_tuning), else its provider's chat model."""
-    import providers
-    from training.chat_tuning import deployed_chat_model
-
     tuned = deployed_chat_model(bot)
     chat_model = bot.chat_model or providers.for_bot(bot).default_chat_model()
     return {

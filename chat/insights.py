@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 import providers
 from bots.access import get_bot_for_user
 from bots.models import Bot
+from knowledge.services import faq_entry_create
 
 from .clustering import QuestionGroup, question_groups
 from .models import Message
@@ -103,8 +104,6 @@ def insights(request, bot_id: int):
 @require_POST
 def insights_add_answer(request, bot_id: int):
     """Adds the owner's answer as an FAQ entry (ingested by a worker), from a question group."""
-    from knowledge.services import faq_entry_create
-
     bot = get_bot_for_user(request.user, bot_id)
     form = AddAnswerForm(request.POST)
     entry = None

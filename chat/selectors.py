@@ -15,6 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from bots.models import Bot
+from knowledge.models import FaqEntry
 from training.models import Calibration
 
 from .models import Conversation, Message
@@ -227,8 +228,6 @@ def weak_questions(*, bot: Bot, days: int, limit: int = MAX_QUESTIONS) -> list[W
 
 def answered_questions(bot: Bot) -> dict[str, object]:
     """Normalised FAQ questions (and alternates) of the bot -> their FaqEntry."""
-    from knowledge.models import FaqEntry
-
     answered: dict[str, object] = {}
     for entry in FaqEntry.objects.filter(bot=bot).only(
         "pk", "question", "answer", "alternate_questions"

@@ -42,6 +42,7 @@ from django.utils.translation import gettext, gettext_noop
 import providers
 from bots import languages
 from bots.models import Bot
+from knowledge import selectors
 from training.chat_tuning import deployed_chat_model
 from training.datasets import hit_context, prompt_messages
 
@@ -208,8 +209,6 @@ def answer_stream(
 
 
 def _retrieve(run: _Run, question: str, vector) -> list:
-    from knowledge import selectors
-
     if vector is None:
         t = time.perf_counter()
         vector = selectors.embed_query(run.bot, question)

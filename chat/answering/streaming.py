@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
 
+from knowledge import selectors
 from providers import Overloaded
 
 from . import thread_pool
@@ -26,8 +27,6 @@ def start_query_vector(bot, question: str):
     remembers the question, else a Future for `finish_query_vector`. Overloaded propagates; any
     other failure gives None, and answer_stream retries the embedding and ends with its usual
     error fallback."""
-    from knowledge import selectors
-
     try:
         return selectors.embed_query_start(bot, question)
     except Overloaded:
@@ -44,8 +43,6 @@ async def finish_query_vector(bot, pending):
     when the model failed or took longer than selectors.EMBED_WAIT_SECONDS."""
     if not isinstance(pending, Future):
         return pending
-    from knowledge import selectors
-
     try:
         return await asyncio.wait_for(asyncio.wrap_future(pending), selectors.EMBED_WAIT_SECONDS)
     except Exception:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand
@@ -8,6 +9,9 @@ from django.db import transaction
 from accounts.models import Membership, Workspace
 from bots.models import Bot
 from knowledge import serving
+from knowledge.models import Source
+from knowledge.services import source_add, source_delete, source_ingest
+from training.retrieval import tuning_request
 
 DEMO_EMAIL = "demo@askhandle.local"
 DEMO_PASSWORD = "demo-password-123"
@@ -84,10 +88,6 @@ class Command(BaseCommand):
         """Queue retrieval tuning for a demo bot that has none yet (also one seeded before tuning
         existed); the worker trains it in the background. A fresh seed has already queued one
         after its FAQ was ingested, which this folds into."""
-        from django.conf import settings
-
-        from training.retrieval import tuning_request
-
         bot.refresh_from_db()
         if settings.RETRIEVAL_TUNING_AUTO and not serving.tuned_model(bot):
             if tuning_request(bot=bot, reason="demo set-up"):
@@ -98,9 +98,6 @@ class Command(BaseCommand):
     def _seed_knowledge(self, bot: Bot, files: list[str]) -> None:
         """Ingest the sample knowledge synchronously, once: a bot with ready sources is left alone,
         so running this again stays fast."""
-        from knowledge.models import Source
-        from knowledge.services import source_add, source_delete, source_ingest
-
         if bot.sources.filter(status=Source.Status.READY).exists():
             return
         for path in files:
