@@ -18,18 +18,6 @@ Floor, chat and /v1 take turns (--rounds, default 4) and throughput counts what 
 while every client still had a request in flight: a shared host's drifting speed then moves the
 floor and the chat together, and the drain at the end of a turn weighs on neither.
 
-Last runs (2 cores, 2 workers, 50 clients, 2026-12-02, a host slower than the day before: the
-floor was 194-244 req/s then), 4 runs: floor 83-111 req/s, chat JSON 41.6-61.7 req/s (0.45-0.56x
-the floor), p95 1.26-1.92 s (1.2-1.7x the floor's); /v1 40.6-56.9 req/s; no errors. One turn each
-(--rounds 1): floor 77.5, chat 51.9 (ONNX Runtime) against floor 118, chat 42.6 (PyTorch).
-Before this round (one turn, two pool trips and three queries more per question, PyTorch): chat
-47.1 req/s at a floor of 194 (0.24x). Profile of the chat path under load (py-spy, one worker,
-50 clients, taken before the bot, conversation and history queries were cut from 3 to 1): SQL
-33 % of samples (most of it waiting on PostgreSQL: those, the search's three queries, the turn's
-transaction), middleware 15 % (12 % of it WhiteNoise's thread adapter, since removed:
-askhandle.static_files), embedding 20 % (the ONNX graph 15 %), uvicorn/asyncio 14 %, search
-code 9 %, the reply's fragment 3 %.
-
 Query embedding under load: the server logs every micro-batch (providers.batching, size and time
 in the model); texts per second of model time during the highest-concurrency chat row, against
 raw MiniLM batch throughput (batches of 32, one thread, the server's engine) measured here in the
@@ -42,24 +30,7 @@ replay (`embed_load_factor`: waiting for a core and the GIL). Then the embedding
 questions pile up (`embed_saturated_ratio`): 64 questions waiting at once through the batcher,
 awaited on an event loop as the views await theirs, in turns with raw batches of 32.
 Ends with one JSON line (`make bench-load`).
-
-Embedding figures (2 cores, 50 clients, 2 workers, 2026-12-02). A/B in turns, two runs each:
-each question waiting for its batch on an answer thread (batches capped at a worker's 8 threads)
-against awaiting it on the event loop (chat.answering.streaming.finish_query_vector):
-
-                        on a thread    on the loop
-  mean batch            2.2            3.8-3.9
-  embed_ratio           0.14           0.19-0.22
-  embed_ratio_cpu       0.53-0.57      0.71-0.79
-  load factor           0.23-0.25      0.24-0.25
-  chat / floor req/s    0.46-0.51      0.49-0.50  (/v1 48-52 and 45-53 req/s)
-
-Batch factor 0.52-0.70 on the loop (0.41-0.59 on a thread); 64 questions piling up reach
-0.86-1.06 of raw in batches of 32 (above 1: the host drifted between turns), while 8 (the old
-cap) reached 0.72-0.74. What is left of the wall-time ratio is the load factor: under a
-closed-loop load that keeps both cores busy (two web workers, PostgreSQL and this load
-generator), the model's thread runs about a quarter of the time it is in the model, whatever
-the model costs.
+Figures measured so far: benchmarks/RESULTS.md (Chat under load).
 """
 
 from __future__ import annotations

@@ -16,15 +16,7 @@ architecture, a pooling other than mean, an export error) stays on PyTorch, with
 saying why. The vectors are the same model's (max difference about 1e-7 on unit vectors), so
 stored chunks and new questions stay comparable whichever engine embedded them.
 
-Tried and not kept (2026-12-02): questions on an int8 copy of the graph (ONNX Runtime's dynamic
-quantisation, per-channel weights, one text per call because dynamic scales are per call and a
-question's vector otherwise moved with its batch companions). 404-441 texts/s at any batch size
-against the float graph's 199-245 / 463 at batch 1 / 32, cosine to PyTorch 0.993 mean, 0.963
-lowest. Through make bench-faq (TEST) it delivered slightly fewer right answers (CLINC150 tuned
-0.8424 against 0.845, base 0.768 against 0.772; BANKING77-OOS base 0.665 against 0.672, tuned
-0.730 both), and under load (benchmarks/chat_load.py, A/B the same hour) the chat was no faster
-(52.8 against 50.1 req/s, floor 106.9 against 95.3): a quarter less processor time per question,
-the same waiting for the cores and the GIL.
+An int8 copy of the graph was tried and not kept: docs/decisions.md.
 """
 
 from __future__ import annotations
