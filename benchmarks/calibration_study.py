@@ -9,7 +9,8 @@ and each way a bot can be set up:
   - tuned (all):    retrieval tuning trained on every phrasing, as shipped before this study
                     (calibration then only has optimistic samples: shown for comparison);
   - tuned (holdout): retrieval tuning that keeps one phrasing per entry with >= 3 out of
-                    training (training.calibration.holdout_split); calibration uses exactly those;
+                    training (training.calibration_samples.holdout_split); calibration
+                    uses exactly those;
   - question only:  the FAQ's `question` field alone (no alternate phrasings, so no tuning),
                     calibrated on pseudo-paraphrases of the questions;
 it prints in-scope "top-1 and answered" accuracy and out-of-scope refusal recall on DEV and TEST
@@ -139,7 +140,7 @@ def main(argv=None) -> None:
     results: list[dict] = []
     for data in args.data or [DEFAULT_DATA]:
         if args.train_only:
-            from training.calibration import holdout_split
+            from training.calibration_samples import holdout_split
 
             kb = read_jsonl(data / "kb.jsonl")
             groups = groups_of(kb)
@@ -164,7 +165,7 @@ def main(argv=None) -> None:
 def evaluate(sums: np.ndarray, vectors: np.ndarray, gold: np.ndarray, threshold: float) -> dict:
     """In-scope top-1-and-answered accuracy and out-of-scope refusal recall at one threshold;
     gold is the entry index, -1 for must-decline."""
-    from training.calibration import best_entry
+    from training.calibration_samples import best_entry
 
     top, score = best_entry(vectors, sums)
     answered = score >= threshold
@@ -178,7 +179,7 @@ def evaluate(sums: np.ndarray, vectors: np.ndarray, gold: np.ndarray, threshold:
 
 def direct_figures(sums, vectors, gold, threshold: float) -> tuple[float, float]:
     """Share of all questions answered verbatim, and the share of those that are right."""
-    from training.calibration import best_entry
+    from training.calibration_samples import best_entry
 
     top, score = best_entry(vectors, sums)
     direct = score >= threshold
@@ -187,7 +188,7 @@ def direct_figures(sums, vectors, gold, threshold: float) -> tuple[float, float]
 
 
 def study(data: Path, models: Models, *, base_only: bool = False) -> list[dict]:
-    from training import calibration as cal
+    from training import calibration_curve, calibration_samples
 
     kb = read_jsonl(data / "kb.jsonl")
     index = {entry["faq_id"]: i for i, entry in enumerate(kb)}
@@ -196,9 +197,9 @@ def study(data: Path, models: Models, *, base_only: bool = False) -> list[dict]:
         questions = read_jsonl(data / f"{split}.jsonl")
         gold = np.asarray([index.get(q.get("gold_faq_id"), -1) for q in questions])
         splits[split] = ([q["text"] for q in questions], gold)
-    unrelated = cal.load_unrelated()
+    unrelated = calibration_samples.load_unrelated()
     groups = groups_of(kb)
-    train_groups, held_pairs = cal.holdout_split(groups)
+    train_groups, held_pairs = calibration_samples.holdout_split(groups)
 
     def flat(groups):
         texts = [p for g in groups for p in g]
@@ -211,7 +212,11 @@ def study(data: Path, models: Models, *, base_only: bool = False) -> list[dict]:
     held = np.asarray([start[gi] + pi for gi, pi in held_pairs])
     q_groups = groups_of(kb, question_only=True)
     q_texts, q_labels, _ = flat(q_groups)
-    pseudo = [(p, gi) for gi, g in enumerate(q_groups) for p in cal.pseudo_paraphrases(g[0])]
+    pseudo = [
+        (p, gi)
+        for gi, g in enumerate(q_groups)
+        for p in calibration_samples.pseudo_paraphrases(g[0])
+    ]
 
     setups = [
         # name, model, KB texts, labels, held-out indexes, pseudo-paraphrases
@@ -240,24 +245,24 @@ def study(data: Path, models: Models, *, base_only: bool = False) -> list[dict]:
             models.embed(model, [p for p, _ in pseudo_pairs], train) if pseudo_pairs else None
         )
         pseudo_labels = np.asarray([gi for _, gi in pseudo_pairs]) if pseudo_pairs else None
-        sums = cal.entry_sums(kb_vectors, kb_labels, len(kb))
+        sums = calibration_samples.entry_sums(kb_vectors, kb_labels, len(kb))
 
         built = {
-            trim: cal.build_samples(kb_vectors, kb_labels, held_idx, unrelated_vectors,
+            trim: calibration_samples.build_samples(kb_vectors, kb_labels, held_idx, unrelated_vectors,
                                     pseudo_vectors, pseudo_labels, trim=trim)
             for trim in (True, False)
         }  # fmt: skip
         variants = {
             "calibrated": built[True],
             "calibrated, no trimming": built[False],
-            "calibrated, unrelated set only": cal.Samples(
+            "calibrated, unrelated set only": calibration_curve.Samples(
                 built[True].in_scores, built[True].in_correct, built[True].unrelated, np.zeros(0)
             ),
         }
-        fitted = {k: cal.fit(v) for k, v in variants.items()}
+        fitted = {k: calibration_curve.fit(v) for k, v in variants.items()}
         print(f"\n--- {name} ({time.perf_counter() - started:.0f} s to embed) ---", flush=True)
         s = variants["calibrated"]
-        raw = cal.unrelated_scores(unrelated_vectors, sums)
+        raw = calibration_samples.unrelated_scores(unrelated_vectors, sums)
         print(
             f"samples: {len(s.in_scores)} in scope (top-1 right {s.in_correct.mean():.3f}), "
             f"{len(s.unrelated)} unrelated after trimming {len(raw) - len(s.unrelated)}, "

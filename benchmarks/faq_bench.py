@@ -482,11 +482,11 @@ CAUTIONS = (0.5, 0.7, 0.9)  # the owner's control: the share of out-of-scope que
 
 def promise_kept(bot, rows: list[dict]) -> dict:
     """For each caution the owner can set: the threshold the bot's stored calibration gives
-    (training.calibration.threshold_for_caution, what moving the slider does), the refusal it
+    (training.calibration_curve.threshold_for_caution, what moving the slider does), the refusal it
     measures on these rows against the promise, what it delivers, and the gap to the best single
     threshold at that refusal chosen with the answers known. Read off the rows' scores: the
     threshold alone decides what is declined and what is delivered."""
-    from training.calibration import threshold_for_caution
+    from training.calibration_curve import threshold_for_caution
 
     if not bot.calibration.fit.get("curve"):
         return {}

@@ -1,8 +1,8 @@
 """Compare a bot's answer modes (RAG, fine-tuned, both) on its own questions, and recommend one.
 
 The question set is the owner's own (question_set):
-- held-out phrasings of the FAQ entries: training.calibration.holdout_split, the same choice that
-  keeps them out of every tuning run (retrieval and chat), so no mode has seen them;
+- held-out phrasings of the FAQ entries: training.calibration_samples.holdout_split, the same
+  choice that keeps them out of every tuning run (retrieval and chat), so no mode has seen them;
 - questions the owner uploaded or labelled from real conversations (LabelledQuestion);
 - unrelated questions from the shipped list (training/data/unrelated_questions.txt), which every
   mode should decline.
@@ -44,7 +44,7 @@ from askhandle.jobs import ClaimedJobs, Superseded
 from bots.models import Bot
 from bots.services import bot_update
 from knowledge.models import FaqEntry, Source
-from training.calibration import holdout_split
+from training.calibration_samples import holdout_split
 from training.models import ChatTuning
 from training.unrelated import must_decline
 

@@ -123,16 +123,16 @@ def seed_knowledge(bot) -> dict:
 
 def seed_calibration(bot) -> None:
     """A fit of synthetic scores, stored as the worker stores one (training.calibration)."""
-    from training import calibration
+    from training import calibration_curve
 
     rng = np.random.default_rng(7)
-    samples = calibration.Samples(
+    samples = calibration_curve.Samples(
         in_scores=rng.normal(0.72, 0.1, 60).clip(0, 1),
         in_correct=rng.random(60) < 0.85,
         unrelated=rng.normal(0.3, 0.1, 120).clip(0, 1),
         on_topic=rng.normal(0.5, 0.1, 40).clip(0, 1),
     )
-    fit = calibration.fit(samples)
+    fit = calibration_curve.fit(samples)
     fit.update(fitted_at=timezone.now().isoformat(), method="each phrasing held out in turn")
     Calibration.objects.update_or_create(bot=bot, defaults={"fit": fit})
     Bot.objects.filter(pk=bot.pk).update(

@@ -5,7 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from bots.models import Bot
-from training import calibration as cal
+from training import calibration_curve
 from training.tests.support import calibration_set, synthetic_fit
 
 pytestmark = [pytest.mark.browser]
@@ -14,7 +14,7 @@ PASSWORD = "correct-horse-battery-9"  # conftest.make_user
 
 def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, screenshot):
     fitted = synthetic_fit()
-    answer, direct = cal.thresholds_for_caution(fitted, bot.calibration.caution)
+    answer, direct = calibration_curve.thresholds_for_caution(fitted, bot.calibration.caution)
     Bot.objects.filter(pk=bot.pk).update(answer_threshold=answer, direct_threshold=direct)
     calibration_set(bot, fit=fitted)
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
@@ -30,14 +30,14 @@ def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, scree
     expect(card).to_contain_text(fitted["summary"])
 
     page.locator("#id_caution").fill("1")  # fires "input": the preview comes from the server
-    cautious = cal.caution_preview(fitted, 1.0)
+    cautious = calibration_curve.caution_preview(fitted, 1.0)
     # The first request may share the server with its model warm-up thread: allow it 20 s.
     expect(card.locator("#calibration-preview")).to_contain_text(
         cautious["summary"], timeout=20_000
     )
     expect(card).to_contain_text("not saved yet")
     page.locator("#id_caution").fill("0.6")
-    expect(card).to_contain_text(cal.caution_preview(fitted, 0.6)["summary"])
+    expect(card).to_contain_text(calibration_curve.caution_preview(fitted, 0.6)["summary"])
     card.locator("details summary").click()
     card.scroll_into_view_if_needed()
     screenshot(page, "calibration-01-preview")
@@ -46,7 +46,9 @@ def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, scree
     expect(card).not_to_contain_text("not saved yet")
     bot.refresh_from_db()
     assert bot.calibration.caution == 0.6
-    assert (bot.answer_threshold, bot.direct_threshold) == cal.thresholds_for_caution(fitted, 0.6)
+    assert (bot.answer_threshold, bot.direct_threshold) == calibration_curve.thresholds_for_caution(
+        fitted, 0.6
+    )
 
     card.locator("details summary").click()
     card.locator("input[name=answer_threshold]").fill("0.4")
@@ -59,5 +61,5 @@ def test_owner_moves_the_slider_and_saves(browser, asgi_server, user, bot, scree
     bot.refresh_from_db()
     assert (
         bot.calibration.thresholds_auto
-        and bot.answer_threshold == cal.thresholds_for_caution(fitted, 0.6)[0]
+        and bot.answer_threshold == calibration_curve.thresholds_for_caution(fitted, 0.6)[0]
     )

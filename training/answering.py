@@ -33,7 +33,7 @@ def rates_at(calibration: dict, threshold: float) -> dict[str, float]:
 def summary(at: dict[str, float], give_or_take: int | None = None) -> str:
     """One point of the curve in plain words, how much it answers and declines, and with
     `give_or_take` how sure the refusal estimate is (the owner's language; the English words are
-    training.calibration.summary's, which the fit stores)."""
+    training.calibration_curve.summary's, which the fit stores)."""
     if not at:
         return ""
     values = {

@@ -5,7 +5,7 @@ format OpenAI's API accepts.
 Examples (each a system / user / assistant conversation):
 - "faq": every training phrasing of every FAQ entry (its question and alternates) answered with
   the entry's curated answer, the bot's persona (Bot.instructions) as system prompt;
-- "refusal": questions from data/unrelated_questions.txt (shipped with training.calibration)
+- "refusal": the shipped unrelated questions of the bot's language (training.unrelated)
   answered with the bot's fallback message, so the tuned model learns to decline. Questions the
   bot's own retrieval would answer (score >= its answer threshold) are left out: for a shop,
   "can I return my order" is no refusal;
@@ -25,9 +25,9 @@ An approved answer or accepted pair that contradicts an FAQ answer to the same q
 error, like two FAQ entries that do; one whose question is a held-out phrasing is left out (it
 would leak the evaluation).
 
-One phrasing of every entry with three or more is held out (training.calibration.holdout_split,
-the same one retrieval tuning holds out): those questions never reach a tuning run and are
-recorded on the run for evaluation.
+One phrasing of every entry with three or more is held out
+(training.calibration_samples.holdout_split, the same one retrieval tuning holds out): those
+questions never reach a tuning run and are recorded on the run for evaluation.
 
 prompt_messages() is the one prompt format of a tuned model: training writes it here, and
 chat.answer asks the deployed model with it, so what it learned is what it is asked.
@@ -50,7 +50,7 @@ from bots.models import Bot
 from knowledge import selectors
 from knowledge.models import Chunk, FaqEntry
 
-from .calibration import holdout_split, load_unrelated
+from .calibration_samples import holdout_split, load_unrelated
 from .dataset_checks import ERROR, Example, Issue, normal_question, validate
 from .models import DocumentPair
 from .sources import approved_answers

@@ -22,6 +22,7 @@ from knowledge.models import Chunk
 
 from .models import DocumentPair
 
+# A proposed answer is FAQ-sized: short enough for a chat reply and for the owner to check.
 ANSWER_SENTENCES = 3
 ANSWER_CHARS = 500
 QUESTION_MAX_CHARS = DocumentPair._meta.get_field("question").max_length

@@ -46,16 +46,11 @@ def train_embedding_model(
 
     Each step takes up to `batch_size` anchors from distinct groups, each paired with another
     phrasing of its group; the other pairs in the batch are the negatives. on_step(done, total)
-    reports progress. Measured on CLINC150 (150 entries x 6 phrasings): 3 epochs of one run in
-    160-220 s on one core of a busy 2-core machine (~80-95 s on two quiet ones); DEV in-scope top-1 of the plain
-    centroid rule 0.873 -> 0.914 at the same out-of-scope refusal recall (0.70). The 35-entry
-    demo FAQ (80 phrasings) trains in ~30 s per run.
+    reports progress. Its time and what it gains are in benchmarks/RESULTS.md.
 
     runs > 1 trains that many copies from the same base with different seeds (data order) and
-    averages their weights (a "model soup": one model, so answering costs the same). On CLINC150
-    TEST at 0.70 out-of-scope recall, three single runs scored 0.896 / 0.898 / 0.895 in-scope
-    top-1 and their soup 0.901, as good as averaging the three models' scores; training takes
-    `runs` times as long.
+    averages their weights (a "model soup": one model, so answering costs the same, and as good
+    as averaging the runs' scores); training takes `runs` times as long.
     """
     torch = providers.prepare_torch()
     from safetensors.torch import save as save_safetensors  # with torch: only a run needs it
@@ -126,9 +121,9 @@ def _train_one_run(pairs_from, anchors, seed, epochs, batch_size, learning_rate,
     torch.manual_seed(seed)
     model = copy.deepcopy(providers.local_embedder())
     model.train()
-    # The word-embedding table (half of MiniLM's 22.7M weights) stays frozen: on CLINC150 DEV it
-    # made no difference to accuracy (0.9123 vs 0.9127) and it halves the optimizer's work per
-    # step. Only the trained weights are stored.
+    # The word-embedding table (half of MiniLM's 22.7M weights) stays frozen: tuning it made no
+    # difference to accuracy and it halves the optimizer's work per step (docs/decisions.md).
+    # Only the trained weights are stored.
     for name, parameter in model.named_parameters():
         parameter.requires_grad = "embeddings." not in name
     optimizer = torch.optim.AdamW(
@@ -164,6 +159,7 @@ CONTRASTIVE_SCALE = 20.0  # 1 / temperature on cosine similarities (sentence-tra
 
 # --- LoRA fine-tuning of the chat model ---------------------------------------------------------
 
+# Every attention projection, LoRA's usual targets: a small adapter, the MLP left as it is.
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 

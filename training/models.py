@@ -177,7 +177,7 @@ class Calibration(models.Model):
     fit = models.JSONField(default=dict, blank=True)
     caution = models.FloatField(
         _("caution"),
-        default=0.7,  # training.calibration.DEFAULT_CAUTION
+        default=0.7,  # training.calibration_curve.DEFAULT_CAUTION
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text=_(
             "The share of questions it has no answer for that the bot declines (estimated), "

@@ -1,13 +1,11 @@
-"""Retrieval tuning: fine-tune the local embedding model on one bot's FAQ, then deploy it to that bot.
+"""Retrieval tuning: fine-tune the local embedding model on one bot's FAQ, then deploy it to that
+bot.
 
 An FAQ entry's phrasings (its question and the other ways customers ask it) are a labelled
 training set that every FAQ bot already has. Contrastive fine-tuning on them (SetFit-style,
-training.local_training.train_embedding_model) pulls each entry's phrasings together and pushes other
-entries' apart, which is what tells "freeze my card" from "unfreeze my card". On CLINC150
-(150 entries, 6 phrasings each; benchmarks/faq_bench.py answers with the base model, then tuned)
-it takes the answer pipeline's in-scope top-1 on DEV from 0.865 (base model at its own
-calibration, refusal recall 0.76) to 0.906 (refusal recall 0.84), and on TEST, at the shipped
-thresholds, from 0.817 to 0.894 (refusal recall 0.849 and 0.734). The weights are the average of
+training.local_training.train_embedding_model) pulls each entry's phrasings together and pushes
+other entries' apart, which is what tells "freeze my card" from "unfreeze my card" (what it
+gained on CLINC150: benchmarks/RESULTS.md). The weights are the average of
 settings.RETRIEVAL_TUNING_RUNS seeded runs (see train_embedding_model).
 
 The job (queue `training`, one running per bot; a second waits for the first):
@@ -16,8 +14,9 @@ The job (queue `training`, one running per bot; a second waits for the first):
   3. re-embed every chunk of the bot with the tuned model (the bot keeps answering with the old
      vectors meanwhile);
   4. deploy in one transaction, holding the bot row: swap every chunk's vector and model name,
-     set EmbeddingState.tuned_embedding_model. Chunks saved by an ingestion that finished in between are
-     re-queued; an ingestion that saves later sees the new model and re-embeds (knowledge.services).
+     set EmbeddingState.tuned_embedding_model. Chunks saved by an ingestion that finished in
+     between are re-queued; an ingestion that saves later sees the new model and re-embeds
+     (knowledge.services).
 Turning tuning off runs the same swap back to the base model (tuning_revert), so the bot never
 searches a model that has no vectors.
 
@@ -52,17 +51,23 @@ from knowledge import serving
 from knowledge.models import Chunk, EmbeddingState, FaqEntry
 from knowledge.reembedding import embed_chunks, swap_vectors
 
-from .calibration import calibration_request, holdout_split
+from .calibration import calibration_request
+from .calibration_samples import holdout_split
 from .local_training import train_embedding_model
 from .models import RetrievalTuning
 
 log = logging.getLogger(__name__)
 
+# A tuning whose worker died this many times fails instead of being re-queued again: a crash
+# that repeats (out of memory on this FAQ) would otherwise loop for ever.
 MAX_ATTEMPTS = 3
 REVERTING = "reverting"  # stage of a deployed tuning while tuning_revert re-embeds with the base
-BATCH_SIZE = 64
+BATCH_SIZE = 64  # anchors of up to 64 distinct entries a step: each is contrasted with many others
+# A usual rate for fine-tuning a small sentence encoder, and the one measured on CLINC150
+# (benchmarks/RESULTS.md).
 LEARNING_RATE = 5e-5
 MIN_STEPS = 20  # a small FAQ still gets enough updates to move
+# Another tuning of the bot is running (for minutes): asking again every 30 s costs nothing.
 BUSY_RETRY_SECONDS = 30
 TUNINGS = ClaimedJobs(
     RetrievalTuning,

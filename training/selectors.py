@@ -12,7 +12,7 @@ from bots.models import Bot
 from knowledge import serving
 
 from .answering import summary
-from .calibration import caution_preview, give_or_take
+from .calibration_curve import caution_preview, give_or_take
 from .models import Calibration, ChatTuning, DocumentPair, RetrievalTuning
 from .retrieval import tuning_unavailable_reason
 

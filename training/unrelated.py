@@ -2,8 +2,8 @@
 for English, data/unrelated_questions.<code>.txt for the others, each written by hand in its
 language), read two ways.
 
-- every question (training.calibration): the out-of-scope sample, trimmed per bot of the ones
-  that score like the bot's own questions;
+- every question (training.calibration_samples): the out-of-scope sample, trimmed per bot of the
+  ones that score like the bot's own questions;
 - must_decline(): the ones a support bot of any business should decline (small talk, world
   knowledge), without the file's marked section of other businesses' customer questions, which
   are in scope for some bots ("what is your phone number"): refusal examples for fine-tuning

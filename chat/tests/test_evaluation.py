@@ -414,7 +414,7 @@ def test_a_written_answer_is_right_only_when_it_says_what_the_gold_entry_says():
 
 @pytest.mark.django_db
 def test_labelled_questions_feed_the_next_calibration(faq_bot):
-    from training.calibration import calibration_fit
+    from training.calibration_samples import calibration_fit
 
     before = calibration_fit(faq_bot)
     assert before["samples"]["observed"] == 0

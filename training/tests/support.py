@@ -9,7 +9,7 @@ import pytest
 from django.core.files.storage import default_storage
 
 from knowledge.models import Source
-from training import calibration as cal
+from training import calibration_curve
 from training.models import Calibration, RetrievalTuning
 
 # Entries that share most of their words: what a generic embedding model confuses.
@@ -49,13 +49,13 @@ def calibration_set(bot, **fields) -> Calibration:
 
 def synthetic_fit() -> dict:
     in_scores = np.linspace(0.30, 0.95, 60)
-    samples = cal.Samples(
+    samples = calibration_curve.Samples(
         in_scores=in_scores,
         in_correct=in_scores > 0.45,
         unrelated=np.linspace(0.05, 0.60, 100),
         on_topic=np.linspace(0.20, 0.70, 60),
     )
-    return {**cal.fit(samples), "model": "local:test", "method": "synthetic",
+    return {**calibration_curve.fit(samples), "model": "local:test", "method": "synthetic",
             "fitted_at": "2025-03-04T10:00:00+00:00"}  # fmt: skip
 
 

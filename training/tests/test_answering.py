@@ -86,7 +86,7 @@ def test_a_dutch_owner_reads_the_card_in_dutch(owner_client, bot):
 
 
 def test_the_summary_matches_the_words_the_fit_stores_in_english():
-    from training.calibration import summary as stored_summary
+    from training.calibration_curve import summary as stored_summary
 
     with translation.override("en"):
         assert summary(AT) == stored_summary(AT)

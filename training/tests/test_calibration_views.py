@@ -6,7 +6,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from bots.models import Bot
-from training import calibration as cal
+from training import calibration_curve
 from training.selectors import calibration_note
 
 from .support import calibration_set, synthetic_fit
@@ -18,7 +18,7 @@ HX = {"HTTP_HX_REQUEST": "true"}
 @pytest.fixture
 def fitted_bot(bot):
     fitted = synthetic_fit()
-    answer, direct = cal.thresholds_for_caution(fitted, bot.calibration.caution)
+    answer, direct = calibration_curve.thresholds_for_caution(fitted, bot.calibration.caution)
     Bot.objects.filter(pk=bot.pk).update(answer_threshold=answer, direct_threshold=direct)
     calibration_set(bot, fit=fitted)
     bot.refresh_from_db()
@@ -39,7 +39,7 @@ def test_settings_page_shows_the_card_without_the_numeric_fields(owner_client, f
 
 
 def test_slider_preview_returns_the_sentence_for_that_caution(owner_client, fitted_bot):
-    expected = cal.caution_preview(fitted_bot.calibration.fit, 1.0)
+    expected = calibration_curve.caution_preview(fitted_bot.calibration.fit, 1.0)
     assert (
         expected["summary"] != fitted_bot.calibration.fit["summary"]
     )  # the slider moves something
@@ -49,13 +49,15 @@ def test_slider_preview_returns_the_sentence_for_that_caution(owner_client, fitt
     assert 'id="calibration-preview"' in html and escape(expected["summary"]) in html
     assert "not saved yet" in html
     fitted_bot.refresh_from_db()
-    assert fitted_bot.calibration.caution == cal.DEFAULT_CAUTION  # a preview writes nothing
+    assert (
+        fitted_bot.calibration.caution == calibration_curve.DEFAULT_CAUTION
+    )  # a preview writes nothing
     # Without htmx: back to the Settings page, where the card is rendered.
     assert owner_client.get(url("preview", fitted_bot), {"caution": "0"}).status_code == 302
 
 
 def test_saving_the_caution_moves_the_thresholds_along_the_curve(owner_client, fitted_bot):
-    expected = cal.thresholds_for_caution(fitted_bot.calibration.fit, 1.0)
+    expected = calibration_curve.thresholds_for_caution(fitted_bot.calibration.fit, 1.0)
     assert expected != (fitted_bot.answer_threshold, fitted_bot.direct_threshold)
     response = owner_client.post(url("caution", fitted_bot), {"caution": "1"}, **HX)
     assert response.status_code == 200 and 'id="calibration"' in response.content.decode()
@@ -89,7 +91,7 @@ def test_hand_set_thresholds_switch_auto_off_and_a_button_back_on(owner_client, 
     fitted_bot.refresh_from_db()
     assert fitted_bot.calibration.thresholds_auto is True
     assert (fitted_bot.answer_threshold, fitted_bot.direct_threshold) == (
-        cal.thresholds_for_caution(fitted_bot.calibration.fit, 0.0)
+        calibration_curve.thresholds_for_caution(fitted_bot.calibration.fit, 0.0)
     )
 
 
