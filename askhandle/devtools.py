@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -88,6 +89,8 @@ def start_uvicorn(
 WORKER_QUEUES = "default,ingest,training"
 # What celery.apps.worker logs once it consumes: "<name>@<host> ready." ("already." is no match).
 WORKER_READY = re.compile(r"@\S+ ready\.\s*$", re.MULTILINE)
+# A started worker, whether it is ready yet, and the end of its output.
+Started = tuple[subprocess.Popen, Callable[[], bool], Callable[[], str]]
 
 
 class WorkerDidNotStart(RuntimeError):
@@ -114,52 +117,74 @@ def start_celery_worker(
     command += ["-Q", WORKER_QUEUES, "-c", "1", "--loglevel", "INFO"]
     if name:
         command += ["-n", name]
-    ready = threading.Event()
-    recent: deque[str] = deque(maxlen=60)  # the output's end, when it is not in a file
     if log_path is not None:
-        with log_path.open("w") as log:
-            proc = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-        def is_ready() -> bool:
-            return WORKER_READY.search(log_path.read_text(errors="replace")) is not None
-
-        def tail() -> str:
-            return log_path.read_text(errors="replace")[-3000:]
+        proc, is_ready, tail = _start_worker_logging_to(log_path, command, env)
     else:
+        proc, is_ready, tail = _start_worker_echoing(command, env)
+    proc.log_path = log_path
+    _wait_until_ready(proc, is_ready, tail, timeout)
+    return proc
+
+
+def _start_worker_logging_to(log_path: Path, command: list[str], env: dict) -> Started:
+    """A worker writing its output to `log_path`."""
+    with log_path.open("w") as log:
         proc = subprocess.Popen(
             command,
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            bufsize=1,
             start_new_session=True,
         )
 
-        def copy_output() -> None:
-            for line in proc.stdout:
-                sys.stdout.write(line)
-                sys.stdout.flush()
-                recent.append(line)
-                if WORKER_READY.search(line):
-                    ready.set()
+    def is_ready() -> bool:
+        return WORKER_READY.search(log_path.read_text(errors="replace")) is not None
 
-        threading.Thread(target=copy_output, name="celery-worker-output", daemon=True).start()
-        is_ready = ready.is_set
+    def tail() -> str:
+        return log_path.read_text(errors="replace")[-3000:]
 
-        def tail() -> str:
-            return "".join(recent)[-3000:]
+    return proc, is_ready, tail
 
-    proc.log_path = log_path
+
+def _start_worker_echoing(command: list[str], env: dict) -> Started:
+    """A worker whose output a thread copies to this process's stdout, watching for the ready
+    line."""
+    ready = threading.Event()
+    recent: deque[str] = deque(maxlen=60)  # the output's end, when it is not in a file
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        start_new_session=True,
+    )
+
+    def copy_output() -> None:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            recent.append(line)
+            if WORKER_READY.search(line):
+                ready.set()
+
+    threading.Thread(target=copy_output, name="celery-worker-output", daemon=True).start()
+
+    def tail() -> str:
+        return "".join(recent)[-3000:]
+
+    return proc, ready.is_set, tail
+
+
+def _wait_until_ready(
+    proc: subprocess.Popen, is_ready: Callable[[], bool], tail: Callable[[], str], timeout: float
+) -> None:
+    """Poll until the worker is ready; if it exits or `timeout` passes first, kill its process
+    group and raise WorkerDidNotStart with the output's end."""
     deadline = time.monotonic() + timeout
     while not is_ready():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -170,4 +195,3 @@ def start_celery_worker(
             proc.wait()
             raise WorkerDidNotStart(f"Celery worker did not start:\n{tail()}", proc)
         time.sleep(0.2)
-    return proc

@@ -5,6 +5,7 @@ The logic is in chat.evaluation; these views check access, call one service and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django import forms
 from django.contrib import messages
@@ -228,6 +229,13 @@ class ImportResult:
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> list[tuple[int, str]]:
+        """The messages for the owner: what was kept, what was skipped, then the problem rows."""
+        out = self._kept() + self._skipped() + self._problem_lines()
+        if not out:
+            out.append((messages.WARNING, _("The file had no questions.")))
+        return out
+
+    def _kept(self) -> list[tuple[int, str]]:
         out = []
         if self.added:
             out.append(
@@ -249,6 +257,10 @@ class ImportResult:
                     % {"n": f"{self.updated:,}"},
                 )
             )
+        return out
+
+    def _skipped(self) -> list[tuple[int, str]]:
+        out = []
         if self.repeated:
             out.append(
                 (
@@ -284,7 +296,10 @@ class ImportResult:
                     },
                 )
             )
-        out += [(messages.WARNING, problem) for problem in self.problems[:MAX_PROBLEMS_SHOWN]]
+        return out
+
+    def _problem_lines(self) -> list[tuple[int, str]]:
+        out = [(messages.WARNING, problem) for problem in self.problems[:MAX_PROBLEMS_SHOWN]]
         if len(self.problems) > MAX_PROBLEMS_SHOWN:
             more = len(self.problems) - MAX_PROBLEMS_SHOWN
             out.append(
@@ -298,8 +313,6 @@ class ImportResult:
                     % {"n": f"{more:,}"},
                 )
             )
-        if not out:
-            out.append((messages.WARNING, _("The file had no questions.")))
         return out
 
 
@@ -323,6 +336,38 @@ def _rows(data: bytes) -> list[tuple[int, list[str] | None, str]]:
     return rows
 
 
+class _Label(NamedTuple):
+    """One readable row of an upload: the question and what it should get."""
+
+    question: str
+    entry: int | None  # the expected FAQ entry's id; None when the bot should decline
+    decline: bool
+
+
+def _read_row(line: int, cells: list[str] | None, error: str, by_question: dict) -> _Label | str:
+    """The row's label, or the problem to report for its line. `by_question`: the bot's FAQ
+    entry ids by their question, lower-cased."""
+    if cells is None:
+        return _("Line %(line)s: unreadable row (%(error)s).") % {"line": line, "error": error}
+    question = cells[0]
+    expected = cells[1] if len(cells) > 1 else ""
+    if not question or not expected:
+        return _("Line %(line)s: needs a question and the expected answer.") % {"line": line}
+    if len(question) > QUESTION_MAX_CHARS:
+        return _("Line %(line)s: the question is over %(max)s characters.") % {
+            "line": line,
+            "max": f"{QUESTION_MAX_CHARS:,}",
+        }
+    decline = expected.lower() in DECLINE_WORDS
+    entry = None if decline else by_question.get(expected.lower())
+    if not decline and entry is None:
+        return _(
+            "Line %(line)s: no FAQ entry asks “%(expected)s”; use an entry's question "
+            "exactly as it is written, or “should decline”."
+        ) % {"line": line, "expected": expected[:80]}
+    return _Label(question, entry, decline)
+
+
 def labelled_questions_import(*, bot: Bot, data: bytes) -> ImportResult:
     """Rows `question, expected FAQ question | should decline`, any encoding and delimiter the
     Knowledge tab's CSV import reads. Bad rows are reported by line and skipped; a question
@@ -344,62 +389,46 @@ def labelled_questions_import(*, bot: Bot, data: bytes) -> ImportResult:
     new: list[LabelledQuestion] = []
     changed: list[LabelledQuestion] = []
     for index, (line, cells, error) in enumerate(rows):
-        if cells is None:
-            result.problems.append(
-                _("Line %(line)s: unreadable row (%(error)s).") % {"line": line, "error": error}
-            )
-            continue
-        question = cells[0]
-        expected = cells[1] if len(cells) > 1 else ""
-        if index == 0 and question.lower() == "question":
+        if index == 0 and cells is not None and cells[0].lower() == "question":
             continue  # a header
-        if not question or not expected:
-            result.problems.append(
-                _("Line %(line)s: needs a question and the expected answer.") % {"line": line}
-            )
+        label = _read_row(line, cells, error, by_question)
+        if isinstance(label, str):
+            result.problems.append(label)
             continue
-        if len(question) > QUESTION_MAX_CHARS:
-            result.problems.append(
-                _("Line %(line)s: the question is over %(max)s characters.")
-                % {"line": line, "max": f"{QUESTION_MAX_CHARS:,}"}
-            )
-            continue
-        decline = expected.lower() in DECLINE_WORDS
-        entry = None if decline else by_question.get(expected.lower())
-        if not decline and entry is None:
-            result.problems.append(
-                _(
-                    "Line %(line)s: no FAQ entry asks “%(expected)s”; use an entry's question "
-                    "exactly as it is written, or “should decline”."
-                )
-                % {"line": line, "expected": expected[:80]}
-            )
-            continue
-        key = question.lower()
+        key = label.question.lower()
         if key in seen:
             result.repeated += 1
             continue
         seen.add(key)
         if key in labelled:
             row = labelled[key]
-            row.faq_entry_id, row.should_decline = entry, decline
+            row.faq_entry_id, row.should_decline = label.entry, label.decline
             changed.append(row)
         elif key in in_comparison:
             result.repeated += 1  # a held-out phrasing of an FAQ entry
         elif len(new) < result.room:
             new.append(
-                LabelledQuestion(bot=bot, text=question, faq_entry_id=entry, should_decline=decline)
+                LabelledQuestion(
+                    bot=bot,
+                    text=label.question,
+                    faq_entry_id=label.entry,
+                    should_decline=label.decline,
+                )
             )
         else:
             result.over_limit += 1
+    _save_labels(bot, new, changed)
+    result.added, result.updated = len(new), len(changed)
+    return result
+
+
+def _save_labels(bot: Bot, new: list[LabelledQuestion], changed: list[LabelledQuestion]) -> None:
     with transaction.atomic():
         # ignore_conflicts: an upload racing this one may have saved the same question.
         LabelledQuestion.objects.bulk_create(new, ignore_conflicts=True)
         LabelledQuestion.objects.bulk_update(changed, ["faq_entry", "should_decline"])
         if new or changed:  # the owner's labels move the bot's refusal line (calibration)
             calibration_request(bot.pk)
-    result.added, result.updated = len(new), len(changed)
-    return result
 
 
 @login_required

@@ -10,13 +10,7 @@ phrasing on the CLINC150 DEV split (benchmarks/faq_bench.py).
 A search is three statements: the bot's sources (and whether the bot's own HNSW index is built:
 knowledge.vector_indexes; without one the bot's rows are scanned exactly), one statement for the
 vector list, the full-text list and the FAQ centroids, and the hits' fields; the index path adds
-a settings statement and its commit.
-benchmarks/retrieval_latency.py, 1M rows in the table (2-core machine; 200 queries per bot),
-search() p50/p95: 1k chunks (exact) 7.2/8.9 ms, 10k (own HNSW, recall@10 0.975) 10.8/13.4 ms,
-100k (own HNSW, recall@10 1.0) 12.4/14.5 ms; an exact scan of the 100k bot takes 109/122 ms.
-Before, with one shared index filtered after the scan, in a 131-200k table: 10k 30-69 ms, 100k
-20-26 ms, growing with the table. Almost all of it is server time (the vector scan, ranking the
-full-text matches with ts_rank_cd); Python and round trips are ~1 ms.
+a settings statement and its commit. Its latency by bot size: benchmarks/retrieval_latency.py.
 """
 
 from __future__ import annotations
@@ -275,21 +269,7 @@ def _candidates(
     `approximate`: the bot's own HNSW index is valid (_ready_sources); `chunks`: the bot's
     chunk count, when known (fewer than n rows from the index is then no reason to rescan).
     """
-    text = bool(query.strip())
-    sql = (
-        f"WITH {_QV}, vec AS MATERIALIZED ({_vector_sql(_dims(qvec), approximate=approximate)}), "
-        + (_TEXT_CTES if text else "")
-        + "faqs AS (SELECT DISTINCT faq_id FROM ("
-        + "SELECT faq_id FROM vec"
-        + (" UNION ALL SELECT faq_id FROM txt" if text else "")
-        + ") x WHERE faq_id IS NOT NULL), "
-        "cent AS (SELECT k.faq_id, 1 - (avg(k.embedding) <=> (SELECT v FROM qv)) AS s "
-        "FROM knowledge_chunk k WHERE k.faq_id IN (SELECT faq_id FROM faqs) "
-        "AND k.embedding_model = %(model)s GROUP BY k.faq_id) "
-        "SELECT 0, id, faq_id, d, 0 FROM vec "
-        + ("UNION ALL SELECT 1, id, faq_id, d, pos FROM txt " if text else "")
-        + "UNION ALL SELECT 2, 0, faq_id, s, 0 FROM cent"
-    )
+    sql = _candidates_sql(qvec, text=bool(query.strip()), approximate=approximate)
     params = _params(bot_id, model, sources, qvec, n, query, ts)
     with connection.cursor() as cur:
         if approximate:
@@ -308,6 +288,32 @@ def _candidates(
         else:
             cur.execute(sql, params)
             rows = cur.fetchall()
+    return _split_candidates(rows)
+
+
+def _candidates_sql(qvec: str, *, text: bool, approximate: bool) -> str:
+    """_candidates' statement: rows (kind, chunk_id, faq_id, value, text rank) where kind 0 is a
+    vector candidate (value: cosine distance), 1 a full-text one (only when `text`) and 2 an FAQ
+    entry's centroid similarity (chunk_id 0)."""
+    return (
+        f"WITH {_QV}, vec AS MATERIALIZED ({_vector_sql(_dims(qvec), approximate=approximate)}), "
+        + (_TEXT_CTES if text else "")
+        + "faqs AS (SELECT DISTINCT faq_id FROM ("
+        + "SELECT faq_id FROM vec"
+        + (" UNION ALL SELECT faq_id FROM txt" if text else "")
+        + ") x WHERE faq_id IS NOT NULL), "
+        "cent AS (SELECT k.faq_id, 1 - (avg(k.embedding) <=> (SELECT v FROM qv)) AS s "
+        "FROM knowledge_chunk k WHERE k.faq_id IN (SELECT faq_id FROM faqs) "
+        "AND k.embedding_model = %(model)s GROUP BY k.faq_id) "
+        "SELECT 0, id, faq_id, d, 0 FROM vec "
+        + ("UNION ALL SELECT 1, id, faq_id, d, pos FROM txt " if text else "")
+        + "UNION ALL SELECT 2, 0, faq_id, s, 0 FROM cent"
+    )
+
+
+def _split_candidates(rows) -> tuple[list, list, dict[int, float]]:
+    """_candidates_sql's rows as (vector rows by distance, text rows by rank, {faq_id: centroid
+    similarity})."""
     vector_rows = sorted(  # relaxed_order may return the index's rows slightly unordered
         ((cid, faq_id, d) for kind, cid, faq_id, d, _ in rows if kind == 0), key=lambda r: r[2]
     )
