@@ -330,7 +330,7 @@ def source_ingest(*, source_id: int, slice_seconds: float = 0) -> Source | None:
     token = _claim(source_id)
     if token is None:
         return Source.objects.filter(pk=source_id).first()
-    source = Source.objects.select_related("bot").get(pk=source_id)
+    source = Source.objects.select_related("bot", "bot__embedding_state").get(pk=source_id)
     # Parse errors, skipped rows and limits are written for the owner who asked for this run.
     with translation.override(source.notes_language or settings.LANGUAGE_CODE):
         _ingest_and_record(source, token, slice_seconds)

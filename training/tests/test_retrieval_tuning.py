@@ -172,7 +172,8 @@ def test_an_ingestion_that_embedded_with_the_old_model_runs_again(bot):
     ingest(bot, ACCOUNT_FAQ)
     shop = services.faq_entries_import(bot=bot, name="Shop", entries=SHOP_FAQ, enqueue=False)
     token = services._claim(shop.pk)
-    stale = Source.objects.select_related("bot").get(pk=shop.pk)  # its bot: still the base model
+    # Read as the ingestion reads it: its bot and the model serving it, still the base model.
+    stale = Source.objects.select_related("bot", "bot__embedding_state").get(pk=shop.pk)
     tune(bot)
 
     with pytest.raises(services.ModelChanged):
