@@ -22,6 +22,7 @@ from django_htmx.http import HttpResponseStopPolling
 from bots.access import get_bot_for_user
 from bots.models import Bot
 from knowledge.faq_files import csv_rows
+from knowledge.models import FaqEntry
 from knowledge.parsing import decode_text
 from training.calibration import calibration_request
 
@@ -76,7 +77,6 @@ def evaluation_view(evaluation: Evaluation | None) -> dict:
     the questions each mode got wrong (with a link to fix the entry)."""
     if evaluation is None or evaluation.status != Evaluation.Status.DONE:
         return {}
-    from knowledge.models import FaqEntry
 
     results = evaluation.results
     rows = [{"mode": m, "name": ev._name(m), **results[m]} for m in evaluation.modes]
@@ -375,7 +375,6 @@ def labelled_questions_import(*, bot: Bot, data: bytes) -> ImportResult:
     room for them (MAX_QUESTIONS less the unrelated sample and the questions it has). Raises
     ValidationError (nothing saved) for a file that is not text or over MAX_UPLOAD_ROWS rows.
     Writes in two bulk queries."""
-    from knowledge.models import FaqEntry
 
     rows = _rows(data)
     by_question = {
@@ -447,8 +446,6 @@ def label_question(request, bot_id: int, public_id):
     decline = expected == "decline"
     entry_id = None
     if not decline:
-        from knowledge.models import FaqEntry
-
         entry_id = (
             FaqEntry.objects.filter(bot=bot, pk=expected).values_list("pk", flat=True).first()
             if expected.isdigit()
