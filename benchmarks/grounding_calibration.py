@@ -12,7 +12,7 @@ Context: for each case, the answers of the demo shop FAQ entries that a question
   entries' answers that are not in the context.
 Prints both distributions of the max cosine (local MiniLM), the pass rate of each at candidate
 thresholds, and the threshold that keeps >= 90 % of supported sentences while passing the
-fewest unsupported ones. Measured 2026-12-01 (figures in chat/grounding.py's SUPPORT_THRESHOLD
+fewest unsupported ones. Measured 2026-12-01 (figures in chat/answering/grounding.py's SUPPORT_THRESHOLD
 comment).
 """
 

@@ -6,7 +6,7 @@ The question set is the owner's own (question_set):
 - questions the owner uploaded or labelled from real conversations (LabelledQuestion);
 - unrelated questions from the shipped list (training/data/unrelated_questions.txt), which every
   mode should decline.
-Every available mode answers every question through the real pipeline (chat.answer, with its
+Every available mode answers every question through the real pipeline (chat.answering, with its
 policy and grounding check), one question at a time, timed to the first token and to the end.
 A question is answered right when the customer reads the gold entry's answer: its curated text
 (word for word or framed as a best match), or a written answer that passed the grounding check,

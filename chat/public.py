@@ -226,7 +226,7 @@ def csrf_cookie_for_frames(request, response) -> None:
 
 class LazyHistory(Sequence):
     """The conversation's last HISTORY_TURNS messages, oldest first, read from the database the
-    first time something looks: only a written answer does (chat.answer's prompt), so a direct
+    first time something looks: only a written answer does (chat.answering's prompt), so a direct
     or best-match answer saves the query."""
 
     def __init__(self, conversation: Conversation) -> None:

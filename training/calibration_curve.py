@@ -153,7 +153,7 @@ def direct_threshold(samples: Samples, floor: float) -> float:
     DIRECT_MAX_UNRELATED of unrelated questions reach it. If none qualifies (too few held-out
     questions to show it, as in a small FAQ), DIRECT_FALLBACK: only a question nearly identical
     to an entry's own wording is answered word for word; the rest get the same curated text
-    framed as a best match (chat.answer), so this choice changes the framing, never the text."""
+    framed as a best match (chat.answering), so this choice changes the framing, never the text."""
     s = np.asarray(samples.in_scores, dtype=np.float64)
     c = np.asarray(samples.in_correct, dtype=bool)
     u = np.asarray(samples.unrelated, dtype=np.float64)

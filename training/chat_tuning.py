@@ -13,7 +13,7 @@ checkpoint, or after MAX_ATTEMPTS claims fails it with the reason.
 
 Versions: a finished run is READY; deploying it makes it the bot's one DEPLOYED run (the previous
 one becomes REPLACED, still deployable: roll back) and switches the bot to the run's mode;
-undeploying returns the bot to the base model (it answers with retrieval). chat.answer asks
+undeploying returns the bot to the base model (it answers with retrieval). chat.answering asks
 deployed_chat_model() which model answers. Deleting a run (or its bot) deletes its files.
 """
 

@@ -30,7 +30,7 @@ One phrasing of every entry with three or more is held out
 questions never reach a tuning run and are recorded on the run for evaluation.
 
 prompt_messages() is the one prompt format of a tuned model: training writes it here, and
-chat.answer asks the deployed model with it, so what it learned is what it is asked.
+chat.answering asks the deployed model with it, so what it learned is what it is asked.
 """
 
 from __future__ import annotations

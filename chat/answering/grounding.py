@@ -21,7 +21,7 @@ instead), an accepted invention is what this check exists to stop.
 
 What it cannot see: a sentence that reuses the context's words and numbers to say the opposite
 ("Rentals do not need a deposit" against "Rentals need a deposit") passes both tests. That is
-why the local 135M model does not write answers at all by default (chat.answer).
+why the local 135M model does not write answers at all by default (chat.answering).
 """
 
 from __future__ import annotations
