@@ -185,7 +185,10 @@ def answer_stream(
     tuned = deployed_chat_model(bot) if generate else None
     if tuned and not (confident and bot.mode == Bot.Mode.BOTH):
         relevant = [h for h in hits[:CONTEXT_CHUNKS] if h.score >= bot.answer_threshold]
-        if bot.mode == Bot.Mode.BOTH and not relevant:
+        if not relevant:
+            # Nothing the bot knows is close: decline, as in every mode (the owner's caution).
+            # A small tuned model asked anyway answers unrelated questions with an FAQ answer,
+            # and that passes the check against the top passages it copied.
             yield from run.fallback(score=best.score if best else None)
         else:
             yield from _generated(run, question, hits, relevant, history, tuned=tuned)

@@ -106,6 +106,19 @@ def test_a_tuned_model_that_declines_gives_the_fallback(shop, openai_server):
     assert result.path == Message.Path.FALLBACK and result.text == shop.fallback_message
 
 
+def test_finetuned_mode_declines_what_nothing_in_the_knowledge_is_close_to(shop, openai_server):
+    deploy_provider_model(shop, ChatTuning.Mode.FINETUNED)
+    # What a small tuned model says to anything: an FAQ answer, word for word.
+    openai_server.replies.append("Bring it back within 30 days with the receipt.")
+
+    result = answer(shop, "Which planet has the most moons?")
+
+    assert result.path == Message.Path.FALLBACK and result.text == shop.fallback_message
+    assert not any("messages" in body for body in openai_server.bodies)  # never asked
+    # An in-scope question still goes to the tuned model.
+    assert answer(shop, "Can I get a refund?").path == Message.Path.GENERATED
+
+
 def test_without_a_deployed_model_every_mode_answers_with_retrieval(shop, openai_server):
     shop.mode = Bot.Mode.FINETUNED
     shop.save()
