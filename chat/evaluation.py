@@ -45,6 +45,7 @@ from bots.models import Bot
 from bots.services import bot_update
 from knowledge.models import FaqEntry, Source
 from training.calibration_samples import holdout_split
+from training.chat_tuning import deployed_run
 from training.models import ChatTuning
 from training.unrelated import must_decline
 
@@ -109,9 +110,16 @@ def question_set(bot: Bot, *, unrelated: int = UNRELATED_SAMPLE) -> list[dict]:
 
 def available_modes(bot: Bot) -> dict[str, str]:
     """{mode: ""} for modes that can answer now, {mode: why not} for the others."""
-    deployed = ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED).exists()
-    why = "" if deployed else _("Train and deploy a fine-tuned model first.")
-    return {Bot.Mode.RAG: "", Bot.Mode.FINETUNED: why, Bot.Mode.BOTH: why}
+    deployed = set(
+        ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED).values_list(
+            "mode", flat=True
+        )
+    )
+    why = _("Train and deploy a fine-tuned model first.")
+    return {
+        Bot.Mode.RAG: "",
+        **{mode: "" if mode in deployed else why for mode in (Bot.Mode.FINETUNED, Bot.Mode.BOTH)},
+    }
 
 
 # --- Starting, cancelling, running --------------------------------------------------------------
@@ -397,7 +405,7 @@ def costs(bot: Bot, mode: str, rows: list[dict]) -> dict:
     paid = bot.provider == Bot.Provider.OPENAI and mode == Bot.Mode.RAG
     run = None
     if mode != Bot.Mode.RAG:
-        run = ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED).first()
+        run = deployed_run(bot, mode)
         paid = run is not None and run.backend == "openai"
     per_answer = 0.0
     if paid and rows:
@@ -421,7 +429,7 @@ def costs(bot: Bot, mode: str, rows: list[dict]) -> dict:
 def freshness_seconds(bot: Bot, mode: str) -> float | None:
     """After an FAQ answer is edited, how long until this mode gives the new text, measured from
     this bot's own history: RAG needs a re-ingestion of the edited source (the last FAQ
-    ingestion's queue wait plus run time); a fine-tuned model needs a new run (the last run's
+    ingestion's queue wait plus run time); a fine-tuned model needs a new run (the mode's last run's
     time). None until the bot has done one."""
     if mode == Bot.Mode.RAG:
         source = (
@@ -434,7 +442,9 @@ def freshness_seconds(bot: Bot, mode: str) -> float | None:
             return None
         return round((source.finished_at - source.started_at).total_seconds(), 1)
     run = (
-        ChatTuning.objects.filter(bot=bot, started_at__isnull=False, finished_at__isnull=False)
+        ChatTuning.objects.filter(
+            bot=bot, mode=mode, started_at__isnull=False, finished_at__isnull=False
+        )
         .exclude(status__in=[ChatTuning.Status.FAILED, ChatTuning.Status.CANCELLED])
         .order_by("-finished_at")
         .first()

@@ -9,7 +9,8 @@ from django.db.models import Count, Q
 from bots.models import Bot
 from knowledge import serving
 from knowledge.models import FaqEntry, Source
-from training.models import ChatTuning, RetrievalTuning
+from training.chat_tuning import deployed_run
+from training.models import RetrievalTuning
 
 from .clustering import QuestionGroup
 from .selectors import (
@@ -41,7 +42,7 @@ def knowledge_state(bot: Bot) -> dict:
 
 def tuning_state(bot: Bot) -> dict:
     retrieval = RetrievalTuning.objects.filter(bot=bot).order_by("-created_at", "-pk").first()
-    chat = ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED).first()
+    chat = deployed_run(bot)
     return {
         "retrieval": retrieval,
         "retrieval_on": bot.retrieval_tuning,

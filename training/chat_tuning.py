@@ -247,8 +247,10 @@ def recover_stuck_chat_tunings() -> dict:
 
 
 def chat_tuning_deploy(*, run: ChatTuning) -> ChatTuning:
-    """Make `run` the model the bot's fine-tuned and both modes answer with, and switch the bot
-    to the run's mode. The previously deployed run becomes REPLACED (deployable again)."""
+    """Make `run` the model the bot answers with in the run's mode (fine-tuned, or fine-tuned +
+    retrieval), and switch the bot to that mode. The run deployed for that mode before becomes
+    REPLACED (deployable again); a run of the other mode stays deployed, so the Compare page
+    measures each tuned mode with the model trained for its prompt."""
     with transaction.atomic():
         _lock_bot(run.bot_id)
         run = ChatTuning.objects.select_for_update().get(pk=run.pk)
@@ -266,9 +268,9 @@ def chat_tuning_deploy(*, run: ChatTuning) -> ChatTuning:
         if run.status == ChatTuning.Status.DEPLOYED:
             return run
         now = timezone.now()
-        ChatTuning.objects.filter(bot_id=run.bot_id, status=ChatTuning.Status.DEPLOYED).update(
-            status=ChatTuning.Status.REPLACED, updated_at=now
-        )
+        ChatTuning.objects.filter(
+            bot_id=run.bot_id, status=ChatTuning.Status.DEPLOYED, mode=run.mode
+        ).update(status=ChatTuning.Status.REPLACED, updated_at=now)
         run.status, run.deployed_at = ChatTuning.Status.DEPLOYED, now
         run.save(update_fields=["status", "deployed_at", "updated_at"])
         Bot.objects.filter(pk=run.bot_id).update(mode=run.mode, updated_at=now)
@@ -284,16 +286,19 @@ def chat_tuning_undeploy(*, bot: Bot) -> None:
         )
 
 
-def deployed_chat_model(bot: Bot) -> tuple[str, str] | None:
-    """(provider name, model id) of the tuned model that answers for the bot in fine-tuned and
-    both modes, or None: it answers with retrieval (RAG)."""
-    if bot.mode == Bot.Mode.RAG:
+def deployed_run(bot: Bot, mode: str | None = None) -> ChatTuning | None:
+    """The run deployed for `mode` (the bot's own by default), or None: a run is trained for one
+    prompt (the question alone, or with retrieved passages) and answers in that mode only."""
+    mode = bot.mode if mode is None else mode
+    if mode == Bot.Mode.RAG:
         return None
-    run = (
-        ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED)
-        .only("backend", "model_name", "fine_tuned_model")
-        .first()
-    )
+    return ChatTuning.objects.filter(bot=bot, status=ChatTuning.Status.DEPLOYED, mode=mode).first()
+
+
+def deployed_chat_model(bot: Bot) -> tuple[str, str] | None:
+    """(provider name, model id) of the tuned model that answers for the bot in its mode, or
+    None: it answers with retrieval (RAG)."""
+    run = deployed_run(bot)
     if run is None or not run.served_model:
         return None
     return run.backend, run.served_model

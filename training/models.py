@@ -102,10 +102,11 @@ class ChatTuning(TrackedJob):
 
     class Meta(TrackedJob.Meta):
         constraints = [
+            # One deployed run per tuned mode: each answers in the mode it was trained for.
             models.UniqueConstraint(
-                fields=["bot"],
+                fields=["bot", "mode"],
                 condition=models.Q(status="deployed"),
-                name="one_deployed_chat_tuning_per_bot",
+                name="one_deployed_chat_tuning_per_bot_and_mode",
             ),
         ]
 

@@ -38,9 +38,10 @@ def tuning_panel_context(bot: Bot) -> dict:
 
 def chat_tuning_context(bot: Bot) -> dict:
     """What the Fine-tuning page shows besides a built set: the latest run, every version and
-    the one deployed."""
+    those deployed."""
     runs = list(ChatTuning.objects.filter(bot=bot).order_by("-created_at", "-pk")[:30])
-    deployed = next((r for r in runs if r.status == ChatTuning.Status.DEPLOYED), None)
+    # One per tuned mode at most: each answers in the mode it was trained for.
+    deployed = [r for r in runs if r.status == ChatTuning.Status.DEPLOYED]
     return {
         "bot": bot,
         "runs": runs,

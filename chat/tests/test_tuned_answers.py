@@ -177,9 +177,8 @@ def test_both_mode_answers_a_confident_faq_match_word_for_word(shop, openai_serv
     assert result.path == Message.Path.DIRECT
     assert result.text == "We are open 9:00-18:00 Monday to Saturday."
     assert not [b for b in openai_server.bodies if "messages" in b]  # no model call
-    # Fine-tuned mode is the tuned model alone: it still writes.
-    Bot.objects.filter(pk=shop.pk).update(mode=Bot.Mode.FINETUNED)
-    shop.refresh_from_db()
+    # Fine-tuned mode is the tuned model alone (its own run): it still writes.
+    deploy_provider_model(shop, ChatTuning.Mode.FINETUNED)
     shop.direct_threshold = 0.5
     openai_server.replies.append("We are open 9:00-18:00 Monday to Saturday.")
     assert answer(shop, "When do you open?").path == Message.Path.GENERATED

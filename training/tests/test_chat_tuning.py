@@ -278,6 +278,28 @@ def test_deploy_roll_back_and_back_to_base(shop):
     assert not ChatTuning.objects.filter(status=ChatTuning.Status.DEPLOYED).exists()
 
 
+def test_each_tuned_mode_answers_with_the_run_trained_for_it(shop):
+    alone = train(shop)
+    with_passages = ChatTuning.objects.create(
+        bot=shop, mode=ChatTuning.Mode.BOTH, backend="local", status=ChatTuning.Status.READY,
+        model_name="SmolLM2-135M-Instruct~both", adapter="adapters/both",
+    )  # fmt: skip
+
+    chat_tuning.chat_tuning_deploy(run=alone)
+    chat_tuning.chat_tuning_deploy(run=with_passages)  # the other mode's run stays deployed
+    alone.refresh_from_db()
+    assert alone.status == ChatTuning.Status.DEPLOYED
+    shop.refresh_from_db()
+    assert shop.mode == Bot.Mode.BOTH
+    assert chat_tuning.deployed_chat_model(shop) == ("local", "SmolLM2-135M-Instruct~both")
+    shop.mode = Bot.Mode.FINETUNED
+    assert chat_tuning.deployed_chat_model(shop) == ("local", alone.model_name)
+    # A mode without a run of its own answers with retrieval.
+    alone.status = ChatTuning.Status.REPLACED
+    alone.save()
+    assert chat_tuning.deployed_chat_model(shop) is None
+
+
 def test_deploying_a_failed_run_is_refused_and_the_deployed_one_stays(shop):
     good = train(shop)
     chat_tuning.chat_tuning_deploy(run=good)
