@@ -1,7 +1,7 @@
 """RAG vs fine-tuned vs both on a labelled FAQ set, with the product's own comparison code.
 
     python -m benchmarks.compare_bench [--data DIR] [--split test] [--entries 12] [--limit 80]
-        [--max-steps 20] [--both-steps 8] [--runs per-mode|finetuned|both] [--no-finetune]
+        [--max-steps 20] [--both-steps 8] [--no-finetune]
 
 The KB is a fixed subset of the set's entries (the first N by faq_id order, so the local
 fine-tuning finishes in minutes on two cores); the questions are the split's questions about
@@ -12,13 +12,11 @@ chat model is tuned (training.chat_tuning: LoRA on SmolLM2) and deployed, and ch
 answers every question in each mode through the real pipeline: the same figures, intervals,
 paired comparisons and recommendation the Compare page shows.
 
-A bot has one deployed tuned model at a time, and it answers in both tuned modes: asked with the
-question alone in fine-tuned mode, with the retrieved context in both mode
-(chat.answer, training.chat_tuning.deployed_chat_model). By default (--runs per-mode) each tuned
-mode is measured with a run trained for it, as an owner who wants both does: a "fine-tuned model
-alone" run is trained, deployed and compared, then a "fine-tuned model + retrieval" run. With
---runs finetuned or --runs both, one run of that mode is trained, deployed and answers both tuned
-modes, which is what one Compare page shows after a single deploy.
+A bot has one deployed run per tuned mode, each answering in the mode it was trained for: the
+question alone in fine-tuned mode, with the retrieved passages in both mode
+(training.chat_tuning.deployed_chat_model). So each tuned mode is measured with its own run, as
+an owner who compares all three does: a "fine-tuned model alone" run is trained, deployed and
+compared, then a "fine-tuned model + retrieval" run.
 
 RAG is the reference measured in the same run, on the same questions: each tuned mode's accuracy
 is printed beside it as a ratio and as the paired difference with its 95 % interval, so the
@@ -66,12 +64,6 @@ def parse_args(argv):
     # A both-mode example carries three retrieved chunks: a step costs 2-4x a fine-tuned one
     # here, and the model mostly learns to copy the passage (a confident match skips it).
     parser.add_argument("--both-steps", type=int, default=8, help="LoRA steps of the both run")
-    parser.add_argument(
-        "--runs",
-        choices=("per-mode", "finetuned", "both"),
-        default="per-mode",
-        help="one tuning run per tuned mode, or one run of this mode answering both",
-    )
     parser.add_argument("--no-finetune", action="store_true", help="RAG only")
     return parser.parse_args(argv)
 
@@ -217,12 +209,7 @@ def main(argv=None) -> dict:
 
         measure("rag")  # the reference, before any tuned model is deployed
         if not args.no_finetune:
-            plan = (
-                [("finetuned", ["finetuned"]), ("both", ["both"])]
-                if args.runs == "per-mode"
-                else [(args.runs, ["finetuned", "both"])]
-            )
-            for run_mode, modes in plan:
+            for run_mode, modes in (("finetuned", ["finetuned"]), ("both", ["both"])):
                 t = time.perf_counter()
                 steps = args.both_steps if run_mode == "both" else args.max_steps
                 tuned = chat_tune(bot, run_mode, steps)
@@ -267,7 +254,7 @@ def main(argv=None) -> dict:
 
     table = [
         (
-            NAMES[m] + ("" if m == "rag" or args.runs == "per-mode" else f" ({args.runs} run)"),
+            NAMES[m],
             f"{results[m]['delivered_acc']:.3f}",
             f"{results[m]['delivered_ci'][0]:.3f}-{results[m]['delivered_ci'][1]:.3f}",
             cell(m),
