@@ -140,3 +140,25 @@ class Bot(models.Model):
         if self.generation == self.Generation.AUTO:
             return self.provider == self.Provider.OPENAI
         return self.generation == self.Generation.ON
+
+
+class BotSettings(models.Model):
+    """Settings of a bot that a later app owns, one row per bot, off the Bot itself (as pretix
+    keeps plugin settings off Event): knowledge's EmbeddingState, training's Calibration, chat's
+    Widget. A subclass declares `bot = models.OneToOneField(Bot, primary_key=True,
+    related_name=...)`. Every new bot gets a row of each (bots.receivers); `of(bot)` reads it,
+    and creates it for a bot that has none (one restored with bulk_create)."""
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def of(cls, bot: Bot):
+        """The bot's row, read once per bot instance (select_related fills it too)."""
+        accessor = cls._meta.get_field("bot").remote_field.get_accessor_name()
+        try:
+            return getattr(bot, accessor)
+        except cls.DoesNotExist:
+            row, _created = cls.objects.get_or_create(bot=bot)
+            setattr(bot, accessor, row)
+            return row

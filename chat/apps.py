@@ -11,15 +11,6 @@ class ChatConfig(AppConfig):
     name = "chat"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_save
-
-        from bots.models import Bot
-
-        from .receivers import bot_created_widget
-
-        # Every new bot gets its Widget row (the widget's settings live here, not on Bot).
-        post_save.connect(bot_created_widget, sender=Bot, dispatch_uid="chat.bot_created_widget")
-
         # The owner's labels and approved answers are the bot's real traffic: calibration and the
         # chat fine-tuning set (training, which comes before chat) read them through these hooks.
         from training.sources import approved_source, observed_source

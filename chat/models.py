@@ -13,14 +13,14 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from askhandle.jobs import TrackedJob
-from bots.models import Bot, hex_colour
+from bots.models import Bot, BotSettings, hex_colour
 
 # An origin as CSP's frame-ancestors takes it: scheme and host (a leading "*." for every
 # subdomain), an optional port, no path.
 ORIGIN_RE = re.compile(r"^https?://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:\d{1,5})?$")
 
 
-class Widget(models.Model):
+class Widget(BotSettings):
     """The bot's Share & embed settings: which sites may embed its chat, and the widget's bubble.
     Every bot has one (chat.receivers creates it with the bot); read it through `Widget.of`,
     which also covers a bot saved without signals (bulk_create, a restore)."""
@@ -47,16 +47,6 @@ class Widget(models.Model):
 
     def __str__(self) -> str:
         return f"Widget of {self.bot}"
-
-    @classmethod
-    def of(cls, bot: Bot) -> "Widget":
-        """The bot's widget settings; created with the defaults if the bot has none yet."""
-        try:
-            return bot.widget
-        except cls.DoesNotExist:
-            widget, _created = cls.objects.get_or_create(bot=bot)
-            bot.widget = widget  # cached on the bot for the rest of the request
-            return widget
 
     @property
     def allowed_origin_list(self) -> list[str]:

@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 
 from askhandle.jobs import TrackedJob
-from bots.models import Bot
+from bots.models import Bot, BotSettings
 
 
 class Source(TrackedJob):
@@ -179,7 +179,7 @@ class StagedVector(models.Model):
         return f"{self.embedding_model} {self.digest[:12]}"
 
 
-class EmbeddingState(models.Model):
+class EmbeddingState(BotSettings):
     """Which vectors serve a bot's knowledge (knowledge.serving): the tuned model training
     deployed, and while the bot switches models (knowledge.reembedding) the fully qualified model
     its stored vectors still come from, e.g. 'local:all-MiniLM-L6-v2'. Blank: the model the bot's
@@ -194,13 +194,3 @@ class EmbeddingState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bot}: {self.serving_embedding or self.tuned_embedding_model or 'as set'}"
-
-    @classmethod
-    def of(cls, bot: Bot) -> "EmbeddingState":
-        """The bot's row (read once per bot instance), created for a bot that has none yet."""
-        try:
-            return bot.embedding_state
-        except cls.DoesNotExist:
-            state, _ = cls.objects.get_or_create(bot=bot)
-            bot.embedding_state = state
-            return state

@@ -1,21 +1,13 @@
 """What follows a source's deletion, direct or by cascade (its bot or workspace deleted), once it
 commits: its uploaded file is deleted, and the bot's per-bot vector index is synced (dropped when
-the bot is gone or has shrunk). A new bot gets its EmbeddingState row."""
+the bot is gone or has shrunk)."""
 
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from bots.models import Bot
-
 from . import vector_indexes
-from .models import EmbeddingState, Source
-
-
-@receiver(post_save, sender=Bot, dispatch_uid="knowledge.embedding_state")
-def embedding_state_for_new_bot(sender, instance: Bot, created: bool, raw=False, **kwargs) -> None:
-    if created and not raw:
-        EmbeddingState.objects.get_or_create(bot=instance)
+from .models import Source
 
 
 @receiver(post_delete, sender=Source, dispatch_uid="knowledge.source_file")

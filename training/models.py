@@ -8,7 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from askhandle.jobs import TrackedJob
-from bots.models import Bot
+from bots.models import Bot, BotSettings
 
 
 class RetrievalTuning(TrackedJob):
@@ -166,7 +166,7 @@ class DocumentPair(models.Model):
         return f"{self.question[:60]} ({self.status})"
 
 
-class Calibration(models.Model):
+class Calibration(BotSettings):
     """How sure a bot must be to answer: the curve training.calibration fits to its FAQ after every
     FAQ change, tuning deploy or model switch, the owner's caution that moves along it, and
     whether the bot's answer thresholds (on Bot) follow the fit or were set by hand."""
@@ -194,13 +194,3 @@ class Calibration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bot}: caution {self.caution:.2f}"
-
-    @classmethod
-    def of(cls, bot: Bot) -> "Calibration":
-        """The bot's row (read once per bot instance), created for a bot that has none yet."""
-        try:
-            return bot.calibration
-        except cls.DoesNotExist:
-            row, _created = cls.objects.get_or_create(bot=bot)
-            bot.calibration = row
-            return row

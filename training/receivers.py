@@ -1,7 +1,6 @@
-"""How training reacts to bots and knowledge (which never import training): their signals, and
-a new bot, which gets its Calibration row."""
+"""How training reacts to bots and knowledge (which never import training): their signals."""
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from bots.models import Bot
@@ -9,13 +8,7 @@ from bots.signals import thresholds_set_by_hand
 from knowledge.signals import faq_changed, vectors_swapped
 
 from . import calibration, retrieval
-from .models import Calibration, RetrievalTuning
-
-
-@receiver(post_save, sender=Bot, dispatch_uid="training.calibration_row")
-def calibration_for_new_bot(sender, instance: Bot, created: bool, raw=False, **kwargs) -> None:
-    if created and not raw:
-        Calibration.objects.get_or_create(bot=instance)
+from .models import RetrievalTuning
 
 
 @receiver(thresholds_set_by_hand, dispatch_uid="training.thresholds_by_hand")
