@@ -93,7 +93,7 @@ def replay_tps(sizes: list[int], texts: list[str], seconds: float = 0.4) -> floa
 
 def batcher_tps(waiting: int, texts: list[str], seconds: float = 1.5) -> dict:
     """The embedding stage when questions pile up: `waiting` questions at a time, each awaited
-    on an event loop as the web views await theirs (chat.answering.streaming.finish_query_vector), through
+    on an event loop as the web views await theirs (chat.answering.pipeline.finish_query_vector), through
     this process's batcher (providers.batching.batcher: the server's batch size, wait and queue);
     each answered question is replaced by the next. Texts/s and the mean batch it formed."""
     import asyncio

@@ -188,7 +188,7 @@ class ApiTurn:
     history: list[dict]
     stream: bool
     conversation: Conversation | None = None
-    vector: list[float] | None = None  # the question's embedding (chat.answering.streaming)
+    vector: list[float] | None = None  # the question's embedding (chat.answering.pipeline)
 
 
 def estimate_tokens(text: str) -> int:
@@ -380,7 +380,7 @@ async def _chunks_of(turn: ApiTurn):
 
 def _prepare_and_embed(request) -> tuple[ApiTurn | HttpResponse, object]:
     """_prepare, then the question's embedding started (batched): (turn, what
-    chat.answering.streaming.start_query_vector gave). Overloaded propagates."""
+    chat.answering.pipeline.start_query_vector gave). Overloaded propagates."""
     turn = _prepare(request)
     if not isinstance(turn, ApiTurn):
         return turn, None

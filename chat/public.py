@@ -256,7 +256,7 @@ class Turn:
     question: str
     history: Sequence[dict]  # a LazyHistory for a returning visitor
     new_conversation: bool
-    vector: list[float] | None = None  # the question's embedding (chat.answering.streaming)
+    vector: list[float] | None = None  # the question's embedding (chat.answering.pipeline)
 
 
 def _prepare_turn(request, slug: str) -> Turn | HttpResponse:

@@ -5,7 +5,7 @@ under load a web process embeds each waiting question together with the others: 
 up to EMBED_BATCH_WAIT_MS for company (only when fewer than EMBED_BATCH_MAX are waiting), then
 one `embed()` call runs on the batcher's own thread, never on the event loop. One batcher per
 process serves every (provider, model); a batch holds texts of one of them. The web views submit
-a question and await its Future on the event loop (chat.answering.streaming.finish_query_vector), so a
+a question and await its Future on the event loop (chat.answering.pipeline.finish_query_vector), so a
 question waiting for its batch holds no answer thread: with the wait on a pool thread, a web
 worker's batches were capped at its ANSWER_THREADS (8), and its 50-client batches averaged 2.2
 questions; awaited on the loop, 3.8-3.9 (benchmarks/chat_load.py).

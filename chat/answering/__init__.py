@@ -10,14 +10,22 @@ Every caller asks here: the public chat page and widget (chat.public), the OpenA
                                                 quote, written and checked, or fallback),
     answer_events                               the same, streamed to an async view,
 
-with the modules beside this one: `pipeline` (search and the decision), `grounding` (the check
-every written sentence passes), `streaming` (the async loop) and `thread_pool` (the bounded
-pool of threads the synchronous pipeline runs on, and its admission control).
+with the modules beside this one: `pipeline` (search, the decision, and the loop that drives it
+from an async view), `grounding` (the check every written sentence passes) and `thread_pool`
+(the bounded pool of threads the synchronous pipeline runs on, and its admission control).
 """
 
 from . import grounding, thread_pool
-from .pipeline import Answer, Source, answer, answer_stream, in_bot_language
-from .streaming import answer_events, finish_query_vector, start_query_vector
+from .pipeline import (
+    Answer,
+    Source,
+    answer,
+    answer_events,
+    answer_stream,
+    finish_query_vector,
+    in_bot_language,
+    start_query_vector,
+)
 
 __all__ = [
     "Answer",

@@ -30,9 +30,11 @@ views, API, test page) record Messages.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,11 +45,12 @@ import providers
 from bots import languages
 from bots.models import Bot
 from knowledge import selectors
+from providers import Overloaded
 from training.chat_tuning import deployed_chat_model
 from training.datasets import hit_context, prompt_messages
 
 from ..models import Message
-from . import grounding
+from . import grounding, thread_pool
 from .thread_pool import release_connection
 
 log = logging.getLogger(__name__)
@@ -315,7 +318,7 @@ def _generated(
         provider, model = providers.for_bot(run.bot), run.bot.chat_model or None
     checked = relevant or hits[:CONTEXT_CHUNKS]
     score = checked[0].score if checked else None
-    written = _Written(run.bot.fallback_message, [h.text for h in checked])
+    written = _Written(run.bot.fallback_message, [h.text for h in checked], run.bot.language)
     release_connection()  # the model may write for seconds; it needs no database
     t = time.perf_counter()
     stream = provider.chat_stream(messages, model=model, max_tokens=GENERATION_MAX_TOKENS)
@@ -357,9 +360,9 @@ class _Written:
     that is still the start of the bot's fallback message is held back until it is clear
     whether the model declines (the prompt asks it to reply exactly that)."""
 
-    def __init__(self, fallback: str, context: list[str]) -> None:
+    def __init__(self, fallback: str, context: list[str], language: str | None = None) -> None:
         self.fallback = fallback.strip()
-        self.checker = grounding.SentenceChecker(context)
+        self.checker = grounding.SentenceChecker(context, language)  # in the bot's language
         self.buffer = grounding.SentenceBuffer()
         self.kept: list[str] = []  # passed (or the fallback's own words)
         self.sent = 0  # how many of `kept` were sent
@@ -413,3 +416,59 @@ def answer(bot: Bot, question: str, *, history=(), generate: bool = True, vector
         if kind == "done":
             return value  # type: ignore[return-value]
     raise RuntimeError("answer_stream ended without an answer")
+
+
+# --- The same, driven from an async view ---------------------------------------------------------
+# answer_stream is a synchronous generator (database reads, model calls); each of its steps runs
+# on the bounded answer pool (thread_pool), so the event loop stays free while the next token is
+# produced and a slow answer holds one pool thread, never a thread other requests need. The
+# question's embedding is started before and awaited on the loop (start/finish_query_vector).
+
+
+def start_query_vector(bot, question: str):
+    """Start the question's embedding before an answer starts, so a full queue can still be
+    answered with a 503 (knowledge.selectors.embed_query_start): the vector when this process
+    remembers the question, else a Future for `finish_query_vector`. Overloaded propagates; any
+    other failure gives None, and answer_stream retries the embedding and ends with its usual
+    error fallback."""
+    try:
+        return selectors.embed_query_start(bot, question)
+    except Overloaded:
+        raise
+    except Exception:
+        log.warning("Embedding the question for bot %s failed", bot.pk, exc_info=True)
+        return None
+
+
+async def finish_query_vector(bot, pending):
+    """The vector `start_query_vector` gave, awaited on the event loop when it is still in the
+    batch: the question holds no answer thread while it waits, so a web worker batches as many
+    waiting questions as the batcher takes, not only as many as it has answer threads. None
+    when the model failed or took longer than selectors.EMBED_WAIT_SECONDS."""
+    if not isinstance(pending, Future):
+        return pending
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(pending), selectors.EMBED_WAIT_SECONDS)
+    except Exception:
+        log.warning("Embedding the question for bot %s failed", bot.pk, exc_info=True)
+        return None
+
+
+async def answer_events(
+    bot, question: str, *, history=(), vector=None
+) -> AsyncIterator[tuple[str, object]]:
+    """Yield answer_stream's ("token", str) events, then its ("done", Answer), and stop.
+
+    The synchronous stream is closed however this ends: done, an error, or the client leaving
+    (use `contextlib.aclosing` so that happens at once). A stream that ends without "done"
+    raises RuntimeError.
+    """
+    stream = answer_stream(bot, question, history=history, vector=vector)
+    try:
+        while (event := await thread_pool.run(next, stream, None)) is not None:
+            yield event
+            if event[0] == "done":
+                return
+        raise RuntimeError("answer stream ended without an answer")
+    finally:
+        await thread_pool.run(stream.close)
