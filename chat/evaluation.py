@@ -237,7 +237,7 @@ def ask(bot: Bot, question: dict, curated: dict[int, str]) -> dict:
         "path": str(result.path),
         "reply": result.text[:600],
         "answered": result.answered,
-        "right": bool(gold) and delivered_right(result, gold, curated),
+        "right": bool(gold) and delivered_right(result, gold, curated, bot.language),
         "first_ms": round(((first or end) - started) * 1000, 1),
         "total_ms": round((end - started) * 1000, 1),
         "written_chars": len(result.text) if result.path == Message.Path.GENERATED else 0,
@@ -245,7 +245,7 @@ def ask(bot: Bot, question: dict, curated: dict[int, str]) -> dict:
     }
 
 
-def delivered_right(result, gold: int, curated: dict[int, str]) -> bool:
+def delivered_right(result, gold: int, curated: dict[int, str], language: str = "en") -> bool:
     """The customer read the gold entry's answer: its curated text (verbatim or framed as a
     best match), or a written answer that passed the grounding check and cites the entry."""
     if not result.answered or not result.sources:
@@ -255,18 +255,18 @@ def delivered_right(result, gold: int, curated: dict[int, str]) -> bool:
         return (
             gold in cited
             and bool(result.grounding and result.grounding["passed"])
-            and says_what(result.text, curated.get(gold, ""))
+            and says_what(result.text, curated.get(gold, ""), language)
         )
     return result.sources[0].faq_id == gold and curated.get(gold, "\0") in result.text
 
 
-def says_what(text: str, answer: str) -> bool:
+def says_what(text: str, answer: str, language: str = "en") -> bool:
     """Every sentence of a written answer is supported by the gold entry's own curated answer
     (chat.answering.grounding against that answer alone): grounded in *some* retrieved chunk is not
-    enough to call it the right answer."""
+    enough to call it the right answer. Checked in the bot's language."""
     if not answer:
         return False
-    checker = grounding.SentenceChecker([answer])
+    checker = grounding.SentenceChecker([answer], language)
     return all(checker.check(s) for s in grounding.split_sentences(text))
 
 
