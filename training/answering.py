@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
+from .chat_tuning import deployed_chat_model
 from .models import Calibration
 
 
@@ -79,7 +80,12 @@ def answering(bot) -> dict:
         ) % {"n": in_ten(at.get("refuse_unrelated", at.get("refuse_out")))}
     else:
         headline = _("Answers word for word when it is very sure.")
-    if bot.may_generate:
+    if deployed_chat_model(bot):
+        less_sure = _(
+            "When it is less sure, your fine-tuned model writes the answer, and each sentence is "
+            "checked against your knowledge before a customer sees it."
+        )
+    elif bot.may_generate:
         less_sure = _(
             "When it is less sure, the chat model writes an answer from your knowledge, and each "
             "sentence is checked against it before a customer sees it."

@@ -105,3 +105,17 @@ def test_help_texts_say_what_a_choice_does_not_what_a_benchmark_measured(owner_c
     assert "Test tab" in generation and "22" not in generation
     knowledge = owner_client.get(reverse("knowledge:page", args=[bot.pk])).content.decode()
     assert "CLINC" not in knowledge and "83%" not in knowledge
+
+
+def test_a_bot_with_a_tuned_model_says_that_model_writes(owner_client, bot):
+    from training import chat_tuning
+    from training.models import ChatTuning
+
+    run = ChatTuning.objects.create(
+        bot=bot, mode=ChatTuning.Mode.BOTH, backend="openai", status=ChatTuning.Status.READY,
+        fine_tuned_model="ft:gpt-4o-mini:shop::x", model_name="ft:gpt-4o-mini:shop::x",
+    )  # fmt: skip
+    chat_tuning.chat_tuning_deploy(run=run)
+    card = answering_card(owner_client, bot)
+    assert "your fine-tuned model writes the answer" in card
+    assert "gives your best-matching answer" not in card
