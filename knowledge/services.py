@@ -233,19 +233,19 @@ def faq_entry_create(
     with transaction.atomic():
         # The source row first: an ingestion holding it must finish before entries change.
         _request_ingest(source.pk, notes_language=_reader_language())
-        entry = FaqEntry(
-            bot=bot,
-            source=source,
-            question=question.strip(),
-            answer=answer.strip(),
-            category=category.strip(),
-            url=url.strip(),
-            alternate_questions=_clean_alternates(alternate_questions),
-        )
-        entry.full_clean()
-        entry.save()
+        entry = FaqEntry(bot=bot, source=source)
+        _save_entry(entry, question, answer, category, url, alternate_questions)
         _enqueue(source.pk)
     return entry
+
+
+def _save_entry(entry: FaqEntry, question, answer, category, url, alternate_questions) -> None:
+    """The editor's fields, trimmed, validated and saved (create and update alike)."""
+    entry.question, entry.answer = question.strip(), answer.strip()
+    entry.category, entry.url = category.strip(), url.strip()
+    entry.alternate_questions = _clean_alternates(alternate_questions)
+    entry.full_clean()
+    entry.save()
 
 
 def faq_entry_update(
@@ -263,11 +263,7 @@ def faq_entry_update(
     with transaction.atomic():
         _request_ingest(entry.source_id, notes_language=_reader_language())
         _mark_edited(entry.source_id)
-        entry.question, entry.answer = question.strip(), answer.strip()
-        entry.category, entry.url = category.strip(), url.strip()
-        entry.alternate_questions = _clean_alternates(alternate_questions)
-        entry.full_clean()
-        entry.save()
+        _save_entry(entry, question, answer, category, url, alternate_questions)
         _enqueue(entry.source_id)
     return entry
 
