@@ -52,7 +52,8 @@ def api_key_authenticate(raw: str) -> ApiKey | None:
     if not raw or not raw.startswith(KEY_PREFIX):
         return None
     key = (
-        ApiKey.objects.select_related("bot")
+        # With the model that serves the bot's knowledge: every answer reads it.
+        ApiKey.objects.select_related("bot", "bot__embedding_state")
         .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
         .first()
     )

@@ -264,3 +264,5 @@ def test_a_direct_answer_to_a_returning_visitor_does_not_read_the_history(client
     reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
     assert not any('FROM "bots_message"' in sql for sql in reads), reads
     assert sum('FROM "bots_bot"' in sql or 'FROM "bots_conversation"' in sql for sql in reads) == 1
+    # The model serving the bot's knowledge came with the bot, not in a query of its own.
+    assert not any('FROM "knowledge_embeddingstate"' in sql for sql in reads), reads

@@ -171,6 +171,22 @@ def test_content_parts_and_history_are_accepted(client, bot):
 
 
 @pytest.mark.django_db
+def test_the_bot_comes_with_the_model_that_serves_it_in_the_key_lookup(client, bot):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    add_faq(bot, QUESTION, ANSWER)
+    _, raw = api_key_create(bot=bot, name="k")
+    body = {"model": "acme", "messages": [{"role": "user", "content": QUESTION}]}
+    with CaptureQueriesContext(connection) as queries:
+        response = completions(client, raw, body)
+    assert response.json()["choices"][0]["message"]["content"] == ANSWER
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert any('FROM "bots_apikey"' in sql for sql in reads)
+    assert not any('FROM "knowledge_embeddingstate"' in sql for sql in reads), reads
+
+
+@pytest.mark.django_db
 def test_too_long_question_is_400(client, bot, settings):
     settings.CHAT_MAX_MESSAGE_CHARS = 10
     _, raw = api_key_create(bot=bot, name="k")
