@@ -86,14 +86,24 @@ def caution_apply(*, bot, caution: float):
     gives on the stored curve at once (no model call); with hand-set ones only the caution is
     kept for when they are switched back to automatic. Returns the bot."""
     caution = min(1.0, max(0.0, float(caution)))
-    settings = Calibration.of(bot)
-    settings.caution = caution
-    if settings.thresholds_auto and settings.fit.get("curve"):
-        point = point_for_caution(settings.fit, caution)
-        settings.fit = {**settings.fit, **point}
-        _set_thresholds(bot, point["direct_threshold"], point["answer_threshold"])
-    Calibration.objects.filter(pk=settings.pk).update(caution=caution, fit=settings.fit)
+    with transaction.atomic():
+        settings = _locked(bot)
+        settings.caution = caution
+        if settings.thresholds_auto and settings.fit.get("curve"):
+            point = point_for_caution(settings.fit, caution)
+            settings.fit = {**settings.fit, **point}
+            _set_thresholds(bot, point["direct_threshold"], point["answer_threshold"])
+        settings.save(update_fields=["caution", "fit"])
     return bot
+
+
+def _locked(bot) -> Calibration:
+    """The bot's Calibration as stored, under the lock calibration_run takes (the bot row first),
+    so an owner's change and a fit finishing at the same time do not mix their thresholds."""
+    Bot.objects.select_for_update().filter(pk=bot.pk).first()
+    settings, _created = Calibration.objects.select_for_update().get_or_create(bot=bot)
+    bot.calibration = settings
+    return settings
 
 
 def _set_thresholds(bot, direct: float, answer: float) -> None:
@@ -104,11 +114,12 @@ def _set_thresholds(bot, direct: float, answer: float) -> None:
 def thresholds_auto_set(*, bot, auto: bool):
     """Switch between fitted thresholds and hand-set ones (the advanced section). Back to
     automatic, the stored fit's thresholds for the bot's caution apply at once."""
-    settings = Calibration.of(bot)
-    Calibration.objects.filter(pk=settings.pk).update(thresholds_auto=auto)
-    settings.thresholds_auto = auto
-    if auto:
-        return caution_apply(bot=bot, caution=settings.caution)
+    with transaction.atomic():
+        settings = _locked(bot)
+        settings.thresholds_auto = auto
+        settings.save(update_fields=["thresholds_auto"])
+        if auto:
+            return caution_apply(bot=bot, caution=settings.caution)
     return bot
 
 
@@ -123,14 +134,16 @@ def thresholds_hand_set(*, bot, direct: float, answer: float):
         raise ValidationError(
             {"answer_threshold": "Must not be above the direct-answer threshold."}
         )
-    _set_thresholds(bot, direct, answer)
-    thresholds_by_hand(bot)
+    with transaction.atomic():
+        _set_thresholds(bot, direct, answer)
+        thresholds_by_hand(bot)
     return bot
 
 
 def thresholds_by_hand(bot) -> None:
     """The bot's thresholds were set by hand (here, or on the bots settings form through
     bots.signals.thresholds_set_by_hand): the next calibration keeps them."""
-    settings = Calibration.of(bot)
-    Calibration.objects.filter(pk=settings.pk).update(thresholds_auto=False)
-    settings.thresholds_auto = False
+    with transaction.atomic():
+        settings = _locked(bot)
+        settings.thresholds_auto = False
+        settings.save(update_fields=["thresholds_auto"])
